@@ -1,0 +1,69 @@
+use thiserror::Error;
+
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+/// How the engine should treat a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ErrorClass {
+    /// Line dropped, reset, timed out: reconnect and retry.
+    Connection,
+    /// Server says try later ([UNAVAILABLE], [LIMIT], throttling): back off and retry.
+    Throttled,
+    /// Login refused: retrying will not help.
+    Auth,
+    /// The server refused this one item (NO/BAD on APPEND, too big, broken).
+    Item,
+    /// The folder cannot be opened or created.
+    Folder,
+    /// Anything else: a protocol violation or a local I/O failure.
+    Other,
+}
+
+#[derive(Debug, Error)]
+pub enum ConnectorError {
+    #[error("{op} on {endpoint}: {source}")]
+    Io {
+        endpoint: String,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} on {endpoint}: server said {text}")]
+    Server {
+        endpoint: String,
+        op: &'static str,
+        class: ErrorClass,
+        text: String,
+    },
+    #[error("login to {endpoint} as {user} refused: {text}")]
+    Auth {
+        endpoint: String,
+        user: String,
+        text: String,
+    },
+    #[error("{op} on {endpoint}: {text}")]
+    Protocol {
+        endpoint: String,
+        op: &'static str,
+        text: String,
+    },
+    #[error("no folder is open")]
+    NoFolder,
+}
+
+impl ConnectorError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ConnectorError::Io { .. } => ErrorClass::Connection,
+            ConnectorError::Server { class, .. } => *class,
+            ConnectorError::Auth { .. } => ErrorClass::Auth,
+            ConnectorError::Protocol { .. } => ErrorClass::Other,
+            ConnectorError::NoFolder => ErrorClass::Other,
+        }
+    }
+
+    /// Whether a retry (after reconnecting, with backoff) may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.class(), ErrorClass::Connection | ErrorClass::Throttled)
+    }
+}

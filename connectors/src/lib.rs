@@ -1,0 +1,71 @@
+//! Mail endpoints behind one trait.
+//!
+//! - [`model`]: folders, items, flags and the statuses a session reports;
+//! - [`MailSession`]: what the copy engine needs from any endpoint;
+//! - `imap`: IMAP4rev1 over TCP, STARTTLS or implicit TLS (async-imap);
+//! - `maildir`: a local Maildir++ tree, Dovecot-compatible;
+//! - `utf7`: modified UTF-7 folder names (RFC 3501 §5.1.3);
+//! - `mapping`: special-use and regex folder mapping, include/exclude filters.
+//!
+//! Sessions never touch the event log: they move bytes and report facts.
+
+pub mod error;
+pub mod model;
+
+pub use error::{ConnectorError, ErrorClass, Result};
+pub use model::*;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// One logged-in connection to one user's mailbox.
+///
+/// A session has at most one folder open at a time; item calls act on it.
+#[async_trait]
+pub trait MailSession: Send {
+    /// Capabilities as the server names them (IMAP) or a fixed list (Maildir).
+    async fn capabilities(&mut self) -> Result<Vec<String>>;
+
+    /// Every folder, selectable or not, with subscription and special-use.
+    async fn list_folders(&mut self) -> Result<Vec<Folder>>;
+
+    /// Opens a folder read-only (source side).
+    async fn examine(&mut self, folder: &FolderName) -> Result<FolderStatus>;
+
+    /// Opens a folder read-write (destination side).
+    async fn select(&mut self, folder: &FolderName) -> Result<FolderStatus>;
+
+    /// Metadata of up to `max` items with UID >= `from_uid` in the open folder,
+    /// ascending by UID. An empty answer means there is nothing at or past `from_uid`.
+    async fn list_items(&mut self, from_uid: u32, max: usize) -> Result<Vec<ItemMeta>>;
+
+    /// Items whose flags changed since `modseq` (CONDSTORE). `None` when the
+    /// endpoint cannot tell, so the caller falls back to comparing flags.
+    async fn changed_since(&mut self, modseq: u64) -> Result<Option<Vec<ItemMeta>>>;
+
+    /// Full items (exact bytes) for the given UIDs of the open folder, in UID order.
+    /// UIDs that no longer exist are left out.
+    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Item>>;
+
+    /// Creates a folder (and its parents where needed); no error if it exists.
+    async fn create_folder(&mut self, folder: &FolderName) -> Result<()>;
+
+    /// Subscribes to a folder.
+    async fn subscribe(&mut self, folder: &FolderName) -> Result<()>;
+
+    /// Appends one message to `folder`; returns its key when the endpoint
+    /// tells it (UIDPLUS APPENDUID, or a Maildir's own uidlist).
+    async fn append(
+        &mut self,
+        folder: &FolderName,
+        flags: &[Flag],
+        internal_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+        body: Bytes,
+    ) -> Result<Option<AppendUid>>;
+
+    /// Replaces the flags and keywords of one item in the open folder.
+    async fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()>;
+
+    /// Ends the session politely.
+    async fn logout(&mut self) -> Result<()>;
+}

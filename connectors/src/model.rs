@@ -1,0 +1,83 @@
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+/// A folder name as the endpoint spells it (IMAP: modified UTF-7 on the
+/// wire, with the server's delimiter) plus its decoded path segments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FolderName {
+    /// Exactly the name the endpoint uses; never re-encoded.
+    pub raw: String,
+    /// Hierarchy delimiter, `None` for a flat namespace.
+    pub delimiter: Option<char>,
+    /// Decoded (Unicode) path segments, e.g. `["Archive", "2024", "Février"]`.
+    pub segments: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SpecialUse {
+    Inbox,
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+    All,
+    Flagged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folder {
+    pub name: FolderName,
+    pub special_use: Option<SpecialUse>,
+    /// `\Noselect` / `\NonExistent`: a hierarchy node holding no items.
+    pub selectable: bool,
+    pub subscribed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderStatus {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub exists: u32,
+    /// HIGHESTMODSEQ when the endpoint offers CONDSTORE.
+    pub highest_modseq: Option<u64>,
+}
+
+/// A system flag (`\Seen`, ...) or a keyword (`$Forwarded`, `Project-X`),
+/// spelled as on the wire. `\Recent` is never carried.
+pub type Flag = String;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemMeta {
+    pub uid: u32,
+    pub size: u64,
+    pub flags: Vec<Flag>,
+    pub internal_date: Option<DateTime<FixedOffset>>,
+    pub modseq: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub meta: ItemMeta,
+    /// The message exactly as stored, RFC 5322 bytes.
+    pub body: Bytes,
+}
+
+impl Item {
+    /// SHA-256 of the exact bytes, hex: how items are matched across endpoints.
+    pub fn digest(&self) -> String {
+        digest(&self.body)
+    }
+}
+
+pub fn digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendUid {
+    pub uidvalidity: u32,
+    pub uid: u32,
+}
