@@ -49,6 +49,26 @@ pub enum ConnectorError {
     },
     #[error("no folder is open")]
     NoFolder,
+    /// A local store (Maildir) failed on a file system call; names the file.
+    #[error("{op} {}: {source}", path.display())]
+    LocalIo {
+        op: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The endpoint cannot represent what was asked (a folder name, a keyword),
+    /// found without asking a server.
+    #[error("{op} on {endpoint}: {text}")]
+    Refused {
+        endpoint: String,
+        op: &'static str,
+        class: ErrorClass,
+        text: String,
+    },
+    /// A folder-mapping rule or filter that does not parse.
+    #[error("folder rule {rule:?}: {text}")]
+    Mapping { rule: String, text: String },
 }
 
 impl ConnectorError {
@@ -59,6 +79,10 @@ impl ConnectorError {
             ConnectorError::Auth { .. } => ErrorClass::Auth,
             ConnectorError::Protocol { .. } => ErrorClass::Other,
             ConnectorError::NoFolder => ErrorClass::Other,
+            // A local disk error is not a dropped line: reconnecting will not fix it.
+            ConnectorError::LocalIo { .. } => ErrorClass::Other,
+            ConnectorError::Refused { class, .. } => *class,
+            ConnectorError::Mapping { .. } => ErrorClass::Other,
         }
     }
 

@@ -10,7 +10,10 @@
 //! Sessions never touch the event log: they move bytes and report facts.
 
 pub mod error;
+pub mod maildir;
+pub mod mapping;
 pub mod model;
+pub mod utf7;
 
 pub use error::{ConnectorError, ErrorClass, Result};
 pub use model::*;

@@ -1,1 +1,42 @@
 //! Real servers for tests, started on 127.0.0.1 and stopped by pid.
+//!
+//! - [`Dovecot`]: a throwaway Dovecot 2.3 IMAP server under a temp dir, with
+//!   passwd-file users, a master user for impersonation and optional TLS.
+
+mod dovecot;
+
+pub use dovecot::{Dovecot, DovecotOptions};
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A port on 127.0.0.1 that was free a moment ago (bound to :0, then released).
+pub fn free_port() -> io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Polls until `port` on 127.0.0.1 accepts a connection, `alive` says the
+/// server died, or `limit` passes.
+pub(crate) fn wait_for_port(
+    port: u16,
+    limit: Duration,
+    mut alive: impl FnMut() -> io::Result<()>,
+) -> io::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(());
+        }
+        alive()?;
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("127.0.0.1:{port} did not accept connections within {limit:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

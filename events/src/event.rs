@@ -1,0 +1,350 @@
+//! The domain's events.
+//!
+//! The log is forever, so the encoding of what is here is frozen: bincode
+//! writes a variant by its index and a struct by its field order. New kinds
+//! of fact are new variants appended at the end of [`Event`]; a changed
+//! shape is a new variant plus an upcaster in [`crate::codec`], never an edit
+//! of an existing one. The golden fixtures in `tests/fixtures` hold that.
+
+use serde::{Deserialize, Serialize};
+
+/// A reference to a secret kept in the daemon's secret store, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SecretRef(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EndpointKind {
+    Imap,
+    Maildir,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TlsMode {
+    None,
+    StartTls,
+    Tls,
+}
+
+/// How the daemon reaches every user's mailbox on an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub kind: EndpointKind,
+    /// IMAP host, or the root folder of a Maildir endpoint.
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// A CA certificate file to trust besides the system roots.
+    pub ca_file: Option<String>,
+    /// Admin (master) login used to impersonate every user (SASL PLAIN authzid).
+    pub admin_user: Option<String>,
+    pub admin_secret: Option<SecretRef>,
+    /// Upper bound on simultaneous connections to this endpoint.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PassKind {
+    Verify,
+    Prestage,
+    Full,
+    Delta,
+    RetryErrors,
+}
+
+impl PassKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassKind::Verify => "verify",
+            PassKind::Prestage => "prestage",
+            PassKind::Full => "full",
+            PassKind::Delta => "delta",
+            PassKind::RetryErrors => "retry-errors",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PassKind> {
+        Some(match s {
+            "verify" => PassKind::Verify,
+            "prestage" | "pre-stage" => PassKind::Prestage,
+            "full" => PassKind::Full,
+            "delta" => PassKind::Delta,
+            "retry-errors" | "retry" => PassKind::RetryErrors,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    Succeeded,
+    SucceededWithErrors,
+    Failed,
+    Stopped,
+}
+
+/// Options a batch is created with; all have safe defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOptions {
+    pub max_concurrent: u32,
+    /// Items larger than this are skipped with the reason recorded.
+    pub max_item_bytes: Option<u64>,
+    /// Failed items a mailbox may collect before the mailbox fails.
+    pub error_budget: u32,
+    /// `regex->replacement` folder rules, as MigrationWiz's FolderMapping.
+    pub folder_rules: Vec<String>,
+    pub include_folders: Vec<String>,
+    pub exclude_folders: Vec<String>,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            max_concurrent: 5,
+            max_item_bytes: None,
+            error_budget: 100,
+            folder_rules: Vec::new(),
+            include_folders: Vec::new(),
+            exclude_folders: Vec::new(),
+        }
+    }
+}
+
+/// One row of a batch: who moves from where to where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxSpec {
+    /// The mailbox's identity in mailferry: the source address, lower-cased.
+    pub address: String,
+    pub destination_address: String,
+    pub source_login: Option<String>,
+    pub source_secret: Option<SecretRef>,
+    pub destination_login: Option<String>,
+    pub destination_secret: Option<SecretRef>,
+}
+
+/// Where one source item is: folder, UIDVALIDITY, UID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ItemKey {
+    pub folder: String,
+    pub uidvalidity: u32,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderCount {
+    pub folder: String,
+    pub items: u64,
+    pub bytes: u64,
+}
+
+/// Every fact mailferry records. Append new variants at the end only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    EndpointRegistered {
+        name: String,
+        spec: EndpointSpec,
+    },
+    EndpointVerified {
+        name: String,
+        ok: bool,
+        capabilities: Vec<String>,
+        detail: String,
+    },
+    BatchCreated {
+        name: String,
+        source: String,
+        destination: String,
+        options: BatchOptions,
+    },
+    MailboxAdded {
+        batch: String,
+        mailbox: MailboxSpec,
+    },
+    PassRequested {
+        batch: String,
+        pass: PassKind,
+        /// Pre-stage cut-off: only items older than this many days.
+        older_than_days: Option<u32>,
+        /// Unix microseconds before which the pass must not start (StartAfter).
+        not_before_us: Option<i64>,
+    },
+    PassStarted {
+        batch: String,
+        pass_id: u64,
+        pass: PassKind,
+    },
+    PassFinished {
+        batch: String,
+        pass_id: u64,
+        outcome: Outcome,
+    },
+    MailboxPassStarted {
+        mailbox: String,
+        batch: String,
+        pass_id: u64,
+        pass: PassKind,
+    },
+    MailboxPassFinished {
+        mailbox: String,
+        pass_id: u64,
+        outcome: Outcome,
+        detail: String,
+    },
+    FolderMapped {
+        mailbox: String,
+        source: String,
+        destination: String,
+        uidvalidity: u32,
+    },
+    FolderCounted {
+        mailbox: String,
+        side: Side,
+        counts: Vec<FolderCount>,
+    },
+    /// Written and flushed before an item is appended, so a crash between
+    /// the append and [`Event::ItemCopied`] leaves an in-doubt marker.
+    ItemCopyIntent {
+        mailbox: String,
+        key: ItemKey,
+        size: u64,
+        digest: String,
+        dest_folder: String,
+        /// The destination folder's UIDNEXT before the append: where to look.
+        dest_uidnext: Option<u32>,
+    },
+    ItemCopied {
+        mailbox: String,
+        key: ItemKey,
+        size: u64,
+        digest: String,
+        dest_folder: String,
+        /// (UIDVALIDITY, UID) at the destination when the server said it.
+        dest_uid: Option<(u32, u32)>,
+    },
+    ItemSkipped {
+        mailbox: String,
+        key: ItemKey,
+        size: u64,
+        reason: String,
+    },
+    ItemFailed {
+        mailbox: String,
+        key: ItemKey,
+        class: String,
+        reason: String,
+    },
+    FlagsSynced {
+        mailbox: String,
+        key: ItemKey,
+        flags: Vec<String>,
+    },
+    Checkpoint {
+        mailbox: String,
+        folder: String,
+        uidvalidity: u32,
+        highest_uid: u32,
+        highest_modseq: Option<u64>,
+    },
+    ScheduleSet {
+        batch: String,
+        cron: String,
+        tz: String,
+    },
+    ScheduleFired {
+        batch: String,
+        due_us: i64,
+    },
+    ScheduleSkipped {
+        batch: String,
+        due_us: i64,
+        reason: String,
+    },
+    ScheduleMissed {
+        batch: String,
+        due_us: i64,
+    },
+    UserCutOver {
+        mailbox: String,
+        batch: String,
+        forced: bool,
+    },
+    MxSwitched {
+        domain: String,
+        to: String,
+        manual: bool,
+    },
+    BatchStopped {
+        batch: String,
+    },
+    BatchCompleted {
+        batch: String,
+        with_errors: bool,
+    },
+    BatchDeleted {
+        batch: String,
+        forced: bool,
+    },
+    /// A source folder's UIDVALIDITY changed: items are re-matched by content.
+    UidValidityChanged {
+        mailbox: String,
+        folder: String,
+        old: u32,
+        new: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl Event {
+    /// The event's type name, as exports and the envelope show it.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::EndpointRegistered { .. } => "EndpointRegistered",
+            Event::EndpointVerified { .. } => "EndpointVerified",
+            Event::BatchCreated { .. } => "BatchCreated",
+            Event::MailboxAdded { .. } => "MailboxAdded",
+            Event::PassRequested { .. } => "PassRequested",
+            Event::PassStarted { .. } => "PassStarted",
+            Event::PassFinished { .. } => "PassFinished",
+            Event::MailboxPassStarted { .. } => "MailboxPassStarted",
+            Event::MailboxPassFinished { .. } => "MailboxPassFinished",
+            Event::FolderMapped { .. } => "FolderMapped",
+            Event::FolderCounted { .. } => "FolderCounted",
+            Event::ItemCopyIntent { .. } => "ItemCopyIntent",
+            Event::ItemCopied { .. } => "ItemCopied",
+            Event::ItemSkipped { .. } => "ItemSkipped",
+            Event::ItemFailed { .. } => "ItemFailed",
+            Event::FlagsSynced { .. } => "FlagsSynced",
+            Event::Checkpoint { .. } => "Checkpoint",
+            Event::ScheduleSet { .. } => "ScheduleSet",
+            Event::ScheduleFired { .. } => "ScheduleFired",
+            Event::ScheduleSkipped { .. } => "ScheduleSkipped",
+            Event::ScheduleMissed { .. } => "ScheduleMissed",
+            Event::UserCutOver { .. } => "UserCutOver",
+            Event::MxSwitched { .. } => "MxSwitched",
+            Event::BatchStopped { .. } => "BatchStopped",
+            Event::BatchCompleted { .. } => "BatchCompleted",
+            Event::BatchDeleted { .. } => "BatchDeleted",
+            Event::UidValidityChanged { .. } => "UidValidityChanged",
+        }
+    }
+}
+
+/// Stream names, one per aggregate.
+pub mod stream {
+    pub fn endpoint(name: &str) -> String {
+        format!("endpoint/{name}")
+    }
+    pub fn batch(name: &str) -> String {
+        format!("batch/{name}")
+    }
+    pub fn mailbox(address: &str) -> String {
+        format!("mailbox/{address}")
+    }
+    pub fn domain(name: &str) -> String {
+        format!("domain/{name}")
+    }
+}

@@ -1,0 +1,114 @@
+//! Where events live.
+//!
+//! [`EventStore`] is the only way in or out of the log. Appends name the
+//! stream version they expect (optimistic concurrency); reads go by global
+//! sequence or by stream; followers watch the head. [`SledStore`] is the
+//! durable default, [`MemoryStore`] serves tests. Both assign sequence,
+//! time and hash chain through the same [`Sequencer`].
+
+mod memory;
+mod sequencer;
+mod sled_store;
+
+pub use memory::MemoryStore;
+pub use sequencer::Sequencer;
+pub use sled_store::{SledStore, StoreStats};
+
+use async_trait::async_trait;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::codec::CodecError;
+use crate::envelope::{Actor, Envelope};
+use crate::event::Event;
+
+/// What the caller believes the stream's version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExpectedVersion {
+    /// No check (for facts that cannot conflict, such as engine progress).
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event has exactly this version.
+    Exact(u64),
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("stream {stream} is at version {actual}, not {expected:?}")]
+    WrongVersion {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    #[error("invalid stream name {0:?}")]
+    BadStream(String),
+    #[error("nothing to append")]
+    Empty,
+    #[error("store at {path}: {source}")]
+    Sled {
+        path: String,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("record {seq}: {source}")]
+    Codec {
+        seq: u64,
+        #[source]
+        source: CodecError,
+    },
+    #[error("the store failed to write earlier ({0}) and accepts no more appends")]
+    Poisoned(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// A record as stored: its envelope and the exact bytes the chain hashes.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+}
+
+pub type EnvelopeIter<'a> = Box<dyn Iterator<Item = Result<Envelope, StoreError>> + Send + 'a>;
+pub type RawIter<'a> = Box<dyn Iterator<Item = Result<RawRecord, StoreError>> + Send + 'a>;
+
+/// The event log. Implementations must make an `Ok` from `append` mean the
+/// events are durable and visible to every later read.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically, if the stream is at `expected`.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        actor: Actor,
+        events: Vec<Event>,
+    ) -> Result<Vec<Envelope>, StoreError>;
+
+    /// Every envelope with `seq >= from_seq`, in order.
+    fn read_all(&self, from_seq: u64) -> EnvelopeIter<'_>;
+
+    /// The stored bytes with `seq >= from_seq`, in order (for export and checks).
+    fn read_raw(&self, from_seq: u64) -> RawIter<'_>;
+
+    /// The envelopes of one stream with `stream_version >= from_version`.
+    fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Envelope>, StoreError>;
+
+    /// The stream's version (0 when it does not exist).
+    fn stream_version(&self, stream: &str) -> u64;
+
+    /// Sequence of the last durable event (0 for an empty log).
+    fn head(&self) -> u64;
+
+    /// A receiver of the head sequence, changed after each durable append.
+    fn follow(&self) -> watch::Receiver<u64>;
+}
+
+/// Checks a stream name: non-empty, at most 512 bytes, no NUL (the key separator).
+pub(crate) fn check_stream(stream: &str) -> Result<(), StoreError> {
+    if stream.is_empty() || stream.len() > 512 || stream.contains('\0') {
+        return Err(StoreError::BadStream(stream.to_string()));
+    }
+    Ok(())
+}

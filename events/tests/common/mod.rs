@@ -1,0 +1,181 @@
+//! One of every event, deterministic, for fixtures and round trips.
+
+use ferry_events::*;
+
+pub fn key(uid: u32) -> ItemKey {
+    ItemKey {
+        folder: "Archive/2024/Février".into(),
+        uidvalidity: 1_700_000_000,
+        uid,
+    }
+}
+
+pub fn every_event() -> Vec<Event> {
+    let mb = "anna@example.org".to_string();
+    vec![
+        Event::EndpointRegistered {
+            name: "old".into(),
+            spec: EndpointSpec {
+                kind: EndpointKind::Imap,
+                host: "imap.example.org".into(),
+                port: 143,
+                tls: TlsMode::StartTls,
+                ca_file: Some("/etc/ca.pem".into()),
+                admin_user: Some("admin".into()),
+                admin_secret: Some(SecretRef("sec-1".into())),
+                max_connections: 10,
+            },
+        },
+        Event::EndpointVerified {
+            name: "old".into(),
+            ok: true,
+            capabilities: vec!["IMAP4rev1".into(), "UIDPLUS".into()],
+            detail: String::new(),
+        },
+        Event::BatchCreated {
+            name: "wave-1".into(),
+            source: "old".into(),
+            destination: "new".into(),
+            options: BatchOptions::default(),
+        },
+        Event::MailboxAdded {
+            batch: "wave-1".into(),
+            mailbox: MailboxSpec {
+                address: mb.clone(),
+                destination_address: "anna@new.example".into(),
+                source_login: Some("anna".into()),
+                source_secret: Some(SecretRef("sec-2".into())),
+                destination_login: None,
+                destination_secret: None,
+            },
+        },
+        Event::PassRequested {
+            batch: "wave-1".into(),
+            pass: PassKind::Prestage,
+            older_than_days: Some(90),
+            not_before_us: Some(1_800_000_000_000_000),
+        },
+        Event::PassStarted {
+            batch: "wave-1".into(),
+            pass_id: 1,
+            pass: PassKind::Full,
+        },
+        Event::PassFinished {
+            batch: "wave-1".into(),
+            pass_id: 1,
+            outcome: Outcome::SucceededWithErrors,
+        },
+        Event::MailboxPassStarted {
+            mailbox: mb.clone(),
+            batch: "wave-1".into(),
+            pass_id: 1,
+            pass: PassKind::Delta,
+        },
+        Event::MailboxPassFinished {
+            mailbox: mb.clone(),
+            pass_id: 1,
+            outcome: Outcome::Failed,
+            detail: "error budget spent".into(),
+        },
+        Event::FolderMapped {
+            mailbox: mb.clone(),
+            source: "Sent Items".into(),
+            destination: "Sent".into(),
+            uidvalidity: 7,
+        },
+        Event::FolderCounted {
+            mailbox: mb.clone(),
+            side: Side::Source,
+            counts: vec![FolderCount {
+                folder: "INBOX".into(),
+                items: 3,
+                bytes: 4096,
+            }],
+        },
+        Event::ItemCopyIntent {
+            mailbox: mb.clone(),
+            key: key(1),
+            size: 1234,
+            digest: "ab".repeat(32),
+            dest_folder: "Archive/2024/Février".into(),
+            dest_uidnext: Some(40),
+        },
+        Event::ItemCopied {
+            mailbox: mb.clone(),
+            key: key(1),
+            size: 1234,
+            digest: "ab".repeat(32),
+            dest_folder: "Archive/2024/Février".into(),
+            dest_uid: Some((9, 40)),
+        },
+        Event::ItemSkipped {
+            mailbox: mb.clone(),
+            key: key(2),
+            size: 99_000_000,
+            reason: "larger than 50000000 bytes".into(),
+        },
+        Event::ItemFailed {
+            mailbox: mb.clone(),
+            key: key(3),
+            class: "Item".into(),
+            reason: "NO [LIMIT] message too large".into(),
+        },
+        Event::FlagsSynced {
+            mailbox: mb.clone(),
+            key: key(1),
+            flags: vec!["\\Seen".into(), "$Forwarded".into()],
+        },
+        Event::Checkpoint {
+            mailbox: mb.clone(),
+            folder: "INBOX".into(),
+            uidvalidity: 7,
+            highest_uid: 300,
+            highest_modseq: Some(12),
+        },
+        Event::ScheduleSet {
+            batch: "wave-1".into(),
+            cron: "0 30 2 * * *".into(),
+            tz: "Europe/Paris".into(),
+        },
+        Event::ScheduleFired {
+            batch: "wave-1".into(),
+            due_us: 1,
+        },
+        Event::ScheduleSkipped {
+            batch: "wave-1".into(),
+            due_us: 2,
+            reason: "a pass is running".into(),
+        },
+        Event::ScheduleMissed {
+            batch: "wave-1".into(),
+            due_us: 3,
+        },
+        Event::UserCutOver {
+            mailbox: mb.clone(),
+            batch: "wave-1".into(),
+            forced: false,
+        },
+        Event::MxSwitched {
+            domain: "example.org".into(),
+            to: "mx.new.example".into(),
+            manual: true,
+        },
+        Event::BatchStopped {
+            batch: "wave-1".into(),
+        },
+        Event::BatchCompleted {
+            batch: "wave-1".into(),
+            with_errors: true,
+        },
+        Event::BatchDeleted {
+            batch: "wave-1".into(),
+            forced: true,
+        },
+        Event::UidValidityChanged {
+            mailbox: mb,
+            folder: "INBOX".into(),
+            old: 7,
+            new: 8,
+        },
+    ]
+}
