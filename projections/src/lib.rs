@@ -1,1 +1,127 @@
-//! stub
+//! Views of the log, as pure folds: `(state, event) → state`.
+//!
+//! - [`batches`]: each batch, its state (as Microsoft's migration service
+//!   names them), its pending and running passes, its schedule;
+//! - [`mailboxes`]: each mailbox, its state, per-folder progress, its
+//!   unresolved errors;
+//! - [`watermarks`]: per mailbox and source folder, what is known copied;
+//! - [`stats`]: counters across the whole log.
+//!
+//! `apply` takes no clock, does no I/O and cannot fail: a rebuild from
+//! sequence 0 always equals the live view. [`snapshot`] encodes the whole
+//! state so the daemon can start from a checkpoint plus the tail.
+
+pub mod batches;
+pub mod mailboxes;
+pub mod snapshot;
+pub mod stats;
+pub mod watermarks;
+
+use std::collections::BTreeMap;
+
+use ferry_events::{EndpointSpec, Envelope, Event};
+use serde::{Deserialize, Serialize};
+
+pub use batches::{BatchState, BatchView};
+pub use mailboxes::{MailboxState, MailboxView};
+pub use stats::Stats;
+pub use watermarks::{FolderMark, Watermarks};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointView {
+    pub name: String,
+    pub spec: EndpointSpec,
+    /// Outcome and detail of the last `endpoint verify`.
+    pub verified: Option<(bool, String)>,
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainView {
+    /// Target host and time (µs) of the last MX switch.
+    pub mx_switched: Option<(String, i64)>,
+}
+
+/// Every view, as of `head`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Projections {
+    /// Sequence of the last event folded in.
+    pub head: u64,
+    pub endpoints: BTreeMap<String, EndpointView>,
+    pub batches: BTreeMap<String, BatchView>,
+    pub mailboxes: BTreeMap<String, MailboxView>,
+    pub watermarks: Watermarks,
+    pub domains: BTreeMap<String, DomainView>,
+    pub stats: Stats,
+}
+
+impl Projections {
+    /// Folds one event in. Events at or below `head` are ignored, so folding
+    /// a tail twice is harmless.
+    pub fn apply(&mut self, env: &Envelope) {
+        if env.seq <= self.head {
+            return;
+        }
+        self.head = env.seq;
+        match &env.event {
+            Event::EndpointRegistered { name, spec } => {
+                self.endpoints.insert(
+                    name.clone(),
+                    EndpointView {
+                        name: name.clone(),
+                        spec: spec.clone(),
+                        verified: None,
+                        capabilities: Vec::new(),
+                    },
+                );
+            }
+            Event::EndpointVerified {
+                name,
+                ok,
+                capabilities,
+                detail,
+            } => {
+                if let Some(ep) = self.endpoints.get_mut(name) {
+                    ep.verified = Some((*ok, detail.clone()));
+                    ep.capabilities = capabilities.clone();
+                }
+            }
+            Event::MxSwitched { domain, to, .. } => {
+                self.domains.entry(domain.clone()).or_default().mx_switched =
+                    Some((to.clone(), env.time_us));
+            }
+            _ => {}
+        }
+        batches::apply(&mut self.batches, env);
+        mailboxes::apply(&mut self.mailboxes, env);
+        self.watermarks.apply(env);
+        self.stats.apply(env);
+        if let Event::BatchDeleted { batch, .. } = &env.event {
+            let gone: Vec<String> = self
+                .mailboxes
+                .values()
+                .filter(|m| &m.batch == batch)
+                .map(|m| m.address.clone())
+                .collect();
+            for m in gone {
+                self.mailboxes.remove(&m);
+                self.watermarks.forget_mailbox(&m);
+            }
+        }
+    }
+
+    /// Folds every envelope of `log` in order.
+    pub fn rebuild<'a>(log: impl IntoIterator<Item = &'a Envelope>) -> Self {
+        let mut p = Projections::default();
+        for env in log {
+            p.apply(env);
+        }
+        p
+    }
+
+    /// The batch (if any) holding `address` that is not completed or deleted.
+    pub fn active_batch_of(&self, address: &str) -> Option<&BatchView> {
+        let m = self.mailboxes.get(address)?;
+        self.batches.get(&m.batch).filter(|b| b.state.is_active())
+    }
+}

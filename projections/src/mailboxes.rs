@@ -1,0 +1,198 @@
+//! Mailboxes: state, counts per folder, unresolved errors.
+
+use std::collections::BTreeMap;
+
+use ferry_events::{Envelope, Event, ItemKey, MailboxSpec, Outcome, PassKind, Side};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MailboxState {
+    Queued,
+    Syncing,
+    Synced,
+    SyncedWithErrors,
+    Stopped,
+    Failed,
+    CutOver,
+}
+
+impl std::fmt::Display for MailboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub copied: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderProgress {
+    pub destination: Option<String>,
+    pub counts: Counts,
+    /// Items and bytes last counted at the source (verify pass or scan).
+    pub source_items: Option<u64>,
+    pub source_bytes: Option<u64>,
+    pub destination_items: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemError {
+    pub key: ItemKey,
+    pub class: String,
+    pub reason: String,
+    pub time_us: i64,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastPass {
+    pub id: u64,
+    pub pass: PassKind,
+    pub started_us: i64,
+    pub finished_us: Option<i64>,
+    pub outcome: Option<Outcome>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxView {
+    pub address: String,
+    pub batch: String,
+    pub spec: MailboxSpec,
+    pub state: MailboxState,
+    pub totals: Counts,
+    pub folders: BTreeMap<String, FolderProgress>,
+    /// Failed items not since copied or skipped.
+    pub errors: BTreeMap<ItemKey, ItemError>,
+    pub last_pass: Option<LastPass>,
+    pub passes_run: u64,
+    pub cut_over_us: Option<i64>,
+}
+
+pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
+    let address = match &env.event {
+        Event::MailboxAdded { batch, mailbox } => {
+            mailboxes.insert(
+                mailbox.address.clone(),
+                MailboxView {
+                    address: mailbox.address.clone(),
+                    batch: batch.clone(),
+                    spec: mailbox.clone(),
+                    state: MailboxState::Queued,
+                    totals: Counts::default(),
+                    folders: BTreeMap::new(),
+                    errors: BTreeMap::new(),
+                    last_pass: None,
+                    passes_run: 0,
+                    cut_over_us: None,
+                },
+            );
+            return;
+        }
+        Event::MailboxPassStarted { mailbox, .. }
+        | Event::MailboxPassFinished { mailbox, .. }
+        | Event::FolderMapped { mailbox, .. }
+        | Event::FolderCounted { mailbox, .. }
+        | Event::ItemCopied { mailbox, .. }
+        | Event::ItemSkipped { mailbox, .. }
+        | Event::ItemFailed { mailbox, .. }
+        | Event::UserCutOver { mailbox, .. } => mailbox,
+        _ => return,
+    };
+    let Some(m) = mailboxes.get_mut(address) else {
+        return;
+    };
+    match &env.event {
+        Event::MailboxPassStarted { pass_id, pass, .. } => {
+            m.state = MailboxState::Syncing;
+            m.last_pass = Some(LastPass {
+                id: *pass_id,
+                pass: *pass,
+                started_us: env.time_us,
+                finished_us: None,
+                outcome: None,
+                detail: String::new(),
+            });
+        }
+        Event::MailboxPassFinished {
+            pass_id,
+            outcome,
+            detail,
+            ..
+        } => {
+            m.passes_run += 1;
+            if let Some(lp) = m.last_pass.as_mut().filter(|lp| lp.id == *pass_id) {
+                lp.finished_us = Some(env.time_us);
+                lp.outcome = Some(*outcome);
+                lp.detail = detail.clone();
+            }
+            if m.cut_over_us.is_none() {
+                m.state = match outcome {
+                    Outcome::Succeeded if m.errors.is_empty() => MailboxState::Synced,
+                    Outcome::Succeeded | Outcome::SucceededWithErrors => {
+                        MailboxState::SyncedWithErrors
+                    }
+                    Outcome::Failed => MailboxState::Failed,
+                    Outcome::Stopped => MailboxState::Stopped,
+                };
+            }
+        }
+        Event::FolderMapped {
+            source,
+            destination,
+            ..
+        } => {
+            m.folders.entry(source.clone()).or_default().destination = Some(destination.clone());
+        }
+        Event::FolderCounted { side, counts, .. } => {
+            for c in counts {
+                let f = m.folders.entry(c.folder.clone()).or_default();
+                match side {
+                    Side::Source => {
+                        f.source_items = Some(c.items);
+                        f.source_bytes = Some(c.bytes);
+                    }
+                    Side::Destination => f.destination_items = Some(c.items),
+                }
+            }
+        }
+        Event::ItemCopied { key, size, .. } => {
+            let f = m.folders.entry(key.folder.clone()).or_default();
+            f.counts.copied += 1;
+            f.counts.bytes += size;
+            m.totals.copied += 1;
+            m.totals.bytes += size;
+            m.errors.remove(key);
+        }
+        Event::ItemSkipped { key, .. } => {
+            m.folders.entry(key.folder.clone()).or_default().counts.skipped += 1;
+            m.totals.skipped += 1;
+            m.errors.remove(key);
+        }
+        Event::ItemFailed { key, class, reason, .. } => {
+            m.folders.entry(key.folder.clone()).or_default().counts.failed += 1;
+            m.totals.failed += 1;
+            let attempts = m.errors.get(key).map_or(0, |e| e.attempts) + 1;
+            m.errors.insert(
+                key.clone(),
+                ItemError {
+                    key: key.clone(),
+                    class: class.clone(),
+                    reason: reason.clone(),
+                    time_us: env.time_us,
+                    attempts,
+                },
+            );
+        }
+        Event::UserCutOver { .. } => {
+            m.state = MailboxState::CutOver;
+            m.cut_over_us = Some(env.time_us);
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,262 @@
+//! Folding live, in pieces, through snapshots, always equals a rebuild.
+
+use ferry_events::*;
+use ferry_projections::{BatchState, MailboxState, Projections, snapshot};
+use proptest::prelude::*;
+
+fn key(folder: u8, uid: u32, uidvalidity: u32) -> ItemKey {
+    ItemKey {
+        folder: ["INBOX", "Sent", "Archive/Février"][folder as usize % 3].into(),
+        uidvalidity,
+        uid,
+    }
+}
+
+fn spec(addr: &str) -> MailboxSpec {
+    MailboxSpec {
+        address: addr.into(),
+        destination_address: addr.into(),
+        source_login: None,
+        source_secret: None,
+        destination_login: None,
+        destination_secret: None,
+    }
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    let batch = prop::sample::select(vec!["b1", "b2"]).prop_map(String::from);
+    let mb = prop::sample::select(vec!["a@x", "b@x", "c@x"]).prop_map(String::from);
+    let k = (0u8..3, 1u32..50, prop::sample::select(vec![7u32, 8]))
+        .prop_map(|(f, u, v)| key(f, u, v));
+    let outcome = prop::sample::select(vec![
+        Outcome::Succeeded,
+        Outcome::SucceededWithErrors,
+        Outcome::Failed,
+        Outcome::Stopped,
+    ]);
+    prop_oneof![
+        batch.clone().prop_map(|name| Event::BatchCreated {
+            name,
+            source: "s".into(),
+            destination: "d".into(),
+            options: BatchOptions::default()
+        }),
+        (batch.clone(), mb.clone()).prop_map(|(batch, m)| Event::MailboxAdded {
+            batch,
+            mailbox: spec(&m)
+        }),
+        batch.clone().prop_map(|batch| Event::PassRequested {
+            batch,
+            pass: PassKind::Full,
+            older_than_days: None,
+            not_before_us: None
+        }),
+        (batch.clone(), 1u64..20).prop_map(|(batch, pass_id)| Event::PassStarted {
+            batch,
+            pass_id,
+            pass: PassKind::Delta
+        }),
+        (batch.clone(), 1u64..20, outcome.clone()).prop_map(|(batch, pass_id, outcome)| {
+            Event::PassFinished {
+                batch,
+                pass_id,
+                outcome,
+            }
+        }),
+        (mb.clone(), batch.clone(), 1u64..20).prop_map(|(mailbox, batch, pass_id)| {
+            Event::MailboxPassStarted {
+                mailbox,
+                batch,
+                pass_id,
+                pass: PassKind::Full,
+            }
+        }),
+        (mb.clone(), 1u64..20, outcome).prop_map(|(mailbox, pass_id, outcome)| {
+            Event::MailboxPassFinished {
+                mailbox,
+                pass_id,
+                outcome,
+                detail: String::new(),
+            }
+        }),
+        (mb.clone(), k.clone()).prop_map(|(mailbox, key)| Event::ItemCopyIntent {
+            mailbox,
+            key,
+            size: 10,
+            digest: "d".into(),
+            dest_folder: "INBOX".into(),
+            dest_uidnext: Some(3)
+        }),
+        (mb.clone(), k.clone(), 1u64..100).prop_map(|(mailbox, key, size)| Event::ItemCopied {
+            mailbox,
+            key,
+            size,
+            digest: "d".into(),
+            dest_folder: "INBOX".into(),
+            dest_uid: None
+        }),
+        (mb.clone(), k.clone()).prop_map(|(mailbox, key)| Event::ItemSkipped {
+            mailbox,
+            key,
+            size: 1,
+            reason: "too big".into()
+        }),
+        (mb.clone(), k.clone()).prop_map(|(mailbox, key)| Event::ItemFailed {
+            mailbox,
+            key,
+            class: "Item".into(),
+            reason: "NO".into()
+        }),
+        (mb.clone(), batch.clone()).prop_map(|(mailbox, batch)| Event::UserCutOver {
+            mailbox,
+            batch,
+            forced: false
+        }),
+        batch.clone().prop_map(|batch| Event::BatchStopped { batch }),
+        (batch.clone(), any::<bool>())
+            .prop_map(|(batch, with_errors)| Event::BatchCompleted { batch, with_errors }),
+        batch.prop_map(|batch| Event::BatchDeleted {
+            batch,
+            forced: false
+        }),
+        mb.prop_map(|mailbox| Event::Checkpoint {
+            mailbox,
+            folder: "INBOX".into(),
+            uidvalidity: 7,
+            highest_uid: 40,
+            highest_modseq: Some(9)
+        }),
+    ]
+}
+
+/// Envelopes as the store would make them (seq from 1, streams by aggregate).
+fn log(events: Vec<Event>) -> Vec<Envelope> {
+    let mut seq = Sequencer::default();
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let s = format!("s/{}", i % 5);
+            seq.sequence(&s, ExpectedVersion::Any, &Actor::Engine, vec![e], i as i64)
+                .unwrap()
+                .envelopes
+                .remove(0)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn incremental_and_snapshotted_folds_equal_a_rebuild(
+        events in prop::collection::vec(arb_event(), 0..120),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let log = log(events);
+        let rebuilt = Projections::rebuild(&log);
+        let k = if log.is_empty() { 0 } else { cut.index(log.len() + 1) };
+
+        // Live: first part, snapshot to bytes and back, then the tail.
+        let mut live = Projections::rebuild(&log[..k]);
+        live = snapshot::decode(&snapshot::encode(&live).unwrap()).unwrap();
+        for env in &log[k..] {
+            live.apply(env);
+        }
+        prop_assert_eq!(&live, &rebuilt);
+
+        // Folding the tail again changes nothing.
+        for env in &log[k..] {
+            live.apply(env);
+        }
+        prop_assert_eq!(&live, &rebuilt);
+        prop_assert_eq!(rebuilt.head, log.len() as u64);
+    }
+}
+
+#[test]
+fn a_full_pass_moves_batch_and_mailbox_states() {
+    let log = log(vec![
+        Event::BatchCreated {
+            name: "b".into(),
+            source: "s".into(),
+            destination: "d".into(),
+            options: BatchOptions::default(),
+        },
+        Event::MailboxAdded {
+            batch: "b".into(),
+            mailbox: spec("a@x"),
+        },
+        Event::PassRequested {
+            batch: "b".into(),
+            pass: PassKind::Full,
+            older_than_days: None,
+            not_before_us: None,
+        },
+        Event::PassStarted {
+            batch: "b".into(),
+            pass_id: 3,
+            pass: PassKind::Full,
+        },
+        Event::MailboxPassStarted {
+            mailbox: "a@x".into(),
+            batch: "b".into(),
+            pass_id: 3,
+            pass: PassKind::Full,
+        },
+        Event::ItemFailed {
+            mailbox: "a@x".into(),
+            key: key(0, 1, 7),
+            class: "Item".into(),
+            reason: "NO".into(),
+        },
+        Event::ItemCopied {
+            mailbox: "a@x".into(),
+            key: key(0, 2, 7),
+            size: 100,
+            digest: "d".into(),
+            dest_folder: "INBOX".into(),
+            dest_uid: Some((1, 1)),
+        },
+    ]);
+    let mut p = Projections::rebuild(&log);
+    assert_eq!(p.batches["b"].state, BatchState::Syncing);
+    assert!(p.batches["b"].pending.is_empty());
+    assert_eq!(p.mailboxes["a@x"].state, MailboxState::Syncing);
+    assert_eq!(p.mailboxes["a@x"].errors.len(), 1);
+    assert!(p.watermarks.get("a@x", "INBOX").unwrap().is_done(2));
+    assert!(!p.watermarks.get("a@x", "INBOX").unwrap().is_done(1));
+
+    let tail = {
+        let mut seq = Sequencer::resume(log.len() as u64, ZERO_HASH, 0, Default::default());
+        let mut out = Vec::new();
+        for e in [
+            Event::MailboxPassFinished {
+                mailbox: "a@x".into(),
+                pass_id: 3,
+                outcome: Outcome::SucceededWithErrors,
+                detail: String::new(),
+            },
+            Event::PassFinished {
+                batch: "b".into(),
+                pass_id: 3,
+                outcome: Outcome::SucceededWithErrors,
+            },
+        ] {
+            out.extend(
+                seq.sequence("x", ExpectedVersion::Any, &Actor::Engine, vec![e], 0)
+                    .unwrap()
+                    .envelopes,
+            );
+        }
+        out
+    };
+    for env in &tail {
+        p.apply(env);
+    }
+    assert_eq!(p.batches["b"].state, BatchState::SyncedWithErrors);
+    assert_eq!(p.mailboxes["a@x"].state, MailboxState::SyncedWithErrors);
+    assert_eq!(p.mailboxes["a@x"].totals.copied, 1);
+    assert_eq!(p.mailboxes["a@x"].totals.bytes, 100);
+    assert_eq!(p.stats.items_failed, 1);
+}
