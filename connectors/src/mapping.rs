@@ -36,10 +36,12 @@ impl FolderRule {
     /// `$1` is group 1 even when letters follow (`$1_old`), as in
     /// MigrationWiz (.NET); `${name}` and `$$` work as in the `regex` crate.
     pub fn parse(rule: &str) -> Result<FolderRule> {
-        let (pattern, replacement) = rule.split_once("->").ok_or_else(|| ConnectorError::Mapping {
-            rule: rule.to_string(),
-            text: "expected PATTERN->REPLACEMENT".into(),
-        })?;
+        let (pattern, replacement) =
+            rule.split_once("->")
+                .ok_or_else(|| ConnectorError::Mapping {
+                    rule: rule.to_string(),
+                    text: "expected PATTERN->REPLACEMENT".into(),
+                })?;
         Ok(FolderRule {
             pattern: compile(rule, pattern)?,
             replacement: brace_group_numbers(replacement),
@@ -48,9 +50,11 @@ impl FolderRule {
 
     /// The rewritten path when the pattern matches.
     fn apply(&self, path: &str) -> Option<String> {
-        self.pattern
-            .is_match(path)
-            .then(|| self.pattern.replace(path, self.replacement.as_str()).into_owned())
+        self.pattern.is_match(path).then(|| {
+            self.pattern
+                .replace(path, self.replacement.as_str())
+                .into_owned()
+        })
     }
 }
 
@@ -103,10 +107,15 @@ impl FolderPlan {
     /// the first bad one is named in the error.
     pub fn new<S: AsRef<str>>(rules: &[S], include: &[S], exclude: &[S]) -> Result<FolderPlan> {
         let patterns = |list: &[S]| -> Result<Vec<Regex>> {
-            list.iter().map(|p| compile(p.as_ref(), p.as_ref())).collect()
+            list.iter()
+                .map(|p| compile(p.as_ref(), p.as_ref()))
+                .collect()
         };
         Ok(FolderPlan {
-            rules: rules.iter().map(|r| FolderRule::parse(r.as_ref())).collect::<Result<_>>()?,
+            rules: rules
+                .iter()
+                .map(|r| FolderRule::parse(r.as_ref()))
+                .collect::<Result<_>>()?,
             include: patterns(include)?,
             exclude: patterns(exclude)?,
         })
@@ -199,10 +208,16 @@ pub fn well_known_use(segments: &[String]) -> Option<SpecialUse> {
 /// The special use that steers mapping: only the five that have a natural
 /// counterpart on every server.
 fn special_use_of(src: &Folder) -> Option<SpecialUse> {
-    let use_ = src.special_use.or_else(|| well_known_use(&src.name.segments))?;
+    let use_ = src
+        .special_use
+        .or_else(|| well_known_use(&src.name.segments))?;
     matches!(
         use_,
-        SpecialUse::Sent | SpecialUse::Drafts | SpecialUse::Trash | SpecialUse::Junk | SpecialUse::Archive
+        SpecialUse::Sent
+            | SpecialUse::Drafts
+            | SpecialUse::Trash
+            | SpecialUse::Junk
+            | SpecialUse::Archive
     )
     .then_some(use_)
 }
@@ -213,7 +228,10 @@ fn build(segments: Vec<String>, delimiter: Option<char>) -> FolderName {
             let substitute = if d == '_' { "-" } else { "_" };
             let mut buf = [0u8; 4];
             let d: &str = d.encode_utf8(&mut buf);
-            segments.into_iter().map(|s| s.replace(d, substitute)).collect()
+            segments
+                .into_iter()
+                .map(|s| s.replace(d, substitute))
+                .collect()
         }
         None => vec![segments.join("/")],
     };
@@ -265,7 +283,11 @@ mod tests {
     #[test]
     fn plain_folders_keep_segments_and_take_the_destination_delimiter() {
         let got = plan(&[], &[], &[])
-            .map(&folder(&["Projects", "2024", "Février"], None), &no_special(), Some('/'))
+            .map(
+                &folder(&["Projects", "2024", "Février"], None),
+                &no_special(),
+                Some('/'),
+            )
             .unwrap();
         assert_eq!(got.segments, ["Projects", "2024", "Février"]);
         assert_eq!(got.delimiter, Some('/'));
@@ -275,10 +297,14 @@ mod tests {
     #[test]
     fn destination_delimiter_inside_a_segment_is_replaced() {
         let p = plan(&[], &[], &[]);
-        let got = p.map(&folder(&["a/b", "c"], None), &no_special(), Some('/')).unwrap();
+        let got = p
+            .map(&folder(&["a/b", "c"], None), &no_special(), Some('/'))
+            .unwrap();
         assert_eq!(got.segments, ["a_b", "c"]);
         assert_eq!(got.raw, "a_b/c");
-        let got = p.map(&folder(&["x_y"], None), &no_special(), Some('_')).unwrap();
+        let got = p
+            .map(&folder(&["x_y"], None), &no_special(), Some('_'))
+            .unwrap();
         assert_eq!(got.segments, ["x-y"]);
     }
 
@@ -295,11 +321,17 @@ mod tests {
     #[test]
     fn inbox_stays_inbox() {
         let p = plan(&[], &[], &[]);
-        let got = p.map(&folder(&["inbox"], None), &no_special(), Some('/')).unwrap();
+        let got = p
+            .map(&folder(&["inbox"], None), &no_special(), Some('/'))
+            .unwrap();
         assert_eq!(got.raw, "INBOX");
         assert_eq!(got.segments, ["INBOX"]);
         let got = p
-            .map(&folder(&["Posteingang"], Some(SpecialUse::Inbox)), &no_special(), Some('.'))
+            .map(
+                &folder(&["Posteingang"], Some(SpecialUse::Inbox)),
+                &no_special(),
+                Some('.'),
+            )
             .unwrap();
         assert_eq!(got.raw, "INBOX");
     }
@@ -311,12 +343,20 @@ mod tests {
         special.insert(SpecialUse::Trash, dest("Papierkorb"));
         let p = plan(&[], &[], &[]);
         let got = p
-            .map(&folder(&["Elementos enviados"], Some(SpecialUse::Sent)), &special, Some('/'))
+            .map(
+                &folder(&["Elementos enviados"], Some(SpecialUse::Sent)),
+                &special,
+                Some('/'),
+            )
             .unwrap();
         assert_eq!(got, dest("Gesendet"));
         // \All and \Flagged are not steered.
         let got = p
-            .map(&folder(&["All Mail"], Some(SpecialUse::All)), &special, Some('/'))
+            .map(
+                &folder(&["All Mail"], Some(SpecialUse::All)),
+                &special,
+                Some('/'),
+            )
             .unwrap();
         assert_eq!(got.raw, "All Mail");
     }
@@ -337,27 +377,53 @@ mod tests {
             (&["Spam"][..], "Junk"),
             (&["INBOX", "Drafts"][..], "Drafts"),
         ] {
-            assert_eq!(p.map(&folder(src, None), &special, Some('/')).unwrap().raw, want, "{src:?}");
+            assert_eq!(
+                p.map(&folder(src, None), &special, Some('/')).unwrap().raw,
+                want,
+                "{src:?}"
+            );
         }
         // A deeper folder with the same name is just a folder.
-        let got = p.map(&folder(&["Projects", "Sent"], None), &special, Some('/')).unwrap();
+        let got = p
+            .map(&folder(&["Projects", "Sent"], None), &special, Some('/'))
+            .unwrap();
         assert_eq!(got.raw, "Projects/Sent");
         // No counterpart on the destination: the name is kept.
-        let got = p.map(&folder(&["Archive"], None), &special, Some('/')).unwrap();
+        let got = p
+            .map(&folder(&["Archive"], None), &special, Some('/'))
+            .unwrap();
         assert_eq!(got.raw, "Archive");
     }
 
     #[test]
     fn rules_rewrite_the_slash_joined_path() {
-        let p = plan(&["^INBOX/Old(.*)->Archive$1", "^Projects/(.*)$->Work/$1_old"], &[], &[]);
-        let got = p.map(&folder(&["INBOX", "Old", "2019"], None), &no_special(), Some('.')).unwrap();
+        let p = plan(
+            &["^INBOX/Old(.*)->Archive$1", "^Projects/(.*)$->Work/$1_old"],
+            &[],
+            &[],
+        );
+        let got = p
+            .map(
+                &folder(&["INBOX", "Old", "2019"], None),
+                &no_special(),
+                Some('.'),
+            )
+            .unwrap();
         assert_eq!(got.segments, ["Archive", "2019"]);
         assert_eq!(got.raw, "Archive.2019");
-        let got = p.map(&folder(&["Projects", "Zürich"], None), &no_special(), Some('/')).unwrap();
+        let got = p
+            .map(
+                &folder(&["Projects", "Zürich"], None),
+                &no_special(),
+                Some('/'),
+            )
+            .unwrap();
         assert_eq!(got.segments, ["Work", "Zürich_old"]);
         assert_eq!(got.raw, "Work/Z&APw-rich_old");
         // No match: default mapping.
-        let got = p.map(&folder(&["Other"], None), &no_special(), Some('/')).unwrap();
+        let got = p
+            .map(&folder(&["Other"], None), &no_special(), Some('/'))
+            .unwrap();
         assert_eq!(got.raw, "Other");
     }
 
@@ -366,22 +432,49 @@ mod tests {
         let mut special = HashMap::new();
         special.insert(SpecialUse::Sent, dest("Sent"));
         let p = plan(&["^Sent Items$->Old Sent", "^Sent.*->Never"], &[], &[]);
-        let got = p.map(&folder(&["Sent Items"], None), &special, Some('/')).unwrap();
+        let got = p
+            .map(&folder(&["Sent Items"], None), &special, Some('/'))
+            .unwrap();
         assert_eq!(got.raw, "Old Sent");
     }
 
     #[test]
     fn exclude_and_include_filters() {
         let p = plan(&[], &[], &["^Junk", "(?i)calendar"]);
-        assert!(p.map(&folder(&["Junk E-mail"], None), &no_special(), Some('/')).is_none());
-        assert!(p.map(&folder(&["Calendar", "x"], None), &no_special(), Some('/')).is_none());
-        assert!(p.map(&folder(&["INBOX"], None), &no_special(), Some('/')).is_some());
+        assert!(
+            p.map(&folder(&["Junk E-mail"], None), &no_special(), Some('/'))
+                .is_none()
+        );
+        assert!(
+            p.map(&folder(&["Calendar", "x"], None), &no_special(), Some('/'))
+                .is_none()
+        );
+        assert!(
+            p.map(&folder(&["INBOX"], None), &no_special(), Some('/'))
+                .is_some()
+        );
 
         let p = plan(&[], &["^INBOX", "^Projects/"], &["^Projects/Secret"]);
-        assert!(p.map(&folder(&["INBOX"], None), &no_special(), Some('/')).is_some());
-        assert!(p.map(&folder(&["Projects", "A"], None), &no_special(), Some('/')).is_some());
-        assert!(p.map(&folder(&["Projects", "Secret"], None), &no_special(), Some('/')).is_none());
-        assert!(p.map(&folder(&["Sent"], None), &no_special(), Some('/')).is_none());
+        assert!(
+            p.map(&folder(&["INBOX"], None), &no_special(), Some('/'))
+                .is_some()
+        );
+        assert!(
+            p.map(&folder(&["Projects", "A"], None), &no_special(), Some('/'))
+                .is_some()
+        );
+        assert!(
+            p.map(
+                &folder(&["Projects", "Secret"], None),
+                &no_special(),
+                Some('/')
+            )
+            .is_none()
+        );
+        assert!(
+            p.map(&folder(&["Sent"], None), &no_special(), Some('/'))
+                .is_none()
+        );
     }
 
     #[test]

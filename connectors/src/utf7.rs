@@ -149,19 +149,19 @@ mod tests {
     #[test]
     fn malformed() {
         for bad in [
-            "&",           // unterminated
-            "&ZeVn",       // unterminated run
-            "&Ze*-",       // not in the alphabet
-            "&Ze/-",       // '/' is ',' in this alphabet
-            "&AP-",        // 12 bits: one byte, odd UTF-16
-            "&APx-",       // trailing bits set
-            "&AEE-",       // 'A' hidden in base64
-            "&ACY-",       // '&' hidden in base64
-            "&2D0-",       // lone high surrogate
-            "&APw-&APw-",  // two runs in a row
-            "Entwürfe",    // raw non-ASCII
-            "a\tb",        // control character
-            "&APw=-",      // padding
+            "&",          // unterminated
+            "&ZeVn",      // unterminated run
+            "&Ze*-",      // not in the alphabet
+            "&Ze/-",      // '/' is ',' in this alphabet
+            "&AP-",       // 12 bits: one byte, odd UTF-16
+            "&APx-",      // trailing bits set
+            "&AEE-",      // 'A' hidden in base64
+            "&ACY-",      // '&' hidden in base64
+            "&2D0-",      // lone high surrogate
+            "&APw-&APw-", // two runs in a row
+            "Entwürfe",   // raw non-ASCII
+            "a\tb",       // control character
+            "&APw=-",     // padding
         ] {
             assert_eq!(decode(bad), None, "{bad:?} should be refused");
         }

@@ -1,1 +1,20 @@
-//! stub
+//! The control API shared by `ferryd` and `ferryctl`.
+//!
+//! - [`wire`]: [`Request`] and [`Response`], JSON over HTTP/1.1 on a Unix socket;
+//! - [`client`]: one request, one answer, with typed errors;
+//! - [`audit`]: the export record format and its offline verification.
+
+pub mod audit;
+pub mod client;
+pub mod wire;
+
+pub use client::{Client, ClientError};
+pub use wire::{ApiError, ErrorCode, Request, Response};
+
+/// Where ferryd listens when neither `--socket` nor `FERRY_SOCKET` says.
+pub fn default_socket() -> std::path::PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => std::path::Path::new(&dir).join("ferryd.sock"),
+        None => "/run/ferryd/ferryd.sock".into(),
+    }
+}

@@ -167,11 +167,15 @@ mod tests {
         assert_eq!(dir_name(&segs(&["INBOX"]), "t").unwrap(), None);
         assert_eq!(dir_name(&segs(&["inbox"]), "t").unwrap(), None);
         assert_eq!(
-            dir_name(&segs(&["Projects", "日本語"]), "t").unwrap().as_deref(),
+            dir_name(&segs(&["Projects", "日本語"]), "t")
+                .unwrap()
+                .as_deref(),
             Some(".Projects.&ZeVnLIqe-")
         );
         assert_eq!(
-            dir_name(&segs(&["INBOX", "Entwürfe"]), "t").unwrap().as_deref(),
+            dir_name(&segs(&["INBOX", "Entwürfe"]), "t")
+                .unwrap()
+                .as_deref(),
             Some(".INBOX.Entw&APw-rfe")
         );
         assert_eq!(
@@ -199,7 +203,11 @@ mod tests {
         assert_eq!(name.raw, "Archive/F&AOk-vrier");
         assert_eq!(name.delimiter, Some('/'));
         assert_eq!(segments_of(&name).unwrap(), segs(&["Archive", "Février"]));
-        let bare = FolderName { raw: name.raw.clone(), delimiter: Some('/'), segments: vec![] };
+        let bare = FolderName {
+            raw: name.raw.clone(),
+            delimiter: Some('/'),
+            segments: vec![],
+        };
         assert_eq!(segments_of(&bare).unwrap(), segs(&["Archive", "Février"]));
     }
 

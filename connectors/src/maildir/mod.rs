@@ -28,7 +28,10 @@ use std::path::Path;
 use crate::error::ConnectorError;
 
 /// Maps an I/O error to [`ConnectorError::LocalIo`] naming the path.
-pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ConnectorError {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> ConnectorError {
     let path = path.to_path_buf();
     move |source| ConnectorError::LocalIo { op, path, source }
 }

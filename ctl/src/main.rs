@@ -1,0 +1,540 @@
+//! ferryctl: drive ferryd over its control socket.
+//!
+//! Every command prints a table for people or, with `--json`, the answer as
+//! JSON for scripts; on failure it prints one line and exits non-zero.
+
+mod output;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferry_ctl::audit::{self, Format};
+use ferry_ctl::wire::ErrorCode;
+use ferry_ctl::{Client, ClientError, Request, Response};
+use ferry_events::{EndpointKind, Outcome, PassKind, TlsMode};
+use http_body_util::BodyExt;
+
+#[derive(Parser)]
+#[command(name = "ferryctl", version, about = "Drive the mailferry daemon")]
+struct Cli {
+    /// ferryd's control socket.
+    #[arg(long, global = true, env = "FERRY_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The daemon's state at a glance.
+    Status,
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+    #[command(subcommand)]
+    Batch(BatchCmd),
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
+    /// Cut users over: a final delta pass, then the routing actions.
+    Cutover {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    #[command(subcommand)]
+    Mx(MxCmd),
+    /// Print the event log.
+    Events {
+        #[arg(long, default_value_t = 1)]
+        since: u64,
+        /// Keep printing new events as they are recorded.
+        #[arg(long)]
+        follow: bool,
+    },
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Imap,
+    Maildir,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TlsArg {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Subcommand)]
+enum EndpointCmd {
+    /// Register a mail system.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// IMAP host, or the root folder of a Maildir endpoint.
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 143)]
+        port: u16,
+        #[arg(long, value_enum, default_value = "starttls")]
+        tls: TlsArg,
+        /// A CA certificate to trust besides the system's.
+        #[arg(long)]
+        ca_file: Option<String>,
+        /// Admin (master) user that can open every mailbox.
+        #[arg(long, requires = "password_file")]
+        admin_user: Option<String>,
+        /// File holding the admin password (first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[arg(long)]
+        max_connections: Option<u32>,
+    },
+    /// Log in and report capabilities.
+    Verify { name: String },
+    List,
+}
+
+#[derive(Subcommand)]
+enum BatchCmd {
+    Create {
+        name: String,
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        destination: String,
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        max_concurrent: Option<u32>,
+    },
+    AddUsers {
+        name: String,
+        #[arg(long)]
+        csv: PathBuf,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    Start {
+        name: String,
+        #[arg(long, value_parser = parse_pass)]
+        pass: PassKind,
+        /// Pre-stage cut-off, e.g. 90d.
+        #[arg(long, value_parser = parse_days)]
+        older_than: Option<u32>,
+        /// Start later: an RFC 3339 time or a delay such as 10m.
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    Schedule {
+        name: String,
+        #[arg(long)]
+        delta: String,
+        #[arg(long)]
+        tz: Option<String>,
+    },
+    Show {
+        name: String,
+    },
+    List,
+    /// Return when no pass is running; non-zero if the last one failed.
+    Wait {
+        name: String,
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    Stop {
+        name: String,
+    },
+    Complete {
+        name: String,
+    },
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct Expect {
+    /// Refuse unless the batch is still at this version (from `batch show`).
+    #[arg(long)]
+    expect_version: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum MailboxCmd {
+    Show { address: String },
+}
+
+#[derive(Subcommand)]
+enum MxCmd {
+    Check {
+        domain: String,
+    },
+    Switch {
+        domain: String,
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Export the log with its hash chain.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: FormatArg,
+        /// RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Check an export's hash chain; names the first broken record.
+    Verify { file: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Jsonl,
+    Csv,
+}
+
+fn parse_pass(s: &str) -> Result<PassKind, String> {
+    PassKind::parse(s)
+        .ok_or_else(|| format!("unknown pass {s:?} (verify, prestage, full, delta, retry-errors)"))
+}
+
+fn parse_days(s: &str) -> Result<u32, String> {
+    s.strip_suffix('d')
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of days such as 90d"))
+}
+
+/// An RFC 3339 time, or a delay from now such as `10m`, as RFC 3339.
+fn parse_at(s: &str) -> anyhow::Result<String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_rfc3339());
+    }
+    let d = humantime::parse_duration(s.trim_start_matches('+'))
+        .map_err(|_| anyhow!("--at {s:?} is neither an RFC 3339 time nor a delay like 10m"))?;
+    Ok((chrono::Utc::now() + chrono::Duration::from_std(d)?).to_rfc3339())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                0
+            } else {
+                eprintln!("ferryctl: {}", one_line(&e));
+                1
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let s = format!("{e:#}");
+    s.replace('\n', " ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let socket = cli.socket.clone().unwrap_or_else(ferry_ctl::default_socket);
+    let client = Client::new(socket);
+    let json = cli.json;
+    let req = match cli.cmd {
+        Cmd::Status => Request::Status,
+        Cmd::Endpoint(EndpointCmd::Add {
+            name,
+            kind,
+            host,
+            port,
+            tls,
+            ca_file,
+            admin_user,
+            password_file,
+            max_connections,
+        }) => {
+            let password = match password_file {
+                Some(f) => Some(read_secret(&f)?),
+                None => None,
+            };
+            Request::EndpointAdd {
+                name,
+                kind: match kind {
+                    KindArg::Imap => EndpointKind::Imap,
+                    KindArg::Maildir => EndpointKind::Maildir,
+                },
+                host,
+                port,
+                tls: match tls {
+                    TlsArg::None => TlsMode::None,
+                    TlsArg::Starttls => TlsMode::StartTls,
+                    TlsArg::Tls => TlsMode::Tls,
+                },
+                ca_file,
+                admin_user,
+                password,
+                max_connections,
+            }
+        }
+        Cmd::Endpoint(EndpointCmd::Verify { name }) => Request::EndpointVerify { name },
+        Cmd::Endpoint(EndpointCmd::List) => Request::EndpointList,
+        Cmd::Batch(BatchCmd::Create {
+            name,
+            source,
+            destination,
+            csv,
+            max_concurrent,
+        }) => Request::BatchCreate {
+            name,
+            source,
+            destination,
+            csv: read_text(&csv)?,
+            max_concurrent,
+        },
+        Cmd::Batch(BatchCmd::AddUsers { name, csv, expect }) => Request::BatchAddUsers {
+            name,
+            csv: read_text(&csv)?,
+            expected_version: expect.expect_version,
+        },
+        Cmd::Batch(BatchCmd::Start {
+            name,
+            pass,
+            older_than,
+            at,
+            expect,
+        }) => Request::BatchStart {
+            name,
+            pass,
+            older_than_days: older_than,
+            at: at.as_deref().map(parse_at).transpose()?,
+            expected_version: expect.expect_version,
+        },
+        Cmd::Batch(BatchCmd::Schedule { name, delta, tz }) => {
+            Request::BatchSchedule { name, delta, tz }
+        }
+        Cmd::Batch(BatchCmd::Show { name }) => Request::BatchShow { name },
+        Cmd::Batch(BatchCmd::List) => Request::BatchList,
+        Cmd::Batch(BatchCmd::Wait { name, timeout }) => {
+            return wait(&client, &name, timeout.map(Duration::from_secs), json).await;
+        }
+        Cmd::Batch(BatchCmd::Stop { name }) => Request::BatchStop { name },
+        Cmd::Batch(BatchCmd::Complete { name }) => Request::BatchComplete { name },
+        Cmd::Batch(BatchCmd::Delete { name, force }) => Request::BatchDelete { name, force },
+        Cmd::Mailbox(MailboxCmd::Show { address }) => Request::MailboxShow { address },
+        Cmd::Cutover { addresses, force } => Request::Cutover { addresses, force },
+        Cmd::Mx(MxCmd::Check { domain }) => Request::MxCheck { domain },
+        Cmd::Mx(MxCmd::Switch { domain, to }) => Request::MxSwitch { domain, to },
+        Cmd::Events { since, follow } => return events(&client, since, follow, json).await,
+        Cmd::Audit(AuditCmd::Export {
+            format,
+            since,
+            until,
+            output,
+        }) => return export(&client, format, since, until, output).await,
+        Cmd::Audit(AuditCmd::Verify { file }) => return verify(&file, json),
+    };
+    let resp = client.call(&req).await?;
+    output::print(&resp, json)?;
+    Ok(0)
+}
+
+fn read_text(path: &PathBuf) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{} is not UTF-8 (byte {}); save it as UTF-8",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
+    let text = read_text(path)?;
+    let first = text.lines().next().unwrap_or("").to_string();
+    if first.is_empty() {
+        bail!("{} holds no password", path.display());
+    }
+    Ok(first)
+}
+
+async fn wait(
+    client: &Client,
+    name: &str,
+    timeout: Option<Duration>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let start = Instant::now();
+    loop {
+        let resp = client
+            .call(&Request::BatchShow {
+                name: name.to_string(),
+            })
+            .await?;
+        let Response::Batch(b) = &resp else {
+            bail!("ferryd answered batch show with something else");
+        };
+        if b.running_pass().is_none() && b.pending.is_empty() {
+            output::print(&resp, json)?;
+            let failed = b
+                .passes
+                .last()
+                .is_some_and(|p| p.outcome == Some(Outcome::Failed));
+            if failed {
+                eprintln!("ferryctl: the last pass of batch {name} failed");
+                return Ok(2);
+            }
+            return Ok(0);
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            eprintln!("ferryctl: batch {name} still has a pass running or pending");
+            return Ok(3);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn events(client: &Client, since: u64, follow: bool, json: bool) -> anyhow::Result<i32> {
+    let mut next = since.max(1);
+    let mut out = std::io::stdout().lock();
+    loop {
+        let resp = client
+            .call(&Request::Events {
+                since: next,
+                limit: Some(1000),
+                wait_ms: follow.then_some(10_000),
+            })
+            .await?;
+        let Response::Events { events, .. } = resp else {
+            bail!("ferryd answered events with something else");
+        };
+        for e in &events {
+            if json {
+                writeln!(out, "{}", serde_json::to_string(e)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>8} {} {:<14} {:<28} {:<22} {}",
+                    e.seq, e.time, e.actor, e.stream, e.event_type, e.event
+                )?;
+            }
+        }
+        out.flush()?;
+        if let Some(last) = events.last() {
+            next = last.seq + 1;
+        } else if !follow {
+            return Ok(0);
+        }
+    }
+}
+
+async fn export(
+    client: &Client,
+    format: FormatArg,
+    since: Option<String>,
+    until: Option<String>,
+    output: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    let format = match format {
+        FormatArg::Jsonl => Format::Jsonl,
+        FormatArg::Csv => Format::Csv,
+    };
+    let body = serde_json::to_vec(&serde_json::json!({
+        "format": format, "since": since, "until": until,
+    }))?;
+    let mut answer = client.post_raw("/v1/export", body).await?;
+    if answer.status != 200 {
+        let bytes = answer.body.collect().await?.to_bytes();
+        ferry_ctl::client::decode_answer(answer.status, &bytes)?;
+        bail!("export failed with HTTP {}", answer.status);
+    }
+    let mut sink: Box<dyn Write> = match &output {
+        // Written beside the target and renamed, so a failed export leaves no half file.
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path.with_extension("partial"))
+                .with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    while let Some(frame) = answer.body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            sink.write_all(&data)?;
+        }
+    }
+    sink.flush()?;
+    drop(sink);
+    if let Some(path) = &output {
+        std::fs::rename(path.with_extension("partial"), path)?;
+    }
+    Ok(0)
+}
+
+fn verify(file: &PathBuf, json: bool) -> anyhow::Result<i32> {
+    let text = read_text(file)?;
+    match audit::verify(&text) {
+        Ok(v) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "count": v.count, "first_seq": v.first_seq,
+                        "last_seq": v.last_seq, "last_hash": v.last_hash})
+                );
+            } else {
+                println!(
+                    "ok: {} records, seq {}..{}, chain intact, last hash {}",
+                    v.count,
+                    v.first_seq.unwrap_or(0),
+                    v.last_seq.unwrap_or(0),
+                    v.last_hash
+                );
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": e.to_string()}));
+            }
+            eprintln!("ferryctl: {}: {e}", file.display());
+            Ok(e.exit_code())
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn not_running(e: &ClientError) -> bool {
+    matches!(e, ClientError::NotRunning(_)) || e.code() == Some(ErrorCode::Unavailable)
+}
