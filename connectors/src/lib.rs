@@ -10,6 +10,7 @@
 //! Sessions never touch the event log: they move bytes and report facts.
 
 pub mod error;
+pub mod imap;
 pub mod maildir;
 pub mod mapping;
 pub mod model;

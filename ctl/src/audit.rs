@@ -51,7 +51,9 @@ pub const CSV_HEADER: &str =
 pub fn record(env: &Envelope) -> EventRecord {
     EventRecord {
         seq: env.seq,
-        time: env.time().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        time: env
+            .time()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         stream: env.stream.clone(),
         stream_version: env.stream_version,
         actor: env.actor.to_string(),
@@ -172,7 +174,11 @@ pub enum VerifyError {
     #[error("line {line}: unreadable record: {reason}")]
     Unreadable { line: usize, reason: String },
     #[error("line {line} (seq {seq}): record was edited: {reason}")]
-    Edited { line: usize, seq: u64, reason: String },
+    Edited {
+        line: usize,
+        seq: u64,
+        reason: String,
+    },
     #[error("line {line}: expected seq {expected}, found {found} (a record was removed or moved)")]
     Gap {
         line: usize,
@@ -183,7 +189,9 @@ pub enum VerifyError {
     Chain { line: usize, seq: u64 },
     #[error("the file is truncated: no closing line after {count} records")]
     Truncated { count: u64 },
-    #[error("line {line}: the closing line says {claimed} records ending in {claimed_hash}, the file has {count}")]
+    #[error(
+        "line {line}: the closing line says {claimed} records ending in {claimed_hash}, the file has {count}"
+    )]
     Trailer {
         line: usize,
         claimed: u64,
@@ -261,23 +269,20 @@ impl Walk {
         if record(&env) != l.record {
             return Err(edited("its fields differ from its recorded bytes"));
         }
-        if hex::encode(hash_bytes(&bytes)) != l.hash || hex::encode(env.prev_hash) != l.prev_hash
-        {
+        if hex::encode(hash_bytes(&bytes)) != l.hash || hex::encode(env.prev_hash) != l.prev_hash {
             return Err(edited("its hash does not match its bytes"));
         }
         // A range export starts mid-chain: trust the first record's link.
-        let chain = self.chain.get_or_insert_with(|| {
-            ChainVerifier::resume(env.seq.saturating_sub(1), env.prev_hash)
-        });
+        let chain = self
+            .chain
+            .get_or_insert_with(|| ChainVerifier::resume(env.seq.saturating_sub(1), env.prev_hash));
         chain.check(&env, &bytes).map_err(|b| match b {
             ferry_events::envelope::ChainBreak::Gap { expected, found } => VerifyError::Gap {
                 line: n,
                 expected,
                 found,
             },
-            ferry_events::envelope::ChainBreak::Hash { seq } => {
-                VerifyError::Chain { line: n, seq }
-            }
+            ferry_events::envelope::ChainBreak::Hash { seq } => VerifyError::Chain { line: n, seq },
         })?;
         self.count += 1;
         self.first_seq.get_or_insert(env.seq);

@@ -101,7 +101,9 @@ enum EndpointCmd {
         max_connections: Option<u32>,
     },
     /// Log in and report capabilities.
-    Verify { name: String },
+    Verify {
+        name: String,
+    },
     List,
 }
 
@@ -526,7 +528,10 @@ fn verify(file: &PathBuf, json: bool) -> anyhow::Result<i32> {
         }
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({"ok": false, "error": e.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string()})
+                );
             }
             eprintln!("ferryctl: {}: {e}", file.display());
             Ok(e.exit_code())

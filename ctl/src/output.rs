@@ -25,7 +25,10 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
     match resp {
         Response::Done { message, seq } => println!("{message} (event {seq})"),
         Response::Status(s) => {
-            println!("ferryd {} (pid {}), data in {}", s.version, s.pid, s.data_dir);
+            println!(
+                "ferryd {} (pid {}), data in {}",
+                s.version, s.pid, s.data_dir
+            );
             println!(
                 "log head {}; {} endpoints, {} batches, {} mailboxes; {} passes running; up {} s{}",
                 s.head,
@@ -56,7 +59,10 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
         Response::Mailbox(m) => print_mailbox(m),
         Response::Events { events, .. } => {
             for e in events {
-                println!("{:>8} {} {} {} {}", e.seq, e.time, e.actor, e.stream, e.event_type);
+                println!(
+                    "{:>8} {} {} {} {}",
+                    e.seq, e.time, e.actor, e.stream, e.event_type
+                );
             }
         }
     }
@@ -64,7 +70,9 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
 }
 
 fn print_endpoints(es: &[ferry_projections::EndpointView]) {
-    let mut t = table(&["endpoint", "kind", "host", "port", "tls", "admin", "verified"]);
+    let mut t = table(&[
+        "endpoint", "kind", "host", "port", "tls", "admin", "verified",
+    ]);
     for e in es {
         t.add_row(vec![
             e.name.clone(),
@@ -122,7 +130,15 @@ fn print_mailbox(m: &MailboxView) {
         "copied {} ({} bytes), skipped {}, failed {}; passes run {}",
         m.totals.copied, m.totals.bytes, m.totals.skipped, m.totals.failed, m.passes_run
     );
-    let mut t = table(&["folder", "→", "source items", "copied", "skipped", "failed", "bytes"]);
+    let mut t = table(&[
+        "folder",
+        "→",
+        "source items",
+        "copied",
+        "skipped",
+        "failed",
+        "bytes",
+    ]);
     for (name, f) in &m.folders {
         t.add_row(vec![
             name.clone(),

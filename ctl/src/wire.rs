@@ -166,14 +166,20 @@ pub struct EventRecord {
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum Response {
     /// A command was recorded; `seq` is the last event it appended.
-    Done { message: String, seq: u64 },
+    Done {
+        message: String,
+        seq: u64,
+    },
     Status(StatusView),
     Endpoint(Box<EndpointView>),
     Endpoints(Vec<EndpointView>),
     Batch(Box<BatchView>),
     Batches(Vec<BatchView>),
     Mailbox(Box<MailboxView>),
-    Events { events: Vec<EventRecord>, head: u64 },
+    Events {
+        events: Vec<EventRecord>,
+        head: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,1 +1,107 @@
-//! stub
+//! ferryd: the mailferry daemon.
+//!
+//! - [`config`]: flags and the TOML file;
+//! - [`app`]: the shared state: log, views, secrets;
+//! - [`server`]: the control socket (HTTP/1.1 + JSON on a Unix socket);
+//! - [`api`]: one handler file per area of the control API;
+//! - [`engine`]: passes, mailbox workers, connectors;
+//! - [`csvimport`]: batch CSV files by Microsoft's rules;
+//! - [`secrets`]: the encrypted secret store events refer to.
+//!
+//! [`run`] ties them together; `main.rs` only adds signals and logging.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod csvimport;
+pub mod engine;
+pub mod secrets;
+pub mod server;
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+
+pub use app::App;
+pub use config::Config;
+
+/// What the outside world (signals, tests) asks of a running daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGTERM / SIGINT: drain and exit.
+    Shutdown,
+    /// SIGHUP: re-read the config file.
+    Reload,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+    #[error(transparent)]
+    Socket(#[from] server::SocketError),
+}
+
+/// Runs the daemon until `control` yields [`Control::Shutdown`] or ends.
+///
+/// `ready` is called once the views are rebuilt and the socket listens;
+/// `reloaded` after each successful config reload.
+pub async fn run(
+    config: Config,
+    control: impl Stream<Item = Control> + Unpin,
+    ready: impl FnOnce(),
+    reloaded: impl Fn(&Config),
+) -> Result<(), RunError> {
+    let socket = config.socket.clone();
+    let admin_group = config.admin_group.clone();
+    let app = Arc::new(tokio::task::block_in_place(|| App::open(config))?);
+    let listener = server::bind(&socket, admin_group.as_deref()).await?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let engine = engine::spawn(app.clone(), shutdown_rx.clone());
+    let server = tokio::spawn(server::serve(app.clone(), listener, shutdown_rx));
+    tracing::info!(
+        socket = %socket.display(),
+        head = app.views.read().unwrap().head,
+        "ferryd ready"
+    );
+    ready();
+
+    let mut control = control;
+    while let Some(c) = control.next().await {
+        match c {
+            Control::Shutdown => break,
+            Control::Reload => {
+                let next = app.config.read().unwrap().reloaded();
+                match next {
+                    Ok(next) => {
+                        reloaded(&next);
+                        *app.config.write().unwrap() = next;
+                        tracing::info!("configuration reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload refused; keeping the old configuration")
+                    }
+                }
+            }
+        }
+    }
+
+    tracing::info!("draining: no new work; finishing what is in flight");
+    app.draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    let _ = engine.await;
+    app.snapshot_now();
+    app.store.close();
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!(head = app.store_head(), "ferryd stopped");
+    Ok(())
+}
+
+impl App {
+    fn store_head(&self) -> u64 {
+        use ferry_events::EventStore;
+        self.store.head()
+    }
+}

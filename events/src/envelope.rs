@@ -14,7 +14,10 @@ pub const ZERO_HASH: Hash = [0; 32];
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Actor {
     /// A Unix user, from the control socket's peer credentials.
-    User { uid: u32, name: String },
+    User {
+        uid: u32,
+        name: String,
+    },
     Scheduler,
     Engine,
     /// The daemon itself (start-up recovery, housekeeping).

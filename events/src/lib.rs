@@ -17,4 +17,6 @@ pub mod store;
 
 pub use envelope::{Actor, Envelope, Hash, ZERO_HASH};
 pub use event::*;
-pub use store::{EventStore, ExpectedVersion, MemoryStore, RawRecord, Sequencer, SledStore, StoreError};
+pub use store::{
+    EventStore, ExpectedVersion, MemoryStore, RawRecord, Sequencer, SledStore, StoreError,
+};

@@ -52,8 +52,10 @@ fn read_fixture(bytes: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn every_event_type_is_in_the_fixture() {
-    let names: std::collections::BTreeSet<_> =
-        common::every_event().iter().map(|e| e.event_type()).collect();
+    let names: std::collections::BTreeSet<_> = common::every_event()
+        .iter()
+        .map(|e| e.event_type())
+        .collect();
     assert_eq!(names.len(), common::every_event().len());
 }
 
@@ -94,15 +96,27 @@ fn format_and_schema_are_checked() {
     let (_, bytes) = fixture_envelopes().remove(0);
     let mut other = bytes.clone();
     other[0] = 9;
-    assert!(matches!(codec::decode(&other), Err(CodecError::UnknownFormat(9))));
+    assert!(matches!(
+        codec::decode(&other),
+        Err(CodecError::UnknownFormat(9))
+    ));
     let mut other = bytes.clone();
     other[1] = 2;
-    assert!(matches!(codec::decode(&other), Err(CodecError::UnknownSchema(2))));
-    assert!(matches!(codec::decode(&bytes[..2]), Err(CodecError::Short(2))));
+    assert!(matches!(
+        codec::decode(&other),
+        Err(CodecError::UnknownSchema(2))
+    ));
+    assert!(matches!(
+        codec::decode(&bytes[..2]),
+        Err(CodecError::Short(2))
+    ));
     assert!(codec::decode(&bytes[..bytes.len() - 1]).is_err());
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(matches!(codec::decode(&longer), Err(CodecError::Trailing(1))));
+    assert!(matches!(
+        codec::decode(&longer),
+        Err(CodecError::Trailing(1))
+    ));
 }
 
 #[test]

@@ -23,7 +23,12 @@ fn ev(batch: &str) -> Event {
 async fn contract(store: &dyn EventStore) {
     assert_eq!(store.head(), 0);
     let a = store
-        .append("batch/a", ExpectedVersion::NoStream, user(), vec![ev("a"), ev("a")])
+        .append(
+            "batch/a",
+            ExpectedVersion::NoStream,
+            user(),
+            vec![ev("a"), ev("a")],
+        )
         .await
         .unwrap();
     assert_eq!(a.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
@@ -49,7 +54,12 @@ async fn contract(store: &dyn EventStore) {
     assert_eq!(store.head(), 2);
 
     store
-        .append("batch/b", ExpectedVersion::Any, Actor::Engine, vec![ev("b")])
+        .append(
+            "batch/b",
+            ExpectedVersion::Any,
+            Actor::Engine,
+            vec![ev("b")],
+        )
         .await
         .unwrap();
     store
@@ -57,11 +67,15 @@ async fn contract(store: &dyn EventStore) {
         .await
         .unwrap();
     assert!(matches!(
-        store.append("", ExpectedVersion::Any, user(), vec![ev("x")]).await,
+        store
+            .append("", ExpectedVersion::Any, user(), vec![ev("x")])
+            .await,
         Err(StoreError::BadStream(_))
     ));
     assert!(matches!(
-        store.append("batch/a", ExpectedVersion::Any, user(), vec![]).await,
+        store
+            .append("batch/a", ExpectedVersion::Any, user(), vec![])
+            .await,
         Err(StoreError::Empty)
     ));
 
@@ -101,7 +115,12 @@ async fn sled_store_reopens_where_it_was() {
         let store = SledStore::open(dir.path()).unwrap();
         for (i, e) in common::every_event().into_iter().enumerate() {
             store
-                .append(&format!("m/{}", i % 4), ExpectedVersion::Any, user(), vec![e])
+                .append(
+                    &format!("m/{}", i % 4),
+                    ExpectedVersion::Any,
+                    user(),
+                    vec![e],
+                )
                 .await
                 .unwrap();
         }
@@ -133,7 +152,12 @@ async fn concurrent_appends_share_group_commits() {
             for i in 0..10u64 {
                 let stream = format!("w/{w}");
                 store
-                    .append(&stream, ExpectedVersion::Exact(i), Actor::Engine, vec![ev("x")])
+                    .append(
+                        &stream,
+                        ExpectedVersion::Exact(i),
+                        Actor::Engine,
+                        vec![ev("x")],
+                    )
                     .await
                     .unwrap();
             }
@@ -145,7 +169,10 @@ async fn concurrent_appends_share_group_commits() {
     let stats = store.stats();
     let groups = stats.groups.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(store.head(), 640);
-    assert!(groups < 640, "{groups} flushes for 640 appends: no grouping");
+    assert!(
+        groups < 640,
+        "{groups} flushes for 640 appends: no grouping"
+    );
     let seqs: Vec<u64> = store.read_all(0).map(|e| e.unwrap().seq).collect();
     assert_eq!(seqs, (1..=640).collect::<Vec<_>>());
 }
@@ -169,7 +196,9 @@ async fn a_closed_store_refuses_appends() {
     let store = SledStore::open(dir.path()).unwrap();
     store.close();
     assert!(matches!(
-        store.append("a", ExpectedVersion::Any, user(), vec![ev("a")]).await,
+        store
+            .append("a", ExpectedVersion::Any, user(), vec![ev("a")])
+            .await,
         Err(StoreError::Closed)
     ));
 }

@@ -170,12 +170,22 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             m.errors.remove(key);
         }
         Event::ItemSkipped { key, .. } => {
-            m.folders.entry(key.folder.clone()).or_default().counts.skipped += 1;
+            m.folders
+                .entry(key.folder.clone())
+                .or_default()
+                .counts
+                .skipped += 1;
             m.totals.skipped += 1;
             m.errors.remove(key);
         }
-        Event::ItemFailed { key, class, reason, .. } => {
-            m.folders.entry(key.folder.clone()).or_default().counts.failed += 1;
+        Event::ItemFailed {
+            key, class, reason, ..
+        } => {
+            m.folders
+                .entry(key.folder.clone())
+                .or_default()
+                .counts
+                .failed += 1;
             m.totals.failed += 1;
             let attempts = m.errors.get(key).map_or(0, |e| e.attempts) + 1;
             m.errors.insert(

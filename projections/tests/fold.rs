@@ -26,8 +26,8 @@ fn spec(addr: &str) -> MailboxSpec {
 fn arb_event() -> impl Strategy<Value = Event> {
     let batch = prop::sample::select(vec!["b1", "b2"]).prop_map(String::from);
     let mb = prop::sample::select(vec!["a@x", "b@x", "c@x"]).prop_map(String::from);
-    let k = (0u8..3, 1u32..50, prop::sample::select(vec![7u32, 8]))
-        .prop_map(|(f, u, v)| key(f, u, v));
+    let k =
+        (0u8..3, 1u32..50, prop::sample::select(vec![7u32, 8])).prop_map(|(f, u, v)| key(f, u, v));
     let outcome = prop::sample::select(vec![
         Outcome::Succeeded,
         Outcome::SucceededWithErrors,
@@ -112,7 +112,9 @@ fn arb_event() -> impl Strategy<Value = Event> {
             batch,
             forced: false
         }),
-        batch.clone().prop_map(|batch| Event::BatchStopped { batch }),
+        batch
+            .clone()
+            .prop_map(|batch| Event::BatchStopped { batch }),
         (batch.clone(), any::<bool>())
             .prop_map(|(batch, with_errors)| Event::BatchCompleted { batch, with_errors }),
         batch.prop_map(|batch| Event::BatchDeleted {

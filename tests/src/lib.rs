@@ -1,1 +1,205 @@
-//! stub
+//! Harness for the integration tests: ferryd and ferryctl as real processes
+//! on a temporary data directory, driven the way an administrator drives them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A workspace binary (ferryd, ferryctl), built by `cargo test --workspace`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the binaries)",
+        path.display()
+    );
+    path
+}
+
+/// A ferryd process on its own data directory and socket.
+pub struct Ferryd {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    pub config: Option<PathBuf>,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Ferryd {
+    /// Starts ferryd on a fresh temporary directory.
+    pub fn start() -> Ferryd {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut d = Ferryd {
+            data_dir: tmp.path().join("data"),
+            socket: tmp.path().join("ferryd.sock"),
+            config: None,
+            child: None,
+            _tmp: Some(tmp),
+        };
+        d.launch();
+        d
+    }
+
+    /// Starts ferryd with a config file holding `toml`.
+    pub fn start_with_config(toml: &str) -> Ferryd {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let config = tmp.path().join("ferryd.toml");
+        std::fs::write(&config, toml).unwrap();
+        let mut d = Ferryd {
+            data_dir: tmp.path().join("data"),
+            socket: tmp.path().join("ferryd.sock"),
+            config: Some(config),
+            child: None,
+            _tmp: Some(tmp),
+        };
+        d.launch();
+        d
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin("ferryd"));
+        c.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
+        c
+    }
+
+    /// (Re)starts the process and waits until it answers.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "ferryd already running");
+        let mut child = self.command().spawn().expect("spawn ferryd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.ctl(&["status"]).status.success() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                use std::io::Read;
+                child.stderr.take().unwrap().read_to_string(&mut err).ok();
+                panic!("ferryd exited at start ({status}): {err}");
+            }
+            assert!(Instant::now() < deadline, "ferryd did not answer in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Drain stderr so the daemon never blocks on a full pipe.
+        if let Some(mut err) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut err, &mut std::io::sink());
+            });
+        }
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, then waits; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), libc::SIGTERM);
+        wait_timeout(&mut child, Duration::from_secs(30)).expect("ferryd drains within 30 s")
+    }
+
+    /// SIGKILL: the crash at an arbitrary instant.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), libc::SIGKILL);
+        let _ = child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Runs ferryctl against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("ferryctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ferryctl")
+    }
+
+    /// Runs ferryctl and panics, with its output, unless it succeeds.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "ferryctl {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs ferryctl with `--json` and parses the answer.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ctl_ok(&a)).expect("ferryctl --json prints JSON")
+    }
+
+    /// Runs ferryctl expecting failure; returns its stderr.
+    pub fn ctl_err(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            !out.status.success(),
+            "ferryctl {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// A file in the test's temporary directory.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.data_dir.parent().unwrap().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for Ferryd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid we spawned and still own.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

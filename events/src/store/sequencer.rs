@@ -105,7 +105,8 @@ impl Sequencer {
                 prev_hash: prev,
                 event,
             };
-            let bytes = codec::encode(&env).map_err(|source| StoreError::Codec { seq: head, source })?;
+            let bytes =
+                codec::encode(&env).map_err(|source| StoreError::Codec { seq: head, source })?;
             prev = hash_bytes(&bytes);
             envelopes.push(env);
             records.push(bytes);

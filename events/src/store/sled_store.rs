@@ -117,7 +117,8 @@ impl SledStore {
                 Some(kv) => {
                     let (k, v) = kv.map_err(sled_err)?;
                     let seq = be_u64(&k[1..]);
-                    let env = codec::decode(&v).map_err(|source| StoreError::Codec { seq, source })?;
+                    let env =
+                        codec::decode(&v).map_err(|source| StoreError::Codec { seq, source })?;
                     (seq, hash_bytes(&v), env.time_us)
                 }
             };

@@ -1,0 +1,569 @@
+//! IMAP4rev1 endpoint: [`connect`] returns an [`ImapSession`], the
+//! [`MailSession`] for any IMAP host (Dovecot, Exchange, Microsoft 365,
+//! Gmail).
+//!
+//! - `tls`: plain TCP, implicit TLS or STARTTLS with rustls (ring);
+//! - `auth`: greeting, LOGIN, SASL PLAIN (with authzid for master-user
+//!   impersonation) and XOAUTH2;
+//! - `session`: the command loop with timeouts and error classes;
+//! - `parse`: quoting, UID sets, flags, dates, LIST attributes.
+//!
+//! Extensions are used when the server offers them: CONDSTORE (MODSEQ,
+//! HIGHESTMODSEQ, CHANGEDSINCE), UIDPLUS (APPENDUID), LITERAL+,
+//! SPECIAL-USE with LIST-EXTENDED. Message bodies are fetched with
+//! `BODY.PEEK[]` so a migration never marks the source's mail as read.
+
+mod auth;
+mod parse;
+mod session;
+mod tls;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_imap::imap_proto::{Capability, MailboxDatum, Response, ResponseCode, Status};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset};
+
+use crate::model::{AppendUid, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta, SpecialUse};
+use crate::{ConnectorError, ErrorClass, MailSession, Result};
+use parse::{quote, wire_name};
+use session::Conn;
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain text (tests, trusted networks only).
+    None,
+    /// Plain connect, then STARTTLS before login (port 143).
+    StartTls,
+    /// TLS from the first byte (port 993).
+    Tls,
+}
+
+/// Credentials for one mailbox.
+#[derive(Clone)]
+pub enum ImapAuth {
+    /// The LOGIN command.
+    Login { user: String, password: String },
+    /// SASL PLAIN; with `authzid` the admin `user` acts as that mailbox
+    /// (Dovecot master users, Exchange impersonation).
+    Plain {
+        authzid: Option<String>,
+        user: String,
+        password: String,
+    },
+    /// SASL XOAUTH2 with an OAuth 2.0 access token.
+    XOAuth2 { user: String, token: String },
+}
+
+impl std::fmt::Debug for ImapAuth {
+    // Secrets stay out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImapAuth::Login { user, .. } => write!(f, "Login({user})"),
+            ImapAuth::Plain { authzid, user, .. } => write!(f, "Plain({authzid:?}, {user})"),
+            ImapAuth::XOAuth2 { user, .. } => write!(f, "XOAuth2({user})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// Extra trusted CA certificates (PEM), besides the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// Bound on each network step (connect, handshake, every read/write).
+    pub timeout: Duration,
+}
+
+/// Connects, secures the line as configured, logs in and reads the
+/// capabilities.
+pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
+    let conn = auth::open(cfg, auth).await?;
+    let mut session = ImapSession {
+        conn,
+        caps: Vec::new(),
+        delimiter: None,
+        selected: None,
+    };
+    session.caps = session.fetch_capabilities().await?;
+    Ok(session)
+}
+
+#[derive(Debug, Clone)]
+struct Selected {
+    status: FolderStatus,
+}
+
+/// A logged-in IMAP connection; see [`MailSession`].
+pub struct ImapSession {
+    conn: Conn,
+    caps: Vec<String>,
+    /// The personal namespace's delimiter, once asked (`LIST "" ""`).
+    delimiter: Option<Option<char>>,
+    selected: Option<Selected>,
+}
+
+/// UIDs per metadata window at most, however sparse the folder is; it keeps
+/// one window's answer small even where the UIDs turn dense again.
+const MAX_WINDOW: u32 = 1 << 16;
+
+impl ImapSession {
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.caps.iter().any(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    fn condstore(&self) -> bool {
+        self.has_capability("CONDSTORE")
+    }
+
+    async fn fetch_capabilities(&mut self) -> Result<Vec<String>> {
+        let mut caps = Vec::new();
+        self.conn
+            .run("capability", "CAPABILITY", ErrorClass::Other, |r| {
+                if let Response::Capabilities(list) = r {
+                    caps.extend(list.iter().map(|c| match c {
+                        Capability::Imap4rev1 => "IMAP4rev1".to_string(),
+                        Capability::Auth(m) => format!("AUTH={m}"),
+                        Capability::Atom(a) => a.to_string(),
+                    }));
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(caps)
+    }
+
+    async fn server_delimiter(&mut self) -> Result<Option<char>> {
+        if let Some(d) = self.delimiter {
+            return Ok(d);
+        }
+        let mut found = None;
+        self.conn
+            .run("list", r#"LIST "" """#, ErrorClass::Other, |r| {
+                if let Response::MailboxData(MailboxDatum::List(l)) = r {
+                    found = l.delimiter.as_deref().and_then(|d| d.chars().next());
+                }
+                Ok(())
+            })
+            .await?;
+        self.delimiter = Some(found);
+        Ok(found)
+    }
+
+    /// The quoted wire name for a folder.
+    async fn mailbox_arg(&mut self, op: &'static str, folder: &FolderName) -> Result<String> {
+        // A name without `raw` is one to be made here: this server's
+        // delimiter wins over whatever endpoint the segments came from.
+        let delimiter = if folder.raw.is_empty() {
+            self.server_delimiter().await?
+        } else {
+            None
+        };
+        let name = wire_name(folder, delimiter);
+        quote(&name).ok_or_else(|| {
+            self.conn
+                .protocol_error(op, format!("folder name {name:?}"))
+        })
+    }
+
+    fn status(&self) -> Result<FolderStatus> {
+        self.selected
+            .as_ref()
+            .map(|s| s.status)
+            .ok_or(ConnectorError::NoFolder)
+    }
+
+    async fn open(&mut self, verb: &'static str, folder: &FolderName) -> Result<FolderStatus> {
+        let op = if verb == "SELECT" {
+            "select"
+        } else {
+            "examine"
+        };
+        let mailbox = self.mailbox_arg(op, folder).await?;
+        // A failed SELECT leaves no folder open (RFC 3501 §6.3.1).
+        self.selected = None;
+        let condstore = if self.condstore() { " (CONDSTORE)" } else { "" };
+        let mut status = FolderStatus {
+            uidvalidity: 0,
+            uidnext: 0,
+            exists: 0,
+            highest_modseq: None,
+        };
+        let mut uidnext = None;
+        self.conn
+            .run(
+                op,
+                &format!("{verb} {mailbox}{condstore}"),
+                ErrorClass::Folder,
+                |r| {
+                    match r {
+                        Response::MailboxData(MailboxDatum::Exists(n)) => status.exists = *n,
+                        Response::Data {
+                            status: Status::Ok,
+                            outcome,
+                        } => match outcome.code {
+                            Some(ResponseCode::UidValidity(v)) => status.uidvalidity = v,
+                            Some(ResponseCode::UidNext(n)) => uidnext = Some(n),
+                            Some(ResponseCode::HighestModSeq(m)) => status.highest_modseq = Some(m),
+                            _ => {}
+                        },
+                        _ => {}
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        status.uidnext = match uidnext {
+            Some(n) => n,
+            None => self.status_uidnext(&mailbox).await?,
+        };
+        self.selected = Some(Selected { status });
+        Ok(status)
+    }
+
+    /// UIDNEXT from STATUS, for servers that leave it out of SELECT.
+    async fn status_uidnext(&mut self, mailbox: &str) -> Result<u32> {
+        use async_imap::imap_proto::StatusAttribute;
+        let mut next = 0;
+        self.conn
+            .run(
+                "status",
+                &format!("STATUS {mailbox} (UIDNEXT)"),
+                ErrorClass::Folder,
+                |r| {
+                    if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                        for a in status {
+                            if let StatusAttribute::UidNext(n) = a {
+                                next = *n;
+                            }
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(next)
+    }
+
+    /// Metadata for a UID range (`a:b`, `a:*`), optionally CHANGEDSINCE,
+    /// sorted by UID; items outside `[lo, hi]` are dropped (`n:*` always
+    /// matches the last message, even below `n`).
+    async fn fetch_meta(
+        &mut self,
+        range: &str,
+        lo: u32,
+        hi: u32,
+        changed_since: Option<u64>,
+    ) -> Result<Vec<ItemMeta>> {
+        let modseq = if self.condstore() { " MODSEQ" } else { "" };
+        let since = changed_since
+            .map(|m| format!(" (CHANGEDSINCE {m})"))
+            .unwrap_or_default();
+        let mut items = Vec::new();
+        self.conn
+            .run(
+                "fetch",
+                &format!("UID FETCH {range} (UID FLAGS INTERNALDATE RFC822.SIZE{modseq}){since}"),
+                ErrorClass::Other,
+                |r| {
+                    if let Response::Fetch(_, attrs) = r
+                        && let Some(meta) = parse::item_meta(attrs)
+                        && (lo..=hi).contains(&meta.uid)
+                    {
+                        items.push(meta);
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        items.sort_by_key(|m| m.uid);
+        items.dedup_by_key(|m| m.uid);
+        Ok(items)
+    }
+}
+
+#[async_trait]
+impl MailSession for ImapSession {
+    async fn capabilities(&mut self) -> Result<Vec<String>> {
+        Ok(self.caps.clone())
+    }
+
+    async fn list_folders(&mut self) -> Result<Vec<Folder>> {
+        let command = if self.has_capability("SPECIAL-USE") && self.has_capability("LIST-EXTENDED")
+        {
+            r#"LIST "" "*" RETURN (SPECIAL-USE)"#
+        } else {
+            r#"LIST "" "*""#
+        };
+        let mut folders = Vec::new();
+        self.conn
+            .run("list", command, ErrorClass::Other, |r| {
+                if let Response::MailboxData(MailboxDatum::List(l)) = r {
+                    let delimiter = l.delimiter.as_deref().and_then(|d| d.chars().next());
+                    let name = parse::folder_name(&l.name, delimiter);
+                    let special_use = if l.name.eq_ignore_ascii_case("INBOX") {
+                        Some(SpecialUse::Inbox)
+                    } else {
+                        parse::special_use(&l.name_attributes)
+                    };
+                    folders.push(Folder {
+                        name,
+                        special_use,
+                        selectable: parse::selectable(&l.name_attributes),
+                        subscribed: false,
+                    });
+                }
+                Ok(())
+            })
+            .await?;
+        let mut subscribed = HashSet::new();
+        self.conn
+            .run("lsub", r#"LSUB "" "*""#, ErrorClass::Other, |r| {
+                // imap-proto reads LSUB lines as List data.
+                if let Response::MailboxData(MailboxDatum::List(l)) = r {
+                    subscribed.insert(l.name.to_string());
+                }
+                Ok(())
+            })
+            .await?;
+        for f in &mut folders {
+            f.subscribed = subscribed.contains(&f.name.raw);
+        }
+        if let Some(d) = folders.iter().find_map(|f| f.name.delimiter) {
+            self.delimiter.get_or_insert(Some(d));
+        }
+        Ok(folders)
+    }
+
+    async fn examine(&mut self, folder: &FolderName) -> Result<FolderStatus> {
+        self.open("EXAMINE", folder).await
+    }
+
+    async fn select(&mut self, folder: &FolderName) -> Result<FolderStatus> {
+        self.open("SELECT", folder).await
+    }
+
+    async fn list_items(&mut self, from_uid: u32, max: usize) -> Result<Vec<ItemMeta>> {
+        let status = self.status()?;
+        if max == 0 || status.exists == 0 {
+            return Ok(Vec::new());
+        }
+        let want = u32::try_from(max).unwrap_or(u32::MAX);
+        let mut span = want.clamp(1, MAX_WINDOW);
+        let mut start = from_uid.max(1);
+        let mut out: Vec<ItemMeta> = Vec::new();
+        loop {
+            let end = start.saturating_add(span - 1);
+            // The window that reaches UIDNEXT asks for `start:*`, which also
+            // catches mail that arrived after the folder was opened.
+            let last = status.uidnext == 0 || end >= status.uidnext.saturating_sub(1);
+            let (range, hi) = if last {
+                (format!("{start}:*"), u32::MAX)
+            } else {
+                (format!("{start}:{end}"), end)
+            };
+            let batch = self.fetch_meta(&range, start, hi, None).await?;
+            let found = batch.len();
+            out.extend(batch.into_iter().take(max - out.len()));
+            if last || out.len() >= max || end == u32::MAX {
+                break;
+            }
+            start = end + 1;
+            // Sparse UIDs (old mail long since deleted): widen the window so
+            // a folder of scattered UIDs takes few round trips.
+            if (found as u64) * 2 < u64::from(span) {
+                span = span.saturating_mul(4).min(MAX_WINDOW.max(want));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn changed_since(&mut self, modseq: u64) -> Result<Option<Vec<ItemMeta>>> {
+        let status = self.status()?;
+        if !self.condstore() || status.highest_modseq.is_none() {
+            return Ok(None);
+        }
+        if status.exists == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let items = self.fetch_meta("1:*", 1, u32::MAX, Some(modseq)).await?;
+        Ok(Some(items))
+    }
+
+    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Item>> {
+        self.status()?;
+        let set = parse::uid_set(uids);
+        if set.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut items: Vec<Item> = Vec::new();
+        self.conn
+            .run(
+                "fetch",
+                &format!("UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"),
+                ErrorClass::Item,
+                |r| {
+                    if let Response::Fetch(_, attrs) = r
+                        && let Some(meta) = parse::item_meta(attrs)
+                        && wanted.contains(&meta.uid)
+                        && let Some(body) = parse::body_bytes(attrs)
+                    {
+                        items.push(Item {
+                            meta,
+                            body: Bytes::copy_from_slice(body),
+                        });
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        items.sort_by_key(|i| i.meta.uid);
+        items.dedup_by_key(|i| i.meta.uid);
+        Ok(items)
+    }
+
+    async fn create_folder(&mut self, folder: &FolderName) -> Result<()> {
+        let mailbox = self.mailbox_arg("create", folder).await?;
+        let id = self
+            .conn
+            .send("create", &format!("CREATE {mailbox}"))
+            .await?;
+        let tagged = self.conn.finish("create", &id, |_| Ok(())).await?;
+        if tagged.is_ok() || tagged.text.contains("[ALREADYEXISTS]") {
+            return Ok(());
+        }
+        // Servers without RFC 5530 codes: an existing folder is success too.
+        let mut exists = false;
+        self.conn
+            .run(
+                "list",
+                &format!(r#"LIST "" {mailbox}"#),
+                ErrorClass::Folder,
+                |r| {
+                    if let Response::MailboxData(MailboxDatum::List(l)) = r {
+                        exists |= parse::selectable(&l.name_attributes);
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        if exists {
+            return Ok(());
+        }
+        self.conn
+            .check("create", tagged, ErrorClass::Folder)
+            .map(|_| ())
+    }
+
+    async fn subscribe(&mut self, folder: &FolderName) -> Result<()> {
+        let mailbox = self.mailbox_arg("subscribe", folder).await?;
+        self.conn
+            .run(
+                "subscribe",
+                &format!("SUBSCRIBE {mailbox}"),
+                ErrorClass::Folder,
+                |_| Ok(()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn append(
+        &mut self,
+        folder: &FolderName,
+        flags: &[Flag],
+        internal_date: Option<DateTime<FixedOffset>>,
+        body: Bytes,
+    ) -> Result<Option<AppendUid>> {
+        const OP: &str = "append";
+        let mailbox = self.mailbox_arg(OP, folder).await?;
+        let date = internal_date
+            .map(|d| format!(" \"{}\"", parse::format_date(&d)))
+            .unwrap_or_default();
+        // LITERAL+ saves a round trip per message.
+        let plus = if self.has_capability("LITERAL+") {
+            "+"
+        } else {
+            ""
+        };
+        let command = format!(
+            "APPEND {mailbox} {}{date} {{{}{plus}}}",
+            parse::flag_list(flags),
+            body.len()
+        );
+        let id = self.conn.send(OP, &command).await?;
+        if plus.is_empty() {
+            // Wait for "+": the server may refuse at once (too big, no folder).
+            loop {
+                let early = self
+                    .conn
+                    .next(OP, |response| match response {
+                        Response::Continue(_) => Some(None),
+                        Response::Done {
+                            tag,
+                            status,
+                            outcome,
+                        } if *tag == id => Some(Some(session::Tagged::new(status, outcome))),
+                        _ => None,
+                    })
+                    .await?;
+                match early {
+                    None => continue,
+                    Some(None) => break,
+                    Some(Some(tagged)) => {
+                        let class = append_refusal_class(&tagged);
+                        self.conn.check(OP, tagged, class)?;
+                        return Err(self.conn.protocol_error(OP, "OK before the literal"));
+                    }
+                }
+            }
+        }
+        self.conn.write_raw(OP, &body).await?;
+        self.conn.write_raw(OP, b"\r\n").await?;
+        let tagged = self.conn.finish(OP, &id, |_| Ok(())).await?;
+        let class = append_refusal_class(&tagged);
+        let tagged = self.conn.check(OP, tagged, class)?;
+        Ok(tagged
+            .append_uid
+            .map(|(uidvalidity, uid)| AppendUid { uidvalidity, uid }))
+    }
+
+    async fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()> {
+        self.status()?;
+        self.conn
+            .run(
+                "store",
+                &format!("UID STORE {uid} FLAGS.SILENT {}", parse::flag_list(flags)),
+                ErrorClass::Item,
+                |_| Ok(()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn logout(&mut self) -> Result<()> {
+        self.selected = None;
+        let result = self
+            .conn
+            .run("logout", "LOGOUT", ErrorClass::Other, |_| Ok(()))
+            .await;
+        self.conn.close();
+        result.map(|_| ())
+    }
+}
+
+/// A refused APPEND is the item's fault unless the folder is missing.
+fn append_refusal_class(tagged: &session::Tagged) -> ErrorClass {
+    if tagged.try_create {
+        ErrorClass::Folder
+    } else {
+        ErrorClass::Item
+    }
+}

@@ -1,0 +1,251 @@
+//! Small pure helpers between our model and the IMAP wire: quoting,
+//! UID sets, flags, INTERNALDATE, LIST attributes and the reading of a
+//! server's refusal into an [`ErrorClass`].
+
+use async_imap::imap_proto::{AttributeValue, NameAttribute};
+use chrono::{DateTime, FixedOffset};
+
+use crate::model::{Flag, FolderName, ItemMeta, SpecialUse};
+use crate::{ErrorClass, utf7};
+
+/// RFC 3501 `date-time`, e.g. `17-Jul-1996 02:44:25 -0700`.
+const DATE_TIME: &str = "%d-%b-%Y %H:%M:%S %z";
+
+/// A quoted string; `None` when the text cannot travel quoted (CR, LF, NUL).
+pub(crate) fn quote(s: &str) -> Option<String> {
+    if s.contains(['\r', '\n', '\0']) {
+        return None;
+    }
+    Some(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+/// The wire name of a folder: `raw` when the endpoint gave one, else the
+/// segments in modified UTF-7 joined with the server's delimiter (the
+/// folder's own when the server has none to offer).
+pub(crate) fn wire_name(folder: &FolderName, server_delimiter: Option<char>) -> String {
+    if !folder.raw.is_empty() {
+        return folder.raw.clone();
+    }
+    let delimiter = server_delimiter.or(folder.delimiter).unwrap_or('/');
+    let encoded: Vec<String> = folder.segments.iter().map(|s| utf7::encode(s)).collect();
+    encoded.join(&delimiter.to_string())
+}
+
+/// Builds a [`FolderName`] from a LIST answer.
+pub(crate) fn folder_name(raw: &str, delimiter: Option<char>) -> FolderName {
+    let parts: Vec<&str> = match delimiter {
+        Some(d) => raw.split(d).collect(),
+        None => vec![raw],
+    };
+    // A name the server did not encode canonically is shown as sent.
+    let segments = parts
+        .into_iter()
+        .map(|p| utf7::decode(p).unwrap_or_else(|| p.to_string()))
+        .collect();
+    FolderName {
+        raw: raw.to_string(),
+        delimiter,
+        segments,
+    }
+}
+
+/// Compresses UIDs into an IMAP sequence set: `1:3,7,9:10`.
+pub(crate) fn uid_set(uids: &[u32]) -> String {
+    let mut sorted: Vec<u32> = uids.iter().copied().filter(|&u| u > 0).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Flags for APPEND/STORE: `\Recent` is the server's alone to set.
+pub(crate) fn flag_list(flags: &[Flag]) -> String {
+    let kept: Vec<&str> = flags
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect();
+    format!("({})", kept.join(" "))
+}
+
+pub(crate) fn format_date(date: &DateTime<FixedOffset>) -> String {
+    date.format(DATE_TIME).to_string()
+}
+
+pub(crate) fn parse_date(s: &str) -> Option<DateTime<FixedOffset>> {
+    // Days below 10 come space-padded (` 7-Jul-2024 ...`).
+    DateTime::parse_from_str(s.trim(), DATE_TIME).ok()
+}
+
+/// Folds one FETCH response into item metadata; `None` without a UID
+/// (an unsolicited flag update that is not about our request).
+pub(crate) fn item_meta(attrs: &[AttributeValue<'_>]) -> Option<ItemMeta> {
+    let mut meta = ItemMeta {
+        uid: 0,
+        size: 0,
+        flags: Vec::new(),
+        internal_date: None,
+        modseq: None,
+    };
+    for attr in attrs {
+        match attr {
+            AttributeValue::Uid(uid) => meta.uid = *uid,
+            AttributeValue::Rfc822Size(size) => meta.size = u64::from(*size),
+            AttributeValue::Flags(flags) => {
+                meta.flags = flags
+                    .iter()
+                    .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+                    .map(|f| f.to_string())
+                    .collect();
+            }
+            AttributeValue::InternalDate(d) => meta.internal_date = parse_date(d),
+            AttributeValue::ModSeq(m) => meta.modseq = Some(*m),
+            _ => {}
+        }
+    }
+    (meta.uid != 0).then_some(meta)
+}
+
+/// The message bytes of a `BODY[]` answer.
+pub(crate) fn body_bytes<'a>(attrs: &'a [AttributeValue<'_>]) -> Option<&'a [u8]> {
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::BodySection {
+            section: None,
+            data: Some(data),
+            ..
+        } => Some(data.as_ref()),
+        AttributeValue::Rfc822(Some(data)) => Some(data.as_ref()),
+        _ => None,
+    })
+}
+
+pub(crate) fn special_use(attrs: &[NameAttribute<'_>]) -> Option<SpecialUse> {
+    attrs.iter().find_map(|a| match a {
+        NameAttribute::All => Some(SpecialUse::All),
+        NameAttribute::Archive => Some(SpecialUse::Archive),
+        NameAttribute::Drafts => Some(SpecialUse::Drafts),
+        NameAttribute::Flagged => Some(SpecialUse::Flagged),
+        NameAttribute::Junk => Some(SpecialUse::Junk),
+        NameAttribute::Sent => Some(SpecialUse::Sent),
+        NameAttribute::Trash => Some(SpecialUse::Trash),
+        _ => None,
+    })
+}
+
+pub(crate) fn selectable(attrs: &[NameAttribute<'_>]) -> bool {
+    !attrs.iter().any(|a| match a {
+        NameAttribute::NoSelect => true,
+        NameAttribute::Extension(e) => e.eq_ignore_ascii_case("\\NonExistent"),
+        _ => false,
+    })
+}
+
+/// Whether a server's words mean "not now": RFC 5530 codes and the
+/// phrases providers use for throttling (Exchange, Gmail, Microsoft 365).
+pub(crate) fn is_throttle(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "[unavailable]",
+        "[limit]",
+        "[inuse]",
+        "throttl",
+        "too many",
+        "try again later",
+        "temporarily",
+        "rate limit",
+        "server busy",
+        "bandwidth",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
+}
+
+/// The class of a NO/BAD: throttling wins, then the caller's default.
+pub(crate) fn classify(text: &str, default: ErrorClass) -> ErrorClass {
+    if is_throttle(text) {
+        ErrorClass::Throttled
+    } else {
+        default
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compressed() {
+        assert_eq!(uid_set(&[5, 1, 2, 3, 9, 10, 3]), "1:3,5,9:10");
+        assert_eq!(uid_set(&[42]), "42");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn quoting_escapes_and_refuses_newlines() {
+        assert_eq!(quote(r#"a"b\c"#).unwrap(), r#""a\"b\\c""#);
+        assert!(quote("a\r\nb").is_none());
+    }
+
+    #[test]
+    fn dates_round_trip_with_space_padded_days() {
+        let d = parse_date(" 7-Jul-2024 09:05:01 +0200").unwrap();
+        assert_eq!(format_date(&d), "07-Jul-2024 09:05:01 +0200");
+        assert_eq!(parse_date(&format_date(&d)), Some(d));
+    }
+
+    #[test]
+    fn recent_is_never_sent() {
+        let flags = vec!["\\Seen".to_string(), "\\Recent".into(), "$Forwarded".into()];
+        assert_eq!(flag_list(&flags), "(\\Seen $Forwarded)");
+    }
+
+    #[test]
+    fn names_decode_into_segments_and_encode_back() {
+        let f = folder_name("Archive/2024/F&AOk-vrier", Some('/'));
+        assert_eq!(f.segments, ["Archive", "2024", "Février"]);
+        let fresh = FolderName {
+            raw: String::new(),
+            delimiter: Some('.'),
+            segments: f.segments.clone(),
+        };
+        assert_eq!(wire_name(&fresh, Some('/')), f.raw);
+        assert_eq!(wire_name(&f, Some('.')), f.raw);
+    }
+
+    #[test]
+    fn throttling_words_are_recognised() {
+        assert_eq!(
+            classify("[UNAVAILABLE] Try later", ErrorClass::Item),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            classify("[LIMIT] Too many", ErrorClass::Item),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            classify("[TRYCREATE] no such folder", ErrorClass::Folder),
+            ErrorClass::Folder
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! The byte stream under a session: plain TCP or rustls (ring provider),
+//! trusting the webpki roots plus an optional CA file from the endpoint's
+//! configuration (private CAs, test servers).
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto};
+
+/// Either transport behind one type, as async-imap wants one `T`.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub(crate) fn plain(tcp: TcpStream) -> Stream {
+        Stream::Plain(tcp)
+    }
+
+    /// The TCP socket back, for STARTTLS.
+    pub(crate) fn into_tcp(self) -> Option<TcpStream> {
+        match self {
+            Stream::Plain(tcp) => Some(tcp),
+            Stream::Tls(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Stream::Plain",
+            Stream::Tls(_) => "Stream::Tls",
+        })
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A rustls client configuration for one endpoint.
+pub(crate) fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let invalid = |e: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("CA file {}: {e}", path.display()),
+            )
+        };
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
+            let cert = cert.map_err(|e| invalid(e.to_string()))?;
+            roots.add(cert).map_err(|e| invalid(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(invalid("no certificate in it".into()));
+        }
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Runs the TLS handshake over `tcp`, checking the certificate against `host`
+/// (a DNS name or an IP address).
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    host: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<Stream> {
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let tls = TlsConnector::from(config).connect(name, tcp).await?;
+    Ok(Stream::Tls(Box::new(tls)))
+}

@@ -1,0 +1,458 @@
+//! The IMAP session against a real Dovecot 2.3 (see ferry-testservers).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::DateTime;
+use ferry_connectors::imap::{ImapAuth, ImapConfig, ImapSession, TlsMode, connect};
+use ferry_connectors::{ErrorClass, FolderName, MailSession, SpecialUse};
+use ferry_testservers::Dovecot;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "alice-pw";
+
+fn config(port: u16, tls: TlsMode, d: &Dovecot) -> ImapConfig {
+    ImapConfig {
+        host: d.host().to_string(),
+        port,
+        tls,
+        ca_file: d.ca_pem_path().map(Into::into),
+        timeout: Duration::from_secs(20),
+    }
+}
+
+fn login_auth() -> ImapAuth {
+    ImapAuth::Login {
+        user: USER.into(),
+        password: PASSWORD.into(),
+    }
+}
+
+fn server() -> Dovecot {
+    let d = Dovecot::start().expect("dovecot starts");
+    d.add_user(USER, PASSWORD).unwrap();
+    d
+}
+
+async fn session(d: &Dovecot) -> ImapSession {
+    connect(&config(d.port(), TlsMode::None, d), &login_auth())
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}\n{}", d.log()))
+}
+
+/// A folder known only by its Unicode path, as a mapping would produce it.
+fn folder(path: &str) -> FolderName {
+    FolderName {
+        raw: String::new(),
+        delimiter: None,
+        segments: path.split('/').map(String::from).collect(),
+    }
+}
+
+fn message(n: usize) -> Bytes {
+    Bytes::from(format!(
+        "From: a@example.org\r\nTo: b@example.org\r\nSubject: message {n}\r\n\r\nbody {n}\r\n"
+    ))
+}
+
+fn set(flags: &[String]) -> BTreeSet<String> {
+    flags.iter().cloned().collect()
+}
+
+#[tokio::test]
+async fn login_and_sasl_plain_reach_the_mailbox() {
+    let d = server();
+    let mut s = session(&d).await;
+    let caps = s.capabilities().await.unwrap();
+    assert!(caps.iter().any(|c| c == "IMAP4rev1"), "{caps:?}");
+    assert!(caps.iter().any(|c| c == "UIDPLUS"), "{caps:?}");
+    s.logout().await.unwrap();
+
+    let plain = ImapAuth::Plain {
+        authzid: None,
+        user: USER.into(),
+        password: PASSWORD.into(),
+    };
+    let mut s = connect(&config(d.port(), TlsMode::None, &d), &plain)
+        .await
+        .unwrap();
+    let st = s.examine(&folder("INBOX")).await.unwrap();
+    assert_eq!(st.exists, 0);
+    s.logout().await.unwrap();
+}
+
+#[tokio::test]
+async fn master_user_impersonates_the_target_mailbox() {
+    let d = server();
+    let (master, master_pw) = d.master_user();
+    let admin = ImapAuth::Plain {
+        authzid: Some(USER.into()),
+        user: master.into(),
+        password: master_pw.into(),
+    };
+    let mut s = connect(&config(d.port(), TlsMode::None, &d), &admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    s.append(&folder("INBOX"), &[], None, message(1))
+        .await
+        .unwrap();
+    s.logout().await.unwrap();
+
+    // The message landed in alice's own mailbox.
+    let mut s = session(&d).await;
+    assert_eq!(s.examine(&folder("INBOX")).await.unwrap().exists, 1);
+}
+
+#[tokio::test]
+async fn wrong_password_is_an_auth_error() {
+    let d = server();
+    let bad = ImapAuth::Login {
+        user: USER.into(),
+        password: "wrong".into(),
+    };
+    let err = connect(&config(d.port(), TlsMode::None, &d), &bad)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.class(), ErrorClass::Auth, "{err}");
+    assert!(!err.is_transient());
+
+    let bad = ImapAuth::Plain {
+        authzid: None,
+        user: USER.into(),
+        password: "wrong".into(),
+    };
+    let err = connect(&config(d.port(), TlsMode::None, &d), &bad)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.class(), ErrorClass::Auth, "{err}");
+}
+
+#[tokio::test]
+async fn xoauth2_logs_in_and_a_bad_token_is_an_auth_error() {
+    let d = server();
+    // Without an oauth2 passdb, Dovecot 2.3 checks the bearer token against
+    // the passdb like a password: enough to prove the XOAUTH2 encoding.
+    let good = ImapAuth::XOAuth2 {
+        user: USER.into(),
+        token: PASSWORD.into(),
+    };
+    let mut s = connect(&config(d.port(), TlsMode::None, &d), &good)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    s.examine(&folder("INBOX")).await.unwrap();
+    s.logout().await.unwrap();
+
+    let bad = ImapAuth::XOAuth2 {
+        user: USER.into(),
+        token: "not-a-token".into(),
+    };
+    let err = connect(&config(d.port(), TlsMode::None, &d), &bad)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.class(), ErrorClass::Auth, "{err}");
+    assert!(err.to_string().contains("AUTHENTICATIONFAILED"), "{err}");
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_verify_the_server() {
+    let d = Dovecot::start_tls().unwrap();
+    d.add_user(USER, PASSWORD).unwrap();
+
+    let mut s = connect(&config(d.port(), TlsMode::StartTls, &d), &login_auth())
+        .await
+        .unwrap_or_else(|e| panic!("starttls: {e}\n{}", d.log()));
+    s.examine(&folder("INBOX")).await.unwrap();
+    s.logout().await.unwrap();
+
+    let imaps = d.imaps_port().unwrap();
+    let mut s = connect(&config(imaps, TlsMode::Tls, &d), &login_auth())
+        .await
+        .unwrap_or_else(|e| panic!("imaps: {e}\n{}", d.log()));
+    s.examine(&folder("INBOX")).await.unwrap();
+    s.logout().await.unwrap();
+
+    // Without the test CA the certificate is not trusted.
+    let mut untrusted = config(imaps, TlsMode::Tls, &d);
+    untrusted.ca_file = None;
+    let err = connect(&untrusted, &login_auth()).await.err().unwrap();
+    assert!(err.to_string().contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn folders_nested_and_non_ascii() {
+    let d = server();
+    let mut s = session(&d).await;
+    for path in ["Archive/2024/Février", "日本語", "Sent"] {
+        s.create_folder(&folder(path)).await.unwrap();
+    }
+    // Creating again is not an error.
+    s.create_folder(&folder("日本語")).await.unwrap();
+    s.subscribe(&folder("日本語")).await.unwrap();
+
+    let folders = s.list_folders().await.unwrap();
+    let find = |raw: &str| {
+        folders
+            .iter()
+            .find(|f| f.name.raw == raw)
+            .unwrap_or_else(|| panic!("{raw} missing from {folders:#?}"))
+    };
+    let fevrier = find("Archive/2024/F&AOk-vrier");
+    assert_eq!(fevrier.name.segments, ["Archive", "2024", "Février"]);
+    assert_eq!(fevrier.name.delimiter, Some('/'));
+    assert!(fevrier.selectable);
+    assert!(!fevrier.subscribed);
+
+    let japanese = find("&ZeVnLIqe-");
+    assert_eq!(japanese.name.segments, ["日本語"]);
+    assert!(japanese.subscribed);
+
+    assert_eq!(find("INBOX").special_use, Some(SpecialUse::Inbox));
+    assert_eq!(find("Sent").special_use, Some(SpecialUse::Sent));
+    assert_eq!(find("Archive/2024").special_use, None);
+
+    // The listed name opens as is.
+    let st = s.select(&fevrier.name).await.unwrap();
+    assert_eq!(st.exists, 0);
+    assert!(st.uidvalidity > 0);
+
+    let err = s.select(&folder("Nope")).await.err().unwrap();
+    assert_eq!(err.class(), ErrorClass::Folder, "{err}");
+}
+
+#[tokio::test]
+async fn append_keeps_flags_keywords_and_date_and_returns_appenduid() {
+    let d = server();
+    let mut s = session(&d).await;
+    let inbox = folder("INBOX");
+    let st = s.select(&inbox).await.unwrap();
+    let date = DateTime::parse_from_rfc3339("2021-03-04T05:06:07+02:00").unwrap();
+    let flags: Vec<String> = ["\\Seen", "\\Flagged", "$Forwarded", "Project-X", "\\Recent"]
+        .map(String::from)
+        .to_vec();
+    let uid = s
+        .append(&inbox, &flags, Some(date), message(1))
+        .await
+        .unwrap()
+        .expect("APPENDUID");
+    assert_eq!(uid.uidvalidity, st.uidvalidity);
+    assert_eq!(uid.uid, st.uidnext);
+
+    let second = s
+        .append(&inbox, &[], None, message(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.uid, uid.uid + 1);
+
+    s.examine(&inbox).await.unwrap();
+    let items = s.list_items(1, 10).await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].uid, uid.uid);
+    assert_eq!(
+        set(&items[0].flags),
+        set(&flags[..4]),
+        "\\Recent is never carried"
+    );
+    assert_eq!(items[0].internal_date, Some(date));
+    assert_eq!(items[0].size, message(1).len() as u64);
+    assert!(items[1].flags.is_empty(), "{:?}", items[1].flags);
+
+    let err = s
+        .append(&folder("Missing"), &[], None, message(3))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.class(), ErrorClass::Folder, "{err}");
+}
+
+#[tokio::test]
+async fn bytes_round_trip_exactly_without_setting_seen() {
+    let d = server();
+    let mut s = session(&d).await;
+    let inbox = folder("INBOX");
+
+    // 8-bit header, no Message-ID, a 3 MB attachment.
+    let mut raw = String::from(
+        "From: Zoë <zoe@example.org>\r\nTo: b@example.org\r\nSubject: Grüße aus Köln\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         Häuser und Bäume\r\n--b1\r\nContent-Type: application/octet-stream\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n",
+    );
+    let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n";
+    while raw.len() < 3 * 1024 * 1024 {
+        raw.push_str(line);
+    }
+    raw.push_str("--b1--\r\n");
+    let body = Bytes::from(raw);
+
+    let appended = s
+        .append(&inbox, &[], None, body.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    s.append(&inbox, &[], None, message(2)).await.unwrap();
+
+    s.examine(&inbox).await.unwrap();
+    let items = s
+        .fetch(&[appended.uid + 1, appended.uid, 999])
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2, "unknown UIDs are left out");
+    assert_eq!(items[0].meta.uid, appended.uid);
+    assert_eq!(items[0].body.len(), body.len());
+    assert!(items[0].body == body, "bytes differ");
+    assert_eq!(
+        items[0].digest(),
+        ferry_connectors::digest(&body),
+        "digest of the exact bytes"
+    );
+    assert_eq!(items[1].body, message(2));
+
+    // BODY.PEEK[]: reading the source never marks it read.
+    let metas = s.list_items(1, 10).await.unwrap();
+    assert!(metas.iter().all(|m| !m.flags.iter().any(|f| f == "\\Seen")));
+}
+
+#[tokio::test]
+async fn list_items_pages_through_dense_and_sparse_uids() {
+    let d = server();
+    let mut s = session(&d).await;
+    let box_ = folder("Bulk");
+    s.create_folder(&box_).await.unwrap();
+    for n in 0..1500 {
+        s.append(&box_, &[], None, message(n)).await.unwrap();
+    }
+    // Leave a long sparse stretch: only 1..=100 and 1401..=1500 remain.
+    let out = d
+        .doveadm(&["expunge", "-u", USER, "mailbox", "Bulk", "uid", "101:1400"])
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let st = s.examine(&box_).await.unwrap();
+    assert_eq!(st.exists, 200);
+    assert_eq!(st.uidnext, 1501);
+
+    let mut seen = Vec::new();
+    let mut from = 1;
+    let mut pages = 0;
+    loop {
+        let page = s.list_items(from, 70).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 70);
+        assert!(page.windows(2).all(|w| w[0].uid < w[1].uid));
+        pages += 1;
+        from = page.last().unwrap().uid + 1;
+        seen.extend(page.into_iter().map(|m| m.uid));
+    }
+    let expected: Vec<u32> = (1..=100).chain(1401..=1500).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 3);
+
+    // max=200 over the whole folder, starting mid-way.
+    let page = s.list_items(50, 200).await.unwrap();
+    assert_eq!(page.len(), 151);
+    assert_eq!(page[0].uid, 50);
+    assert_eq!(page.last().unwrap().uid, 1500);
+    assert!(s.list_items(1501, 200).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn list_items_pages_a_dense_folder() {
+    let d = server();
+    let mut s = session(&d).await;
+    let box_ = folder("Dense");
+    s.create_folder(&box_).await.unwrap();
+    for n in 0..1500 {
+        s.append(&box_, &[], None, message(n)).await.unwrap();
+    }
+    s.examine(&box_).await.unwrap();
+    let mut from = 1;
+    let mut total = 0;
+    let mut pages = 0;
+    loop {
+        let page = s.list_items(from, 200).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 200);
+        assert_eq!(page[0].uid, from);
+        total += page.len();
+        pages += 1;
+        from = page.last().unwrap().uid + 1;
+    }
+    assert_eq!(total, 1500);
+    assert_eq!(pages, 8);
+}
+
+#[tokio::test]
+async fn store_flags_and_changed_since() {
+    let d = server();
+    let mut s = session(&d).await;
+    let inbox = folder("INBOX");
+    for n in 0..3 {
+        s.append(&inbox, &["\\Seen".to_string()], None, message(n))
+            .await
+            .unwrap();
+    }
+    let st = s.select(&inbox).await.unwrap();
+    let before = st.highest_modseq.expect("CONDSTORE");
+    assert_eq!(s.changed_since(before).await.unwrap(), Some(vec![]));
+
+    let new_flags = vec!["\\Flagged".to_string(), "Project-X".to_string()];
+    s.store_flags(2, &new_flags).await.unwrap();
+
+    let changed = s.changed_since(before).await.unwrap().expect("CONDSTORE");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].uid, 2);
+    assert_eq!(set(&changed[0].flags), set(&new_flags), "FLAGS replaced");
+    assert!(changed[0].modseq.unwrap() > before);
+
+    let st = s.examine(&inbox).await.unwrap();
+    assert!(st.highest_modseq.unwrap() > before);
+    let items = s.list_items(1, 10).await.unwrap();
+    assert_eq!(set(&items[0].flags), set(&["\\Seen".to_string()]));
+    assert_eq!(set(&items[1].flags), set(&new_flags));
+}
+
+#[tokio::test]
+async fn item_calls_need_an_open_folder() {
+    let d = server();
+    let mut s = session(&d).await;
+    let err = s.list_items(1, 10).await.err().unwrap();
+    assert!(matches!(err, ferry_connectors::ConnectorError::NoFolder));
+}
+
+#[tokio::test]
+async fn silent_or_dropped_lines_are_connection_errors() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cfg = ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        ca_file: None,
+        timeout: Duration::from_millis(300),
+    };
+    let server = tokio::spawn(async move {
+        // First client: accepted, never greeted. Second: hung up on.
+        let (silent, _) = listener.accept().await.unwrap();
+        let (dropped, _) = listener.accept().await.unwrap();
+        drop(dropped);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(silent);
+    });
+    let err = connect(&cfg, &login_auth()).await.err().unwrap();
+    assert_eq!(err.class(), ErrorClass::Connection, "{err}");
+    assert!(err.to_string().contains("no answer within"), "{err}");
+    let err = connect(&cfg, &login_auth()).await.err().unwrap();
+    assert_eq!(err.class(), ErrorClass::Connection, "{err}");
+    assert!(err.is_transient());
+    server.await.unwrap();
+}

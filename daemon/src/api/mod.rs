@@ -1,0 +1,118 @@
+//! Control API handlers: check a command against the views, then append.
+//!
+//! One file per area. A handler returns a [`Response`] or an [`ApiError`]
+//! whose code becomes the HTTP status; nothing is appended on error.
+
+pub mod batch;
+pub mod endpoint;
+pub mod export;
+pub mod query;
+
+use std::sync::Arc;
+
+use ferry_ctl::wire::{ApiError, ErrorCode, Request, Response};
+use ferry_events::{Actor, Envelope, StoreError};
+use tokio::sync::watch;
+
+use crate::app::App;
+
+pub async fn dispatch(
+    app: &Arc<App>,
+    actor: Actor,
+    req: Request,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Response, ApiError> {
+    let mutating = !matches!(
+        req,
+        Request::Status
+            | Request::EndpointList
+            | Request::BatchShow { .. }
+            | Request::BatchList
+            | Request::MailboxShow { .. }
+            | Request::Events { .. }
+    );
+    if mutating && app.is_draining() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "ferryd is shutting down and takes no new commands",
+        ));
+    }
+    tracing::debug!(op = req.op(), %actor, "request");
+    match req {
+        Request::Status => Ok(query::status(app)),
+        Request::EndpointList => Ok(query::endpoints(app)),
+        Request::BatchShow { name } => query::batch(app, &name),
+        Request::BatchList => Ok(query::batches(app)),
+        Request::MailboxShow { address } => query::mailbox(app, &address),
+        Request::Events {
+            since,
+            limit,
+            wait_ms,
+        } => query::events(app, since, limit, wait_ms, shutdown).await,
+        Request::EndpointAdd { .. } => endpoint::add(app, actor, req).await,
+        Request::EndpointVerify { name } => endpoint::verify(app, actor, &name).await,
+        Request::BatchCreate { .. } | Request::BatchAddUsers { .. } => {
+            batch::import(app, actor, req).await
+        }
+        Request::BatchStart { .. } => batch::start(app, actor, req).await,
+        Request::BatchStop { name } => batch::stop(app, actor, &name).await,
+        Request::BatchDelete { name, force } => batch::delete(app, actor, &name, force).await,
+        Request::BatchSchedule { .. } => Err(not_yet("cron delta schedules (batch schedule)")),
+        Request::BatchComplete { .. } => Err(not_yet("batch completion (batch complete)")),
+        Request::Cutover { .. } => Err(not_yet("cutover")),
+        Request::MxCheck { .. } | Request::MxSwitch { .. } => Err(not_yet("MX check and switch")),
+    }
+}
+
+pub fn not_yet(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotImplemented,
+        format!("{what} is not available in this ferryd yet; nothing was recorded"),
+    )
+}
+
+pub fn not_found(what: &str, name: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no {what} named {name:?}"))
+}
+
+pub fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Invalid, msg)
+}
+
+pub fn conflict(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Conflict, msg)
+}
+
+/// Maps a store error to the API: a stale version is a conflict.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::WrongVersion { .. } => conflict(format!(
+            "{e}: someone changed it since you looked; check and retry"
+        )),
+        StoreError::Closed => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+        other => ApiError::new(ErrorCode::Internal, other.to_string()),
+    }
+}
+
+pub fn done(message: impl Into<String>, envs: &[Envelope]) -> Response {
+    Response::Done {
+        message: message.into(),
+        seq: envs.last().map_or(0, |e| e.seq),
+    }
+}
+
+/// Names of endpoints and batches: letters, digits, `.`, `_`, `-`; up to 64.
+pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{what} name {name:?} must be 1-64 letters, digits, '.', '_' or '-'"
+        )))
+    }
+}

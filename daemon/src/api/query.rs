@@ -1,0 +1,109 @@
+//! Read-only requests: status, show, list, events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_ctl::ApiError;
+use ferry_ctl::audit;
+use ferry_ctl::wire::{Response, StatusView};
+use ferry_events::EventStore;
+use tokio::sync::watch;
+
+use super::not_found;
+use crate::app::App;
+
+pub fn status(app: &Arc<App>) -> Response {
+    let views = app.views.read().unwrap();
+    Response::Status(StatusView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        data_dir: app.config.read().unwrap().data_dir.display().to_string(),
+        head: app.store.head(),
+        uptime_s: app.started.elapsed().as_secs(),
+        endpoints: views.endpoints.len(),
+        batches: views.batches.len(),
+        mailboxes: views.mailboxes.len(),
+        passes_running: views
+            .batches
+            .values()
+            .filter(|b| b.running_pass().is_some())
+            .count(),
+        draining: app.is_draining(),
+    })
+}
+
+pub fn endpoints(app: &Arc<App>) -> Response {
+    Response::Endpoints(
+        app.views
+            .read()
+            .unwrap()
+            .endpoints
+            .values()
+            .cloned()
+            .collect(),
+    )
+}
+
+pub fn batch(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
+    app.views
+        .read()
+        .unwrap()
+        .batches
+        .get(name)
+        .map(|b| Response::Batch(Box::new(b.clone())))
+        .ok_or_else(|| not_found("batch", name))
+}
+
+pub fn batches(app: &Arc<App>) -> Response {
+    Response::Batches(
+        app.views
+            .read()
+            .unwrap()
+            .batches
+            .values()
+            .cloned()
+            .collect(),
+    )
+}
+
+pub fn mailbox(app: &Arc<App>, address: &str) -> Result<Response, ApiError> {
+    let address = address.to_lowercase();
+    app.views
+        .read()
+        .unwrap()
+        .mailboxes
+        .get(&address)
+        .map(|m| Response::Mailbox(Box::new(m.clone())))
+        .ok_or_else(|| not_found("mailbox", &address))
+}
+
+/// Most events one answer carries.
+const MAX_EVENTS: u32 = 10_000;
+
+pub async fn events(
+    app: &Arc<App>,
+    since: u64,
+    limit: Option<u32>,
+    wait_ms: Option<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Response, ApiError> {
+    let since = since.max(1);
+    let limit = limit.unwrap_or(1000).clamp(1, MAX_EVENTS) as usize;
+    if let Some(ms) = wait_ms {
+        let mut head = app.store.follow();
+        let wait = head.wait_for(|h| *h >= since);
+        tokio::select! {
+            _ = tokio::time::timeout(Duration::from_millis(ms.min(60_000)), wait) => {}
+            () = crate::server::stopped(&mut shutdown) => {}
+        }
+    }
+    let mut events = Vec::new();
+    for env in app.store.read_all(since).take(limit) {
+        let env = env.map_err(super::store_error)?;
+        events.push(audit::record(&env));
+    }
+    Ok(Response::Events {
+        events,
+        head: app.store.head(),
+    })
+}

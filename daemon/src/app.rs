@@ -1,0 +1,163 @@
+//! The state every part of the daemon shares.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use ferry_events::{Actor, Envelope, Event, EventStore, ExpectedVersion, SledStore, StoreError};
+use ferry_projections::{Projections, snapshot};
+
+use crate::config::Config;
+use crate::secrets::SecretStore;
+
+pub struct App {
+    pub config: RwLock<Config>,
+    pub store: Arc<SledStore>,
+    /// Folded up to `views.head`; always a prefix of the log, never ahead.
+    pub views: RwLock<Projections>,
+    pub secrets: SecretStore,
+    pub started: Instant,
+    /// Set on SIGTERM/SIGINT: no new passes, no new commands.
+    pub draining: AtomicBool,
+    /// Serialises control commands between their check and their append,
+    /// so two admins cannot both pass a check that only one may pass.
+    pub commands: tokio::sync::Mutex<()>,
+    /// Head at the last snapshot written.
+    snapshot_head: std::sync::Mutex<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretError),
+    #[error("creating data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl App {
+    /// Opens the log and the secret store and rebuilds the views.
+    pub fn open(config: Config) -> Result<App, StartError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(|source| StartError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        let store = Arc::new(SledStore::open(&config.data_dir.join("log"))?);
+        let secrets = SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?;
+        let views = load_views(&config, store.as_ref());
+        let head = views.head;
+        let app = App {
+            config: RwLock::new(config),
+            store,
+            views: RwLock::new(views),
+            secrets,
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+            commands: tokio::sync::Mutex::new(()),
+            snapshot_head: std::sync::Mutex::new(head),
+        };
+        app.catch_up();
+        Ok(app)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Appends and folds the result in, so the caller reads its own write.
+    pub async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        actor: Actor,
+        events: Vec<Event>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let envs = self.store.append(stream, expected, actor, events).await?;
+        self.catch_up();
+        Ok(envs)
+    }
+
+    /// Folds every event past the views' head, in order.
+    pub fn catch_up(&self) {
+        let mut views = self.views.write().unwrap();
+        for env in self.store.read_all(views.head + 1) {
+            match env {
+                Ok(env) => views.apply(&env),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the log past {}", views.head);
+                    break;
+                }
+            }
+        }
+        let every = self.config.read().unwrap().snapshot_every;
+        let mut last = self.snapshot_head.lock().unwrap();
+        if views.head >= *last + every {
+            *last = views.head;
+            let bytes = snapshot::encode(&views);
+            drop(views);
+            self.write_snapshot(bytes);
+        }
+    }
+
+    /// Writes the views' snapshot now (at shutdown).
+    pub fn snapshot_now(&self) {
+        let views = self.views.read().unwrap();
+        *self.snapshot_head.lock().unwrap() = views.head;
+        let bytes = snapshot::encode(&views);
+        drop(views);
+        self.write_snapshot(bytes);
+    }
+
+    fn write_snapshot(&self, bytes: Result<Vec<u8>, snapshot::SnapshotError>) {
+        let path = self.config.read().unwrap().data_dir.join("views.snapshot");
+        let tmp = path.with_extension("tmp");
+        let res = bytes
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = res {
+            tracing::warn!(error = %e, path = %path.display(), "snapshot not written");
+        }
+    }
+
+    pub fn actor_engine() -> Actor {
+        Actor::Engine
+    }
+}
+
+/// The snapshot when it is readable and not ahead of the log, else nothing.
+fn load_views(config: &Config, store: &SledStore) -> Projections {
+    let path = config.data_dir.join("views.snapshot");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Projections::default();
+    };
+    match snapshot::decode(&bytes) {
+        Ok(p) if p.head <= store.head() => {
+            tracing::info!(head = p.head, "views loaded from snapshot");
+            p
+        }
+        Ok(p) => {
+            tracing::warn!(
+                snapshot = p.head,
+                log = store.head(),
+                "snapshot is ahead of the log; rebuilding from the start"
+            );
+            Projections::default()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "snapshot unreadable; rebuilding from the start");
+            Projections::default()
+        }
+    }
+}

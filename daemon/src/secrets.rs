@@ -1,0 +1,204 @@
+//! Secrets (passwords, tokens) kept apart from the event log.
+//!
+//! Each secret is a file `DATA_DIR/secrets/<id>` holding a random nonce and
+//! the XChaCha20-Poly1305 ciphertext, bound to its id. The key is a file of
+//! its own (mode 0600), created on first start. Events hold only the id
+//! ([`SecretRef`]), so no export of the log can carry a secret.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload, rand_core::RngCore};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ferry_events::SecretRef;
+
+const NONCE: usize = 24;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {0} must hold exactly 32 bytes")]
+    BadKey(PathBuf),
+    #[error("key file {0} is readable by others; make it mode 0600")]
+    OpenKey(PathBuf),
+    #[error("secret {0} is missing")]
+    Missing(String),
+    #[error("secret {0} does not decrypt with this key (wrong key file or a damaged secret)")]
+    Undecryptable(String),
+}
+
+pub struct SecretStore {
+    dir: PathBuf,
+    cipher: XChaCha20Poly1305,
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SecretError + 'a {
+    move |source| SecretError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl SecretStore {
+    /// Opens the store under `dir`, creating it and the key file when absent.
+    pub fn open(dir: &Path, key_file: &Path) -> Result<SecretStore, SecretError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io("creating", dir))?;
+        let key = match std::fs::read(key_file) {
+            Ok(k) => {
+                let mode = std::fs::metadata(key_file)
+                    .map_err(io("reading", key_file))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(SecretError::OpenKey(key_file.to_path_buf()));
+                }
+                k
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
+                write_private(key_file, &key)?;
+                key
+            }
+            Err(e) => return Err(io("reading", key_file)(e)),
+        };
+        let cipher = XChaCha20Poly1305::new_from_slice(&key)
+            .map_err(|_| SecretError::BadKey(key_file.to_path_buf()))?;
+        Ok(SecretStore {
+            dir: dir.to_path_buf(),
+            cipher,
+        })
+    }
+
+    /// Stores `secret` and returns the reference events may carry.
+    pub fn put(&self, secret: &str) -> Result<SecretRef, SecretError> {
+        let mut id = [0u8; 16];
+        OsRng.fill_bytes(&mut id);
+        let id = format!("sec-{}", hex::encode(id));
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: id.as_bytes(),
+                },
+            )
+            .expect("encryption in memory cannot fail");
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        write_private(&self.dir.join(&id), &bytes)?;
+        Ok(SecretRef(id))
+    }
+
+    pub fn get(&self, r: &SecretRef) -> Result<String, SecretError> {
+        if r.0.contains('/') || r.0.starts_with('.') {
+            return Err(SecretError::Missing(r.0.clone()));
+        }
+        let path = self.dir.join(&r.0);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SecretError::Missing(r.0.clone()));
+            }
+            Err(e) => return Err(io("reading", &path)(e)),
+        };
+        if bytes.len() < NONCE {
+            return Err(SecretError::Undecryptable(r.0.clone()));
+        }
+        let plain = self
+            .cipher
+            .decrypt(
+                XNonce::from_slice(&bytes[..NONCE]),
+                Payload {
+                    msg: &bytes[NONCE..],
+                    aad: r.0.as_bytes(),
+                },
+            )
+            .map_err(|_| SecretError::Undecryptable(r.0.clone()))?;
+        String::from_utf8(plain).map_err(|_| SecretError::Undecryptable(r.0.clone()))
+    }
+
+    /// Removes a secret nothing refers to any more (a refused command's).
+    pub fn remove(&self, r: &SecretRef) {
+        let _ = std::fs::remove_file(self.dir.join(&r.0));
+    }
+}
+
+/// Writes a file readable only by this user, durably (temp, fsync, rename).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("creating", &tmp))?;
+    f.write_all(bytes).map_err(io("writing", &tmp))?;
+    f.sync_all().map_err(io("syncing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("renaming", path))?;
+    if let Some(parent) = path.parent()
+        && let Ok(d) = std::fs::File::open(parent)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_round_trip_encrypted_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("secret.key");
+        let store = SecretStore::open(&dir.path().join("s"), &key).unwrap();
+        let r = store.put("hunter2-päss").unwrap();
+        assert_eq!(store.get(&r).unwrap(), "hunter2-päss");
+        let on_disk = std::fs::read(dir.path().join("s").join(&r.0)).unwrap();
+        assert!(!on_disk.windows(7).any(|w| w == b"hunter2"));
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // Reopened with the same key it still reads; with another key it does not.
+        let again = SecretStore::open(&dir.path().join("s"), &key).unwrap();
+        assert_eq!(again.get(&r).unwrap(), "hunter2-päss");
+        let other =
+            SecretStore::open(&dir.path().join("s"), &dir.path().join("other.key")).unwrap();
+        assert!(matches!(other.get(&r), Err(SecretError::Undecryptable(_))));
+        assert!(matches!(
+            store.get(&SecretRef("sec-none".into())),
+            Err(SecretError::Missing(_))
+        ));
+        assert!(matches!(
+            store.get(&SecretRef("../secret.key".into())),
+            Err(SecretError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            SecretStore::open(&dir.path().join("s"), &key),
+            Err(SecretError::OpenKey(_))
+        ));
+    }
+}
