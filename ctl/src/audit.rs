@@ -187,8 +187,9 @@ pub enum VerifyError {
     },
     #[error("line {line} (seq {seq}): does not chain to the record before it")]
     Chain { line: usize, seq: u64 },
-    #[error("the file is truncated: no closing line after {count} records")]
-    Truncated { count: u64 },
+    /// `line` is where the closing line should have been.
+    #[error("line {line}: the file is truncated: no closing line after {count} records")]
+    Truncated { line: usize, count: u64 },
     #[error(
         "line {line}: the closing line says {claimed} records ending in {claimed_hash}, the file has {count}"
     )]
@@ -307,9 +308,12 @@ impl Walk {
         Ok(())
     }
 
-    fn done(self) -> Result<Verified, VerifyError> {
+    fn done(self, text: &str) -> Result<Verified, VerifyError> {
         if !self.ended {
-            return Err(VerifyError::Truncated { count: self.count });
+            return Err(VerifyError::Truncated {
+                line: text.lines().count() + 1,
+                count: self.count,
+            });
         }
         Ok(Verified {
             count: self.count,
@@ -337,7 +341,7 @@ fn verify_jsonl(text: &str) -> Result<Verified, VerifyError> {
         })?;
         walk.record(n, &l)?;
     }
-    walk.done()
+    walk.done(text)
 }
 
 fn verify_csv(text: &str) -> Result<Verified, VerifyError> {
@@ -386,7 +390,7 @@ fn verify_csv(text: &str) -> Result<Verified, VerifyError> {
         };
         walk.record(n, &l)?;
     }
-    walk.done()
+    walk.done(text)
 }
 
 /// The hash as hex, for display.

@@ -24,7 +24,8 @@ pub enum ClientError {
     Http(#[from] hyper::Error),
     #[error("ferryd answered something unreadable (HTTP {status}): {detail}")]
     Garbled { status: u16, detail: String },
-    #[error("{0}")]
+    // Transparent: with `{0}` plus `#[from]`, `{:#}` printed the message twice.
+    #[error(transparent)]
     Api(#[from] ApiError),
 }
 

@@ -54,6 +54,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let socket = config.socket.clone();
     let admin_group = config.admin_group.clone();
+    server::refuse_if_in_use(&socket).await?;
     let app = Arc::new(tokio::task::block_in_place(|| App::open(config))?);
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -47,6 +47,15 @@ pub enum SocketError {
     NoGroup(String),
 }
 
+/// Refuses when another ferryd answers on `path`. Checked before the data
+/// dir is opened, so a second ferryd says so instead of failing on the lock.
+pub async fn refuse_if_in_use(path: &Path) -> Result<(), SocketError> {
+    if path.exists() && UnixStream::connect(path).await.is_ok() {
+        return Err(SocketError::InUse(path.to_path_buf()));
+    }
+    Ok(())
+}
+
 /// Binds the control socket at `path` with the right mode, replacing a stale one.
 pub async fn bind(path: &Path, admin_group: Option<&str>) -> Result<UnixListener, SocketError> {
     let io = |op, source| SocketError::Io {
@@ -54,10 +63,8 @@ pub async fn bind(path: &Path, admin_group: Option<&str>) -> Result<UnixListener
         path: path.to_path_buf(),
         source,
     };
+    refuse_if_in_use(path).await?;
     if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(SocketError::InUse(path.to_path_buf()));
-        }
         tracing::info!(path = %path.display(), "removing stale socket");
         std::fs::remove_file(path).map_err(|e| io("removing stale socket", e))?;
     }

@@ -27,7 +27,11 @@ pub struct FolderMark {
     pub in_doubt: BTreeMap<u32, InDoubt>,
     /// Last CONDSTORE position the flags were synced to.
     pub highest_modseq: Option<u64>,
-    pub highest_uid: u32,
+    /// Every UID up to this was looked at by a full or delta pass (copied,
+    /// skipped or failed): a delta only lists UIDs above it. Only
+    /// checkpoints move it, never a single copy, so a pre-stage that copied
+    /// a high UID cannot hide a lower one.
+    pub scanned_to: u32,
 }
 
 impl FolderMark {
@@ -93,7 +97,6 @@ impl Watermarks {
                 let m = self.mark(mailbox, key);
                 m.in_doubt.remove(&key.uid);
                 m.done.insert(key.uid..=key.uid);
-                m.highest_uid = m.highest_uid.max(key.uid);
             }
             Event::ItemFailed { mailbox, key, .. } => {
                 self.mark(mailbox, key).in_doubt.remove(&key.uid);
@@ -111,7 +114,7 @@ impl Watermarks {
                     uid: 0,
                 };
                 let m = self.mark(mailbox, &key);
-                m.highest_uid = m.highest_uid.max(*highest_uid);
+                m.scanned_to = m.scanned_to.max(*highest_uid);
                 if highest_modseq.is_some() {
                     m.highest_modseq = *highest_modseq;
                 }

@@ -1,6 +1,8 @@
 //! Harness for the integration tests: ferryd and ferryctl as real processes
 //! on a temporary data directory, driven the way an administrator drives them.
 
+pub mod mailcmp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -165,6 +167,50 @@ impl Ferryd {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// The log head, from `ferryctl status --json`.
+    pub fn head(&self) -> u64 {
+        self.ctl_json(&["status"])["data"]["head"]
+            .as_u64()
+            .expect("status carries the head")
+    }
+
+    /// Sends `bytes` on the control socket as a stranger would (no ferryctl)
+    /// and returns what comes back until ferryd closes or 10 s pass.
+    pub fn raw_exchange(&self, bytes: &[u8]) -> Vec<u8> {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+        let mut stream = UnixStream::connect(&self.socket).expect("connect to the socket");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // Written on a thread: ferryd may answer (and close) before reading it all.
+        let mut writer = stream.try_clone().unwrap();
+        let bytes = bytes.to_vec();
+        let w = std::thread::spawn(move || {
+            let _ = writer.write_all(&bytes);
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        });
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        drop(stream);
+        let _ = w.join();
+        answer
+    }
+
+    /// The test's temporary directory (parent of the data dir).
+    pub fn dir(&self) -> &Path {
+        self.data_dir.parent().unwrap()
     }
 
     /// A file in the test's temporary directory.

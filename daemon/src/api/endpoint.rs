@@ -98,6 +98,13 @@ pub async fn verify(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response
         .ok_or_else(|| not_found("endpoint", name))?;
     let (ok, capabilities, detail) = match crate::engine::verify_endpoint(app, &spec).await {
         Ok(caps) => (true, caps, String::new()),
+        // A missing feature says nothing about the endpoint: record nothing.
+        Err(crate::engine::EngineError::Unsupported(what)) => {
+            return Err(ApiError::new(
+                ErrorCode::NotImplemented,
+                format!("{what}; nothing was recorded"),
+            ));
+        }
         Err(e) => (false, Vec::new(), e.to_string()),
     };
     let envs = app

@@ -1,8 +1,34 @@
 //! The copy engine: passes over batches, one worker per mailbox.
+//!
+//! - `mod.rs`: the supervisor. It watches the log and starts a batch's
+//!   pending pass when it is due, and resumes a pass the log shows started
+//!   but not finished (the daemon was stopped or killed during it);
+//! - [`pass`]: one pass over a batch, mailboxes in parallel up to the
+//!   batch's `max_concurrent`;
+//! - [`worker`]: one mailbox: folders, mapping, and the pass's work per folder;
+//! - [`copy`]: exactly-once copying: intents, appends, settling in-doubt
+//!   items and re-matching after a UIDVALIDITY change by content digest;
+//! - [`connect`]: sessions within each endpoint's connection cap;
+//! - [`retry`]: backoff with jitter.
+//!
+//! Exactly once: before a group of items is appended, their intents are
+//! flushed to the log (source key, digest, size, the destination folder's
+//! UIDNEXT). After the appends, `ItemCopied` records the destination UIDs.
+//! An intent without an outcome is in doubt: before that folder is copied
+//! again, the destination's items from that UIDNEXT on are fetched and
+//! matched by digest, and only unmatched items are appended again.
 
-use std::sync::Arc;
+pub mod connect;
+pub mod copy;
+pub mod pass;
+pub mod retry;
+pub mod worker;
 
-use ferry_events::{EndpointKind, EndpointSpec};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_events::{EndpointSpec, Event, EventStore, ExpectedVersion, stream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -12,27 +38,141 @@ use crate::app::App;
 pub enum EngineError {
     #[error(transparent)]
     Connector(#[from] ferry_connectors::ConnectorError),
+    #[error(transparent)]
+    Secret(crate::secrets::SecretError),
+    #[error(
+        "no credentials for {address} on endpoint {endpoint}: the CSV row has no password and the endpoint no admin login"
+    )]
+    NoCredentials { address: String, endpoint: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("event log: {0}")]
+    Store(#[from] ferry_events::StoreError),
 }
 
 /// Logs in as the endpoint's admin (or opens the Maildir) and lists capabilities.
-pub async fn verify_endpoint(_app: &App, spec: &EndpointSpec) -> Result<Vec<String>, EngineError> {
-    match spec.kind {
-        EndpointKind::Maildir => {
-            use ferry_connectors::MailSession;
-            let mut s = ferry_connectors::maildir::open(std::path::Path::new(&spec.host), false)?;
-            Ok(s.capabilities().await?)
+pub async fn verify_endpoint(app: &App, spec: &EndpointSpec) -> Result<Vec<String>, EngineError> {
+    connect::verify(app, spec).await
+}
+
+/// What every pass shares.
+pub struct Engine {
+    pub app: Arc<App>,
+    pub caps: connect::Caps,
+    pub shutdown: watch::Receiver<bool>,
+    running: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Engine {
+    pub fn draining(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Starts what is due: resumed passes first, then pending ones.
+    async fn scan(self: &Arc<Self>) {
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut to_start = Vec::new();
+        {
+            let mut running = self.running.lock().unwrap();
+            running.retain(|_, h| !h.is_finished());
+            let views = self.app.views.read().unwrap();
+            for b in views.batches.values() {
+                if running.contains_key(&b.name) {
+                    continue;
+                }
+                if let Some(p) = b.running_pass() {
+                    to_start.push((b.name.clone(), p.id, p.pass, None, true, b.version));
+                } else if b.state.is_active()
+                    && let Some(p) = b.pending.first()
+                    && p.not_before_us.is_none_or(|t| t <= now)
+                {
+                    to_start.push((
+                        b.name.clone(),
+                        p.id,
+                        p.pass,
+                        p.older_than_days,
+                        false,
+                        b.version,
+                    ));
+                }
+            }
         }
-        EndpointKind::Imap => Err(EngineError::Unsupported(
-            "IMAP verification is not available yet".into(),
-        )),
+        for (batch, id, kind, older, resumed, version) in to_start {
+            let older = if resumed {
+                self.older_than_of(id)
+            } else {
+                older
+            };
+            if !resumed {
+                let res = self
+                    .app
+                    .append(
+                        &stream::batch(&batch),
+                        ExpectedVersion::Exact(version),
+                        App::actor_engine(),
+                        vec![Event::PassStarted {
+                            batch: batch.clone(),
+                            pass_id: id,
+                            pass: kind,
+                        }],
+                    )
+                    .await;
+                if let Err(e) = res {
+                    // A command changed the batch meanwhile: look again next scan.
+                    tracing::debug!(%batch, error = %e, "pass not started");
+                    continue;
+                }
+            } else {
+                tracing::info!(%batch, pass = kind.as_str(), "resuming interrupted pass");
+            }
+            let engine = self.clone();
+            let name = batch.clone();
+            let handle = tokio::spawn(async move {
+                pass::run(engine, name, id, kind, older).await;
+            });
+            self.running.lock().unwrap().insert(batch, handle);
+        }
+    }
+
+    /// The pre-stage cut-off of a pass, from its request event.
+    fn older_than_of(&self, pass_id: u64) -> Option<u32> {
+        match self.app.store.read_all(pass_id).next() {
+            Some(Ok(env)) if env.seq == pass_id => match env.event {
+                Event::PassRequested {
+                    older_than_days, ..
+                } => older_than_days,
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 
-/// Starts the engine; it stops taking work when `shutdown` turns true.
-pub fn spawn(_app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Starts the engine; it stops taking work when `shutdown` turns true and
+/// returns once the passes in flight have reached a safe point.
+pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let _ = shutdown.wait_for(|s| *s).await;
+        let engine = Arc::new(Engine {
+            caps: connect::Caps::default(),
+            shutdown: shutdown.clone(),
+            running: Mutex::new(HashMap::new()),
+            app: app.clone(),
+        });
+        let mut head = app.store.follow();
+        let mut stop = shutdown;
+        loop {
+            engine.scan().await;
+            tokio::select! {
+                _ = head.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = crate::server::stopped(&mut stop) => break,
+            }
+        }
+        let handles: Vec<_> = engine.running.lock().unwrap().drain().collect();
+        for (batch, h) in handles {
+            if let Err(e) = h.await {
+                tracing::error!(%batch, error = %e, "pass task failed");
+            }
+        }
     })
 }

@@ -1,0 +1,180 @@
+//! Opening sessions for one mailbox on one endpoint, within the endpoint's
+//! connection cap.
+//!
+//! Credentials: the row's own login and secret when the CSV gave them,
+//! otherwise the endpoint's admin login acting for the user (SASL PLAIN
+//! with an authorization identity). A Maildir endpoint's root holds one
+//! Maildir per address.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_connectors::imap::{self, ImapAuth, ImapConfig};
+use ferry_connectors::{ConnectorError, MailSession, maildir};
+use ferry_events::{EndpointKind, EndpointSpec, MailboxSpec, Side, TlsMode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::EngineError;
+use crate::app::App;
+
+/// A session plus its place under the endpoint's connection cap.
+pub struct Conn {
+    pub session: Box<dyn MailSession>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = dyn MailSession;
+    fn deref(&self) -> &Self::Target {
+        self.session.as_ref()
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.session.as_mut()
+    }
+}
+
+/// One semaphore per endpoint, sized by its `max_connections`.
+#[derive(Default)]
+pub struct Caps {
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Caps {
+    fn slot(&self, endpoint: &str, max: u32) -> Arc<Semaphore> {
+        self.slots
+            .lock()
+            .unwrap()
+            .entry(endpoint.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(max.max(1) as usize)))
+            .clone()
+    }
+}
+
+fn tls(mode: TlsMode) -> imap::TlsMode {
+    match mode {
+        TlsMode::None => imap::TlsMode::None,
+        TlsMode::StartTls => imap::TlsMode::StartTls,
+        TlsMode::Tls => imap::TlsMode::Tls,
+    }
+}
+
+fn secret(app: &App, r: &Option<ferry_events::SecretRef>) -> Result<Option<String>, EngineError> {
+    r.as_ref()
+        .map(|r| app.secrets.get(r).map_err(EngineError::Secret))
+        .transpose()
+}
+
+/// The session for `mailbox` on one side of its batch.
+pub async fn open(
+    app: &App,
+    caps: &Caps,
+    endpoint: &str,
+    spec: &EndpointSpec,
+    mailbox: &MailboxSpec,
+    side: Side,
+    timeout: Duration,
+) -> Result<Conn, EngineError> {
+    let slot = caps
+        .slot(endpoint, spec.max_connections)
+        .acquire_owned()
+        .await
+        .expect("semaphores are never closed");
+    let (address, login, secret_ref) = match side {
+        Side::Source => (
+            mailbox.address.clone(),
+            mailbox.source_login.clone(),
+            &mailbox.source_secret,
+        ),
+        Side::Destination => (
+            mailbox.destination_address.to_lowercase(),
+            mailbox.destination_login.clone(),
+            &mailbox.destination_secret,
+        ),
+    };
+    let session: Box<dyn MailSession> = match spec.kind {
+        EndpointKind::Maildir => {
+            let root = Path::new(&spec.host).join(&address);
+            let create = side == Side::Destination;
+            Box::new(maildir::open(&root, create)?)
+        }
+        EndpointKind::Imap => {
+            let user_secret = secret(app, secret_ref)?;
+            let auth = match (login, user_secret) {
+                (login, Some(password)) => ImapAuth::Login {
+                    user: login.unwrap_or(address.clone()),
+                    password,
+                },
+                (login, None) => match (&spec.admin_user, secret(app, &spec.admin_secret)?) {
+                    (Some(admin), Some(password)) => ImapAuth::Plain {
+                        authzid: Some(login.unwrap_or(address.clone())),
+                        user: admin.clone(),
+                        password,
+                    },
+                    _ => {
+                        return Err(EngineError::NoCredentials {
+                            address,
+                            endpoint: endpoint.to_string(),
+                        });
+                    }
+                },
+            };
+            let cfg = ImapConfig {
+                host: spec.host.clone(),
+                port: spec.port,
+                tls: tls(spec.tls),
+                ca_file: spec.ca_file.clone().map(Into::into),
+                timeout,
+            };
+            Box::new(imap::connect(&cfg, &auth).await?)
+        }
+    };
+    Ok(Conn {
+        session,
+        _slot: slot,
+    })
+}
+
+/// Logs in as the endpoint's admin (IMAP) or opens its root (Maildir).
+pub async fn verify(app: &App, spec: &EndpointSpec) -> Result<Vec<String>, EngineError> {
+    match spec.kind {
+        EndpointKind::Maildir => {
+            let root = Path::new(&spec.host);
+            if !root.is_dir() {
+                return Err(EngineError::Connector(ConnectorError::LocalIo {
+                    op: "opening Maildir root",
+                    path: root.to_path_buf(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                }));
+            }
+            Ok(vec!["MAILDIR".into()])
+        }
+        EndpointKind::Imap => {
+            let (Some(user), Some(password)) = (&spec.admin_user, secret(app, &spec.admin_secret)?)
+            else {
+                return Err(EngineError::Unsupported(
+                    "no admin login on this endpoint: give --admin-user and --password-file".into(),
+                ));
+            };
+            let cfg = ImapConfig {
+                host: spec.host.clone(),
+                port: spec.port,
+                tls: tls(spec.tls),
+                ca_file: spec.ca_file.clone().map(Into::into),
+                timeout: Duration::from_secs(30),
+            };
+            let auth = ImapAuth::Login {
+                user: user.clone(),
+                password,
+            };
+            let mut s = imap::connect(&cfg, &auth).await?;
+            let caps = s.capabilities().await?;
+            let _ = s.logout().await;
+            Ok(caps)
+        }
+    }
+}

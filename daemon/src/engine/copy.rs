@@ -1,0 +1,548 @@
+//! Copying items exactly once.
+//!
+//! [`scan`] lists a source folder page by page and hands the items not yet
+//! done to [`copy_items`], which fetches them in groups bounded by count and
+//! bytes, fetching the next group while the current one is appended. Each
+//! group's intents are flushed to the log before its first APPEND.
+//! [`settle`] resolves intents left in doubt by a crash or a dropped line;
+//! [`rematch`] re-pairs items after a UIDVALIDITY change; both match by the
+//! SHA-256 of the exact bytes, never by copying again.
+
+use std::collections::{HashMap, HashSet};
+
+use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, Item, ItemMeta, MailSession};
+use ferry_events::{Event, ItemKey};
+use ferry_projections::FolderMark;
+
+use super::worker::{PAGE, Work, WorkErr};
+
+fn key(f: &Folder, st: &FolderStatus, uid: u32) -> ItemKey {
+    ItemKey {
+        folder: f.name.raw.clone(),
+        uidvalidity: st.uidvalidity,
+        uid,
+    }
+}
+
+/// Copies every item with UID >= `from` that passes `wanted` and is not done.
+pub async fn scan(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    from: u32,
+    wanted: impl Fn(&ItemMeta) -> bool,
+) -> Result<(), WorkErr> {
+    let mut next = from;
+    loop {
+        w.check_stop()?;
+        let page = w
+            .src
+            .as_mut()
+            .expect("connected")
+            .list_items(next, PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        let last_uid = last.uid;
+        let todo: Vec<ItemMeta> = {
+            let views = w.app.views.read().unwrap();
+            let mark = views.watermarks.get(&w.mailbox.address, &f.name.raw);
+            page.into_iter()
+                .filter(|m| {
+                    !mark.is_some_and(|k| k.uidvalidity == st.uidvalidity && k.is_done(m.uid))
+                })
+                .filter(|m| wanted(m))
+                .collect()
+        };
+        copy_items(w, f, dname, st, todo).await?;
+        if last_uid == u32::MAX {
+            return Ok(());
+        }
+        next = last_uid + 1;
+    }
+}
+
+/// Metadata of specific source UIDs in the open folder.
+pub async fn metas_of(w: &mut Work<'_>, uids: &[u32]) -> Result<Vec<ItemMeta>, WorkErr> {
+    let wanted: HashSet<u32> = uids.iter().copied().collect();
+    let mut out = Vec::new();
+    let min = uids.iter().copied().min().unwrap_or(1);
+    let max = uids.iter().copied().max().unwrap_or(0);
+    let mut next = min;
+    let src = w.src.as_mut().expect("connected");
+    while next <= max {
+        let page = src.list_items(next, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        next = last.uid.saturating_add(1);
+        let done = last.uid >= max || last.uid == u32::MAX;
+        out.extend(page.into_iter().filter(|m| wanted.contains(&m.uid)));
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Splits items into fetch groups bounded by count and bytes in flight.
+fn groups(metas: Vec<ItemMeta>, max_count: usize, max_bytes: u64) -> Vec<Vec<ItemMeta>> {
+    let mut out: Vec<Vec<ItemMeta>> = Vec::new();
+    let mut bytes = 0u64;
+    for m in metas {
+        let start_new = match out.last() {
+            None => true,
+            Some(g) => g.len() >= max_count || bytes + m.size > max_bytes,
+        };
+        if start_new {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += m.size;
+        out.last_mut().expect("just pushed").push(m);
+    }
+    out
+}
+
+/// Copies the given items (already known not done), skipping oversize ones.
+pub async fn copy_items(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    metas: Vec<ItemMeta>,
+) -> Result<(), WorkErr> {
+    if metas.is_empty() {
+        return Ok(());
+    }
+    let mut skipped = Vec::new();
+    let mut todo = Vec::new();
+    for m in metas {
+        match w.options.max_item_bytes {
+            Some(max) if m.size > max => skipped.push(Event::ItemSkipped {
+                mailbox: w.mailbox.address.clone(),
+                key: key(f, st, m.uid),
+                size: m.size,
+                reason: format!("{} bytes is over the batch's limit of {max} bytes", m.size),
+            }),
+            _ => todo.push(m),
+        }
+    }
+    w.record(skipped).await?;
+    // Half the budget per group: one group is appended while the next is fetched.
+    let per_group = (w.cfg.max_bytes_in_flight / 2).max(1);
+    let groups = groups(todo, w.cfg.fetch_batch.max(1), per_group);
+    let mut prefetched: Option<Vec<Item>> = None;
+    for i in 0..groups.len() {
+        w.check_stop()?;
+        let items = match prefetched.take() {
+            Some(items) => items,
+            None => {
+                fetch(
+                    w.src.as_mut().expect("connected").session.as_mut(),
+                    &groups[i],
+                )
+                .await?
+            }
+        };
+        let next = groups.get(i + 1);
+        let src = w.src.as_mut().expect("connected").session.as_mut();
+        let (appended, fetched) = tokio::join!(
+            append_group(
+                w.app,
+                &w.mailbox.address,
+                w.dst.as_mut().expect("connected").session.as_mut(),
+                f,
+                dname,
+                st,
+                items
+            ),
+            async {
+                match next {
+                    Some(g) => fetch(src, g).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        );
+        let failed = appended?;
+        for _ in 0..failed {
+            w.charge()?;
+        }
+        prefetched = fetched?;
+    }
+    Ok(())
+}
+
+async fn fetch(src: &mut dyn MailSession, metas: &[ItemMeta]) -> Result<Vec<Item>, WorkErr> {
+    let uids: Vec<u32> = metas.iter().map(|m| m.uid).collect();
+    Ok(src.fetch(&uids).await?)
+}
+
+fn flags_to_copy(flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .cloned()
+        .collect()
+}
+
+/// Records intents, appends, records outcomes; returns how many items failed.
+async fn append_group(
+    app: &crate::app::App,
+    mailbox: &str,
+    dst: &mut dyn MailSession,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    items: Vec<Item>,
+) -> Result<u32, WorkErr> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    // Where new items will land: settling looks from here after a crash.
+    let uidnext = dst.select(dname).await?.uidnext;
+    let digests: Vec<String> = items.iter().map(Item::digest).collect();
+    let intents = items
+        .iter()
+        .zip(&digests)
+        .map(|(it, d)| Event::ItemCopyIntent {
+            mailbox: mailbox.to_string(),
+            key: key(f, st, it.meta.uid),
+            size: it.body.len() as u64,
+            digest: d.clone(),
+            dest_folder: dname.raw.clone(),
+            dest_uidnext: Some(uidnext),
+        })
+        .collect();
+    let stream = ferry_events::stream::mailbox(mailbox);
+    let any = ferry_events::ExpectedVersion::Any;
+    let engine = crate::app::App::actor_engine();
+    app.append(&stream, any, engine.clone(), intents).await?;
+
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut failed = 0;
+    let mut interrupted = None;
+    for (it, digest) in items.into_iter().zip(digests) {
+        let k = key(f, st, it.meta.uid);
+        let size = it.body.len() as u64;
+        let flags = flags_to_copy(&it.meta.flags);
+        match dst
+            .append(dname, &flags, it.meta.internal_date, it.body)
+            .await
+        {
+            Ok(uid) => outcomes.push(Event::ItemCopied {
+                mailbox: mailbox.to_string(),
+                key: k,
+                size,
+                digest,
+                dest_folder: dname.raw.clone(),
+                dest_uid: uid.map(|u| (u.uidvalidity, u.uid)),
+            }),
+            Err(e) if e.class() == ErrorClass::Item => {
+                failed += 1;
+                outcomes.push(Event::ItemFailed {
+                    mailbox: mailbox.to_string(),
+                    key: k,
+                    class: format!("{:?}", e.class()),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => {
+                // The rest stays in doubt and is settled before any retry.
+                interrupted = Some(e);
+                break;
+            }
+        }
+    }
+    if !outcomes.is_empty() {
+        app.append(&stream, any, engine, outcomes).await?;
+    }
+    match interrupted {
+        Some(e) => Err(e.into()),
+        None => Ok(failed),
+    }
+}
+
+/// Destination items from `from_uid` on, by digest, excluding `claimed` UIDs
+/// and sizes nobody is looking for.
+async fn dest_digests(
+    w: &mut Work<'_>,
+    from_uid: u32,
+    sizes: &HashSet<u64>,
+    claimed: &HashSet<u32>,
+) -> Result<HashMap<String, Vec<u32>>, WorkErr> {
+    let mut out: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut next = from_uid.max(1);
+    let per_group = (w.cfg.max_bytes_in_flight / 2).max(1);
+    let max_count = w.cfg.fetch_batch.max(1);
+    let dst = w.dst.as_mut().expect("connected");
+    loop {
+        let page = dst.list_items(next, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        let last_uid = last.uid;
+        let wanted: Vec<ItemMeta> = page
+            .into_iter()
+            .filter(|m| !claimed.contains(&m.uid) && sizes.contains(&m.size))
+            .collect();
+        for g in groups(wanted, max_count, per_group) {
+            for it in fetch(dst.session.as_mut(), &g).await? {
+                out.entry(it.digest()).or_default().push(it.meta.uid);
+            }
+        }
+        if last_uid == u32::MAX {
+            break;
+        }
+        next = last_uid + 1;
+    }
+    Ok(out)
+}
+
+/// Destination UIDs already recorded as copies in `dest_folder`.
+fn claimed_uids(w: &Work<'_>, dest_folder: &str, dest_uidvalidity: u32) -> HashSet<u32> {
+    copies(w)
+        .filter(|(_, df, (v, _))| df == dest_folder && *v == dest_uidvalidity)
+        .map(|(_, _, (_, u))| u)
+        .collect()
+}
+
+/// Every recorded copy of this mailbox: (source key, destination folder,
+/// destination (UIDVALIDITY, UID)).
+fn copies(w: &Work<'_>) -> impl Iterator<Item = (ItemKey, String, (u32, u32))> + use<> {
+    let stream = ferry_events::stream::mailbox(&w.mailbox.address);
+    let events =
+        ferry_events::EventStore::read_stream(w.app.store.as_ref(), &stream, 1).unwrap_or_default();
+    events.into_iter().filter_map(|e| match e.event {
+        Event::ItemCopied {
+            key,
+            dest_folder,
+            dest_uid: Some(du),
+            ..
+        } => Some((key, dest_folder, du)),
+        _ => None,
+    })
+}
+
+/// Resolves in-doubt intents: an item whose bytes are at the destination
+/// (from the intent's UIDNEXT on, not already claimed) is recorded copied;
+/// the rest stay not done and are copied by the pass.
+pub async fn settle(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    dst_st: &FolderStatus,
+    mark: &FolderMark,
+) -> Result<(), WorkErr> {
+    let doubts: Vec<(u32, &ferry_projections::watermarks::InDoubt)> = mark
+        .in_doubt
+        .iter()
+        .filter(|(_, d)| d.dest_folder == dname.raw)
+        .map(|(u, d)| (*u, d))
+        .collect();
+    if doubts.is_empty() {
+        return Ok(());
+    }
+    let from = doubts
+        .iter()
+        .map(|(_, d)| d.dest_uidnext.unwrap_or(1))
+        .min()
+        .unwrap_or(1);
+    let sizes: HashSet<u64> = doubts.iter().map(|(_, d)| d.size).collect();
+    let claimed = claimed_uids(w, &dname.raw, dst_st.uidvalidity);
+    let mut found = dest_digests(w, from, &sizes, &claimed).await?;
+    let mut events = Vec::new();
+    for (uid, d) in doubts {
+        let floor = d.dest_uidnext.unwrap_or(1);
+        let Some(cands) = found.get_mut(&d.digest) else {
+            continue;
+        };
+        if let Some(pos) = cands.iter().position(|u| *u >= floor) {
+            let dest = cands.remove(pos);
+            events.push(Event::ItemCopied {
+                mailbox: w.mailbox.address.clone(),
+                key: key(f, st, uid),
+                size: d.size,
+                digest: d.digest.clone(),
+                dest_folder: dname.raw.clone(),
+                dest_uid: Some((dst_st.uidvalidity, dest)),
+            });
+        }
+    }
+    tracing::info!(mailbox = %w.mailbox.address, folder = %f.name.raw,
+        in_doubt = mark.in_doubt.len(), found = events.len(), "settled in-doubt items");
+    w.record(events).await
+}
+
+/// After a UIDVALIDITY change: pairs source items with destination items of
+/// the same bytes, so nothing already copied is copied again.
+pub async fn rematch(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    dst_st: &FolderStatus,
+) -> Result<(), WorkErr> {
+    // Every source size, so only plausible destination items are fetched.
+    let mut sizes = HashSet::new();
+    let mut next = 1;
+    loop {
+        let page = w
+            .src
+            .as_mut()
+            .expect("connected")
+            .list_items(next, PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        next = last.uid.saturating_add(1);
+        sizes.extend(page.iter().map(|m| m.size));
+        if last.uid == u32::MAX {
+            break;
+        }
+    }
+    let mut found = dest_digests(w, 1, &sizes, &HashSet::new()).await?;
+    let per_group = (w.cfg.max_bytes_in_flight / 2).max(1);
+    let max_count = w.cfg.fetch_batch.max(1);
+    let mut next = 1;
+    let mut matched = 0usize;
+    loop {
+        let page = w
+            .src
+            .as_mut()
+            .expect("connected")
+            .list_items(next, PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        let last_uid = last.uid;
+        let mut events = Vec::new();
+        for g in groups(page, max_count, per_group) {
+            let items = fetch(w.src.as_mut().expect("connected").session.as_mut(), &g).await?;
+            for it in items {
+                let d = it.digest();
+                if let Some(u) = found.get_mut(&d).and_then(|v| v.pop()) {
+                    events.push(Event::ItemCopied {
+                        mailbox: w.mailbox.address.clone(),
+                        key: key(f, st, it.meta.uid),
+                        size: it.body.len() as u64,
+                        digest: d,
+                        dest_folder: dname.raw.clone(),
+                        dest_uid: Some((dst_st.uidvalidity, u)),
+                    });
+                }
+            }
+        }
+        matched += events.len();
+        w.record(events).await?;
+        if last_uid == u32::MAX {
+            break;
+        }
+        next = last_uid + 1;
+    }
+    tracing::info!(mailbox = %w.mailbox.address, folder = %f.name.raw, matched,
+        "re-matched items after a UIDVALIDITY change");
+    Ok(())
+}
+
+/// Propagates flag and keyword changes of copied items to their copies.
+///
+/// With CONDSTORE and a known MODSEQ only the items changed since are
+/// looked at; otherwise every item's flags are compared with its copy's.
+pub async fn sync_flags(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    mark: &FolderMark,
+) -> Result<(), WorkErr> {
+    let changed: Vec<ItemMeta> = match (mark.highest_modseq, st.highest_modseq) {
+        (Some(old), Some(now)) if old == now => return Ok(()),
+        (Some(old), Some(_)) => {
+            match w
+                .src
+                .as_mut()
+                .expect("connected")
+                .changed_since(old)
+                .await?
+            {
+                Some(list) => list,
+                None => all_metas(w.src.as_mut().expect("connected").session.as_mut()).await?,
+            }
+        }
+        _ => all_metas(w.src.as_mut().expect("connected").session.as_mut()).await?,
+    };
+    let changed: Vec<ItemMeta> = changed
+        .into_iter()
+        .filter(|m| mark.uidvalidity == st.uidvalidity && mark.is_done(m.uid))
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    // Source UID → destination UID, from the log.
+    let copies = copies_of(w, &f.name.raw, st.uidvalidity, &dname.raw);
+    let dst = w.dst.as_mut().expect("connected");
+    let dst_st = dst.select(dname).await?;
+    let dst_flags: HashMap<u32, Vec<String>> = all_metas(dst.session.as_mut())
+        .await?
+        .into_iter()
+        .map(|m| (m.uid, m.flags))
+        .collect();
+    let mut events = Vec::new();
+    for m in changed {
+        let Some((v, du)) = copies.get(&m.uid) else {
+            continue;
+        };
+        if *v != dst_st.uidvalidity {
+            continue;
+        }
+        let want = flags_to_copy(&m.flags);
+        let Some(have) = dst_flags.get(du) else {
+            continue;
+        };
+        if same_flags(&want, &flags_to_copy(have)) {
+            continue;
+        }
+        dst.store_flags(*du, &want).await?;
+        events.push(Event::FlagsSynced {
+            mailbox: w.mailbox.address.clone(),
+            key: key(f, st, m.uid),
+            flags: want,
+        });
+    }
+    w.record(events).await
+}
+
+fn same_flags(a: &[String], b: &[String]) -> bool {
+    let norm =
+        |v: &[String]| -> HashSet<String> { v.iter().map(|s| s.to_ascii_lowercase()).collect() };
+    norm(a) == norm(b)
+}
+
+async fn all_metas(s: &mut dyn MailSession) -> Result<Vec<ItemMeta>, WorkErr> {
+    let mut out = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = s.list_items(next, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        let last_uid = last.uid;
+        out.extend(page);
+        if last_uid == u32::MAX {
+            break;
+        }
+        next = last_uid + 1;
+    }
+    Ok(out)
+}
+
+/// Source UID → (destination UIDVALIDITY, UID) of the copies in `dest_folder`.
+fn copies_of(
+    w: &Work<'_>,
+    folder: &str,
+    uidvalidity: u32,
+    dest_folder: &str,
+) -> HashMap<u32, (u32, u32)> {
+    copies(w)
+        .filter(|(k, df, _)| {
+            k.folder == folder && k.uidvalidity == uidvalidity && df == dest_folder
+        })
+        .map(|(k, _, du)| (k.uid, du))
+        .collect()
+}

@@ -1,0 +1,110 @@
+//! One pass over a batch: its mailboxes in parallel, up to `max_concurrent`.
+
+use std::sync::Arc;
+
+use ferry_events::{Event, ExpectedVersion, Outcome, PassKind, stream};
+use tokio::sync::Semaphore;
+
+use super::Engine;
+use super::worker::{self, Ended};
+use crate::app::App;
+
+pub async fn run(
+    engine: Arc<Engine>,
+    batch: String,
+    pass_id: u64,
+    kind: PassKind,
+    older_than_days: Option<u32>,
+) {
+    let (mailboxes, max) = {
+        let views = engine.app.views.read().unwrap();
+        let Some(b) = views.batches.get(&batch) else {
+            return;
+        };
+        // A resumed pass skips the mailboxes that already finished it.
+        let todo: Vec<_> = b
+            .mailboxes
+            .iter()
+            .filter_map(|m| views.mailboxes.get(m))
+            .filter(|m| {
+                m.cut_over_us.is_none()
+                    && !m
+                        .last_pass
+                        .as_ref()
+                        .is_some_and(|p| p.id == pass_id && p.outcome.is_some())
+            })
+            .map(|m| m.spec.clone())
+            .collect();
+        (todo, b.options.max_concurrent.max(1) as usize)
+    };
+    tracing::info!(%batch, pass = kind.as_str(), mailboxes = mailboxes.len(), "pass running");
+    let slots = Arc::new(Semaphore::new(max));
+    let mut tasks = Vec::new();
+    for mb in mailboxes {
+        let engine = engine.clone();
+        let batch = batch.clone();
+        let slots = slots.clone();
+        tasks.push(tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
+            worker::run(&engine, &batch, pass_id, kind, older_than_days, mb).await
+        }));
+    }
+    let mut ended = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(e) => ended.push(e),
+            Err(e) => {
+                tracing::error!(%batch, error = %e, "mailbox task panicked");
+                ended.push(Ended::Done(Outcome::Failed));
+            }
+        }
+    }
+    if ended.iter().any(|e| matches!(e, Ended::Drained)) {
+        // The daemon is stopping: the pass resumes at the next start.
+        tracing::info!(%batch, "pass interrupted by shutdown; it resumes at the next start");
+        return;
+    }
+    let outcome = aggregate(&engine.app, &batch, pass_id);
+    let res = engine
+        .app
+        .append(
+            &stream::batch(&batch),
+            ExpectedVersion::Any,
+            App::actor_engine(),
+            vec![Event::PassFinished {
+                batch: batch.clone(),
+                pass_id,
+                outcome,
+            }],
+        )
+        .await;
+    match res {
+        Ok(_) => tracing::info!(%batch, pass = kind.as_str(), ?outcome, "pass finished"),
+        Err(e) => tracing::error!(%batch, error = %e, "pass outcome not recorded"),
+    }
+}
+
+/// The batch's outcome from its mailboxes' outcomes for this pass.
+fn aggregate(app: &App, batch: &str, pass_id: u64) -> Outcome {
+    let views = app.views.read().unwrap();
+    let Some(b) = views.batches.get(batch) else {
+        return Outcome::Stopped;
+    };
+    let outcomes: Vec<Outcome> = b
+        .mailboxes
+        .iter()
+        .filter_map(|m| views.mailboxes.get(m))
+        .filter_map(|m| m.last_pass.as_ref())
+        .filter(|p| p.id == pass_id)
+        .filter_map(|p| p.outcome)
+        .collect();
+    if outcomes.contains(&Outcome::Stopped) {
+        Outcome::Stopped
+    } else if !outcomes.is_empty() && outcomes.iter().all(|o| *o == Outcome::Failed) {
+        Outcome::Failed
+    } else if outcomes.iter().any(|o| *o != Outcome::Succeeded) {
+        Outcome::SucceededWithErrors
+    } else {
+        Outcome::Succeeded
+    }
+}

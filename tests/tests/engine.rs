@@ -1,0 +1,218 @@
+//! The copy engine against two real Dovecot servers on 127.0.0.1, driven
+//! through ferryctl: every pass kind, compared item by item.
+
+use std::time::Duration;
+
+use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
+use ferry_connectors::sample::{self, SampleSpec};
+use ferry_connectors::{FolderName, MailSession};
+use ferry_tests::Ferryd;
+use ferry_tests::mailcmp::{self, Contents};
+use ferry_testservers::Dovecot;
+
+const PW: &str = "pässword-1";
+
+async fn login(d: &Dovecot, user: &str) -> imap::ImapSession {
+    let cfg = ImapConfig {
+        host: d.host().to_string(),
+        port: d.port(),
+        tls: TlsMode::None,
+        ca_file: None,
+        timeout: Duration::from_secs(30),
+    };
+    imap::connect(
+        &cfg,
+        &ImapAuth::Login {
+            user: user.into(),
+            password: PW.into(),
+        },
+    )
+    .await
+    .expect("login")
+}
+
+async fn contents(d: &Dovecot, user: &str) -> Contents {
+    let mut s = login(d, user).await;
+    let c = mailcmp::contents(&mut s).await;
+    let _ = s.logout().await;
+    c
+}
+
+fn count(c: &Contents) -> usize {
+    c.values().map(Vec::len).sum()
+}
+
+/// Two servers, users on both, ferryd with both endpoints (admin = the
+/// Dovecot master user) and a batch of `users`.
+struct Setup {
+    src: Dovecot,
+    dst: Dovecot,
+    ferry: Ferryd,
+}
+
+fn setup(users: &[&str]) -> Setup {
+    let src = Dovecot::start().unwrap();
+    let dst = Dovecot::start().unwrap();
+    for u in users {
+        src.add_user(u, PW).unwrap();
+        dst.add_user(u, PW).unwrap();
+    }
+    let ferry = Ferryd::start();
+    let (master, master_pw) = src.master_user();
+    let pwfile = ferry.file("master.pw", &format!("{master_pw}\n"));
+    for (name, d) in [("old", &src), ("new", &dst)] {
+        ferry.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &d.port().to_string(),
+            "--tls",
+            "none",
+            "--admin-user",
+            master,
+            "--password-file",
+            pwfile.to_str().unwrap(),
+        ]);
+    }
+    let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
+    for u in users {
+        csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
+    }
+    let csv = ferry.file("batch.csv", &csv);
+    ferry.ctl_ok(&[
+        "batch",
+        "create",
+        "wave1",
+        "--source",
+        "old",
+        "--destination",
+        "new",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    Setup { src, dst, ferry }
+}
+
+fn run_pass(f: &Ferryd, pass: &str) {
+    f.ctl_ok(&["batch", "start", "wave1", "--pass", pass]);
+    f.ctl_ok(&["batch", "wait", "wave1", "--timeout", "300"]);
+}
+
+fn events_of(f: &Ferryd, kind: &str) -> usize {
+    let out = f.ctl_ok(&["--json", "events"]);
+    out.lines()
+        .filter(|l| l.contains(&format!("\"event_type\":\"{kind}\"")))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_then_delta_copies_everything_exactly_once() {
+    let s = setup(&["anna", "bert"]);
+    let spec = SampleSpec {
+        seed: 7,
+        messages: 120,
+        attachment_percent: 5,
+        huge: 0,
+    };
+    {
+        let mut a = login(&s.src, "anna").await;
+        sample::fill(&mut a, &spec).await.unwrap();
+        // A multi-megabyte attachment.
+        let big = sample::messages(&SampleSpec {
+            seed: 99,
+            messages: 1,
+            attachment_percent: 100,
+            huge: 1,
+        })
+        .next()
+        .unwrap();
+        a.append(
+            &FolderName {
+                raw: "INBOX".into(),
+                delimiter: Some('/'),
+                segments: vec!["INBOX".into()],
+            },
+            &["\\Seen".to_string(), "$Important".to_string()],
+            Some(big.date),
+            big.body,
+        )
+        .await
+        .unwrap();
+        let mut b = login(&s.src, "bert").await;
+        sample::fill(
+            &mut b,
+            &SampleSpec {
+                seed: 8,
+                messages: 40,
+                ..spec.clone()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let src_anna = contents(&s.src, "anna").await;
+    assert_eq!(count(&src_anna), 121);
+    assert!(src_anna.contains_key("Archive/2024/Février"));
+    assert!(src_anna["Empty"].is_empty());
+
+    // Verify copies nothing but counts.
+    run_pass(&s.ferry, "verify");
+    assert_eq!(count(&contents(&s.dst, "anna").await), 0);
+    let mb = s.ferry.ctl_json(&["mailbox", "show", "anna@old.example"]);
+    let inbox_items = mb["data"]["folders"]["INBOX"]["source_items"].as_u64();
+    assert_eq!(inbox_items, Some(src_anna["INBOX"].len() as u64));
+
+    run_pass(&s.ferry, "full");
+    let dst_anna = contents(&s.dst, "anna").await;
+    assert_eq!(mailcmp::diff(&src_anna, &dst_anna), Vec::<String>::new());
+    assert_eq!(
+        mailcmp::diff(
+            &contents(&s.src, "bert").await,
+            &contents(&s.dst, "bert").await
+        ),
+        Vec::<String>::new()
+    );
+    let show = s.ferry.ctl_json(&["batch", "show", "wave1"]);
+    assert_eq!(show["data"]["state"], "Synced", "{show}");
+    let copied = events_of(&s.ferry, "ItemCopied");
+    assert_eq!(copied, 161);
+
+    // New mail and changed flags at the source; a delta carries both.
+    {
+        let mut a = login(&s.src, "anna").await;
+        let inbox = FolderName {
+            raw: "INBOX".into(),
+            delimiter: Some('/'),
+            segments: vec!["INBOX".into()],
+        };
+        for m in sample::messages(&SampleSpec {
+            seed: 11,
+            messages: 5,
+            ..spec.clone()
+        }) {
+            a.append(&inbox, &m.flags, Some(m.date), m.body)
+                .await
+                .unwrap();
+        }
+        a.select(&inbox).await.unwrap();
+        a.store_flags(1, &["\\Flagged".to_string(), "Project-Y".to_string()])
+            .await
+            .unwrap();
+    }
+    run_pass(&s.ferry, "delta");
+    let src_anna = contents(&s.src, "anna").await;
+    let dst_anna = contents(&s.dst, "anna").await;
+    assert_eq!(mailcmp::diff(&src_anna, &dst_anna), Vec::<String>::new());
+    assert_eq!(events_of(&s.ferry, "ItemCopied"), 166);
+    assert!(events_of(&s.ferry, "FlagsSynced") >= 1);
+
+    // A delta with nothing new copies nothing.
+    run_pass(&s.ferry, "delta");
+    assert_eq!(events_of(&s.ferry, "ItemCopied"), 166);
+    assert_eq!(count(&contents(&s.dst, "anna").await), count(&src_anna));
+}
