@@ -18,3 +18,20 @@ pub fn default_socket() -> std::path::PathBuf {
         None => "/run/ferryd/ferryd.sock".into(),
     }
 }
+
+/// An error and its causes on one line, each cause once: our errors often
+/// name their cause in their own message already.
+pub fn one_line<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut out = String::new();
+    for cause in chain {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out.replace('\n', " ")
+}

@@ -4,6 +4,7 @@
 //! JSON for scripts; on failure it prints one line and exits non-zero.
 
 mod output;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ enum Cmd {
     },
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Live progress bars per mailbox until the batch's pass ends.
+    Watch { batch: String },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -268,8 +271,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn one_line(e: &anyhow::Error) -> String {
-    let s = format!("{e:#}");
-    s.replace('\n', " ")
+    ferry_ctl::one_line(e.chain())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -361,6 +363,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Mx(MxCmd::Check { domain }) => Request::MxCheck { domain },
         Cmd::Mx(MxCmd::Switch { domain, to }) => Request::MxSwitch { domain, to },
         Cmd::Events { since, follow } => return events(&client, since, follow, json).await,
+        Cmd::Watch { batch } => return watch::watch(&client, &batch).await,
         Cmd::Audit(AuditCmd::Export {
             format,
             since,

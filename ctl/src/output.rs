@@ -11,6 +11,11 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
+/// A folder's name as people read it (IMAP names are modified UTF-7).
+fn folder(raw: &str) -> String {
+    ferry_connectors::utf7::decode(raw).unwrap_or_else(|| raw.to_string())
+}
+
 fn time(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -141,8 +146,8 @@ fn print_mailbox(m: &MailboxView) {
     ]);
     for (name, f) in &m.folders {
         t.add_row(vec![
-            name.clone(),
-            f.destination.clone().unwrap_or_default(),
+            folder(name),
+            f.destination.as_deref().map(folder).unwrap_or_default(),
             f.source_items.map(|n| n.to_string()).unwrap_or_default(),
             f.counts.copied.to_string(),
             f.counts.skipped.to_string(),
@@ -155,7 +160,7 @@ fn print_mailbox(m: &MailboxView) {
         let mut t = table(&["folder", "uid", "class", "attempts", "reason"]);
         for e in m.errors.values() {
             t.add_row(vec![
-                e.key.folder.clone(),
+                folder(&e.key.folder),
                 e.key.uid.to_string(),
                 e.class.clone(),
                 e.attempts.to_string(),

@@ -132,10 +132,8 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
         b.version = env.stream_version;
     }
     match &env.event {
-        Event::MailboxAdded { mailbox, .. } => {
-            if !b.mailboxes.contains(&mailbox.address) {
-                b.mailboxes.push(mailbox.address.clone());
-            }
+        Event::MailboxAdded { mailbox, .. } if !b.mailboxes.contains(&mailbox.address) => {
+            b.mailboxes.push(mailbox.address.clone());
         }
         Event::PassRequested {
             pass,

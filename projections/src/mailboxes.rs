@@ -155,7 +155,11 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 match side {
                     Side::Source => {
                         f.source_items = Some(c.items);
-                        f.source_bytes = Some(c.bytes);
+                        // Copy passes count items only (from EXISTS): 0 bytes
+                        // for items means "not measured", not "empty".
+                        if c.bytes > 0 || c.items == 0 {
+                            f.source_bytes = Some(c.bytes);
+                        }
                     }
                     Side::Destination => f.destination_items = Some(c.items),
                 }

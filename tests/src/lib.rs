@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 /// A workspace binary (ferryd, ferryctl), built by `cargo test --workspace`.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    // target/<profile>/deps/<test> → target/<profile>/<name>; a bin of this
+    // package (copybench) runs from target/<profile>/ itself.
+    let mut dir = exe.parent().expect("target dir");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("target dir");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -177,7 +181,10 @@ impl Ferryd {
     }
 
     /// Sends `bytes` on the control socket as a stranger would (no ferryctl)
-    /// and returns what comes back until ferryd closes or 10 s pass.
+    /// and returns what comes back until ferryd closes or 10 s pass. HTTP
+    /// requests should say `Connection: close`; the write side is not
+    /// half-closed, since hyper drops a connection whose client half-closed
+    /// before the answer is written.
     pub fn raw_exchange(&self, bytes: &[u8]) -> Vec<u8> {
         use std::io::{Read, Write};
         use std::os::unix::net::UnixStream;
@@ -193,7 +200,6 @@ impl Ferryd {
         let bytes = bytes.to_vec();
         let w = std::thread::spawn(move || {
             let _ = writer.write_all(&bytes);
-            let _ = writer.shutdown(std::net::Shutdown::Write);
         });
         let mut answer = Vec::new();
         let mut buf = [0u8; 8192];
@@ -248,4 +254,69 @@ pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<std::process::Exit
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A TCP proxy that drops, resets and stalls connections on command.
+pub mod faultproxy;
+
+impl Ferryd {
+    /// Like [`Ferryd::launch`], but the daemon's stderr (its log) is
+    /// appended to `log`, so a test can look for what the engine did.
+    pub fn launch_logged(&mut self, log: &Path) {
+        assert!(self.child.is_none(), "ferryd already running");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the ferryd log file");
+        let mut child = self
+            .command()
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("spawn ferryd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.ctl(&["status"]).status.success() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("ferryd exited at start ({status}): {text}");
+            }
+            assert!(Instant::now() < deadline, "ferryd did not answer in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+}
+
+/// Sum of `found=N` over the engine's "settled in-doubt items" log lines:
+/// in-doubt appends found at the destination by digest, not copied again.
+pub fn settled_in_log(log: &str) -> u64 {
+    log.lines()
+        .map(strip_ansi)
+        .filter(|l| l.contains("settled in-doubt items"))
+        .filter_map(|l| l.split("found=").nth(1))
+        .filter_map(|v| {
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// `line` without terminal colour sequences (ESC [ ... m).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

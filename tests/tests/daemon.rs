@@ -365,7 +365,7 @@ fn duplicates_unknown_endpoints_and_taken_mailboxes_are_refused() {
     let d = Ferryd::start();
     fixture(&d);
     let maildir = d.dir().join("maildir");
-    refused(
+    let err = refused(
         &d,
         &[
             "endpoint",
@@ -378,6 +378,8 @@ fn duplicates_unknown_endpoints_and_taken_mailboxes_are_refused() {
         ],
         &["dst", "already exists"],
     );
+    // The reason once, not "reason: reason".
+    assert_eq!(err.matches("already exists").count(), 1, "{err}");
     let csv = d.file(
         "new.csv",
         "SourceEmail,DestinationEmail\nzed@old.example,zed@new.example\n",

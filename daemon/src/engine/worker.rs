@@ -425,7 +425,7 @@ impl Work<'_> {
             .await?;
         let dst_st = self.dst.as_mut().expect("connected").select(dname).await?;
         let mark = self.mark(&f.name.raw);
-        let mapped = self
+        let (mapped, known_items) = self
             .app
             .views
             .read()
@@ -433,7 +433,22 @@ impl Work<'_> {
             .mailboxes
             .get(&self.mailbox.address)
             .and_then(|m| m.folders.get(&f.name.raw))
-            .and_then(|p| p.destination.clone());
+            .map(|p| (p.destination.clone(), p.source_items))
+            .unwrap_or_default();
+        // Totals for progress views (bytes only a verify pass measures);
+        // recorded when they change, so a quiet delta writes nothing.
+        if known_items != Some(u64::from(st.exists)) {
+            self.record(vec![Event::FolderCounted {
+                mailbox: self.mailbox.address.clone(),
+                side: Side::Source,
+                counts: vec![FolderCount {
+                    folder: f.name.raw.clone(),
+                    items: u64::from(st.exists),
+                    bytes: 0,
+                }],
+            }])
+            .await?;
+        }
         if mapped.as_deref() != Some(dname.raw.as_str())
             || mark
                 .as_ref()
@@ -510,7 +525,10 @@ impl Work<'_> {
                 }
             }
         }
-        if matches!(self.kind, PassKind::Full | PassKind::Delta) {
+        let moved = mark.scanned_to != st.uidnext.saturating_sub(1)
+            || mark.highest_modseq != st.highest_modseq
+            || mark.uidvalidity != st.uidvalidity;
+        if matches!(self.kind, PassKind::Full | PassKind::Delta) && moved {
             self.record(vec![Event::Checkpoint {
                 mailbox: self.mailbox.address.clone(),
                 folder: f.name.raw.clone(),

@@ -33,9 +33,19 @@ pub enum ExpectedVersion {
     Exact(u64),
 }
 
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("a new stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("stream {stream} is at version {actual}, not {expected:?}")]
+    #[error("stream {stream} is at version {actual}, expected {expected}")]
     WrongVersion {
         stream: String,
         expected: ExpectedVersion,

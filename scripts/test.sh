@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian's Dovecot, started by the tests
+# themselves on 127.0.0.1) and runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! [ -x /usr/sbin/dovecot ] || ! [ -x /usr/bin/doveadm ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dovecot-core dovecot-imapd >/dev/null
+fi
+
+cargo test --workspace --no-fail-fast

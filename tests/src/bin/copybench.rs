@@ -1,0 +1,1386 @@
+//! copybench: ferryd against the tools administrators use today, on the
+//! same two Dovecot servers (127.0.0.1) and the same generated mail.
+//!
+//! One command builds what it needs and runs everything:
+//!
+//! ```text
+//! cargo run --release -p ferry-tests --bin copybench -- [--quick] [--only LIST] [--skip-offlineimap]
+//! ```
+//!
+//! (Run from `cargo run`, it first runs `$CARGO build --release -p ferryd
+//! -p ferry-ctl` so the daemon and ferryctl next to it are current.)
+//!
+//! Timed, each against fresh destination users (a new user per run):
+//! - ferryd, a full pass of a 4-mailbox batch with max-concurrent 1 and 4,
+//!   then a no-change delta pass;
+//! - `doveadm backup -R ... imapc:` (dsync pulling over IMAP), one mailbox
+//!   after another and four in parallel, then a no-change re-run;
+//! - mbsync (isync), one channel per mailbox, sequential and four in
+//!   parallel, then a no-change re-run; offlineimap, sequential;
+//! - a raw writer: the same bytes APPENDed with our IMAP client (one
+//!   message per APPEND) and with hand-written MULTIAPPEND batches;
+//! - ferryd with 20 mailboxes in flight, for its peak RSS.
+//!
+//! `--only` takes a comma-separated list of: ferryd, dsync, mbsync,
+//! offlineimap, raw, rss20. Missing tools are reported and skipped.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
+use ferry_connectors::sample::{self, Sample, SampleSpec};
+use ferry_connectors::{FolderName, MailSession};
+use ferry_tests::Ferryd;
+use ferry_tests::mailcmp::{self, Contents, Seen};
+use ferry_testservers::Dovecot;
+
+const PW: &str = "bench-pw-1";
+const MB: f64 = 1_000_000.0;
+
+struct Args {
+    quick: bool,
+    only: Option<HashSet<String>>,
+    skip_offlineimap: bool,
+}
+
+impl Args {
+    fn parse() -> Result<Args> {
+        let mut a = Args {
+            quick: false,
+            only: None,
+            skip_offlineimap: false,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--quick" => a.quick = true,
+                "--skip-offlineimap" => a.skip_offlineimap = true,
+                "--only" => {
+                    let list = it.next().ok_or_else(|| anyhow!("--only needs a list"))?;
+                    a.only = Some(list.split(',').map(str::to_string).collect());
+                }
+                "-h" | "--help" => {
+                    println!(
+                        "copybench [--quick] [--only ferryd,dsync,mbsync,offlineimap,raw,rss20] [--skip-offlineimap]"
+                    );
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other}"),
+            }
+        }
+        Ok(a)
+    }
+
+    fn wants(&self, what: &str) -> bool {
+        self.only.as_ref().is_none_or(|s| s.contains(what))
+    }
+}
+
+/// Where each external tool is, or why it is not there.
+struct Tools {
+    ferryd: Option<PathBuf>,
+    ferryctl: Option<PathBuf>,
+    doveadm: Option<PathBuf>,
+    mbsync: Option<PathBuf>,
+    offlineimap: Option<PathBuf>,
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn find_tools() -> Tools {
+    // Keep the daemon current when run by `cargo run` (CARGO is set then).
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let release = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|p| p.ends_with("release")))
+            .unwrap_or(false);
+        let mut c = Command::new(cargo);
+        c.args(["build", "-q", "-p", "ferryd", "-p", "ferry-ctl"]);
+        if release {
+            c.arg("--release");
+        }
+        println!(
+            "building ferryd and ferryctl ({})",
+            if release { "release" } else { "debug" }
+        );
+        match c.status() {
+            Ok(s) if s.success() => {}
+            other => println!("  cargo build of ferryd/ferryctl failed: {other:?}"),
+        }
+    }
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let local = |n: &str| Some(here.join(n)).filter(|p| p.is_file());
+    let t = Tools {
+        ferryd: local("ferryd"),
+        ferryctl: local("ferryctl"),
+        doveadm: which("doveadm"),
+        mbsync: which("mbsync"),
+        offlineimap: which("offlineimap"),
+    };
+    println!("tools:");
+    let show = |name: &str, p: &Option<PathBuf>, fix: &str| match p {
+        Some(p) => println!("  {name:<12} {}", p.display()),
+        None => println!("  {name:<12} MISSING ({fix})"),
+    };
+    show("ferryd", &t.ferryd, "cargo build --release -p ferryd");
+    show(
+        "ferryctl",
+        &t.ferryctl,
+        "cargo build --release -p ferry-ctl",
+    );
+    show("doveadm", &t.doveadm, "apt-get install dovecot-core");
+    show("mbsync", &t.mbsync, "apt-get install isync");
+    show(
+        "offlineimap",
+        &t.offlineimap,
+        "apt-get install offlineimap3",
+    );
+    if which("dovecot").is_none() {
+        println!("  dovecot      MISSING (apt-get install dovecot-imapd): nothing can run");
+    }
+    t
+}
+
+// ---------------------------------------------------------------- results
+
+struct Row {
+    name: String,
+    wall: Duration,
+    msgs: usize,
+    bytes: u64,
+    rss_kb: Option<u64>,
+    exact: String,
+    note: String,
+}
+
+impl Row {
+    fn print_header() {
+        println!(
+            "{:<34} {:>9} {:>9} {:>8} {:>10}  {}",
+            "run", "wall s", "msg/s", "MB/s", "peak RSS", "exact?"
+        );
+    }
+    fn print(&self) {
+        let s = self.wall.as_secs_f64().max(1e-9);
+        let rss = self
+            .rss_kb
+            .map(|k| format!("{:.1} MB", k as f64 / 1024.0))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<34} {:>9.2} {:>9.0} {:>8.1} {:>10}  {}{}",
+            self.name,
+            s,
+            self.msgs as f64 / s,
+            self.bytes as f64 / MB / s,
+            rss,
+            self.exact,
+            if self.note.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", self.note)
+            }
+        );
+    }
+}
+
+struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    fn add(&mut self, r: Row) {
+        r.print();
+        self.rows.push(r);
+    }
+    fn get(&self, name: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.name == name)
+    }
+}
+
+// ---------------------------------------------------------------- data
+
+struct Data {
+    /// Per mailbox: its messages, generated once.
+    boxes: Vec<Vec<Sample>>,
+    msgs: usize,
+    bytes: u64,
+}
+
+fn generate(n: usize, spec: impl Fn(usize) -> SampleSpec) -> Data {
+    let boxes: Vec<Vec<Sample>> = (0..n)
+        .map(|i| sample::messages(&spec(i)).collect())
+        .collect();
+    let msgs = boxes.iter().map(Vec::len).sum();
+    let bytes = boxes.iter().flatten().map(|m| m.body.len() as u64).sum();
+    Data { boxes, msgs, bytes }
+}
+
+fn folder_names() -> Vec<FolderName> {
+    sample::folders()
+        .iter()
+        .map(|s| sample::folder_name(s, Some('/')))
+        .collect()
+}
+
+fn imap_date(m: &Sample) -> String {
+    m.date.format("%d-%b-%Y %H:%M:%S %z").to_string()
+}
+
+// ---------------------------------------------------------------- raw IMAP
+
+/// A bare IMAP connection over a TcpStream: LOGIN, CREATE and
+/// (MULTI)APPEND with LITERAL+ literals, as a fast writer would do it.
+struct Raw {
+    r: BufReader<TcpStream>,
+    w: BufWriter<TcpStream>,
+    tag: u32,
+}
+
+impl Raw {
+    fn login(port: u16, user: &str) -> Result<Raw> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_nodelay(true)?;
+        let mut raw = Raw {
+            r: BufReader::with_capacity(1 << 16, s.try_clone()?),
+            w: BufWriter::with_capacity(1 << 20, s),
+            tag: 0,
+        };
+        let mut greeting = String::new();
+        raw.r.read_line(&mut greeting)?;
+        if !greeting.starts_with("* OK") {
+            bail!("greeting: {greeting}");
+        }
+        raw.cmd(&format!("LOGIN \"{user}\" \"{PW}\""))?;
+        Ok(raw)
+    }
+
+    fn next_tag(&mut self) -> String {
+        self.tag += 1;
+        format!("c{}", self.tag)
+    }
+
+    fn wait(&mut self, tag: &str) -> Result<String> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.r.read_line(&mut line)? == 0 {
+                bail!("connection closed");
+            }
+            if let Some(rest) = line.strip_prefix(tag).and_then(|l| l.strip_prefix(' ')) {
+                if rest.starts_with("OK") {
+                    return Ok(line);
+                }
+                bail!("{}", line.trim_end());
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> Result<String> {
+        let tag = self.next_tag();
+        write!(self.w, "{tag} {line}\r\n")?;
+        self.w.flush()?;
+        self.wait(&tag)
+    }
+
+    fn create_folders(&mut self) -> Result<()> {
+        for n in folder_names().iter().skip(1) {
+            let _ = self.cmd(&format!("CREATE \"{}\"", n.raw));
+            self.cmd(&format!("SUBSCRIBE \"{}\"", n.raw))?;
+        }
+        Ok(())
+    }
+
+    /// One APPEND command carrying every message of `msgs` (same folder).
+    fn append(&mut self, folder: &str, msgs: &[&Sample]) -> Result<()> {
+        let tag = self.next_tag();
+        write!(self.w, "{tag} APPEND \"{folder}\"")?;
+        for m in msgs {
+            write!(
+                self.w,
+                " ({}) \"{}\" {{{}+}}\r\n",
+                m.flags.join(" "),
+                imap_date(m),
+                m.body.len()
+            )?;
+            self.w.write_all(&m.body)?;
+        }
+        self.w.write_all(b"\r\n")?;
+        self.w.flush()?;
+        self.wait(&tag).map(|_| ())
+    }
+
+    fn logout(mut self) {
+        let _ = self.cmd("LOGOUT");
+    }
+}
+
+/// Writes `msgs` into `user` with MULTIAPPEND batches (per folder, up to
+/// 32 MB or 500 messages each), folders created first.
+fn multiappend(port: u16, user: &str, msgs: &[Sample]) -> Result<()> {
+    let names = folder_names();
+    let mut raw = Raw::login(port, user)?;
+    raw.create_folders()?;
+    let mut by_folder: BTreeMap<usize, Vec<&Sample>> = BTreeMap::new();
+    for m in msgs {
+        by_folder.entry(m.folder).or_default().push(m);
+    }
+    for (folder, list) in by_folder {
+        let mut batch: Vec<&Sample> = Vec::new();
+        let mut bytes = 0;
+        for m in list {
+            if !batch.is_empty() && (bytes + m.body.len() > 32 << 20 || batch.len() >= 500) {
+                raw.append(&names[folder].raw, &batch)?;
+                batch.clear();
+                bytes = 0;
+            }
+            bytes += m.body.len();
+            batch.push(m);
+        }
+        if !batch.is_empty() {
+            raw.append(&names[folder].raw, &batch)?;
+        }
+    }
+    raw.logout();
+    Ok(())
+}
+
+/// The same with one APPEND per message, through our IMAP client.
+async fn client_append(port: u16, user: String, data: Arc<Data>, i: usize) -> Result<()> {
+    let mut s = login(port, &user).await?;
+    let names = folder_names();
+    for n in names.iter().skip(1) {
+        s.create_folder(n).await?;
+        s.subscribe(n).await?;
+    }
+    for m in &data.boxes[i] {
+        s.append(&names[m.folder], &m.flags, Some(m.date), m.body.clone())
+            .await?;
+    }
+    let _ = s.logout().await;
+    Ok(())
+}
+
+async fn login(port: u16, user: &str) -> Result<imap::ImapSession> {
+    let cfg = ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        ca_file: None,
+        timeout: Duration::from_secs(120),
+    };
+    let auth = ImapAuth::Login {
+        user: user.into(),
+        password: PW.into(),
+    };
+    Ok(imap::connect(&cfg, &auth).await?)
+}
+
+// ---------------------------------------------------------------- checks
+
+async fn contents_of(port: u16, users: &[String]) -> Result<Vec<Contents>> {
+    let mut tasks = Vec::new();
+    for u in users {
+        let u = u.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = login(port, &u).await?;
+            let c = mailcmp::contents(&mut s).await;
+            let _ = s.logout().await;
+            Ok::<_, anyhow::Error>(c)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await??);
+    }
+    Ok(out)
+}
+
+/// Item-by-item comparison, summed over mailboxes: "exact" or what differs.
+fn compare(src: &[Contents], dst: &[Contents]) -> String {
+    let (mut missing, mut extra, mut flags, mut dates, mut nofolder, mut xfolder) =
+        (0, 0, 0, 0, 0, 0);
+    let mut flag_example = None;
+    for (s, d) in src.iter().zip(dst) {
+        for (folder, items) in s {
+            let Some(other) = d.get(folder) else {
+                nofolder += 1;
+                missing += items.len();
+                continue;
+            };
+            let mut pool: HashMap<&str, Vec<&Seen>> = HashMap::new();
+            for it in other {
+                pool.entry(it.digest.as_str()).or_default().push(it);
+            }
+            for it in items {
+                let Some(cands) = pool.get_mut(it.digest.as_str()).filter(|c| !c.is_empty()) else {
+                    missing += 1;
+                    continue;
+                };
+                let pos = cands.iter().position(|c| *c == it).unwrap_or(0);
+                let c = cands.swap_remove(pos);
+                if c.flags != it.flags {
+                    flags += 1;
+                    flag_example.get_or_insert_with(|| (it.flags.clone(), c.flags.clone()));
+                }
+                if c.date != it.date {
+                    dates += 1;
+                }
+            }
+            extra += pool.values().map(Vec::len).sum::<usize>();
+        }
+        for (folder, items) in d {
+            if !s.contains_key(folder) {
+                xfolder += 1;
+                extra += items.len();
+            }
+        }
+    }
+    if missing + extra + flags + dates + nofolder + xfolder == 0 {
+        return "exact".into();
+    }
+    let mut parts = vec![format!("NOT exact: {missing} missing/different bytes")];
+    if extra > 0 {
+        parts.push(format!("{extra} extra"));
+    }
+    if flags > 0 {
+        let ex = flag_example
+            .map(|(a, b)| format!(" e.g. {a:?} -> {b:?}"))
+            .unwrap_or_default();
+        parts.push(format!("{flags} flags/keywords{ex}"));
+    }
+    if dates > 0 {
+        parts.push(format!("{dates} INTERNALDATE"));
+    }
+    if nofolder > 0 {
+        parts.push(format!("{nofolder} folders missing"));
+    }
+    if xfolder > 0 {
+        parts.push(format!("{xfolder} extra folders"));
+    }
+    parts.join(", ")
+}
+
+// ---------------------------------------------------------------- processes
+
+fn descendants(roots: &[i32]) -> Vec<i32> {
+    let mut parent: HashMap<i32, i32> = HashMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...
+            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
+                && let Some(ppid) = rest.split_whitespace().nth(1)
+                && let Ok(ppid) = ppid.parse()
+            {
+                parent.insert(pid, ppid);
+            }
+        }
+    }
+    let mut set: HashSet<i32> = roots.iter().copied().collect();
+    loop {
+        let before = set.len();
+        for (pid, ppid) in &parent {
+            if set.contains(ppid) {
+                set.insert(*pid);
+            }
+        }
+        if set.len() == before {
+            break;
+        }
+    }
+    set.into_iter().collect()
+}
+
+fn status_kb(pid: i32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Samples VmHWM of every process under `roots` until stopped; the
+/// result is the sum of the per-process peaks (an upper bound on the
+/// tree's peak when the processes run side by side).
+struct Sampler {
+    roots: Arc<Mutex<Vec<i32>>>,
+    hwm: Arc<Mutex<HashMap<i32, u64>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start() -> Sampler {
+        let roots: Arc<Mutex<Vec<i32>>> = Arc::default();
+        let hwm: Arc<Mutex<HashMap<i32, u64>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, h, s) = (roots.clone(), hwm.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let roots = r.lock().unwrap().clone();
+                for pid in descendants(&roots) {
+                    if let Some(kb) = status_kb(pid, "VmHWM:") {
+                        let mut h = h.lock().unwrap();
+                        let e = h.entry(pid).or_default();
+                        *e = (*e).max(kb);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        });
+        Sampler {
+            roots,
+            hwm,
+            stop,
+            handle: Some(handle),
+        }
+    }
+    fn add_root(&self, pid: i32) {
+        self.roots.lock().unwrap().push(pid);
+    }
+    fn note(&self, pid: i32, kb: u64) {
+        let mut h = self.hwm.lock().unwrap();
+        let e = h.entry(pid).or_default();
+        *e = (*e).max(kb);
+    }
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.hwm.lock().unwrap().values().sum()
+    }
+}
+
+struct ProcRun {
+    wall: Duration,
+    peak_kb: u64,
+    failures: Vec<String>,
+    timed_out: bool,
+}
+
+/// Runs `cmds` (all at once when `parallel`, else one after another),
+/// each in its own process group, with stderr kept in `logdir`.
+/// The peak is the largest over the groups run one at a time.
+fn run_procs(
+    cmds: Vec<(String, Command)>,
+    parallel: bool,
+    limit: Duration,
+    logdir: &Path,
+) -> ProcRun {
+    let start = Instant::now();
+    let deadline = start + limit;
+    let mut peak = 0;
+    let mut failures = Vec::new();
+    let mut timed_out = false;
+    let groups: Vec<Vec<(String, Command)>> = if parallel {
+        vec![cmds]
+    } else {
+        cmds.into_iter().map(|c| vec![c]).collect()
+    };
+    for group in groups {
+        let sampler = Sampler::start();
+        let mut live: Vec<(String, i32, PathBuf)> = Vec::new();
+        for (name, mut cmd) in group {
+            let log = logdir.join(format!("{}.log", name.replace('/', "_")));
+            let file = std::fs::File::create(&log).expect("log file");
+            cmd.stdin(Stdio::null())
+                .stdout(file.try_clone().expect("log file"))
+                .stderr(file)
+                .process_group(0);
+            match cmd.spawn() {
+                Ok(child) => {
+                    let pid = child.id() as i32;
+                    sampler.add_root(pid);
+                    // Reaped below with wait4 (for its rusage), not by Child.
+                    std::mem::forget(child);
+                    live.push((name, pid, log));
+                }
+                Err(e) => failures.push(format!("{name}: cannot start: {e}")),
+            }
+        }
+        while !live.is_empty() {
+            let mut i = 0;
+            while i < live.len() {
+                let pid = live[i].1;
+                let mut status = 0;
+                // SAFETY: plain wait4 on our own child, into local memory.
+                let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+                let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+                if r == pid {
+                    sampler.note(pid, ru.ru_maxrss as u64);
+                    let (name, _, log) = live.swap_remove(i);
+                    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                        let text = std::fs::read_to_string(&log).unwrap_or_default();
+                        let tail: Vec<&str> = text.lines().rev().take(4).collect();
+                        failures.push(format!(
+                            "{name}: exit status {status:#x}: {}",
+                            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                        ));
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            if Instant::now() > deadline && !live.is_empty() {
+                timed_out = true;
+                for (name, pid, _) in &live {
+                    // SAFETY: signals our own child's process group.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    failures.push(format!("{name}: killed after {limit:?}"));
+                }
+                for (_, pid, _) in live.drain(..) {
+                    let mut status = 0;
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak = peak.max(sampler.finish());
+    }
+    ProcRun {
+        wall: start.elapsed(),
+        peak_kb: peak,
+        failures,
+        timed_out,
+    }
+}
+
+// ---------------------------------------------------------------- bench
+
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    tools: Tools,
+    src: Dovecot,
+    dst: Dovecot,
+    /// Source users of the main data set.
+    users: Vec<String>,
+    data: Arc<Data>,
+    /// Source contents, read back once.
+    expected: Vec<Contents>,
+    report: Report,
+    work: tempfile::TempDir,
+    run_no: usize,
+    limit: Duration,
+}
+
+impl Bench {
+    /// Fresh destination users for one run (added to the destination).
+    fn fresh(&mut self, tag: &str, n: usize) -> Vec<String> {
+        self.run_no += 1;
+        (0..n)
+            .map(|i| {
+                let u = format!("{tag}{}u{}", self.run_no, i + 1);
+                self.dst.add_user(&u, PW).expect("add user");
+                u
+            })
+            .collect()
+    }
+
+    fn check(&self, src: &[Contents], dst_users: &[String]) -> String {
+        match self.rt.block_on(contents_of(self.dst.port(), dst_users)) {
+            Ok(d) => compare(src, &d),
+            Err(e) => format!("check failed: {e:#}"),
+        }
+    }
+
+    /// Deletes the destination users' mail (disk stays bounded).
+    fn drop_users(&self, users: &[String]) {
+        for u in users {
+            let _ = std::fs::remove_dir_all(self.dst.dir().join("home").join(u).join("Maildir"));
+        }
+    }
+
+    fn row(
+        &self,
+        name: &str,
+        wall: Duration,
+        data: &Data,
+        rss: Option<u64>,
+        exact: String,
+        note: String,
+    ) -> Row {
+        Row {
+            name: name.into(),
+            wall,
+            msgs: data.msgs,
+            bytes: data.bytes,
+            rss_kb: rss,
+            exact,
+            note,
+        }
+    }
+}
+
+fn ferry_setup(
+    src: &Dovecot,
+    dst: &Dovecot,
+    pairs: &[(String, String)],
+    mc: usize,
+) -> Result<Ferryd> {
+    let ferry = Ferryd::start();
+    let (master, master_pw) = src.master_user();
+    let pwfile = ferry.file("master.pw", &format!("{master_pw}\n"));
+    for (name, d) in [("old", src), ("new", dst)] {
+        ferry.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &d.port().to_string(),
+            "--tls",
+            "none",
+            "--admin-user",
+            master,
+            "--password-file",
+            pwfile.to_str().unwrap(),
+            "--max-connections",
+            "64",
+        ]);
+    }
+    let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
+    for (s, d) in pairs {
+        csv.push_str(&format!("{s}@old.example,{d}@new.example,{s},{d}\n"));
+    }
+    let csv = ferry.file("batch.csv", &csv);
+    ferry.ctl_ok(&[
+        "batch",
+        "create",
+        "bench",
+        "--source",
+        "old",
+        "--destination",
+        "new",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--max-concurrent",
+        &mc.to_string(),
+    ]);
+    Ok(ferry)
+}
+
+/// One pass; returns its wall time (start command to `batch wait`) and
+/// the batch state after it.
+fn ferry_pass(f: &Ferryd, pass: &str) -> Result<(Duration, String)> {
+    let t = Instant::now();
+    f.ctl_ok(&["batch", "start", "bench", "--pass", pass]);
+    let out = f.ctl(&["batch", "wait", "bench", "--timeout", "7200"]);
+    let wall = t.elapsed();
+    let show = f.ctl_json(&["batch", "show", "bench"]);
+    let state = show["data"]["state"].as_str().unwrap_or("?").to_string();
+    if !out.status.success() {
+        return Ok((
+            wall,
+            format!(
+                "{state}; wait: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok((wall, state))
+}
+
+fn hwm_kb(pid: u32) -> Option<u64> {
+    status_kb(pid as i32, "VmHWM:")
+}
+
+fn bench_ferryd(b: &mut Bench) {
+    if b.tools.ferryd.is_none() || b.tools.ferryctl.is_none() {
+        println!("ferryd: skipped (binaries missing)");
+        return;
+    }
+    for mc in [1usize, 4] {
+        let dst_users = b.fresh("f", b.users.len());
+        let pairs: Vec<(String, String)> = b
+            .users
+            .iter()
+            .cloned()
+            .zip(dst_users.iter().cloned())
+            .collect();
+        let mut f = match ferry_setup(&b.src, &b.dst, &pairs, mc) {
+            Ok(f) => f,
+            Err(e) => {
+                println!("ferryd setup failed: {e:#}");
+                return;
+            }
+        };
+        let (wall, state) = ferry_pass(&f, "full").expect("full pass");
+        let rss = hwm_kb(f.pid());
+        let exact = b.check(&b.expected, &dst_users);
+        let name = format!("ferryd full, max-concurrent {mc}");
+        let r = b.row(&name, wall, &b.data, rss, exact, format!("batch {state}"));
+        b.report.add(r);
+        if mc == 4 {
+            let (wall, state) = ferry_pass(&f, "delta").expect("delta pass");
+            let rss = hwm_kb(f.pid());
+            let exact = b.check(&b.expected, &dst_users);
+            let r = b.row(
+                "ferryd delta (no change), mc 4",
+                wall,
+                &b.data,
+                rss,
+                exact,
+                format!("batch {state}; rates are of the mailbox size"),
+            );
+            b.report.add(r);
+        }
+        f.stop();
+        b.drop_users(&dst_users);
+    }
+}
+
+fn dsync_cmd(b: &Bench, src_user: &str, dst_user: &str) -> Command {
+    let mut c = Command::new(b.tools.doveadm.as_ref().unwrap());
+    c.arg("-c")
+        .arg(b.dst.config_path())
+        .args(["-o", "imapc_host=127.0.0.1"])
+        .arg("-o")
+        .arg(format!("imapc_port={}", b.src.port()))
+        .arg("-o")
+        .arg(format!("imapc_user={src_user}"))
+        .arg("-o")
+        .arg(format!("imapc_password={PW}"))
+        .args(["-o", "imapc_features=rfc822.size fetch-headers"])
+        .args(["-o", "mail_prefetch_count=20"])
+        .args(["backup", "-R", "-u", dst_user, "imapc:"]);
+    c
+}
+
+fn bench_dsync(b: &mut Bench) {
+    if b.tools.doveadm.is_none() {
+        println!("dsync: skipped (doveadm missing)");
+        return;
+    }
+    for parallel in [false, true] {
+        let dst_users = b.fresh("d", b.users.len());
+        let cmds: Vec<(String, Command)> = b
+            .users
+            .iter()
+            .zip(&dst_users)
+            .map(|(s, d)| (format!("dsync-{d}"), dsync_cmd(b, s, d)))
+            .collect();
+        let run = run_procs(cmds, parallel, b.limit, b.work.path());
+        let exact = b.check(&b.expected, &dst_users);
+        let name = if parallel {
+            "dsync (doveadm backup), 4 parallel"
+        } else {
+            "dsync (doveadm backup), sequential"
+        };
+        let r = b.row(
+            name,
+            run.wall,
+            &b.data,
+            Some(run.peak_kb),
+            exact,
+            run.failures.join("; "),
+        );
+        b.report.add(r);
+        if parallel {
+            let cmds: Vec<(String, Command)> = b
+                .users
+                .iter()
+                .zip(&dst_users)
+                .map(|(s, d)| (format!("dsync2-{d}"), dsync_cmd(b, s, d)))
+                .collect();
+            let run = run_procs(cmds, true, b.limit, b.work.path());
+            let r = b.row(
+                "dsync no-change re-run, 4 parallel",
+                run.wall,
+                &b.data,
+                Some(run.peak_kb),
+                "-".into(),
+                run.failures.join("; "),
+            );
+            b.report.add(r);
+        }
+        b.drop_users(&dst_users);
+    }
+}
+
+fn mbsync_config(b: &Bench, pairs: &[(String, String)], dir: &Path) -> PathBuf {
+    let mut cfg = String::new();
+    for (s, d) in pairs {
+        let state = dir.join(format!("state-{d}"));
+        std::fs::create_dir_all(&state).unwrap();
+        for (side, port, user) in [("far", b.src.port(), s), ("near", b.dst.port(), d)] {
+            cfg.push_str(&format!(
+                "IMAPAccount {side}-{d}\nHost 127.0.0.1\nPort {port}\nUser {user}\nPass {PW}\n\
+                 SSLType None\nAuthMechs LOGIN\n\nIMAPStore {side}-{d}\nAccount {side}-{d}\n\n"
+            ));
+        }
+        cfg.push_str(&format!(
+            "Channel {d}\nFar :far-{d}:\nNear :near-{d}:\nPatterns *\nCreate Near\nSync Pull\n\
+             Expunge None\nCopyArrivalDate yes\nSyncState {}/\n\n",
+            state.display()
+        ));
+    }
+    let path = dir.join("mbsyncrc");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+fn bench_mbsync(b: &mut Bench) {
+    let Some(mbsync) = b.tools.mbsync.clone() else {
+        println!("mbsync: skipped (apt-get install isync)");
+        return;
+    };
+    for parallel in [false, true] {
+        let dst_users = b.fresh("m", b.users.len());
+        let pairs: Vec<(String, String)> = b
+            .users
+            .iter()
+            .cloned()
+            .zip(dst_users.iter().cloned())
+            .collect();
+        let dir = b.work.path().join(format!("mbsync{}", b.run_no));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = mbsync_config(b, &pairs, &dir);
+        let cmds = |tag: &str| -> Vec<(String, Command)> {
+            if parallel {
+                dst_users
+                    .iter()
+                    .map(|d| {
+                        let mut c = Command::new(&mbsync);
+                        c.arg("-c").arg(&cfg).arg("-q").arg(d);
+                        (format!("{tag}-{d}"), c)
+                    })
+                    .collect()
+            } else {
+                let mut c = Command::new(&mbsync);
+                c.arg("-c").arg(&cfg).arg("-q").arg("-a");
+                vec![(format!("{tag}-all-{}", dst_users[0]), c)]
+            }
+        };
+        let run = run_procs(cmds("mbsync"), parallel, b.limit, b.work.path());
+        let exact = b.check(&b.expected, &dst_users);
+        let name = if parallel {
+            "mbsync, 4 parallel"
+        } else {
+            "mbsync, sequential (one process)"
+        };
+        let r = b.row(
+            name,
+            run.wall,
+            &b.data,
+            Some(run.peak_kb),
+            exact,
+            run.failures.join("; "),
+        );
+        b.report.add(r);
+        if parallel {
+            let run = run_procs(cmds("mbsync2"), true, b.limit, b.work.path());
+            let r = b.row(
+                "mbsync no-change re-run, 4 parallel",
+                run.wall,
+                &b.data,
+                Some(run.peak_kb),
+                "-".into(),
+                run.failures.join("; "),
+            );
+            b.report.add(r);
+        }
+        b.drop_users(&dst_users);
+    }
+}
+
+fn bench_offlineimap(b: &mut Bench, limit: Duration) {
+    let Some(oi) = b.tools.offlineimap.clone() else {
+        println!("offlineimap: skipped (apt-get install offlineimap3)");
+        return;
+    };
+    let dst_users = b.fresh("o", b.users.len());
+    let dir = b.work.path().join(format!("offlineimap{}", b.run_no));
+    std::fs::create_dir_all(&dir).unwrap();
+    let accounts: Vec<String> = dst_users.iter().map(|d| format!("a-{d}")).collect();
+    let mut cfg = format!(
+        "[general]\naccounts = {}\nmetadata = {}\nmaxsyncaccounts = 1\nui = quiet\n\n",
+        accounts.join(", "),
+        dir.join("meta").display()
+    );
+    for ((s, d), a) in b.users.iter().zip(&dst_users).zip(&accounts) {
+        cfg.push_str(&format!(
+            "[Account {a}]\nlocalrepository = {a}-near\nremoterepository = {a}-far\n\n\
+             [Repository {a}-far]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {}\n\
+             remoteuser = {s}\nremotepass = {PW}\nssl = no\nstarttls = no\nreadonly = True\n\n\
+             [Repository {a}-near]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {}\n\
+             remoteuser = {d}\nremotepass = {PW}\nssl = no\nstarttls = no\n\n",
+            b.src.port(),
+            b.dst.port()
+        ));
+    }
+    let path = dir.join("offlineimaprc");
+    std::fs::write(&path, cfg).unwrap();
+    let mut c = Command::new(oi);
+    c.arg("-c").arg(&path).arg("-o").arg("-u").arg("quiet");
+    let run = run_procs(vec![("offlineimap".into(), c)], false, limit, b.work.path());
+    let exact = b.check(&b.expected, &dst_users);
+    let mut note = run.failures.join("; ");
+    if run.timed_out {
+        note = format!("stopped at the {}s limit; {note}", limit.as_secs());
+    }
+    let r = b.row(
+        "offlineimap, sequential",
+        run.wall,
+        &b.data,
+        Some(run.peak_kb),
+        exact,
+        note,
+    );
+    b.report.add(r);
+    b.drop_users(&dst_users);
+}
+
+fn bench_raw(b: &mut Bench) {
+    for (multi, parallel) in [(false, false), (false, true), (true, false), (true, true)] {
+        let dst_users = b.fresh("r", b.users.len());
+        let port = b.dst.port();
+        let t = Instant::now();
+        let mut errors = Vec::new();
+        if multi {
+            let run = |i: usize, u: &str| multiappend(port, u, &b.data.boxes[i]);
+            if parallel {
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = dst_users
+                        .iter()
+                        .enumerate()
+                        .map(|(i, u)| s.spawn(move || run(i, u)))
+                        .collect();
+                    for h in hs {
+                        if let Err(e) = h.join().unwrap() {
+                            errors.push(e.to_string());
+                        }
+                    }
+                });
+            } else {
+                for (i, u) in dst_users.iter().enumerate() {
+                    if let Err(e) = run(i, u) {
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+        } else {
+            let data = b.data.clone();
+            let users = dst_users.clone();
+            let res: Vec<Result<()>> = b.rt.block_on(async move {
+                if parallel {
+                    let tasks: Vec<_> = users
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, u)| tokio::spawn(client_append(port, u, data.clone(), i)))
+                        .collect();
+                    let mut out = Vec::new();
+                    for t in tasks {
+                        out.push(t.await.map_err(anyhow::Error::from).and_then(|r| r));
+                    }
+                    out
+                } else {
+                    let mut out = Vec::new();
+                    for (i, u) in users.into_iter().enumerate() {
+                        out.push(client_append(port, u, data.clone(), i).await);
+                    }
+                    out
+                }
+            });
+            errors.extend(
+                res.into_iter()
+                    .filter_map(|r| r.err())
+                    .map(|e| e.to_string()),
+            );
+        }
+        let wall = t.elapsed();
+        let exact = b.check(&b.expected, &dst_users);
+        let name = format!(
+            "raw {}, {}",
+            if multi {
+                "MULTIAPPEND"
+            } else {
+                "APPEND (our client)"
+            },
+            if parallel { "4 parallel" } else { "sequential" }
+        );
+        let r = b.row(&name, wall, &b.data, None, exact, errors.join("; "));
+        b.report.add(r);
+        b.drop_users(&dst_users);
+    }
+}
+
+fn bench_rss20(b: &mut Bench, quick: bool) {
+    if b.tools.ferryd.is_none() || b.tools.ferryctl.is_none() {
+        println!("rss20: skipped (ferryd missing)");
+        return;
+    }
+    let n = 20;
+    let spec = |i: usize| SampleSpec {
+        seed: 500 + i as u64,
+        messages: if quick { 100 } else { 200 },
+        attachment_percent: 10,
+        huge: usize::from(!quick),
+    };
+    let data = generate(n, spec);
+    let src_users: Vec<String> = (1..=n).map(|i| format!("w{i}")).collect();
+    for u in &src_users {
+        b.src.add_user(u, PW).unwrap();
+    }
+    fill(b.src.port(), &src_users, &data);
+    let expected =
+        b.rt.block_on(contents_of(b.src.port(), &src_users))
+            .expect("read the 20 source mailboxes");
+    let dst_users = b.fresh("t", n);
+    let pairs: Vec<(String, String)> = src_users
+        .iter()
+        .cloned()
+        .zip(dst_users.iter().cloned())
+        .collect();
+    let mut f = ferry_setup(&b.src, &b.dst, &pairs, n).expect("ferryd setup");
+    // Sample ferryd's RSS while the pass runs too (VmHWM is the peak anyway).
+    let (wall, state) = ferry_pass(&f, "full").expect("full pass");
+    let rss = hwm_kb(f.pid());
+    let exact = b.check(&expected, &dst_users);
+    let r = Row {
+        name: "ferryd full, 20 mailboxes in flight".into(),
+        wall,
+        msgs: data.msgs,
+        bytes: data.bytes,
+        rss_kb: rss,
+        exact,
+        note: format!(
+            "batch {state}; 20 x {} msgs, {:.0} MB",
+            data.msgs / n,
+            data.bytes as f64 / MB
+        ),
+    };
+    b.report.add(r);
+    f.stop();
+    b.drop_users(&dst_users);
+}
+
+/// Fills the source users with MULTIAPPEND, four at a time.
+fn fill(port: u16, users: &[String], data: &Data) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= users.len() {
+                        break;
+                    }
+                    multiappend(port, &users[i], &data.boxes[i])
+                        .with_context(|| format!("filling {}", users[i]))
+                        .unwrap();
+                }
+            });
+        }
+    });
+}
+
+fn ratio(b: &Report, num: &str, den: &str) -> Option<f64> {
+    // Speed ratio: how many times faster `num` is than `den`.
+    Some(b.get(den)?.wall.as_secs_f64() / b.get(num)?.wall.as_secs_f64())
+}
+
+fn summary(r: &Report) {
+    println!();
+    println!("ratios (speed of ferryd / speed of other; >1 = ferryd faster):");
+    let f4 = "ferryd full, max-concurrent 4";
+    let f1 = "ferryd full, max-concurrent 1";
+    let others: Vec<String> = r
+        .rows
+        .iter()
+        .map(|x| x.name.clone())
+        .filter(|n| !n.starts_with("ferryd") && !n.contains("no-change"))
+        .collect();
+    for o in &others {
+        let a = ratio(r, f1, o)
+            .map(|x| format!("{x:.2}x"))
+            .unwrap_or("-".into());
+        let c = ratio(r, f4, o)
+            .map(|x| format!("{x:.2}x"))
+            .unwrap_or("-".into());
+        println!("  vs {o:<36} mc1 {a:>7}   mc4 {c:>7}");
+    }
+    println!();
+    println!("goals:");
+    let goal = |text: &str, v: Option<f64>, want: f64| match v {
+        Some(v) => println!(
+            "  [{}] {text}: {v:.2} (goal >= {want})",
+            if v >= want { "met " } else { "MISS" }
+        ),
+        None => println!("  [ -- ] {text}: not measured"),
+    };
+    goal(
+        "full pass (mc 4) speed / dsync one mailbox at a time",
+        ratio(r, f4, "dsync (doveadm backup), sequential"),
+        1.0,
+    );
+    goal(
+        "full pass (mc 1) speed / dsync one mailbox at a time",
+        ratio(r, f1, "dsync (doveadm backup), sequential"),
+        1.0,
+    );
+    goal(
+        "full pass (mc 4) speed / mbsync 4 parallel",
+        ratio(r, f4, "mbsync, 4 parallel"),
+        1.5,
+    );
+    let ceiling = r
+        .rows
+        .iter()
+        .filter(|x| x.name.starts_with("raw ") && x.exact == "exact")
+        .min_by(|a, b| a.wall.cmp(&b.wall));
+    if let Some(c) = ceiling {
+        goal(
+            &format!("full pass (mc 4) speed / raw ceiling ({})", c.name),
+            ratio(r, f4, &c.name),
+            0.85,
+        );
+    } else {
+        goal("full pass (mc 4) speed / raw ingest ceiling", None, 0.85);
+    }
+    goal(
+        "no-change delta speed / mbsync no-change re-run",
+        ratio(
+            r,
+            "ferryd delta (no change), mc 4",
+            "mbsync no-change re-run, 4 parallel",
+        ),
+        1.0,
+    );
+    match r
+        .get("ferryd full, 20 mailboxes in flight")
+        .and_then(|x| x.rss_kb)
+    {
+        Some(kb) => {
+            let mb = kb as f64 / 1024.0;
+            println!(
+                "  [{}] ferryd peak RSS, 20 mailboxes in flight: {mb:.1} MB (goal < 150 MB)",
+                if mb < 150.0 { "met " } else { "MISS" }
+            );
+        }
+        None => println!("  [ -- ] ferryd peak RSS with 20 mailboxes in flight: not measured"),
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse()?;
+    let tools = find_tools();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (per_box, percent, huge) = if args.quick {
+        (250, 6, 1)
+    } else {
+        (2500, 6, 2)
+    };
+    let spec = |i: usize| SampleSpec {
+        seed: 1000 + i as u64,
+        messages: per_box,
+        attachment_percent: percent,
+        huge,
+    };
+    let t = Instant::now();
+    let data = generate(4, spec);
+    println!(
+        "data: 4 mailboxes x {per_box} messages ({percent}% with 0.1-2 MB attachments, {huge} of 10 MB each): {} messages, {:.1} MB, {} under 30 KB (generated in {:.1}s)",
+        data.msgs,
+        data.bytes as f64 / MB,
+        data.boxes
+            .iter()
+            .flatten()
+            .filter(|m| m.body.len() < 30_000)
+            .count(),
+        t.elapsed().as_secs_f64()
+    );
+    let src = Dovecot::start().context("source dovecot")?;
+    let dst = Dovecot::start().context("destination dovecot")?;
+    let users: Vec<String> = (1..=4).map(|i| format!("s{i}")).collect();
+    for u in &users {
+        src.add_user(u, PW)?;
+    }
+    let t = Instant::now();
+    fill(src.port(), &users, &data);
+    println!(
+        "source filled (MULTIAPPEND, 4 parallel) in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let expected = rt.block_on(contents_of(src.port(), &users))?;
+    println!(
+        "source read back for comparison in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut b = Bench {
+        rt,
+        tools,
+        src,
+        dst,
+        users,
+        data: Arc::new(data),
+        expected,
+        report: Report { rows: Vec::new() },
+        work: tempfile::Builder::new().prefix("copybench").tempdir()?,
+        run_no: 0,
+        limit: Duration::from_secs(3600),
+    };
+    println!();
+    Row::print_header();
+    if args.wants("ferryd") {
+        bench_ferryd(&mut b);
+    }
+    if args.wants("dsync") {
+        bench_dsync(&mut b);
+    }
+    if args.wants("mbsync") {
+        bench_mbsync(&mut b);
+    }
+    if args.wants("raw") {
+        bench_raw(&mut b);
+    }
+    if args.wants("offlineimap") {
+        if args.skip_offlineimap {
+            println!("offlineimap: skipped (--skip-offlineimap)");
+        } else {
+            let limit = if args.quick { 300 } else { 900 };
+            bench_offlineimap(&mut b, Duration::from_secs(limit));
+        }
+    }
+    if args.wants("rss20") {
+        bench_rss20(&mut b, args.quick);
+    }
+    summary(&b.report);
+    println!();
+    println!(
+        "notes: wall time of ferryd runs is from `batch start` to `batch wait` (which polls every 300 ms); \
+         peak RSS is the tool's own process tree (VmHWM summed over its processes; for ferryd the daemon's VmHWM), \
+         never the Dovecot servers; the raw writer runs inside copybench (no RSS). \
+         dsync writes the destination Maildir directly (doveadm), the others go through the destination's IMAP."
+    );
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! A TCP proxy on 127.0.0.1 that injects network faults on command.
+//!
+//! It forwards every accepted connection to one target port. The test arms
+//! one fault at a time, to fire once the proxy has forwarded a given number
+//! of further bytes, counted over all connections in one direction or both;
+//! the connection that crosses the mark takes it, mid-chunk if need be, so
+//! a fault can cut a command, an APPEND literal or an answer anywhere.
+//! Counting only server-to-client bytes aims at answers: an APPEND whose
+//! tagged OK is cut off was stored, but the client cannot know it.
+//!
+//! Faults:
+//! - [`Fault::Drop`]: both sides are closed in order (FIN);
+//! - [`Fault::Reset`]: both sides are aborted (SO_LINGER 0, RST);
+//! - [`Fault::Stall`]: nothing more is forwarded either way for the given
+//!   time (longer than the client's I/O timeout), then both sides are
+//!   aborted; what was in flight is lost, as on a black-holed path.
+//!
+//! The proxy runs on its own thread and runtime, so tests may block.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Which bytes count towards an armed fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Drop,
+    Reset,
+    Stall(Duration),
+}
+
+/// Faults fired so far, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fired {
+    pub drops: u64,
+    pub resets: u64,
+    pub stalls: u64,
+}
+
+impl Fired {
+    pub fn total(&self) -> u64 {
+        self.drops + self.resets + self.stalls
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Bytes forwarded over all connections: (up, down).
+    total: Mutex<(u64, u64)>,
+    /// The armed fault, the bytes it counts and the count it fires at.
+    armed: Mutex<Option<(Fault, Dir, u64)>>,
+    fired: Mutex<Fired>,
+    connections: AtomicU64,
+}
+
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Listens on 127.0.0.1 (a free port) and forwards to 127.0.0.1:`target`.
+    pub fn start(target: u16) -> FaultProxy {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        std_listener.set_nonblocking(true).unwrap();
+        let port = std_listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let sh = shared.clone();
+        let target = SocketAddr::from(([127, 0, 0, 1], target));
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("proxy runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).expect("proxy listener");
+                let accept = async {
+                    loop {
+                        let Ok((client, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        sh.connections.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(serve(sh.clone(), client, target));
+                    }
+                };
+                tokio::select! {
+                    () = accept => {}
+                    _ = stop_rx => {}
+                }
+            });
+            // Dropping the runtime aborts the connections still open.
+        });
+        FaultProxy {
+            port,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Arms `fault` to fire after `after` more bytes going `dir`;
+    /// replaces an armed one.
+    pub fn arm(&self, fault: Fault, dir: Dir, after: u64) {
+        let total = *self.shared.total.lock().unwrap();
+        let at = counted(total, dir) + after;
+        *self.shared.armed.lock().unwrap() = Some((fault, dir, at));
+    }
+
+    /// Whether a fault is armed and has not fired yet.
+    pub fn armed(&self) -> bool {
+        self.shared.armed.lock().unwrap().is_some()
+    }
+
+    pub fn disarm(&self) {
+        *self.shared.armed.lock().unwrap() = None;
+    }
+
+    pub fn fired(&self) -> Fired {
+        *self.shared.fired.lock().unwrap()
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Bytes forwarded so far: (client to server, server to client).
+    pub fn bytes(&self) -> (u64, u64) {
+        *self.shared.total.lock().unwrap()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn counted((up, down): (u64, u64), dir: Dir) -> u64 {
+    match dir {
+        Dir::Up => up,
+        Dir::Down => down,
+        Dir::Both => up + down,
+    }
+}
+
+/// Counts `n` bytes about to be forwarded (`up`: client to server); returns
+/// how many may go before the armed fault fires, and the fault if it fires.
+fn account(sh: &Shared, n: usize, up: bool) -> (usize, Option<Fault>) {
+    let mut total = sh.total.lock().unwrap();
+    let mut armed = sh.armed.lock().unwrap();
+    let mut go = n;
+    let mut fires = None;
+    if let Some((fault, dir, at)) = *armed
+        && (dir == Dir::Both || (dir == Dir::Up) == up)
+    {
+        let now = counted(*total, dir);
+        if now + n as u64 >= at {
+            go = at.saturating_sub(now) as usize;
+            fires = Some(fault);
+        }
+    }
+    if up {
+        total.0 += go as u64;
+    } else {
+        total.1 += go as u64;
+    }
+    if let Some(fault) = fires {
+        *armed = None;
+        let mut fired = sh.fired.lock().unwrap();
+        match fault {
+            Fault::Drop => fired.drops += 1,
+            Fault::Reset => fired.resets += 1,
+            Fault::Stall(_) => fired.stalls += 1,
+        }
+    }
+    (go, fires)
+}
+
+async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
+    let Ok(mut upstream) = TcpStream::connect(target).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let mut up = vec![0u8; 16 * 1024];
+    let mut down = vec![0u8; 16 * 1024];
+    let fault = loop {
+        // Reads are cancel-safe, so whichever side has data first is served.
+        let (n, to_upstream) = tokio::select! {
+            r = client.read(&mut up) => (r, true),
+            r = upstream.read(&mut down) => (r, false),
+        };
+        let n = match n {
+            Ok(0) | Err(_) => break None,
+            Ok(n) => n,
+        };
+        let (go, fault) = account(&sh, n, to_upstream);
+        let res = if to_upstream {
+            upstream.write_all(&up[..go]).await
+        } else {
+            client.write_all(&down[..go]).await
+        };
+        if fault.is_some() || res.is_err() {
+            break fault;
+        }
+    };
+    match fault {
+        None | Some(Fault::Drop) => {
+            let _ = client.shutdown().await;
+            let _ = upstream.shutdown().await;
+        }
+        Some(Fault::Reset) => {
+            let _ = client.set_zero_linger();
+            let _ = upstream.set_zero_linger();
+        }
+        Some(Fault::Stall(d)) => {
+            tokio::time::sleep(d).await;
+            let _ = client.set_zero_linger();
+            let _ = upstream.set_zero_linger();
+        }
+    }
+}
