@@ -122,6 +122,21 @@ enum BatchCmd {
         csv: PathBuf,
         #[arg(long)]
         max_concurrent: Option<u32>,
+        /// Skip items larger than this (e.g. 50MB); each skip is recorded.
+        #[arg(long, value_parser = parse_size)]
+        max_item_size: Option<u64>,
+        /// Failed items a mailbox may collect in a pass before it fails.
+        #[arg(long)]
+        error_budget: Option<u32>,
+        /// Folder mapping rule `REGEX->REPLACEMENT` (repeatable).
+        #[arg(long = "folder-rule")]
+        folder_rules: Vec<String>,
+        /// Copy only folders matching this regex (repeatable).
+        #[arg(long = "include-folder")]
+        include_folders: Vec<String>,
+        /// Leave out folders matching this regex (repeatable).
+        #[arg(long = "exclude-folder")]
+        exclude_folders: Vec<String>,
     },
     AddUsers {
         name: String,
@@ -233,6 +248,28 @@ fn parse_days(s: &str) -> Result<u32, String> {
         .map_err(|_| format!("{s:?} is not a number of days such as 90d"))
 }
 
+/// A size such as 50MB, 512KiB or 1048576 (bytes).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 50MB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// An RFC 3339 time, or a delay from now such as `10m`, as RFC 3339.
 fn parse_at(s: &str) -> anyhow::Result<String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
@@ -322,12 +359,22 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             destination,
             csv,
             max_concurrent,
+            max_item_size,
+            error_budget,
+            folder_rules,
+            include_folders,
+            exclude_folders,
         }) => Request::BatchCreate {
             name,
             source,
             destination,
             csv: read_text(&csv)?,
             max_concurrent,
+            max_item_bytes: max_item_size,
+            error_budget,
+            folder_rules,
+            include_folders,
+            exclude_folders,
         },
         Cmd::Batch(BatchCmd::AddUsers { name, csv, expect }) => Request::BatchAddUsers {
             name,

@@ -44,6 +44,19 @@ pub enum Request {
         csv: String,
         #[serde(default)]
         max_concurrent: Option<u32>,
+        /// Items larger than this many bytes are skipped, with the reason.
+        #[serde(default)]
+        max_item_bytes: Option<u64>,
+        /// Failed items a mailbox may collect in a pass before it fails.
+        #[serde(default)]
+        error_budget: Option<u32>,
+        /// `REGEX->REPLACEMENT` folder rules, first match wins.
+        #[serde(default)]
+        folder_rules: Vec<String>,
+        #[serde(default)]
+        include_folders: Vec<String>,
+        #[serde(default)]
+        exclude_folders: Vec<String>,
     },
     BatchAddUsers {
         name: String,

@@ -166,7 +166,14 @@ fn peer_actor(stream: &UnixStream) -> Actor {
 }
 
 pub fn json_response(status: u16, value: &impl serde::Serialize) -> http::Response<Body> {
-    let body = serde_json::to_vec(value).expect("responses serialize");
+    let (status, body) = match serde_json::to_vec(value) {
+        Ok(b) => (status, b),
+        Err(e) => {
+            tracing::error!(error = %e, "response not serializable");
+            let err = ApiError::new(ErrorCode::Internal, format!("answer not serializable: {e}"));
+            (500, serde_json::to_vec(&err).unwrap_or_default())
+        }
+    };
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")

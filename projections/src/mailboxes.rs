@@ -67,7 +67,9 @@ pub struct MailboxView {
     pub state: MailboxState,
     pub totals: Counts,
     pub folders: BTreeMap<String, FolderProgress>,
-    /// Failed items not since copied or skipped.
+    /// Failed items not since copied or skipped (a list on the wire: JSON
+    /// map keys must be strings).
+    #[serde(with = "errors_as_list")]
     pub errors: BTreeMap<ItemKey, ItemError>,
     pub last_pass: Option<LastPass>,
     pub passes_run: u64,
@@ -208,5 +210,28 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             m.cut_over_us = Some(env.time_us);
         }
         _ => {}
+    }
+}
+
+mod errors_as_list {
+    use std::collections::BTreeMap;
+
+    use ferry_events::ItemKey;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::ItemError;
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<ItemKey, ItemError>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<ItemKey, ItemError>, D::Error> {
+        let list = Vec::<ItemError>::deserialize(d)?;
+        Ok(list.into_iter().map(|e| (e.key.clone(), e)).collect())
     }
 }

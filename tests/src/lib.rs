@@ -294,11 +294,12 @@ pub fn settled_in_log(log: &str) -> u64 {
     log.lines()
         .map(strip_ansi)
         .filter(|l| l.contains("settled in-doubt items"))
-        .filter_map(|l| l.split("found=").nth(1))
-        .filter_map(|v| {
+        .filter_map(|l| {
+            let v = l.split("found=").nth(1)?;
             v.split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
+                .next()?
+                .parse::<u64>()
+                .ok()
         })
         .sum()
 }

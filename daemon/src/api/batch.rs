@@ -25,7 +25,23 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
             destination,
             csv,
             max_concurrent,
-        } => (name, csv, Some((source, destination, max_concurrent)), None),
+            max_item_bytes,
+            error_budget,
+            folder_rules,
+            include_folders,
+            exclude_folders,
+        } => {
+            let defaults = BatchOptions::default();
+            let options = BatchOptions {
+                max_concurrent: max_concurrent.unwrap_or(defaults.max_concurrent),
+                max_item_bytes,
+                error_budget: error_budget.unwrap_or(defaults.error_budget),
+                folder_rules,
+                include_folders,
+                exclude_folders,
+            };
+            (name, csv, Some((source, destination, options)), None)
+        }
         Request::BatchAddUsers {
             name,
             csv,
@@ -41,7 +57,7 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
     let expected = {
         let views = app.views.read().unwrap();
         let expected = match &create {
-            Some((source, destination, max_concurrent)) => {
+            Some((source, destination, options)) => {
                 if views.batches.contains_key(&name) {
                     return Err(conflict(format!("batch {name} already exists")));
                 }
@@ -50,18 +66,24 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
                         return Err(not_found("endpoint", ep));
                     }
                 }
-                let max_concurrent = max_concurrent.unwrap_or(5);
-                if !(1..=100).contains(&max_concurrent) {
+                if !(1..=100).contains(&options.max_concurrent) {
                     return Err(invalid("--max-concurrent must be between 1 and 100"));
                 }
+                if options.max_item_bytes == Some(0) {
+                    return Err(invalid("--max-item-size must be above 0"));
+                }
+                // Bad rules are refused now, not at the first pass.
+                ferry_connectors::mapping::FolderPlan::new(
+                    &options.folder_rules,
+                    &options.include_folders,
+                    &options.exclude_folders,
+                )
+                .map_err(|e| invalid(e.to_string()))?;
                 events.push(Event::BatchCreated {
                     name: name.clone(),
                     source: source.clone(),
                     destination: destination.clone(),
-                    options: BatchOptions {
-                        max_concurrent,
-                        ..BatchOptions::default()
-                    },
+                    options: options.clone(),
                 });
                 ExpectedVersion::NoStream
             }

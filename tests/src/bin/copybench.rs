@@ -370,9 +370,16 @@ async fn client_append(port: u16, user: String, data: Arc<Data>, i: usize) -> Re
         s.create_folder(n).await?;
         s.subscribe(n).await?;
     }
+    // Folder by folder, as a copier does (and as the MULTIAPPEND writer).
+    let mut by_folder: BTreeMap<usize, Vec<&Sample>> = BTreeMap::new();
     for m in &data.boxes[i] {
-        s.append(&names[m.folder], &m.flags, Some(m.date), m.body.clone())
-            .await?;
+        by_folder.entry(m.folder).or_default().push(m);
+    }
+    for (folder, list) in by_folder {
+        for m in list {
+            s.append(&names[folder], &m.flags, Some(m.date), m.body.clone())
+                .await?;
+        }
     }
     let _ = s.logout().await;
     Ok(())
@@ -418,6 +425,7 @@ fn compare(src: &[Contents], dst: &[Contents]) -> String {
     let (mut missing, mut extra, mut flags, mut dates, mut nofolder, mut xfolder) =
         (0, 0, 0, 0, 0, 0);
     let mut flag_example = None;
+    let mut size_example = None;
     for (s, d) in src.iter().zip(dst) {
         for (folder, items) in s {
             let Some(other) = d.get(folder) else {
@@ -444,7 +452,14 @@ fn compare(src: &[Contents], dst: &[Contents]) -> String {
                     dates += 1;
                 }
             }
-            extra += pool.values().map(Vec::len).sum::<usize>();
+            let left: Vec<&&Seen> = pool.values().flatten().collect();
+            extra += left.len();
+            if size_example.is_none()
+                && let (Some(x), Some(y)) =
+                    (items.iter().find(|i| !other.contains(i)), left.first())
+            {
+                size_example = Some((x.size, y.size));
+            }
         }
         for (folder, items) in d {
             if !s.contains_key(folder) {
@@ -457,6 +472,9 @@ fn compare(src: &[Contents], dst: &[Contents]) -> String {
         return "exact".into();
     }
     let mut parts = vec![format!("NOT exact: {missing} missing/different bytes")];
+    if let Some((a, b)) = size_example {
+        parts.push(format!("e.g. a {a}-byte item became {b} bytes"));
+    }
     if extra > 0 {
         parts.push(format!("{extra} extra"));
     }
@@ -560,11 +578,6 @@ impl Sampler {
     fn add_root(&self, pid: i32) {
         self.roots.lock().unwrap().push(pid);
     }
-    fn note(&self, pid: i32, kb: u64) {
-        let mut h = self.hwm.lock().unwrap();
-        let e = h.entry(pid).or_default();
-        *e = (*e).max(kb);
-    }
     fn finish(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
@@ -614,7 +627,7 @@ fn run_procs(
                 Ok(child) => {
                     let pid = child.id() as i32;
                     sampler.add_root(pid);
-                    // Reaped below with wait4 (for its rusage), not by Child.
+                    // Reaped below with waitpid, not by Child.
                     std::mem::forget(child);
                     live.push((name, pid, log));
                 }
@@ -626,11 +639,11 @@ fn run_procs(
             while i < live.len() {
                 let pid = live[i].1;
                 let mut status = 0;
-                // SAFETY: plain wait4 on our own child, into local memory.
-                let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-                let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+                // Reaped with waitpid, not wait4: Linux's ru_maxrss carries
+                // the RSS of the forking parent (this bench) across exec.
+                // SAFETY: plain waitpid on our own child, into local memory.
+                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
                 if r == pid {
-                    sampler.note(pid, ru.ru_maxrss as u64);
                     let (name, _, log) = live.swap_remove(i);
                     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
                         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -708,6 +721,10 @@ impl Bench {
 
     /// Deletes the destination users' mail (disk stays bounded).
     fn drop_users(&self, users: &[String]) {
+        if std::env::var_os("COPYBENCH_KEEP").is_some() {
+            println!("  (kept: {})", self.dst.dir().join("home").display());
+            return;
+        }
         for u in users {
             let _ = std::fs::remove_dir_all(self.dst.dir().join("home").join(u).join("Maildir"));
         }
@@ -788,22 +805,51 @@ fn ferry_setup(
 /// One pass; returns its wall time (start command to `batch wait`) and
 /// the batch state after it.
 fn ferry_pass(f: &Ferryd, pass: &str) -> Result<(Duration, String)> {
+    let head = f.head();
     let t = Instant::now();
     f.ctl_ok(&["batch", "start", "bench", "--pass", pass]);
     let out = f.ctl(&["batch", "wait", "bench", "--timeout", "7200"]);
     let wall = t.elapsed();
     let show = f.ctl_json(&["batch", "show", "bench"]);
-    let state = show["data"]["state"].as_str().unwrap_or("?").to_string();
+    let mut state = show["data"]["state"].as_str().unwrap_or("?").to_string();
     if !out.status.success() {
-        return Ok((
-            wall,
-            format!(
-                "{state}; wait: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
+        state = format!(
+            "{state}; wait: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    Ok((wall, state))
+    // The daemon's own time, PassRequested to PassFinished, from the log:
+    // `batch wait` polls every 300 ms, which would blur short passes.
+    let events = f.ctl_ok(&["--json", "events", "--since", &(head + 1).to_string()]);
+    let time_of = |kind: &str| {
+        events
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event_type"] == kind)
+            .filter_map(|e| e["time"].as_str().and_then(seconds_of))
+            .next_back()
+    };
+    match (time_of("PassRequested"), time_of("PassFinished")) {
+        (Some(a), Some(b)) if b >= a => Ok((
+            Duration::from_secs_f64(b - a),
+            format!("{state}; start..wait {:.2}s", wall.as_secs_f64()),
+        )),
+        _ => Ok((wall, format!("{state}; log times not found"))),
+    }
+}
+
+/// Seconds of an RFC 3339 time (`2025-01-02T03:04:05.123456Z`), counted
+/// from an arbitrary origin, good for differences within a run.
+fn seconds_of(t: &str) -> Option<f64> {
+    let (date, time) = t.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<f64>().ok());
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let time = time.trim_end_matches('Z');
+    let time = time.split(['+', '-']).next()?;
+    let mut p = time.split(':').map(|x| x.parse::<f64>().ok());
+    let (h, mi, s) = (p.next()??, p.next()??, p.next()??);
+    let days = y * 372.0 + mo * 31.0 + da;
+    Some(days * 86400.0 + h * 3600.0 + mi * 60.0 + s)
 }
 
 fn hwm_kb(pid: u32) -> Option<u64> {

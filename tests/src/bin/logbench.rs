@@ -266,7 +266,7 @@ async fn generate(store: Arc<SledStore>, n: u64) {
                         if events.len() < take {
                             events.push(copied(&addr, *u));
                         }
-                        if *u % 100 == 0 && events.len() < take {
+                        if u.is_multiple_of(100) && events.len() < take {
                             events.push(Event::Checkpoint {
                                 mailbox: addr.clone(),
                                 folder: "Archive/2024/Février".into(),
