@@ -102,6 +102,12 @@ enum EndpointCmd {
         password_file: Option<PathBuf>,
         #[arg(long)]
         max_connections: Option<u32>,
+        /// XOAUTH2: a file whose first line is the access token.
+        #[arg(long, conflicts_with_all = ["admin_user", "oauth_token_command"])]
+        oauth_token_file: Option<PathBuf>,
+        /// XOAUTH2: a command that prints an access token.
+        #[arg(long, conflicts_with = "admin_user")]
+        oauth_token_command: Option<String>,
     },
     /// Log in and report capabilities.
     Verify {
@@ -327,7 +333,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             admin_user,
             password_file,
             max_connections,
+            oauth_token_file,
+            oauth_token_command,
         }) => {
+            let oauth = match (oauth_token_file, oauth_token_command) {
+                (Some(f), _) => Some(ferry_events::TokenSource::File(
+                    std::path::absolute(&f)?.display().to_string(),
+                )),
+                (None, Some(c)) => Some(ferry_events::TokenSource::Command(c)),
+                (None, None) => None,
+            };
             let password = match password_file {
                 Some(f) => Some(read_secret(&f)?),
                 None => None,
@@ -349,6 +364,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 admin_user,
                 password,
                 max_connections,
+                oauth,
             }
         }
         Cmd::Endpoint(EndpointCmd::Verify { name }) => Request::EndpointVerify { name },

@@ -31,6 +31,9 @@ pub enum Request {
         password: Option<String>,
         #[serde(default)]
         max_connections: Option<u32>,
+        /// Log users in with SASL XOAUTH2, tokens from here.
+        #[serde(default)]
+        oauth: Option<ferry_events::TokenSource>,
     },
     EndpointVerify {
         name: String,

@@ -40,6 +40,18 @@ pub struct EndpointSpec {
     pub admin_secret: Option<SecretRef>,
     /// Upper bound on simultaneous connections to this endpoint.
     pub max_connections: u32,
+    /// OAuth 2.0 access tokens for SASL XOAUTH2 (Microsoft 365, Gmail):
+    /// where to get one each time a session opens.
+    pub oauth: Option<TokenSource>,
+}
+
+/// Where an OAuth access token comes from; the token itself is never recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TokenSource {
+    /// A file whose first line is the token (refreshed by another tool).
+    File(String),
+    /// A command (run with `sh -c`) that prints the token on stdout.
+    Command(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

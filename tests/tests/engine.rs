@@ -216,3 +216,116 @@ async fn full_then_delta_copies_everything_exactly_once() {
     assert_eq!(events_of(&s.ferry, "ItemCopied"), 166);
     assert_eq!(count(&contents(&s.dst, "anna").await), count(&src_anna));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xoauth2_tokens_come_from_a_command_and_never_reach_the_log() {
+    let src = Dovecot::start().unwrap();
+    let dst = Dovecot::start().unwrap();
+    src.add_user("anna", PW).unwrap();
+    dst.add_user("anna", PW).unwrap();
+    {
+        let mut a = login(&src, "anna").await;
+        sample::fill(
+            &mut a,
+            &SampleSpec {
+                seed: 21,
+                messages: 15,
+                ..SampleSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let ferry = Ferryd::start();
+    // Dovecot without an oauth2 passdb checks the bearer token as the
+    // password, which lets a real server accept our XOAUTH2 exchange.
+    let tokens = ferry.file("token", &format!("{PW}\n"));
+    let cmd = format!("cat {}", tokens.display());
+    for (name, d) in [("old", &src), ("new", &dst)] {
+        ferry.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &d.port().to_string(),
+            "--tls",
+            "none",
+            "--oauth-token-command",
+            &cmd,
+        ]);
+    }
+    let csv = ferry.file(
+        "b.csv",
+        "SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n\
+         anna@old.example,anna@new.example,anna,anna\n",
+    );
+    ferry.ctl_ok(&[
+        "batch",
+        "create",
+        "wave1",
+        "--source",
+        "old",
+        "--destination",
+        "new",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    run_pass(&ferry, "full");
+    assert_eq!(
+        mailcmp::diff(&contents(&src, "anna").await, &contents(&dst, "anna").await),
+        Vec::<String>::new()
+    );
+    let log = ferry.ctl_ok(&["--json", "events"]);
+    assert!(log.contains("\"Command\":\"cat "), "the source is recorded");
+    assert!(!log.contains(PW), "the token is not");
+
+    // A failing token command fails the mailbox with the command's words.
+    let ferry2 = Ferryd::start();
+    for (name, d) in [("old", &src), ("new", &dst)] {
+        ferry2.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &d.port().to_string(),
+            "--tls",
+            "none",
+            "--oauth-token-command",
+            "echo no token for you >&2; exit 3",
+        ]);
+    }
+    let csv = ferry2.file(
+        "b.csv",
+        "SourceEmail,DestinationEmail\nanna@old.example,anna@new.example\n",
+    );
+    ferry2.ctl_ok(&[
+        "batch",
+        "create",
+        "wave1",
+        "--source",
+        "old",
+        "--destination",
+        "new",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    ferry2.ctl_ok(&["batch", "start", "wave1", "--pass", "full"]);
+    let out = ferry2.ctl(&["batch", "wait", "wave1", "--timeout", "60"]);
+    assert!(!out.status.success(), "the pass failed");
+    let mb = ferry2.ctl_ok(&["mailbox", "show", "anna@old.example"]);
+    assert!(mb.contains("Failed"), "{mb}");
+    let shown = ferry2.ctl_json(&["mailbox", "show", "anna@old.example"]);
+    let detail = shown["data"]["last_pass"]["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("no token for you"), "{detail}");
+}

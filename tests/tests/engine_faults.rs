@@ -245,11 +245,14 @@ async fn drops_resets_and_stalls_neither_lose_nor_duplicate_items() {
     assert_eq!(copied.len(), expected);
     assert!(open.is_empty(), "intents never settled: {open:?}");
     // Some faults cut an APPEND's answer: those items were found by digest.
-    let settled = settled_in_log(&std::fs::read_to_string(&log).unwrap());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let settled = settled_in_log(&text);
     assert!(settled > 0, "no in-doubt item was settled by digest");
+    let retries = text.matches("transient failure; retrying").count();
+    assert!(retries > 0, "ferryd logged no retry");
     eprintln!(
         "{expected} items, {intents} intents ({} re-attempted after a fault), \
-         {settled} in-doubt items found at the destination, in {:?}",
+         {retries} retries, {settled} in-doubt items found at the destination, in {:?}",
         intents - expected,
         began.elapsed()
     );

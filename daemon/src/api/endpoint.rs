@@ -20,6 +20,7 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response,
         admin_user,
         password,
         max_connections,
+        oauth,
     } = req
     else {
         unreachable!("dispatched by op")
@@ -64,6 +65,7 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response,
         admin_user,
         admin_secret: admin_secret.clone(),
         max_connections,
+        oauth,
     };
     let res = app
         .append(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig};
 use ferry_connectors::{ConnectorError, MailSession, maildir};
-use ferry_events::{EndpointKind, EndpointSpec, MailboxSpec, Side, TlsMode};
+use ferry_events::{EndpointKind, EndpointSpec, MailboxSpec, Side, TlsMode, TokenSource};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::EngineError;
@@ -109,6 +109,10 @@ pub async fn open(
                     user: login.unwrap_or(address.clone()),
                     password,
                 },
+                (login, None) if spec.oauth.is_some() => ImapAuth::XOAuth2 {
+                    user: login.unwrap_or(address.clone()),
+                    token: token(spec.oauth.as_ref().expect("checked"), timeout).await?,
+                },
                 (login, None) => match (&spec.admin_user, secret(app, &spec.admin_secret)?) {
                     (Some(admin), Some(password)) => ImapAuth::Plain {
                         authzid: Some(login.unwrap_or(address.clone())),
@@ -139,6 +143,42 @@ pub async fn open(
     })
 }
 
+/// A fresh OAuth access token from the endpoint's source.
+async fn token(source: &TokenSource, timeout: Duration) -> Result<String, EngineError> {
+    let text = match source {
+        TokenSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| EngineError::Token(format!("reading {path}: {e}")))?,
+        TokenSource::Command(cmd) => {
+            let run = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(timeout, run)
+                .await
+                .map_err(|_| EngineError::Token(format!("`{cmd}` did not finish in time")))?
+                .map_err(|e| EngineError::Token(format!("running `{cmd}`: {e}")))?;
+            if !out.status.success() {
+                return Err(EngineError::Token(format!(
+                    "`{cmd}` failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            String::from_utf8(out.stdout)
+                .map_err(|_| EngineError::Token(format!("`{cmd}` printed no UTF-8 token")))?
+        }
+    };
+    let t = text.lines().next().unwrap_or("").trim().to_string();
+    if t.is_empty() {
+        return Err(EngineError::Token(
+            "the token source gave an empty token".into(),
+        ));
+    }
+    Ok(t)
+}
+
 /// Logs in as the endpoint's admin (IMAP) or opens its root (Maildir).
 pub async fn verify(app: &App, spec: &EndpointSpec) -> Result<Vec<String>, EngineError> {
     match spec.kind {
@@ -156,9 +196,7 @@ pub async fn verify(app: &App, spec: &EndpointSpec) -> Result<Vec<String>, Engin
         EndpointKind::Imap => {
             let (Some(user), Some(password)) = (&spec.admin_user, secret(app, &spec.admin_secret)?)
             else {
-                return Err(EngineError::Unsupported(
-                    "no admin login on this endpoint: give --admin-user and --password-file".into(),
-                ));
+                return Err(EngineError::NoAdmin);
             };
             let cfg = ImapConfig {
                 host: spec.host.clone(),

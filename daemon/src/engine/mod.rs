@@ -46,6 +46,12 @@ pub enum EngineError {
     NoCredentials { address: String, endpoint: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("OAuth token: {0}")]
+    Token(String),
+    #[error(
+        "the endpoint has no admin login to verify with: give --admin-user and --password-file"
+    )]
+    NoAdmin,
     #[error("event log: {0}")]
     Store(#[from] ferry_events::StoreError),
 }

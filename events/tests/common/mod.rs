@@ -24,6 +24,7 @@ pub fn every_event() -> Vec<Event> {
                 admin_user: Some("admin".into()),
                 admin_secret: Some(SecretRef("sec-1".into())),
                 max_connections: 10,
+                oauth: Some(TokenSource::Command("get-token --tenant t".into())),
             },
         },
         Event::EndpointVerified {

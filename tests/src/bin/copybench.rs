@@ -425,7 +425,7 @@ fn compare(src: &[Contents], dst: &[Contents]) -> String {
     let (mut missing, mut extra, mut flags, mut dates, mut nofolder, mut xfolder) =
         (0, 0, 0, 0, 0, 0);
     let mut flag_example = None;
-    let mut size_example = None;
+    let (mut missing_bytes, mut extra_bytes) = (0i64, 0i64);
     for (s, d) in src.iter().zip(dst) {
         for (folder, items) in s {
             let Some(other) = d.get(folder) else {
@@ -440,6 +440,7 @@ fn compare(src: &[Contents], dst: &[Contents]) -> String {
             for it in items {
                 let Some(cands) = pool.get_mut(it.digest.as_str()).filter(|c| !c.is_empty()) else {
                     missing += 1;
+                    missing_bytes += it.size as i64;
                     continue;
                 };
                 let pos = cands.iter().position(|c| *c == it).unwrap_or(0);
@@ -454,12 +455,7 @@ fn compare(src: &[Contents], dst: &[Contents]) -> String {
             }
             let left: Vec<&&Seen> = pool.values().flatten().collect();
             extra += left.len();
-            if size_example.is_none()
-                && let (Some(x), Some(y)) =
-                    (items.iter().find(|i| !other.contains(i)), left.first())
-            {
-                size_example = Some((x.size, y.size));
-            }
+            extra_bytes += left.iter().map(|x| x.size as i64).sum::<i64>();
         }
         for (folder, items) in d {
             if !s.contains_key(folder) {
@@ -472,8 +468,11 @@ fn compare(src: &[Contents], dst: &[Contents]) -> String {
         return "exact".into();
     }
     let mut parts = vec![format!("NOT exact: {missing} missing/different bytes")];
-    if let Some((a, b)) = size_example {
-        parts.push(format!("e.g. a {a}-byte item became {b} bytes"));
+    if missing == extra && missing > 0 {
+        parts.push(format!(
+            "the copies are {:+.1} bytes each on average",
+            (extra_bytes - missing_bytes) as f64 / missing as f64
+        ));
     }
     if extra > 0 {
         parts.push(format!("{extra} extra"));
