@@ -135,6 +135,18 @@ fn print_mailbox(m: &MailboxView) {
         "copied {} ({} bytes), skipped {}, failed {}; passes run {}",
         m.totals.copied, m.totals.bytes, m.totals.skipped, m.totals.failed, m.passes_run
     );
+    if let Some(p) = &m.last_pass {
+        println!(
+            "last pass: {} started {}{}",
+            p.pass.as_str(),
+            time(p.started_us),
+            match (p.outcome, p.finished_us) {
+                (Some(o), Some(f)) if p.detail.is_empty() => format!(", {o:?} at {}", time(f)),
+                (Some(o), Some(f)) => format!(", {o:?} at {}: {}", time(f), p.detail),
+                _ => ", running".into(),
+            }
+        );
+    }
     let mut t = table(&[
         "folder",
         "→",
