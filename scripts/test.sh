@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's Dovecot, started by the tests
-# themselves on 127.0.0.1) and runs the whole suite.
+# Installs what the tests need (Debian's Dovecot, and Cyrus unpacked into
+# target/cyrus-root; both started by the tests themselves on 127.0.0.1) and
+# runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,5 +11,6 @@ if ! [ -x /usr/sbin/dovecot ] || ! [ -x /usr/bin/doveadm ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dovecot-core dovecot-imapd >/dev/null
 fi
+scripts/cyrus.sh
 
 cargo test --workspace --no-fail-fast

@@ -299,27 +299,32 @@ async fn dest_digests(
 
 /// Destination UIDs already recorded as copies in `dest_folder`.
 fn claimed_uids(w: &Work<'_>, dest_folder: &str, dest_uidvalidity: u32) -> HashSet<u32> {
-    copies(w)
-        .filter(|(_, df, (v, _))| df == dest_folder && *v == dest_uidvalidity)
-        .map(|(_, _, (_, u))| u)
-        .collect()
+    copies(w, |_, df, (v, _)| {
+        df == dest_folder && v == dest_uidvalidity
+    })
+    .map(|(_, _, (_, u))| u)
+    .collect()
 }
 
-/// Every recorded copy of this mailbox: (source key, destination folder,
-/// destination (UIDVALIDITY, UID)).
-fn copies(w: &Work<'_>) -> impl Iterator<Item = (ItemKey, String, (u32, u32))> + use<> {
+/// The recorded copies of this mailbox that `keep` selects: (source key,
+/// destination folder, destination (UIDVALIDITY, UID)). The stream is read
+/// lazily, so only the selected copies are held in memory.
+fn copies<'a>(
+    w: &'a Work<'_>,
+    keep: impl Fn(&ItemKey, &str, (u32, u32)) -> bool + 'a,
+) -> impl Iterator<Item = (ItemKey, String, (u32, u32))> + 'a {
     let stream = ferry_events::stream::mailbox(&w.mailbox.address);
-    let events =
-        ferry_events::EventStore::read_stream(w.app.store.as_ref(), &stream, 1).unwrap_or_default();
-    events.into_iter().filter_map(|e| match e.event {
-        Event::ItemCopied {
-            key,
-            dest_folder,
-            dest_uid: Some(du),
-            ..
-        } => Some((key, dest_folder, du)),
-        _ => None,
-    })
+    ferry_events::EventStore::scan_stream(w.app.store.as_ref(), &stream, 1)
+        .filter_map(Result::ok)
+        .filter_map(move |e| match e.event {
+            Event::ItemCopied {
+                key,
+                dest_folder,
+                dest_uid: Some(du),
+                ..
+            } if keep(&key, &dest_folder, du) => Some((key, dest_folder, du)),
+            _ => None,
+        })
 }
 
 /// Resolves in-doubt intents: an item whose bytes are at the destination
@@ -539,10 +544,9 @@ fn copies_of(
     uidvalidity: u32,
     dest_folder: &str,
 ) -> HashMap<u32, (u32, u32)> {
-    copies(w)
-        .filter(|(k, df, _)| {
-            k.folder == folder && k.uidvalidity == uidvalidity && df == dest_folder
-        })
-        .map(|(k, _, du)| (k.uid, du))
-        .collect()
+    copies(w, |k, df, _| {
+        k.folder == folder && k.uidvalidity == uidvalidity && df == dest_folder
+    })
+    .map(|(k, _, du)| (k.uid, du))
+    .collect()
 }

@@ -85,20 +85,23 @@ impl EventStore for MemoryStore {
         Box::new(v.into_iter())
     }
 
-    fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Envelope>, StoreError> {
-        super::check_stream(stream)?;
+    fn scan_stream(&self, stream: &str, from_version: u64) -> EnvelopeIter<'_> {
+        if let Err(e) = super::check_stream(stream) {
+            return Box::new(std::iter::once(Err(e)));
+        }
         let inner = self.inner.lock().unwrap();
         let from = from_version.max(1) as usize - 1;
-        Ok(inner
+        let v: Vec<_> = inner
             .streams
             .get(stream)
             .map(|seqs| {
                 seqs.iter()
                     .skip(from)
-                    .map(|s| inner.envelopes[*s as usize - 1].clone())
+                    .map(|s| Ok(inner.envelopes[*s as usize - 1].clone()))
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Box::new(v.into_iter())
     }
 
     fn stream_version(&self, stream: &str) -> u64 {

@@ -102,8 +102,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// The stored bytes with `seq >= from_seq`, in order (for export and checks).
     fn read_raw(&self, from_seq: u64) -> RawIter<'_>;
 
-    /// The envelopes of one stream with `stream_version >= from_version`.
-    fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Envelope>, StoreError>;
+    /// The envelopes of one stream with `stream_version >= from_version`,
+    /// read lazily (a mailbox's stream can hold millions of events).
+    fn scan_stream(&self, stream: &str, from_version: u64) -> EnvelopeIter<'_>;
+
+    /// [`EventStore::scan_stream`], collected.
+    fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Envelope>, StoreError> {
+        self.scan_stream(stream, from_version).collect()
+    }
 
     /// The stream's version (0 when it does not exist).
     fn stream_version(&self, stream: &str) -> u64;

@@ -317,28 +317,30 @@ impl EventStore for SledStore {
         )
     }
 
-    fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Envelope>, StoreError> {
-        super::check_stream(stream)?;
+    fn scan_stream(&self, stream: &str, from_version: u64) -> EnvelopeIter<'_> {
+        if let Err(e) = super::check_stream(stream) {
+            return Box::new(std::iter::once(Err(e)));
+        }
         let prefix = stream_prefix(stream);
         let start = stream_key(stream, from_version.max(1));
-        let mut out = Vec::new();
-        for kv in self.tree.range(start..) {
-            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let seq = be_u64(&v);
-            let bytes = self
-                .tree
-                .get(log_key(seq))
-                .map_err(|e| self.sled_err(e))?
-                .ok_or(StoreError::Codec {
-                    seq,
-                    source: codec::CodecError::Short(0),
-                })?;
-            out.push(codec::decode(&bytes).map_err(|source| StoreError::Codec { seq, source })?);
-        }
-        Ok(out)
+        Box::new(
+            self.tree
+                .range(start..)
+                .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+                .map(move |kv| {
+                    let (_, v) = kv.map_err(|e| self.sled_err(e))?;
+                    let seq = be_u64(&v);
+                    let bytes = self
+                        .tree
+                        .get(log_key(seq))
+                        .map_err(|e| self.sled_err(e))?
+                        .ok_or(StoreError::Codec {
+                            seq,
+                            source: codec::CodecError::Short(0),
+                        })?;
+                    codec::decode(&bytes).map_err(|source| StoreError::Codec { seq, source })
+                }),
+        )
     }
 
     fn stream_version(&self, stream: &str) -> u64 {
