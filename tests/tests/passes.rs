@@ -218,6 +218,20 @@ async fn a_uidvalidity_change_rematches_by_content_and_copies_nothing() {
     );
     let copied = events(&s.ferry, "ItemCopied").len();
 
+    // Flags change at a source without CONDSTORE: a delta compares and syncs.
+    {
+        let mut m = maildir::open(&s.root.join(ADDR), false).unwrap();
+        m.select(&inbox()).await.unwrap();
+        m.store_flags(1, &["\\Answered".into(), "Project-Z".into()])
+            .await
+            .unwrap();
+    }
+    assert!(pass(&s.ferry, &["delta"]));
+    assert_eq!(events(&s.ferry, "FlagsSynced").len(), 1);
+    let before = dst_contents(&s.dst).await;
+    assert_eq!(mailcmp::diff(&src_contents(&s.root).await, &before), Vec::<String>::new());
+    assert_eq!(events(&s.ferry, "ItemCopied").len(), copied);
+
     // The source forgets its UIDs: every INBOX item gets a new key.
     std::thread::sleep(Duration::from_millis(1100));
     std::fs::remove_file(s.root.join(ADDR).join("mailferry-uidlist")).unwrap();

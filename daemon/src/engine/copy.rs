@@ -64,19 +64,18 @@ pub async fn scan(
     }
 }
 
-/// Metadata of specific source UIDs in the open folder.
-pub async fn metas_of(w: &mut Work<'_>, uids: &[u32]) -> Result<Vec<ItemMeta>, WorkErr> {
+/// Metadata of specific UIDs in the session's open folder.
+pub async fn metas_in(s: &mut dyn MailSession, uids: &[u32]) -> Result<Vec<ItemMeta>, WorkErr> {
     let wanted: HashSet<u32> = uids.iter().copied().collect();
     let mut out = Vec::new();
     let min = uids.iter().copied().min().unwrap_or(1);
     let max = uids.iter().copied().max().unwrap_or(0);
     let mut next = min;
-    let src = w.src.as_mut().expect("connected");
     while next <= max {
-        let page = src.list_items(next, PAGE).await?;
+        let page = s.list_items(next, PAGE).await?;
         let Some(last) = page.last() else { break };
-        next = last.uid.saturating_add(1);
         let done = last.uid >= max || last.uid == u32::MAX;
+        next = last.uid.saturating_add(1);
         out.extend(page.into_iter().filter(|m| wanted.contains(&m.uid)));
         if done {
             break;
@@ -450,7 +449,8 @@ pub async fn rematch(
 /// Propagates flag and keyword changes of copied items to their copies.
 ///
 /// With CONDSTORE and a known MODSEQ only the items changed since are
-/// looked at; otherwise every item's flags are compared with its copy's.
+/// looked at; otherwise every item's flags are compared with its copy's,
+/// page by page, so a large folder is never listed whole.
 pub async fn sync_flags(
     w: &mut Work<'_>,
     f: &Folder,
@@ -458,54 +458,96 @@ pub async fn sync_flags(
     st: &FolderStatus,
     mark: &FolderMark,
 ) -> Result<(), WorkErr> {
-    let changed: Vec<ItemMeta> = match (mark.highest_modseq, st.highest_modseq) {
+    if mark.uidvalidity != st.uidvalidity {
+        return Ok(());
+    }
+    let since = match (mark.highest_modseq, st.highest_modseq) {
         (Some(old), Some(now)) if old == now => return Ok(()),
-        (Some(old), Some(_)) => {
-            match w
-                .src
+        (Some(old), Some(_)) => Some(old),
+        _ => None,
+    };
+    // Source UID → destination UID, from the log.
+    let copies = copies_of(w, &f.name.raw, st.uidvalidity, &dname.raw);
+    if copies.is_empty() {
+        return Ok(());
+    }
+    let dst_uidvalidity = w
+        .dst
+        .as_mut()
+        .expect("connected")
+        .select(dname)
+        .await?
+        .uidvalidity;
+    let changed = match since {
+        Some(old) => {
+            w.src
                 .as_mut()
                 .expect("connected")
                 .changed_since(old)
                 .await?
-            {
-                Some(list) => list,
-                None => all_metas(w.src.as_mut().expect("connected").session.as_mut()).await?,
-            }
         }
-        _ => all_metas(w.src.as_mut().expect("connected").session.as_mut()).await?,
+        None => None,
     };
-    let changed: Vec<ItemMeta> = changed
+    if let Some(list) = changed {
+        return sync_page(w, f, st, &copies, dst_uidvalidity, list).await;
+    }
+    let mut next = 1;
+    loop {
+        w.check_stop()?;
+        let page = w
+            .src
+            .as_mut()
+            .expect("connected")
+            .list_items(next, PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        let last_uid = last.uid;
+        sync_page(w, f, st, &copies, dst_uidvalidity, page).await?;
+        if last_uid == u32::MAX {
+            return Ok(());
+        }
+        next = last_uid + 1;
+    }
+}
+
+/// Brings the copies of `metas` to the source's flags.
+async fn sync_page(
+    w: &mut Work<'_>,
+    f: &Folder,
+    st: &FolderStatus,
+    copies: &HashMap<u32, (u32, u32)>,
+    dst_uidvalidity: u32,
+    metas: Vec<ItemMeta>,
+) -> Result<(), WorkErr> {
+    let pairs: Vec<(ItemMeta, u32)> = metas
         .into_iter()
-        .filter(|m| mark.uidvalidity == st.uidvalidity && mark.is_done(m.uid))
+        .filter_map(|m| match copies.get(&m.uid) {
+            Some((v, du)) if *v == dst_uidvalidity => Some((m, *du)),
+            _ => None,
+        })
         .collect();
-    if changed.is_empty() {
+    if pairs.is_empty() {
         return Ok(());
     }
-    // Source UID → destination UID, from the log.
-    let copies = copies_of(w, &f.name.raw, st.uidvalidity, &dname.raw);
+    let dest_uids: Vec<u32> = pairs.iter().map(|(_, du)| *du).collect();
     let dst = w.dst.as_mut().expect("connected");
-    let dst_st = dst.select(dname).await?;
-    let dst_flags: HashMap<u32, Vec<String>> = all_metas(dst.session.as_mut())
+    let have: HashMap<u32, Vec<String>> = metas_in(dst.session.as_mut(), &dest_uids)
         .await?
         .into_iter()
         .map(|m| (m.uid, m.flags))
         .collect();
     let mut events = Vec::new();
-    for m in changed {
-        let Some((v, du)) = copies.get(&m.uid) else {
-            continue;
-        };
-        if *v != dst_st.uidvalidity {
-            continue;
-        }
+    for (m, du) in pairs {
         let want = flags_to_copy(&m.flags);
-        let Some(have) = dst_flags.get(du) else {
+        let Some(have) = have.get(&du) else {
             continue;
         };
         if same_flags(&want, &flags_to_copy(have)) {
             continue;
         }
-        dst.store_flags(*du, &want).await?;
+        dst.store_flags(du, &want).await?;
         events.push(Event::FlagsSynced {
             mailbox: w.mailbox.address.clone(),
             key: key(f, st, m.uid),
@@ -519,22 +561,6 @@ fn same_flags(a: &[String], b: &[String]) -> bool {
     let norm =
         |v: &[String]| -> HashSet<String> { v.iter().map(|s| s.to_ascii_lowercase()).collect() };
     norm(a) == norm(b)
-}
-
-async fn all_metas(s: &mut dyn MailSession) -> Result<Vec<ItemMeta>, WorkErr> {
-    let mut out = Vec::new();
-    let mut next = 1;
-    loop {
-        let page = s.list_items(next, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        let last_uid = last.uid;
-        out.extend(page);
-        if last_uid == u32::MAX {
-            break;
-        }
-        next = last_uid + 1;
-    }
-    Ok(out)
 }
 
 /// Source UID → (destination UIDVALIDITY, UID) of the copies in `dest_folder`.

@@ -520,7 +520,8 @@ impl Work<'_> {
                         .unwrap_or_default()
                 };
                 if !uids.is_empty() {
-                    let metas = copy::metas_of(self, &uids).await?;
+                    let src = self.src.as_mut().expect("connected");
+                    let metas = copy::metas_in(src.session.as_mut(), &uids).await?;
                     copy::copy_items(self, f, dname, &st, metas).await?;
                 }
             }

@@ -2,9 +2,13 @@
 //!
 //! - [`Dovecot`]: a throwaway Dovecot 2.3 IMAP server under a temp dir, with
 //!   passwd-file users, a master user for impersonation and optional TLS.
+//! - [`Cyrus`]: Debian's Cyrus IMAP 3.6 unpacked by `scripts/cyrus.sh`, under
+//!   a temp dir, with sasldb users and an admin that can act for them.
 
+pub mod cyrus;
 mod dovecot;
 
+pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, DovecotOptions};
 
 use std::io;

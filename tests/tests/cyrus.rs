@@ -1,0 +1,260 @@
+//! The copy engine between Dovecot and Cyrus IMAP on 127.0.0.1, driven
+//! through ferryctl, compared item by item (bytes, flags and keywords,
+//! INTERNALDATE, folders). Each side impersonates users with its own admin:
+//! Dovecot's master user, Cyrus's `admins`/`proxyservers` account.
+//!
+//! Cyrus comes from `scripts/cyrus.sh` (Debian's package unpacked into
+//! target/cyrus-root); without it these tests print why and pass.
+
+use std::time::Duration;
+
+use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
+use ferry_connectors::sample::{self, SampleSpec};
+use ferry_connectors::{FolderName, MailSession};
+use ferry_tests::Ferryd;
+use ferry_tests::mailcmp::{self, Contents};
+use ferry_testservers::{Cyrus, Dovecot};
+
+const PW: &str = "pässword-1";
+
+/// Cyrus, or `None` (with the reason printed) when it is not unpacked.
+fn cyrus() -> Option<Cyrus> {
+    match Cyrus::start() {
+        Ok(c) => Some(c),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("cyrus: {e}"),
+    }
+}
+
+async fn login(port: u16, user: &str) -> imap::ImapSession {
+    let cfg = ImapConfig {
+        host: "127.0.0.1".to_string(),
+        port,
+        tls: TlsMode::None,
+        ca_file: None,
+        timeout: Duration::from_secs(30),
+    };
+    imap::connect(
+        &cfg,
+        &ImapAuth::Login {
+            user: user.into(),
+            password: PW.into(),
+        },
+    )
+    .await
+    .expect("login")
+}
+
+async fn contents(port: u16, user: &str) -> Contents {
+    let mut s = login(port, user).await;
+    let c = mailcmp::contents(&mut s).await;
+    let _ = s.logout().await;
+    c
+}
+
+fn count(c: &Contents) -> usize {
+    c.values().map(Vec::len).sum()
+}
+
+fn inbox() -> FolderName {
+    FolderName {
+        raw: "INBOX".into(),
+        delimiter: Some('/'),
+        segments: vec!["INBOX".into()],
+    }
+}
+
+/// One side of a migration as ferryctl sees it: port and admin login.
+struct Side {
+    port: u16,
+    admin: (&'static str, &'static str),
+}
+
+impl Side {
+    fn dovecot(d: &Dovecot) -> Side {
+        Side {
+            port: d.port(),
+            admin: d.master_user(),
+        }
+    }
+    fn cyrus(c: &Cyrus) -> Side {
+        Side {
+            port: c.port(),
+            admin: c.admin_user(),
+        }
+    }
+}
+
+/// ferryd with endpoints `old` and `new` and batch `wave1` of `users`.
+fn ferry(old: &Side, new: &Side, users: &[&str]) -> Ferryd {
+    let ferry = Ferryd::start();
+    for (name, side) in [("old", old), ("new", new)] {
+        let pwfile = ferry.file(&format!("{name}.pw"), &format!("{}\n", side.admin.1));
+        ferry.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &side.port.to_string(),
+            "--tls",
+            "none",
+            "--admin-user",
+            side.admin.0,
+            "--password-file",
+            pwfile.to_str().unwrap(),
+        ]);
+        ferry.ctl_ok(&["endpoint", "verify", name]);
+    }
+    let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
+    for u in users {
+        csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
+    }
+    let csv = ferry.file("batch.csv", &csv);
+    ferry.ctl_ok(&[
+        "batch",
+        "create",
+        "wave1",
+        "--source",
+        "old",
+        "--destination",
+        "new",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    ferry
+}
+
+fn run_pass(f: &Ferryd, pass: &str) {
+    f.ctl_ok(&["batch", "start", "wave1", "--pass", pass]);
+    f.ctl_ok(&["batch", "wait", "wave1", "--timeout", "300"]);
+}
+
+fn events_of(f: &Ferryd, kind: &str) -> usize {
+    let out = f.ctl_ok(&["--json", "events"]);
+    out.lines()
+        .filter(|l| l.contains(&format!("\"event_type\":\"{kind}\"")))
+        .count()
+}
+
+fn spec(seed: u64, messages: usize) -> SampleSpec {
+    SampleSpec {
+        seed,
+        messages,
+        attachment_percent: 5,
+        huge: 0,
+    }
+}
+
+/// Every sample folder, with its nested and non-ASCII names, is there.
+fn assert_sample_folders(c: &Contents) {
+    for f in sample::folders() {
+        let path = f.join("/");
+        assert!(c.contains_key(&path), "folder {path} in {:?}", c.keys());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_to_cyrus_full_then_delta() {
+    let Some(dst) = cyrus() else { return };
+    let src = Dovecot::start().unwrap();
+    src.add_user("anna", PW).unwrap();
+    dst.add_user("anna", PW).unwrap();
+    {
+        let mut a = login(src.port(), "anna").await;
+        sample::fill(&mut a, &spec(31, 80)).await.unwrap();
+    }
+    let src_anna = contents(src.port(), "anna").await;
+    assert_eq!(count(&src_anna), 80);
+    assert_sample_folders(&src_anna);
+    assert!(
+        src_anna
+            .values()
+            .flatten()
+            .any(|m| m.flags.contains(&"project-x".to_string())),
+        "the sample carries keywords"
+    );
+
+    let f = ferry(&Side::dovecot(&src), &Side::cyrus(&dst), &["anna"]);
+    run_pass(&f, "full");
+    let dst_anna = contents(dst.port(), "anna").await;
+    assert_eq!(mailcmp::diff(&src_anna, &dst_anna), Vec::<String>::new());
+    let show = f.ctl_json(&["batch", "show", "wave1"]);
+    assert_eq!(show["data"]["state"], "Synced", "{show}");
+    assert_eq!(events_of(&f, "ItemCopied"), 80);
+
+    // New mail and changed flags at the source; a delta carries both.
+    {
+        let mut a = login(src.port(), "anna").await;
+        for m in sample::messages(&spec(32, 5)) {
+            a.append(&inbox(), &m.flags, Some(m.date), m.body)
+                .await
+                .unwrap();
+        }
+        a.select(&inbox()).await.unwrap();
+        a.store_flags(1, &["\\Flagged".to_string(), "Project-Y".to_string()])
+            .await
+            .unwrap();
+    }
+    run_pass(&f, "delta");
+    let src_anna = contents(src.port(), "anna").await;
+    let dst_anna = contents(dst.port(), "anna").await;
+    assert_eq!(count(&src_anna), 85);
+    assert_eq!(mailcmp::diff(&src_anna, &dst_anna), Vec::<String>::new());
+    assert_eq!(events_of(&f, "ItemCopied"), 85);
+    assert!(events_of(&f, "FlagsSynced") >= 1);
+
+    // A delta with nothing new copies nothing.
+    run_pass(&f, "delta");
+    assert_eq!(events_of(&f, "ItemCopied"), 85);
+    assert_eq!(count(&contents(dst.port(), "anna").await), 85);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cyrus_to_dovecot_full_then_delta() {
+    let Some(src) = cyrus() else { return };
+    let dst = Dovecot::start().unwrap();
+    src.add_user("bert", PW).unwrap();
+    dst.add_user("bert", PW).unwrap();
+    {
+        let mut b = login(src.port(), "bert").await;
+        sample::fill(&mut b, &spec(41, 60)).await.unwrap();
+    }
+    let src_bert = contents(src.port(), "bert").await;
+    assert_eq!(count(&src_bert), 60);
+    assert_sample_folders(&src_bert);
+
+    let f = ferry(&Side::cyrus(&src), &Side::dovecot(&dst), &["bert"]);
+    run_pass(&f, "full");
+    let dst_bert = contents(dst.port(), "bert").await;
+    assert_eq!(mailcmp::diff(&src_bert, &dst_bert), Vec::<String>::new());
+    assert_eq!(events_of(&f, "ItemCopied"), 60);
+
+    {
+        let mut b = login(src.port(), "bert").await;
+        for m in sample::messages(&spec(42, 3)) {
+            b.append(&inbox(), &m.flags, Some(m.date), m.body)
+                .await
+                .unwrap();
+        }
+        b.select(&inbox()).await.unwrap();
+        b.store_flags(1, &["\\Answered".to_string(), "Project-Z".to_string()])
+            .await
+            .unwrap();
+    }
+    run_pass(&f, "delta");
+    let src_bert = contents(src.port(), "bert").await;
+    assert_eq!(count(&src_bert), 63);
+    assert_eq!(
+        mailcmp::diff(&src_bert, &contents(dst.port(), "bert").await),
+        Vec::<String>::new()
+    );
+    assert_eq!(events_of(&f, "ItemCopied"), 63);
+    assert!(events_of(&f, "FlagsSynced") >= 1);
+}
