@@ -112,6 +112,9 @@ enum EndpointCmd {
     /// Log in and report capabilities.
     Verify {
         name: String,
+        /// Log in as the admin acting for this user (impersonation check).
+        #[arg(long = "as")]
+        as_user: Option<String>,
     },
     List,
 }
@@ -367,7 +370,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 oauth,
             }
         }
-        Cmd::Endpoint(EndpointCmd::Verify { name }) => Request::EndpointVerify { name },
+        Cmd::Endpoint(EndpointCmd::Verify { name, as_user }) => {
+            Request::EndpointVerify { name, as_user }
+        }
         Cmd::Endpoint(EndpointCmd::List) => Request::EndpointList,
         Cmd::Batch(BatchCmd::Create {
             name,

@@ -37,6 +37,9 @@ pub enum Request {
     },
     EndpointVerify {
         name: String,
+        /// Log in as the admin acting for this user (proves impersonation).
+        #[serde(default)]
+        as_user: Option<String>,
     },
     EndpointList,
     BatchCreate {

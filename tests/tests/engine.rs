@@ -155,6 +155,27 @@ async fn full_then_delta_copies_everything_exactly_once() {
         .await
         .unwrap();
     }
+    // The admin can act for a user: verify proves it and lists capabilities.
+    let ok = s
+        .ferry
+        .ctl_ok(&["endpoint", "verify", "old", "--as", "anna"]);
+    assert!(ok.contains("IMAP4rev1") && ok.contains("UIDPLUS"), "{ok}");
+    // A Dovecot master user cannot log in as itself: a failed, recorded check.
+    let err = s.ferry.ctl_err(&["endpoint", "verify", "new"]);
+    assert!(err.contains("failed verification"), "{err}");
+    let eps = s.ferry.ctl_json(&["endpoint", "list"]);
+    let verified = |name: &str| {
+        eps["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()["verified"][0]
+            .clone()
+    };
+    assert_eq!(verified("old"), true, "{eps}");
+    assert_eq!(verified("new"), false, "{eps}");
+
     let src_anna = contents(&s.src, "anna").await;
     assert_eq!(count(&src_anna), 121);
     assert!(src_anna.contains_key("Archive/2024/Février"));

@@ -229,7 +229,10 @@ async fn a_uidvalidity_change_rematches_by_content_and_copies_nothing() {
     assert!(pass(&s.ferry, &["delta"]));
     assert_eq!(events(&s.ferry, "FlagsSynced").len(), 1);
     let before = dst_contents(&s.dst).await;
-    assert_eq!(mailcmp::diff(&src_contents(&s.root).await, &before), Vec::<String>::new());
+    assert_eq!(
+        mailcmp::diff(&src_contents(&s.root).await, &before),
+        Vec::<String>::new()
+    );
     assert_eq!(events(&s.ferry, "ItemCopied").len(), copied);
 
     // The source forgets its UIDs: every INBOX item gets a new key.

@@ -89,7 +89,12 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response,
     }
 }
 
-pub async fn verify(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response, ApiError> {
+pub async fn verify(
+    app: &Arc<App>,
+    actor: Actor,
+    name: &str,
+    as_user: Option<&str>,
+) -> Result<Response, ApiError> {
     let spec = app
         .views
         .read()
@@ -98,7 +103,8 @@ pub async fn verify(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response
         .get(name)
         .map(|e| e.spec.clone())
         .ok_or_else(|| not_found("endpoint", name))?;
-    let (ok, capabilities, detail) = match crate::engine::verify_endpoint(app, &spec).await {
+    let (ok, capabilities, detail) = match crate::engine::verify_endpoint(app, &spec, as_user).await
+    {
         Ok(caps) => (true, caps, String::new()),
         // A missing feature says nothing about the endpoint: record nothing.
         Err(crate::engine::EngineError::Unsupported(what)) => {

@@ -50,7 +50,9 @@ pub async fn dispatch(
             wait_ms,
         } => query::events(app, since, limit, wait_ms, shutdown).await,
         Request::EndpointAdd { .. } => endpoint::add(app, actor, req).await,
-        Request::EndpointVerify { name } => endpoint::verify(app, actor, &name).await,
+        Request::EndpointVerify { name, as_user } => {
+            endpoint::verify(app, actor, &name, as_user.as_deref()).await
+        }
         Request::BatchCreate { .. } | Request::BatchAddUsers { .. } => {
             batch::import(app, actor, req).await
         }

@@ -180,7 +180,11 @@ async fn token(source: &TokenSource, timeout: Duration) -> Result<String, Engine
 }
 
 /// Logs in as the endpoint's admin (IMAP) or opens its root (Maildir).
-pub async fn verify(app: &App, spec: &EndpointSpec) -> Result<Vec<String>, EngineError> {
+pub async fn verify(
+    app: &App,
+    spec: &EndpointSpec,
+    as_user: Option<&str>,
+) -> Result<Vec<String>, EngineError> {
     match spec.kind {
         EndpointKind::Maildir => {
             let root = Path::new(&spec.host);
@@ -205,9 +209,16 @@ pub async fn verify(app: &App, spec: &EndpointSpec) -> Result<Vec<String>, Engin
                 ca_file: spec.ca_file.clone().map(Into::into),
                 timeout: Duration::from_secs(30),
             };
-            let auth = ImapAuth::Login {
-                user: user.clone(),
-                password,
+            let auth = match as_user {
+                Some(target) => ImapAuth::Plain {
+                    authzid: Some(target.to_string()),
+                    user: user.clone(),
+                    password,
+                },
+                None => ImapAuth::Login {
+                    user: user.clone(),
+                    password,
+                },
             };
             let mut s = imap::connect(&cfg, &auth).await?;
             let caps = s.capabilities().await?;

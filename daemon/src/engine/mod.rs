@@ -57,8 +57,12 @@ pub enum EngineError {
 }
 
 /// Logs in as the endpoint's admin (or opens the Maildir) and lists capabilities.
-pub async fn verify_endpoint(app: &App, spec: &EndpointSpec) -> Result<Vec<String>, EngineError> {
-    connect::verify(app, spec).await
+pub async fn verify_endpoint(
+    app: &App,
+    spec: &EndpointSpec,
+    as_user: Option<&str>,
+) -> Result<Vec<String>, EngineError> {
+    connect::verify(app, spec, as_user).await
 }
 
 /// What every pass shares.
