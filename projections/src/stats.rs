@@ -21,10 +21,13 @@ pub struct Stats {
 impl Stats {
     pub fn apply(&mut self, env: &Envelope) {
         self.events += 1;
-        *self
-            .events_by_type
-            .entry(env.event_type.clone())
-            .or_default() += 1;
+        // No allocation per event once a type has been seen.
+        match self.events_by_type.get_mut(&env.event_type) {
+            Some(n) => *n += 1,
+            None => {
+                self.events_by_type.insert(env.event_type.clone(), 1);
+            }
+        }
         match &env.event {
             Event::ItemCopied { size, .. } => {
                 self.items_copied += 1;

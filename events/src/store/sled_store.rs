@@ -168,6 +168,14 @@ impl SledStore {
         }
     }
 
+    /// Log records from `from_seq` up to the durable head. sled shows a
+    /// batch to readers as soon as it is applied, before its flush; reading
+    /// past the head could fold in (and snapshot) events a crash then loses.
+    fn durable(&self, from_seq: u64) -> sled::Iter {
+        let head = *self.head.borrow();
+        self.tree.range(log_key(from_seq.max(1))..=log_key(head))
+    }
+
     fn sled_err(&self, source: sled::Error) -> StoreError {
         StoreError::Sled {
             path: self.path.display().to_string(),
@@ -297,24 +305,22 @@ impl EventStore for SledStore {
     }
 
     fn read_all(&self, from_seq: u64) -> EnvelopeIter<'_> {
-        Box::new(self.read_raw(from_seq).map(|r| {
-            let r = r?;
-            codec::decode(&r.bytes).map_err(|source| StoreError::Codec { seq: r.seq, source })
+        // Decoded straight from sled's buffer: replay is the hot path of a rebuild.
+        Box::new(self.durable(from_seq).map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
+            let seq = be_u64(&k[1..]);
+            codec::decode(&v).map_err(|source| StoreError::Codec { seq, source })
         }))
     }
 
     fn read_raw(&self, from_seq: u64) -> RawIter<'_> {
-        Box::new(
-            self.tree
-                .range(log_key(from_seq.max(1))..=log_key(u64::MAX))
-                .map(move |kv| {
-                    let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-                    Ok(RawRecord {
-                        seq: be_u64(&k[1..]),
-                        bytes: v.to_vec(),
-                    })
-                }),
-        )
+        Box::new(self.durable(from_seq).map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
+            Ok(RawRecord {
+                seq: be_u64(&k[1..]),
+                bytes: v.to_vec(),
+            })
+        }))
     }
 
     fn scan_stream(&self, stream: &str, from_version: u64) -> EnvelopeIter<'_> {
@@ -323,10 +329,13 @@ impl EventStore for SledStore {
         }
         let prefix = stream_prefix(stream);
         let start = stream_key(stream, from_version.max(1));
+        let head = *self.head.borrow();
         Box::new(
             self.tree
                 .range(start..)
                 .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+                // Only what is durable (see `durable`).
+                .take_while(move |kv| kv.as_ref().map_or(true, |(_, v)| be_u64(v) <= head))
                 .map(move |kv| {
                     let (_, v) = kv.map_err(|e| self.sled_err(e))?;
                     let seq = be_u64(&v);

@@ -8,7 +8,7 @@
 pub mod cyrus;
 mod dovecot;
 
-pub use cyrus::Cyrus;
+pub use cyrus::{Cyrus, CyrusOptions};
 pub use dovecot::{Dovecot, DovecotOptions};
 
 use std::io;
