@@ -55,7 +55,14 @@ impl App {
             })?;
         let store = Arc::new(SledStore::open(&config.data_dir.join("log"))?);
         let secrets = SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?;
-        let views = load_views(&config, store.as_ref());
+        let mut views = load_views(&config, store.as_ref());
+        let t = Instant::now();
+        let folded = replay(store.as_ref(), &mut views)?;
+        tracing::info!(
+            events = folded,
+            ms = t.elapsed().as_millis() as u64,
+            "views rebuilt"
+        );
         let head = views.head;
         let app = App {
             config: RwLock::new(config),
@@ -160,4 +167,43 @@ fn load_views(config: &Config, store: &SledStore) -> Projections {
             Projections::default()
         }
     }
+}
+
+/// Events handed from the reading thread to the folding one at a time.
+const REPLAY_CHUNK: usize = 4096;
+
+/// Folds the log past `views.head` into `views`: one thread reads and
+/// decodes while this one folds, so a restart uses both cores.
+/// Returns how many events were folded.
+pub fn replay(store: &SledStore, views: &mut Projections) -> Result<u64, StoreError> {
+    use ferry_events::EventStore;
+    let from = views.head + 1;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Envelope>>(4);
+        let reader = scope.spawn(move || -> Result<(), StoreError> {
+            let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+            for env in store.read_all(from) {
+                chunk.push(env?);
+                if chunk.len() == REPLAY_CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(REPLAY_CHUNK));
+                    if tx.send(full).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(chunk);
+            }
+            Ok(())
+        });
+        let mut folded = 0u64;
+        for chunk in rx {
+            folded += chunk.len() as u64;
+            for env in &chunk {
+                views.apply(env);
+            }
+        }
+        reader.join().expect("the replay reader does not panic")?;
+        Ok(folded)
+    })
 }

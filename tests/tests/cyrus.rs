@@ -94,6 +94,11 @@ impl Side {
 
 /// ferryd with endpoints `old` and `new` and batch `wave1` of `users`.
 fn ferry(old: &Side, new: &Side, users: &[&str]) -> Ferryd {
+    ferry_with(old, new, users, &[])
+}
+
+/// Like [`ferry`], with more `batch create` options.
+fn ferry_with(old: &Side, new: &Side, users: &[&str], batch_options: &[&str]) -> Ferryd {
     let ferry = Ferryd::start();
     for (name, side) in [("old", old), ("new", new)] {
         let pwfile = ferry.file(&format!("{name}.pw"), &format!("{}\n", side.admin.1));
@@ -122,7 +127,7 @@ fn ferry(old: &Side, new: &Side, users: &[&str]) -> Ferryd {
         csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
     }
     let csv = ferry.file("batch.csv", &csv);
-    ferry.ctl_ok(&[
+    let mut create = vec![
         "batch",
         "create",
         "wave1",
@@ -132,7 +137,9 @@ fn ferry(old: &Side, new: &Side, users: &[&str]) -> Ferryd {
         "new",
         "--csv",
         csv.to_str().unwrap(),
-    ]);
+    ];
+    create.extend_from_slice(batch_options);
+    ferry.ctl_ok(&create);
     ferry
 }
 
@@ -312,9 +319,12 @@ async fn cyrus_munging_8bit_headers_does_not_cause_duplicates() {
 }
 
 /// Debian's shipped imapd.conf says `altnamespace: no`: the user's folders
-/// live below INBOX (`INBOX/Archive`) and only INBOX is at the top.
+/// live below INBOX (`INBOX/Archive`) and Cyrus refuses to create any other
+/// top-level folder. The engine does not read the destination's NAMESPACE,
+/// so unmapped folders fail to be created (the batch ends with errors, INBOX
+/// alone is copied); two folder rules put them below INBOX.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dovecot_to_cyrus_without_altnamespace() {
+async fn dovecot_to_cyrus_without_altnamespace_needs_inbox_rules() {
     let Some(dst) = cyrus_with(CyrusOptions {
         altnamespace: false,
         ..CyrusOptions::default()
@@ -322,22 +332,54 @@ async fn dovecot_to_cyrus_without_altnamespace() {
         return;
     };
     let src = Dovecot::start().unwrap();
-    src.add_user("anna", PW).unwrap();
-    dst.add_user("anna", PW).unwrap();
-    {
-        let mut a = login(src.port(), "anna").await;
-        sample::fill(&mut a, &spec(61, 30)).await.unwrap();
+    for u in ["anna", "bert"] {
+        src.add_user(u, PW).unwrap();
+        dst.add_user(u, PW).unwrap();
+        let mut s = login(src.port(), u).await;
+        sample::fill(&mut s, &spec(61, 30)).await.unwrap();
     }
+    let src_anna = contents(src.port(), "anna").await;
+
     let f = ferry(&Side::dovecot(&src), &Side::cyrus(&dst), &["anna"]);
     f.ctl_ok(&["batch", "start", "wave1", "--pass", "full"]);
-    let out = f.ctl(&["batch", "wait", "wave1", "--timeout", "300"]);
-    let shown = f.ctl_ok(&["mailbox", "show", "anna@old.example"]);
-    let src_anna = contents(src.port(), "anna").await;
-    let dst_anna = contents(dst.port(), "anna").await;
-    eprintln!(
-        "wait: {out:?}\n{shown}\nsrc {:?}\ndst {:?}",
-        src_anna.keys(),
-        dst_anna.keys()
+    f.ctl_ok(&["batch", "wait", "wave1", "--timeout", "300"]);
+    let show = f.ctl_json(&["batch", "show", "wave1"]);
+    assert_eq!(show["data"]["state"], "SyncedWithErrors", "{show}");
+    let mb = f.ctl_ok(&["mailbox", "show", "anna@old.example"]);
+    assert!(
+        mb.contains("folder Archive: create") && mb.contains("Permission denied"),
+        "{mb}"
     );
-    panic!("probe");
+    let dst_anna = contents(dst.port(), "anna").await;
+    assert_eq!(dst_anna.keys().collect::<Vec<_>>(), ["INBOX"]);
+    assert_eq!(dst_anna["INBOX"], src_anna["INBOX"]);
+
+    // INBOX stays; everything else goes below it.
+    let f = ferry_with(
+        &Side::dovecot(&src),
+        &Side::cyrus(&dst),
+        &["bert"],
+        &[
+            "--folder-rule",
+            "^INBOX$->INBOX",
+            "--folder-rule",
+            "^(.+)$->INBOX/$1",
+        ],
+    );
+    run_pass(&f, "full");
+    let show = f.ctl_json(&["batch", "show", "wave1"]);
+    assert_eq!(show["data"]["state"], "Synced", "{show}");
+    let expected: Contents = contents(src.port(), "bert")
+        .await
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "INBOX" => (k, v),
+            _ => (format!("INBOX/{k}"), v),
+        })
+        .collect();
+    assert!(expected.contains_key("INBOX/Archive/2024/Février"));
+    assert_eq!(
+        mailcmp::diff(&expected, &contents(dst.port(), "bert").await),
+        Vec::<String>::new()
+    );
 }

@@ -351,10 +351,9 @@ async fn main() {
     // The rebuild is what a restart does: a freshly opened store, cold.
     let store = SledStore::open(&dir).expect("reopen store");
     let t = Instant::now();
+    // ferryd's own start-up path: decoding and folding on two threads.
     let mut p = Projections::default();
-    for env in store.read_all(0) {
-        p.apply(&env.expect("decode"));
-    }
+    ferryd::app::replay(&store, &mut p).expect("replay");
     let rebuild_time = t.elapsed();
     assert_eq!(p.head, head, "rebuild reached the head");
     drop(p);
