@@ -24,6 +24,37 @@ fn key(f: &Folder, st: &FolderStatus, uid: u32) -> ItemKey {
     }
 }
 
+/// A cursor over the open folder's items, one page of metadata at a time,
+/// so no folder is ever listed into memory whole.
+pub struct Pages {
+    next: Option<u32>,
+}
+
+impl Pages {
+    pub fn from(uid: u32) -> Self {
+        Pages {
+            next: Some(uid.max(1)),
+        }
+    }
+
+    /// The next page, or `None` past the last item.
+    pub async fn next(
+        &mut self,
+        s: &mut dyn MailSession,
+    ) -> Result<Option<Vec<ItemMeta>>, ferry_connectors::ConnectorError> {
+        let Some(from) = self.next else {
+            return Ok(None);
+        };
+        let page = s.list_items(from, PAGE).await?;
+        self.next = page.last().and_then(|m| m.uid.checked_add(1));
+        Ok(Some(page).filter(|p| !p.is_empty()))
+    }
+}
+
+fn src<'a>(w: &'a mut Work<'_>) -> &'a mut dyn MailSession {
+    w.src.as_mut().expect("connected").session.as_mut()
+}
+
 /// Copies every item with UID >= `from` that passes `wanted` and is not done.
 pub async fn scan(
     w: &mut Work<'_>,
@@ -33,19 +64,11 @@ pub async fn scan(
     from: u32,
     wanted: impl Fn(&ItemMeta) -> bool,
 ) -> Result<(), WorkErr> {
-    let mut next = from;
-    loop {
+    let mut pages = Pages::from(from);
+    while let Some(page) = {
         w.check_stop()?;
-        let page = w
-            .src
-            .as_mut()
-            .expect("connected")
-            .list_items(next, PAGE)
-            .await?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        let last_uid = last.uid;
+        pages.next(src(w)).await?
+    } {
         let todo: Vec<ItemMeta> = {
             let views = w.app.views.read().unwrap();
             let mark = views.watermarks.get(&w.mailbox.address, &f.name.raw);
@@ -57,27 +80,22 @@ pub async fn scan(
                 .collect()
         };
         copy_items(w, f, dname, st, todo).await?;
-        if last_uid == u32::MAX {
-            return Ok(());
-        }
-        next = last_uid + 1;
     }
+    Ok(())
 }
 
 /// Metadata of specific UIDs in the session's open folder.
 pub async fn metas_in(s: &mut dyn MailSession, uids: &[u32]) -> Result<Vec<ItemMeta>, WorkErr> {
     let wanted: HashSet<u32> = uids.iter().copied().collect();
     let mut out = Vec::new();
-    let min = uids.iter().copied().min().unwrap_or(1);
-    let max = uids.iter().copied().max().unwrap_or(0);
-    let mut next = min;
-    while next <= max {
-        let page = s.list_items(next, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        let done = last.uid >= max || last.uid == u32::MAX;
-        next = last.uid.saturating_add(1);
+    let (Some(min), Some(max)) = (uids.iter().min(), uids.iter().max()) else {
+        return Ok(out);
+    };
+    let mut pages = Pages::from(*min);
+    while let Some(page) = pages.next(s).await? {
+        let past = page.last().is_some_and(|m| m.uid >= *max);
         out.extend(page.into_iter().filter(|m| wanted.contains(&m.uid)));
-        if done {
+        if past {
             break;
         }
     }
@@ -271,14 +289,11 @@ async fn dest_digests(
     claimed: &HashSet<u32>,
 ) -> Result<HashMap<String, Vec<u32>>, WorkErr> {
     let mut out: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut next = from_uid.max(1);
     let per_group = (w.cfg.max_bytes_in_flight / 2).max(1);
     let max_count = w.cfg.fetch_batch.max(1);
     let dst = w.dst.as_mut().expect("connected");
-    loop {
-        let page = dst.list_items(next, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        let last_uid = last.uid;
+    let mut pages = Pages::from(from_uid);
+    while let Some(page) = pages.next(dst.session.as_mut()).await? {
         let wanted: Vec<ItemMeta> = page
             .into_iter()
             .filter(|m| !claimed.contains(&m.uid) && sizes.contains(&m.size))
@@ -288,10 +303,6 @@ async fn dest_digests(
                 out.entry(it.digest()).or_default().push(it.meta.uid);
             }
         }
-        if last_uid == u32::MAX {
-            break;
-        }
-        next = last_uid + 1;
     }
     Ok(out)
 }
@@ -388,38 +399,19 @@ pub async fn rematch(
 ) -> Result<(), WorkErr> {
     // Every source size, so only plausible destination items are fetched.
     let mut sizes = HashSet::new();
-    let mut next = 1;
-    loop {
-        let page = w
-            .src
-            .as_mut()
-            .expect("connected")
-            .list_items(next, PAGE)
-            .await?;
-        let Some(last) = page.last() else { break };
-        next = last.uid.saturating_add(1);
+    let mut pages = Pages::from(1);
+    while let Some(page) = pages.next(src(w)).await? {
         sizes.extend(page.iter().map(|m| m.size));
-        if last.uid == u32::MAX {
-            break;
-        }
     }
     let mut found = dest_digests(w, 1, &sizes, &HashSet::new()).await?;
     let per_group = (w.cfg.max_bytes_in_flight / 2).max(1);
     let max_count = w.cfg.fetch_batch.max(1);
-    let mut next = 1;
     let mut matched = 0usize;
-    loop {
-        let page = w
-            .src
-            .as_mut()
-            .expect("connected")
-            .list_items(next, PAGE)
-            .await?;
-        let Some(last) = page.last() else { break };
-        let last_uid = last.uid;
+    let mut pages = Pages::from(1);
+    while let Some(page) = pages.next(src(w)).await? {
         let mut events = Vec::new();
         for g in groups(page, max_count, per_group) {
-            let items = fetch(w.src.as_mut().expect("connected").session.as_mut(), &g).await?;
+            let items = fetch(src(w), &g).await?;
             for it in items {
                 let d = it.digest();
                 if let Some(u) = found.get_mut(&d).and_then(|v| v.pop()) {
@@ -436,10 +428,6 @@ pub async fn rematch(
         }
         matched += events.len();
         w.record(events).await?;
-        if last_uid == u32::MAX {
-            break;
-        }
-        next = last_uid + 1;
     }
     tracing::info!(mailbox = %w.mailbox.address, folder = %f.name.raw, matched,
         "re-matched items after a UIDVALIDITY change");
@@ -491,25 +479,14 @@ pub async fn sync_flags(
     if let Some(list) = changed {
         return sync_page(w, f, st, &copies, dst_uidvalidity, list).await;
     }
-    let mut next = 1;
-    loop {
+    let mut pages = Pages::from(1);
+    while let Some(page) = {
         w.check_stop()?;
-        let page = w
-            .src
-            .as_mut()
-            .expect("connected")
-            .list_items(next, PAGE)
-            .await?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        let last_uid = last.uid;
+        pages.next(src(w)).await?
+    } {
         sync_page(w, f, st, &copies, dst_uidvalidity, page).await?;
-        if last_uid == u32::MAX {
-            return Ok(());
-        }
-        next = last_uid + 1;
     }
+    Ok(())
 }
 
 /// Brings the copies of `metas` to the source's flags.

@@ -554,17 +554,11 @@ impl Work<'_> {
 
 /// Items and bytes in the open folder, listed page by page.
 async fn count(s: &mut dyn ferry_connectors::MailSession) -> Result<(u64, u64), ConnectorError> {
-    let (mut items, mut bytes, mut from) = (0u64, 0u64, 1u32);
-    loop {
-        let page = s.list_items(from, PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok((items, bytes));
-        };
-        from = last.uid.saturating_add(1);
+    let (mut items, mut bytes) = (0u64, 0u64);
+    let mut pages = copy::Pages::from(1);
+    while let Some(page) = pages.next(s).await? {
         items += page.len() as u64;
         bytes += page.iter().map(|m| m.size).sum::<u64>();
-        if last.uid == u32::MAX {
-            return Ok((items, bytes));
-        }
     }
+    Ok((items, bytes))
 }
