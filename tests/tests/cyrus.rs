@@ -271,6 +271,22 @@ async fn cyrus_to_dovecot_full_then_delta() {
     assert!(events_of(&f, "FlagsSynced") >= 1);
 }
 
+/// Per folder, each item's size, flags and date, sorted: all but the bytes.
+type Shape = Vec<(String, Vec<(usize, Vec<String>, Option<i64>)>)>;
+
+fn shape(c: &Contents) -> Shape {
+    c.iter()
+        .map(|(k, v)| {
+            let mut items: Vec<_> = v
+                .iter()
+                .map(|m| (m.size, m.flags.clone(), m.date))
+                .collect();
+            items.sort();
+            (k.clone(), items)
+        })
+        .collect()
+}
+
 /// Cyrus's default `munge8bit: yes` turns raw 8-bit header bytes into 'X'
 /// on APPEND (the sample's "Subject: Résumé"): same size, other bytes. The
 /// copy still completes, and a delta relies on the UID map, not on digests,
@@ -299,18 +315,6 @@ async fn cyrus_munging_8bit_headers_does_not_cause_duplicates() {
         "Cyrus rewrote 8-bit headers"
     );
     // Everything but the digest matches, folder by folder.
-    let shape = |c: &Contents| -> Vec<(String, Vec<(usize, Vec<String>, Option<i64>)>)> {
-        c.iter()
-            .map(|(k, v)| {
-                let mut items: Vec<_> = v
-                    .iter()
-                    .map(|m| (m.size, m.flags.clone(), m.date))
-                    .collect();
-                items.sort();
-                (k.clone(), items)
-            })
-            .collect()
-    };
     assert_eq!(shape(&src_anna), shape(&dst_anna));
     assert_eq!(events_of(&f, "ItemCopied"), 40);
     run_pass(&f, "delta");
