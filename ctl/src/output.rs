@@ -147,6 +147,11 @@ fn print_mailbox(m: &MailboxView) {
             }
         );
     }
+    for (name, f) in &m.folders {
+        if let Some(e) = &f.error {
+            println!("folder {} not copied: {e}", folder(name));
+        }
+    }
     let mut t = table(&[
         "folder",
         "→",

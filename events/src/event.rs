@@ -302,6 +302,13 @@ pub enum Event {
         old: u32,
         new: u32,
     },
+    /// A folder could not be opened or created; its items were not copied.
+    FolderFailed {
+        mailbox: String,
+        folder: String,
+        class: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -341,6 +348,7 @@ impl Event {
             Event::BatchCompleted { .. } => "BatchCompleted",
             Event::BatchDeleted { .. } => "BatchDeleted",
             Event::UidValidityChanged { .. } => "UidValidityChanged",
+            Event::FolderFailed { .. } => "FolderFailed",
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct FolderProgress {
     pub source_items: Option<u64>,
     pub source_bytes: Option<u64>,
     pub destination_items: Option<u64>,
+    /// Why the folder could not be copied in the last pass that tried.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +102,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         | Event::MailboxPassFinished { mailbox, .. }
         | Event::FolderMapped { mailbox, .. }
         | Event::FolderCounted { mailbox, .. }
+        | Event::FolderFailed { mailbox, .. }
         | Event::ItemCopied { mailbox, .. }
         | Event::ItemSkipped { mailbox, .. }
         | Event::ItemFailed { mailbox, .. }
@@ -149,7 +152,12 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             destination,
             ..
         } => {
-            m.folders.entry(source.clone()).or_default().destination = Some(destination.clone());
+            let f = m.folders.entry(source.clone()).or_default();
+            f.destination = Some(destination.clone());
+            f.error = None;
+        }
+        Event::FolderFailed { folder, reason, .. } => {
+            m.folders.entry(folder.clone()).or_default().error = Some(reason.clone());
         }
         Event::FolderCounted { side, counts, .. } => {
             for c in counts {

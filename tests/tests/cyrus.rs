@@ -354,6 +354,13 @@ async fn dovecot_to_cyrus_without_altnamespace_needs_inbox_rules() {
         mb.contains("folder Archive: create") && mb.contains("Permission denied"),
         "{mb}"
     );
+    // Each refused folder is an event and shows in the mailbox's view.
+    let mbj = f.ctl_json(&["mailbox", "show", "anna@old.example"]);
+    let err = mbj["data"]["folders"]["Archive"]["error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(err.contains("Permission denied"), "{mbj}");
+    assert!(mb.contains("folder Archive not copied"), "{mb}");
     let dst_anna = contents(dst.port(), "anna").await;
     assert_eq!(dst_anna.keys().collect::<Vec<_>>(), ["INBOX"]);
     assert_eq!(dst_anna["INBOX"], src_anna["INBOX"]);

@@ -347,6 +347,13 @@ impl Work<'_> {
                 Err(WorkErr::Conn(e)) if matches!(e.class(), ErrorClass::Folder) => {
                     self.folder_errors
                         .push(format!("folder {}: {e}", f.name.raw));
+                    self.record(vec![Event::FolderFailed {
+                        mailbox: self.mailbox.address.clone(),
+                        folder: f.name.raw.clone(),
+                        class: format!("{:?}", e.class()),
+                        reason: e.to_string(),
+                    }])
+                    .await?;
                 }
                 Err(e) => return Err(e),
             }

@@ -172,6 +172,12 @@ pub fn every_event() -> Vec<Event> {
             batch: "wave-1".into(),
             forced: true,
         },
+        Event::FolderFailed {
+            mailbox: mb.clone(),
+            folder: "Notes".into(),
+            class: "Folder".into(),
+            reason: "create Notes: NO Permission denied".into(),
+        },
         Event::UidValidityChanged {
             mailbox: mb,
             folder: "INBOX".into(),
