@@ -78,3 +78,14 @@ pub fn diff(a: &Contents, b: &Contents) -> Vec<String> {
     }
     out
 }
+
+/// Subscribed folders, as path segments joined by '/'.
+pub async fn subscriptions(s: &mut dyn MailSession) -> std::collections::BTreeSet<String> {
+    s.list_folders()
+        .await
+        .expect("list folders")
+        .into_iter()
+        .filter(|f| f.subscribed)
+        .map(|f| f.name.segments.join("/"))
+        .collect()
+}

@@ -200,6 +200,31 @@ async fn full_then_delta_copies_everything_exactly_once() {
     );
     let show = s.ferry.ctl_json(&["batch", "show", "wave1"]);
     assert_eq!(show["data"]["state"], "Synced", "{show}");
+    // Subscriptions came across too.
+    let subs = |d: &Dovecot| {
+        let d = d.port();
+        async move {
+            let cfg = ImapConfig {
+                host: "127.0.0.1".into(),
+                port: d,
+                tls: TlsMode::None,
+                ca_file: None,
+                timeout: Duration::from_secs(30),
+            };
+            let auth = ImapAuth::Login {
+                user: "anna".into(),
+                password: PW.into(),
+            };
+            let mut s = imap::connect(&cfg, &auth).await.unwrap();
+            mailcmp::subscriptions(&mut s).await
+        }
+    };
+    let (src_subs, dst_subs) = (subs(&s.src).await, subs(&s.dst).await);
+    assert!(src_subs.len() >= 6, "{src_subs:?}");
+    assert!(
+        dst_subs.is_superset(&src_subs),
+        "{src_subs:?} vs {dst_subs:?}"
+    );
     let copied = events_of(&s.ferry, "ItemCopied");
     assert_eq!(copied, 161);
 

@@ -87,6 +87,8 @@ pub struct Work<'a> {
     pub folder_errors: Vec<String>,
     /// Destination folders known to exist.
     pub dst_folders: HashSet<String>,
+    /// Destination folders known to be subscribed.
+    pub dst_subscribed: HashSet<String>,
 }
 
 pub async fn run(
@@ -149,6 +151,7 @@ pub async fn run(
         failed: 0,
         folder_errors: Vec::new(),
         dst_folders: HashSet::new(),
+        dst_subscribed: HashSet::new(),
     };
     let result = w.work().await;
     if let Some(s) = w.src.as_mut() {
@@ -318,6 +321,11 @@ impl Work<'_> {
             .find_map(|f| f.name.delimiter)
             .or(Some('/'));
         self.dst_folders = dst_folders.iter().map(|f| f.name.raw.clone()).collect();
+        self.dst_subscribed = dst_folders
+            .iter()
+            .filter(|f| f.subscribed)
+            .map(|f| f.name.raw.clone())
+            .collect();
 
         let mut counts = (Vec::new(), Vec::new());
         for f in src_folders.iter().filter(|f| f.selectable) {
@@ -326,6 +334,7 @@ impl Work<'_> {
             };
             let mut delays = retry::delays(&self.cfg);
             let res = loop {
+                let before = self.progress();
                 let attempt = match self.check_stop() {
                     Ok(()) => match self.connect().await {
                         Ok(()) => self.folder(f, &dname, &mut counts).await,
@@ -336,6 +345,11 @@ impl Work<'_> {
                 match attempt {
                     Ok(()) => break Ok(()),
                     Err(e) => {
+                        // Retries are for a line that stays down, not for a
+                        // long folder over a flaky one: progress earns a fresh set.
+                        if self.progress() > before {
+                            delays = retry::delays(&self.cfg);
+                        }
                         if let Err(e) = self.recover(e, &mut delays, &f.name.raw).await {
                             break Err(e);
                         }
@@ -417,12 +431,21 @@ impl Work<'_> {
         }
 
         if !self.dst_folders.contains(&dname.raw) {
-            let dst = self.dst.as_mut().expect("connected");
-            dst.create_folder(dname).await?;
-            if f.subscribed {
-                dst.subscribe(dname).await?;
-            }
+            self.dst
+                .as_mut()
+                .expect("connected")
+                .create_folder(dname)
+                .await?;
             self.dst_folders.insert(dname.raw.clone());
+        }
+        // Checked every pass, so a crash between CREATE and SUBSCRIBE heals.
+        if f.subscribed && !self.dst_subscribed.contains(&dname.raw) {
+            self.dst
+                .as_mut()
+                .expect("connected")
+                .subscribe(dname)
+                .await?;
+            self.dst_subscribed.insert(dname.raw.clone());
         }
         let st = self
             .src
@@ -547,6 +570,17 @@ impl Work<'_> {
             .await?;
         }
         Ok(())
+    }
+
+    /// Items settled for this mailbox so far (copied, skipped or failed).
+    fn progress(&self) -> u64 {
+        self.app
+            .views
+            .read()
+            .unwrap()
+            .mailboxes
+            .get(&self.mailbox.address)
+            .map_or(0, |m| m.totals.copied + m.totals.skipped + m.totals.failed)
     }
 
     /// Counts one failed item against the budget.
