@@ -321,3 +321,80 @@ fn strip_ansi(line: &str) -> String {
     }
     out
 }
+
+/// An IMAP session on 127.0.0.1:`port` (no TLS) with LOGIN.
+pub async fn imap_login(
+    port: u16,
+    user: &str,
+    password: &str,
+) -> ferry_connectors::imap::ImapSession {
+    use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
+    let cfg = ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        ca_file: None,
+        timeout: Duration::from_secs(30),
+    };
+    let auth = ImapAuth::Login {
+        user: user.into(),
+        password: password.into(),
+    };
+    imap::connect(&cfg, &auth).await.expect("IMAP login")
+}
+
+impl Ferryd {
+    /// `endpoint add NAME --kind imap` on 127.0.0.1:`port`, plain text, with
+    /// an admin (master) login that acts for every user.
+    pub fn add_imap_endpoint(&self, name: &str, port: u16, admin: (&str, &str)) {
+        let pw = self.file(&format!("{name}.admin.pw"), &format!("{}\n", admin.1));
+        self.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--tls",
+            "none",
+            "--admin-user",
+            admin.0,
+            "--password-file",
+            pw.to_str().unwrap(),
+        ]);
+    }
+
+    /// `batch create NAME` from `source` to `destination` for `users`, each
+    /// `USER@old.example` → `USER@new.example` with login USER on both sides;
+    /// `extra` options follow.
+    pub fn create_batch(
+        &self,
+        name: &str,
+        source: &str,
+        destination: &str,
+        users: &[&str],
+        extra: &[&str],
+    ) {
+        let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
+        for u in users {
+            csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
+        }
+        let csv = self.file(&format!("{name}.csv"), &csv);
+        let mut args = vec![
+            "batch",
+            "create",
+            name,
+            "--source",
+            source,
+            "--destination",
+            destination,
+            "--csv",
+            csv.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.ctl_ok(&args);
+    }
+}

@@ -6,9 +6,7 @@
 //! Cyrus comes from `scripts/cyrus.sh` (Debian's package unpacked into
 //! target/cyrus-root); without it these tests print why and pass.
 
-use std::time::Duration;
-
-use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
+use ferry_connectors::imap;
 use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession};
 use ferry_tests::Ferryd;
@@ -34,22 +32,7 @@ fn cyrus_with(options: CyrusOptions) -> Option<Cyrus> {
 }
 
 async fn login(port: u16, user: &str) -> imap::ImapSession {
-    let cfg = ImapConfig {
-        host: "127.0.0.1".to_string(),
-        port,
-        tls: TlsMode::None,
-        ca_file: None,
-        timeout: Duration::from_secs(30),
-    };
-    imap::connect(
-        &cfg,
-        &ImapAuth::Login {
-            user: user.into(),
-            password: PW.into(),
-        },
-    )
-    .await
-    .expect("login")
+    ferry_tests::imap_login(port, user, PW).await
 }
 
 async fn contents(port: u16, user: &str) -> Contents {
@@ -101,45 +84,11 @@ fn ferry(old: &Side, new: &Side, users: &[&str]) -> Ferryd {
 fn ferry_with(old: &Side, new: &Side, users: &[&str], batch_options: &[&str]) -> Ferryd {
     let ferry = Ferryd::start();
     for (name, side) in [("old", old), ("new", new)] {
-        let pwfile = ferry.file(&format!("{name}.pw"), &format!("{}\n", side.admin.1));
-        ferry.ctl_ok(&[
-            "endpoint",
-            "add",
-            name,
-            "--kind",
-            "imap",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &side.port.to_string(),
-            "--tls",
-            "none",
-            "--admin-user",
-            side.admin.0,
-            "--password-file",
-            pwfile.to_str().unwrap(),
-        ]);
+        ferry.add_imap_endpoint(name, side.port, side.admin);
         // The admin acting as a user proves impersonation on both servers.
         ferry.ctl_ok(&["endpoint", "verify", name, "--as", users[0]]);
     }
-    let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
-    for u in users {
-        csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
-    }
-    let csv = ferry.file("batch.csv", &csv);
-    let mut create = vec![
-        "batch",
-        "create",
-        "wave1",
-        "--source",
-        "old",
-        "--destination",
-        "new",
-        "--csv",
-        csv.to_str().unwrap(),
-    ];
-    create.extend_from_slice(batch_options);
-    ferry.ctl_ok(&create);
+    ferry.create_batch("wave1", "old", "new", users, batch_options);
     ferry
 }
 

@@ -1,9 +1,7 @@
 //! The copy engine against two real Dovecot servers on 127.0.0.1, driven
 //! through ferryctl: every pass kind, compared item by item.
 
-use std::time::Duration;
-
-use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
+use ferry_connectors::imap;
 use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession};
 use ferry_tests::Ferryd;
@@ -13,22 +11,7 @@ use ferry_testservers::Dovecot;
 const PW: &str = "pässword-1";
 
 async fn login(d: &Dovecot, user: &str) -> imap::ImapSession {
-    let cfg = ImapConfig {
-        host: d.host().to_string(),
-        port: d.port(),
-        tls: TlsMode::None,
-        ca_file: None,
-        timeout: Duration::from_secs(30),
-    };
-    imap::connect(
-        &cfg,
-        &ImapAuth::Login {
-            user: user.into(),
-            password: PW.into(),
-        },
-    )
-    .await
-    .expect("login")
+    ferry_tests::imap_login(d.port(), user, PW).await
 }
 
 async fn contents(d: &Dovecot, user: &str) -> Contents {
@@ -58,43 +41,10 @@ fn setup(users: &[&str]) -> Setup {
         dst.add_user(u, PW).unwrap();
     }
     let ferry = Ferryd::start();
-    let (master, master_pw) = src.master_user();
-    let pwfile = ferry.file("master.pw", &format!("{master_pw}\n"));
     for (name, d) in [("old", &src), ("new", &dst)] {
-        ferry.ctl_ok(&[
-            "endpoint",
-            "add",
-            name,
-            "--kind",
-            "imap",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &d.port().to_string(),
-            "--tls",
-            "none",
-            "--admin-user",
-            master,
-            "--password-file",
-            pwfile.to_str().unwrap(),
-        ]);
+        ferry.add_imap_endpoint(name, d.port(), src.master_user());
     }
-    let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
-    for u in users {
-        csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
-    }
-    let csv = ferry.file("batch.csv", &csv);
-    ferry.ctl_ok(&[
-        "batch",
-        "create",
-        "wave1",
-        "--source",
-        "old",
-        "--destination",
-        "new",
-        "--csv",
-        csv.to_str().unwrap(),
-    ]);
+    ferry.create_batch("wave1", "old", "new", users, &[]);
     Setup { src, dst, ferry }
 }
 
@@ -204,18 +154,7 @@ async fn full_then_delta_copies_everything_exactly_once() {
     let subs = |d: &Dovecot| {
         let d = d.port();
         async move {
-            let cfg = ImapConfig {
-                host: "127.0.0.1".into(),
-                port: d,
-                tls: TlsMode::None,
-                ca_file: None,
-                timeout: Duration::from_secs(30),
-            };
-            let auth = ImapAuth::Login {
-                user: "anna".into(),
-                password: PW.into(),
-            };
-            let mut s = imap::connect(&cfg, &auth).await.unwrap();
+            let mut s = ferry_tests::imap_login(d, "anna", PW).await;
             mailcmp::subscriptions(&mut s).await
         }
     };

@@ -187,43 +187,10 @@ fn setup() -> Rig {
         dst.add_user(u, PW).unwrap();
     }
     let ferry = Ferryd::start();
-    let (master, master_pw) = src.master_user();
-    let pwfile = ferry.file("master.pw", &format!("{master_pw}\n"));
     for (name, d) in [("old", &src), ("new", &dst)] {
-        ferry.ctl_ok(&[
-            "endpoint",
-            "add",
-            name,
-            "--kind",
-            "imap",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &d.port().to_string(),
-            "--tls",
-            "none",
-            "--admin-user",
-            master,
-            "--password-file",
-            pwfile.to_str().unwrap(),
-        ]);
+        ferry.add_imap_endpoint(name, d.port(), src.master_user());
     }
-    let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
-    for u in USERS {
-        csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
-    }
-    let csv = ferry.file("batch.csv", &csv);
-    ferry.ctl_ok(&[
-        "batch",
-        "create",
-        "wave1",
-        "--source",
-        "old",
-        "--destination",
-        "new",
-        "--csv",
-        csv.to_str().unwrap(),
-    ]);
+    ferry.create_batch("wave1", "old", "new", &USERS, &[]);
     let log = ferry.dir().join("ferryd.log");
     Rig {
         src,

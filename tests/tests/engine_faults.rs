@@ -67,44 +67,11 @@ async fn fill(d: &Dovecot, user: &str, seed: u64) {
 
 fn setup(src: &Dovecot, psrc: &FaultProxy, pdst: &FaultProxy) -> Ferryd {
     let ferry = Ferryd::start_with_config(CONFIG);
-    let (master, master_pw) = src.master_user();
-    let pwfile = ferry.file("master.pw", &format!("{master_pw}\n"));
     // The endpoints are the proxies, not the servers.
     for (name, port) in [("old", psrc.port()), ("new", pdst.port())] {
-        ferry.ctl_ok(&[
-            "endpoint",
-            "add",
-            name,
-            "--kind",
-            "imap",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--tls",
-            "none",
-            "--admin-user",
-            master,
-            "--password-file",
-            pwfile.to_str().unwrap(),
-        ]);
+        ferry.add_imap_endpoint(name, port, src.master_user());
     }
-    let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
-    for u in USERS {
-        csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
-    }
-    let csv = ferry.file("batch.csv", &csv);
-    ferry.ctl_ok(&[
-        "batch",
-        "create",
-        "wave1",
-        "--source",
-        "old",
-        "--destination",
-        "new",
-        "--csv",
-        csv.to_str().unwrap(),
-    ]);
+    ferry.create_batch("wave1", "old", "new", &USERS, &[]);
     ferry
 }
 

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
 use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession, maildir};
 use ferry_tests::Ferryd;
@@ -30,22 +29,7 @@ fn inbox() -> FolderName {
 }
 
 async fn dst_contents(d: &Dovecot) -> Contents {
-    let cfg = ImapConfig {
-        host: d.host().to_string(),
-        port: d.port(),
-        tls: TlsMode::None,
-        ca_file: None,
-        timeout: Duration::from_secs(30),
-    };
-    let mut s = imap::connect(
-        &cfg,
-        &ImapAuth::Login {
-            user: "anna".into(),
-            password: PW.into(),
-        },
-    )
-    .await
-    .unwrap();
+    let mut s = ferry_tests::imap_login(d.port(), "anna", PW).await;
     mailcmp::contents(&mut s).await
 }
 
