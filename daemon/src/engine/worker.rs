@@ -231,35 +231,17 @@ impl Work<'_> {
 
     async fn connect(&mut self) -> Result<(), WorkErr> {
         let timeout = std::time::Duration::from_secs(self.cfg.io_timeout_s.max(1));
-        if self.src.is_none() {
-            let (name, spec) = &self.source;
-            self.src = Some(
-                connect::open(
-                    self.app,
-                    &self.engine.caps,
-                    name,
-                    spec,
-                    &self.mailbox,
-                    Side::Source,
-                    timeout,
-                )
-                .await?,
-            );
-        }
-        if self.dst.is_none() {
-            let (name, spec) = &self.destination;
-            self.dst = Some(
-                connect::open(
-                    self.app,
-                    &self.engine.caps,
-                    name,
-                    spec,
-                    &self.mailbox,
-                    Side::Destination,
-                    timeout,
-                )
-                .await?,
-            );
+        for side in [Side::Source, Side::Destination] {
+            let (conn, (name, spec)) = match side {
+                Side::Source => (&mut self.src, &self.source),
+                Side::Destination => (&mut self.dst, &self.destination),
+            };
+            if conn.is_none() {
+                let caps = &self.engine.caps;
+                let opened =
+                    connect::open(self.app, caps, name, spec, &self.mailbox, side, timeout).await?;
+                *conn = Some(opened);
+            }
         }
         Ok(())
     }
