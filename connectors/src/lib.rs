@@ -68,6 +68,31 @@ pub trait MailSession: Send {
         body: Bytes,
     ) -> Result<Option<AppendUid>>;
 
+    /// Whether `append_many` sends one all-or-nothing command (IMAP MULTIAPPEND).
+    fn can_append_many(&self) -> bool {
+        false
+    }
+
+    /// Appends `items` to `folder` in one command, all or nothing: on `Ok` every
+    /// item was stored, in order, with its key when the endpoint tells it
+    /// (UIDPLUS APPENDUID with a UID set); on `Err` from a tagged NO/BAD nothing
+    /// was stored. Only called when `can_append_many()`; the default appends one
+    /// by one (not atomic).
+    async fn append_many(
+        &mut self,
+        folder: &FolderName,
+        items: &[AppendItem],
+    ) -> Result<Vec<Option<AppendUid>>> {
+        let mut uids = Vec::with_capacity(items.len());
+        for item in items {
+            let uid = self
+                .append(folder, &item.flags, item.internal_date, item.body.clone())
+                .await?;
+            uids.push(uid);
+        }
+        Ok(uids)
+    }
+
     /// Replaces the flags and keywords of one item in the open folder.
     async fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()>;
 

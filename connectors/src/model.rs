@@ -81,3 +81,12 @@ pub struct AppendUid {
     pub uidvalidity: u32,
     pub uid: u32,
 }
+
+/// One message for [`crate::MailSession::append_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendItem {
+    pub flags: Vec<Flag>,
+    pub internal_date: Option<DateTime<FixedOffset>>,
+    /// The message exactly as it should be stored, RFC 5322 bytes.
+    pub body: Bytes,
+}

@@ -31,8 +31,11 @@ pub struct FileConfig {
 pub struct EngineConfig {
     /// Items fetched per round trip.
     pub fetch_batch: usize,
-    /// Bytes of message bodies a mailbox worker holds at once.
+    /// Bytes of message bodies the whole daemon holds at once, across every
+    /// mailbox in flight (read at start; not changed by a reload).
     pub max_bytes_in_flight: u64,
+    /// Bytes of message bodies fetched per round trip (one item may exceed it).
+    pub group_bytes: u64,
     /// Attempts for a transient failure before the item (or mailbox) fails.
     pub retries: u32,
     /// First backoff delay, doubled per attempt, with jitter.
@@ -47,7 +50,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             fetch_batch: 64,
-            max_bytes_in_flight: 32 << 20,
+            max_bytes_in_flight: 64 << 20,
+            group_bytes: 4 << 20,
             retries: 6,
             backoff_ms: 200,
             max_backoff_ms: 30_000,

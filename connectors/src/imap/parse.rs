@@ -2,6 +2,7 @@
 //! UID sets, flags, INTERNALDATE, LIST attributes and the reading of a
 //! server's refusal into an [`ErrorClass`].
 
+use async_imap::imap_proto::rfc4315::UidSetMember;
 use async_imap::imap_proto::{AttributeValue, NameAttribute};
 use chrono::{DateTime, FixedOffset};
 
@@ -77,6 +78,45 @@ pub(crate) fn uid_set(uids: &[u32]) -> String {
         i += 1;
     }
     out
+}
+
+/// The UIDs of an APPENDUID uid-set, ascending. `None` when the set names
+/// more than `limit` UIDs or one twice: a set that cannot belong to our
+/// messages, and a `1:4294967295` must not become a 16 GB vector.
+pub(crate) fn expand_uid_set(members: &[UidSetMember], limit: usize) -> Option<Vec<u32>> {
+    let mut uids = Vec::new();
+    for member in members {
+        let (lo, hi) = match member {
+            UidSetMember::Uid(u) => (*u, *u),
+            // RFC 4315: `4:2` equals `2:4` (imap-proto already orders them).
+            UidSetMember::UidRange(r) => (*r.start().min(r.end()), *r.start().max(r.end())),
+        };
+        if u64::from(hi - lo) + 1 > (limit - uids.len()) as u64 {
+            return None;
+        }
+        uids.extend(lo..=hi);
+    }
+    // UIDs grow in the order messages are added (RFC 3501 §2.3.1.1), so the
+    // sorted set lines up with the items as sent.
+    uids.sort_unstable();
+    let len = uids.len();
+    uids.dedup();
+    (uids.len() == len && !uids.contains(&0)).then_some(uids)
+}
+
+/// Arguments of one message in an APPEND, up to and including the literal
+/// header: `(flags) "date" {len}` (`{len+}` for LITERAL+).
+pub(crate) fn append_args(
+    flags: &[Flag],
+    date: Option<&DateTime<FixedOffset>>,
+    len: usize,
+    literal_plus: bool,
+) -> String {
+    let date = date
+        .map(|d| format!(" \"{}\"", format_date(d)))
+        .unwrap_or_default();
+    let plus = if literal_plus { "+" } else { "" };
+    format!("{}{date} {{{len}{plus}}}", flag_list(flags))
 }
 
 /// Flags for APPEND/STORE: `\Recent` is the server's alone to set.
@@ -199,6 +239,58 @@ mod tests {
         assert_eq!(uid_set(&[5, 1, 2, 3, 9, 10, 3]), "1:3,5,9:10");
         assert_eq!(uid_set(&[42]), "42");
         assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn appenduid_sets_expand_in_uid_order() {
+        use crate::imap::session::Tagged;
+        use async_imap::imap_proto::Response;
+
+        // Through imap-proto's own parser, as a server's answer arrives.
+        let uids = |line: &str, limit: usize| {
+            let (_, response) = Response::parse(line.as_bytes()).expect("parses");
+            let Response::Done {
+                status, outcome, ..
+            } = response
+            else {
+                panic!("not tagged: {response:?}");
+            };
+            let (validity, members) = Tagged::new(&status, &outcome)
+                .append_uid_set
+                .expect("APPENDUID");
+            assert_eq!(validity, 38505);
+            expand_uid_set(&members, limit)
+        };
+        assert_eq!(
+            uids("A1 OK [APPENDUID 38505 5:9] done\r\n", 5),
+            Some(vec![5, 6, 7, 8, 9])
+        );
+        assert_eq!(
+            uids("A1 OK [APPENDUID 38505 5,7:9] done\r\n", 4),
+            Some(vec![5, 7, 8, 9])
+        );
+        assert_eq!(
+            uids("A1 OK [APPENDUID 38505 9:7,3] done\r\n", 4),
+            Some(vec![3, 7, 8, 9])
+        );
+        assert_eq!(uids("A1 OK [APPENDUID 38505 42] done\r\n", 1), Some(vec![42]));
+        // More UIDs than messages, or one twice: not ours to guess about.
+        assert_eq!(uids("A1 OK [APPENDUID 38505 5:9] done\r\n", 4), None);
+        assert_eq!(uids("A1 OK [APPENDUID 38505 1:4294967295] x\r\n", 50), None);
+        assert_eq!(uids("A1 OK [APPENDUID 38505 5,5:6] done\r\n", 3), None);
+        // Fewer is left for the caller to notice.
+        assert_eq!(uids("A1 OK [APPENDUID 38505 5:6] done\r\n", 3), Some(vec![5, 6]));
+    }
+
+    #[test]
+    fn append_args_carry_flags_date_and_literal() {
+        let d = parse_date("07-Jul-2024 09:05:01 +0200").unwrap();
+        let flags = vec!["\\Seen".to_string(), "\\Recent".into()];
+        assert_eq!(
+            append_args(&flags, Some(&d), 12, true),
+            "(\\Seen) \"07-Jul-2024 09:05:01 +0200\" {12+}"
+        );
+        assert_eq!(append_args(&[], None, 0, false), "() {0}");
     }
 
     #[test]

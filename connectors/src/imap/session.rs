@@ -25,8 +25,11 @@ use crate::{ConnectorError, ErrorClass, Result};
 pub(crate) struct Tagged {
     /// `OK`, `NO`, `BAD` (imap-proto's status is not `Clone`).
     pub status: &'static str,
-    /// `[APPENDUID uidvalidity uid]` (UIDPLUS).
+    /// `[APPENDUID uidvalidity uid]` (UIDPLUS): the first UID of the set.
     pub append_uid: Option<(u32, u32)>,
+    /// The whole APPENDUID set, which a MULTIAPPEND answer spreads over
+    /// ranges and lists (`5:9`, `5,7:9`).
+    pub append_uid_set: Option<(u32, Vec<UidSetMember>)>,
     /// `[TRYCREATE]`: the target folder does not exist.
     pub try_create: bool,
     /// The code as parsed, for messages; unknown codes stay in `text`.
@@ -43,6 +46,10 @@ impl Tagged {
             }),
             _ => None,
         };
+        let append_uid_set = match &outcome.code {
+            Some(ResponseCode::AppendUid(validity, members)) => Some((*validity, members.clone())),
+            _ => None,
+        };
         Tagged {
             status: match status {
                 Status::Ok => "OK",
@@ -52,6 +59,7 @@ impl Tagged {
                 Status::Bye => "BYE",
             },
             append_uid,
+            append_uid_set,
             try_create: matches!(outcome.code, Some(ResponseCode::TryCreate)),
             code: outcome.code.as_ref().map(|c| format!("{c:?}")),
             text: outcome.information.as_deref().unwrap_or("").to_string(),
@@ -228,6 +236,32 @@ impl Conn {
                 .await??;
             if let Some(tagged) = done {
                 return Ok(tagged);
+            }
+        }
+    }
+
+    /// Waits for the `+` that invites a synchronizing literal. A tagged
+    /// answer instead means the server ended the command early (refused
+    /// it); it is handed back and nothing more may be sent for `id`.
+    pub async fn continuation(
+        &mut self,
+        op: &'static str,
+        id: &RequestId,
+    ) -> Result<Option<Tagged>> {
+        loop {
+            let step = self
+                .next(op, |response| match response {
+                    Response::Continue { .. } => Some(None),
+                    Response::Done {
+                        tag,
+                        status,
+                        outcome,
+                    } if tag == id => Some(Some(Tagged::new(status, outcome))),
+                    _ => None,
+                })
+                .await?;
+            if let Some(early) = step {
+                return Ok(early);
             }
         }
     }

@@ -147,40 +147,36 @@ pub async fn copy_items(
     }
     w.record(skipped).await?;
     // Half the budget per group: one group is appended while the next is fetched.
-    let per_group = (w.cfg.max_bytes_in_flight / 2).max(1);
+    let per_group = w.cfg.group_bytes.max(1);
     let groups = groups(todo, w.cfg.fetch_batch.max(1), per_group);
-    let mut prefetched: Option<Vec<Item>> = None;
+    let budget = w.engine.budget.clone();
+    let mut prefetched = None;
     for i in 0..groups.len() {
         w.check_stop()?;
-        let items = match prefetched.take() {
-            Some(items) => items,
+        let (items, held) = match prefetched.take() {
+            Some(x) => x,
             None => {
-                fetch(
-                    w.src.as_mut().expect("connected").session.as_mut(),
-                    &groups[i],
-                )
-                .await?
+                let held = budget.hold(&groups[i]).await;
+                (fetch(src(w), &groups[i]).await?, held)
             }
         };
         let next = groups.get(i + 1);
         let src = w.src.as_mut().expect("connected").session.as_mut();
+        let dst = w.dst.as_mut().expect("connected").session.as_mut();
+        // The next group is fetched while this one is appended.
         let (appended, fetched) = tokio::join!(
-            append_group(
-                w.app,
-                &w.mailbox.address,
-                w.dst.as_mut().expect("connected").session.as_mut(),
-                f,
-                dname,
-                st,
-                items
-            ),
+            append_group(w.app, &w.mailbox.address, dst, f, dname, st, items),
             async {
                 match next {
-                    Some(g) => fetch(src, g).await.map(Some),
+                    Some(g) => {
+                        let held = budget.hold(g).await;
+                        fetch(src, g).await.map(|items| Some((items, held)))
+                    }
                     None => Ok(None),
                 }
             }
         );
+        drop(held);
         let failed = appended?;
         for _ in 0..failed {
             w.charge()?;
@@ -289,7 +285,7 @@ async fn dest_digests(
     claimed: &HashSet<u32>,
 ) -> Result<HashMap<String, Vec<u32>>, WorkErr> {
     let mut out: HashMap<String, Vec<u32>> = HashMap::new();
-    let per_group = (w.cfg.max_bytes_in_flight / 2).max(1);
+    let per_group = w.cfg.group_bytes.max(1);
     let max_count = w.cfg.fetch_batch.max(1);
     let dst = w.dst.as_mut().expect("connected");
     let mut pages = Pages::from(from_uid);
@@ -404,7 +400,7 @@ pub async fn rematch(
         sizes.extend(page.iter().map(|m| m.size));
     }
     let mut found = dest_digests(w, 1, &sizes, &HashSet::new()).await?;
-    let per_group = (w.cfg.max_bytes_in_flight / 2).max(1);
+    let per_group = w.cfg.group_bytes.max(1);
     let max_count = w.cfg.fetch_batch.max(1);
     let mut matched = 0usize;
     let mut pages = Pages::from(1);

@@ -435,7 +435,6 @@ impl Work<'_> {
             .expect("connected")
             .examine(&f.name)
             .await?;
-        let dst_st = self.dst.as_mut().expect("connected").select(dname).await?;
         let mark = self.mark(&f.name.raw);
         let (mapped, known_items) = self
             .app
@@ -484,11 +483,13 @@ impl Work<'_> {
                     new: st.uidvalidity,
                 }])
                 .await?;
+                let dst_st = self.dst.as_mut().expect("connected").select(dname).await?;
                 copy::rematch(self, f, dname, &st, &dst_st).await?;
                 self.mark(&f.name.raw).unwrap_or_default()
             }
             Some(m) => {
                 if !m.in_doubt.is_empty() {
+                    let dst_st = self.dst.as_mut().expect("connected").select(dname).await?;
                     copy::settle(self, f, dname, &st, &dst_st, &m).await?;
                 }
                 self.mark(&f.name.raw).unwrap_or_default()
