@@ -10,7 +10,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, Item, ItemMeta, MailSession};
+use ferry_connectors::{
+    AppendItem, AppendUid, ErrorClass, Folder, FolderName, FolderStatus, Item, ItemMeta,
+    MailSession,
+};
 use ferry_events::{Event, ItemKey};
 use ferry_projections::FolderMark;
 
@@ -232,25 +235,56 @@ async fn append_group(
     let engine = crate::app::App::actor_engine();
     app.append(&stream, any, engine.clone(), intents).await?;
 
+    let copied = |it: &Item, digest: String, uid: Option<AppendUid>| Event::ItemCopied {
+        mailbox: mailbox.to_string(),
+        key: key(f, st, it.meta.uid),
+        size: it.body.len() as u64,
+        digest,
+        dest_folder: dname.raw.clone(),
+        dest_uid: uid.map(|u| (u.uidvalidity, u.uid)),
+    };
+    // One MULTIAPPEND for the group where the server offers it: all or
+    // nothing, and one commit at the destination instead of one per item.
+    if items.len() > 1 && dst.can_append_many() {
+        let batch: Vec<AppendItem> = items
+            .iter()
+            .map(|it| AppendItem {
+                flags: flags_to_copy(&it.meta.flags),
+                internal_date: it.meta.internal_date,
+                body: it.body.clone(),
+            })
+            .collect();
+        match dst.append_many(dname, &batch).await {
+            Ok(uids) => {
+                let outcomes = items
+                    .iter()
+                    .zip(digests)
+                    .zip(uids)
+                    .map(|((it, d), uid)| copied(it, d, uid))
+                    .collect();
+                app.append(&stream, any, engine, outcomes).await?;
+                return Ok(0);
+            }
+            // Refused as a whole, nothing stored: one by one names the culprit.
+            Err(e) if e.class() == ErrorClass::Item => {
+                tracing::debug!(mailbox, error = %e, "MULTIAPPEND refused; appending one by one");
+            }
+            // Unknown what landed: the intents stay in doubt and are settled.
+            Err(e) => return Err(e.into()),
+        }
+    }
+
     let mut outcomes = Vec::with_capacity(items.len());
     let mut failed = 0;
     let mut interrupted = None;
     for (it, digest) in items.into_iter().zip(digests) {
         let k = key(f, st, it.meta.uid);
-        let size = it.body.len() as u64;
         let flags = flags_to_copy(&it.meta.flags);
         match dst
-            .append(dname, &flags, it.meta.internal_date, it.body)
+            .append(dname, &flags, it.meta.internal_date, it.body.clone())
             .await
         {
-            Ok(uid) => outcomes.push(Event::ItemCopied {
-                mailbox: mailbox.to_string(),
-                key: k,
-                size,
-                digest,
-                dest_folder: dname.raw.clone(),
-                dest_uid: uid.map(|u| (u.uidvalidity, u.uid)),
-            }),
+            Ok(uid) => outcomes.push(copied(&it, digest, uid)),
             Err(e) if e.class() == ErrorClass::Item => {
                 failed += 1;
                 outcomes.push(Event::ItemFailed {
