@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::DateTime;
 use ferry_connectors::imap::{ImapAuth, ImapConfig, ImapSession, TlsMode, connect};
-use ferry_connectors::{ErrorClass, FolderName, MailSession, SpecialUse};
+use ferry_connectors::{AppendItem, ErrorClass, FolderName, MailSession, SpecialUse};
 use ferry_testservers::Dovecot;
 
 const USER: &str = "alice";
@@ -54,6 +54,23 @@ fn message(n: usize) -> Bytes {
     Bytes::from(format!(
         "From: a@example.org\r\nTo: b@example.org\r\nSubject: message {n}\r\n\r\nbody {n}\r\n"
     ))
+}
+
+/// A 3 MB message: 8-bit headers and a long base64 attachment.
+fn big_message() -> Bytes {
+    let mut raw = String::from(
+        "From: Zoë <zoe@example.org>\r\nTo: b@example.org\r\nSubject: Grüße aus Köln\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         Häuser und Bäume\r\n--b1\r\nContent-Type: application/octet-stream\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n",
+    );
+    let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n";
+    while raw.len() < 3 * 1024 * 1024 {
+        raw.push_str(line);
+    }
+    raw.push_str("--b1--\r\n");
+    Bytes::from(raw)
 }
 
 fn set(flags: &[String]) -> BTreeSet<String> {
@@ -269,6 +286,115 @@ async fn append_keeps_flags_keywords_and_date_and_returns_appenduid() {
     assert_eq!(err.class(), ErrorClass::Folder, "{err}");
 }
 
+/// 50 messages with assorted flags, keywords and dates; number 17 is 3 MB.
+fn batch() -> Vec<AppendItem> {
+    let pool = [
+        "\\Seen",
+        "\\Flagged",
+        "\\Answered",
+        "$Forwarded",
+        "Project-X",
+    ];
+    (0..50)
+        .map(|n| AppendItem {
+            // Every subset of the pool in turn, the empty one included.
+            flags: pool
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| n & (1 << bit) != 0)
+                .map(|(_, f)| f.to_string())
+                .collect(),
+            internal_date: (n % 7 != 3).then(|| {
+                let offset = ["+02:00", "-07:00", "+00:00", "+05:30"][n % 4];
+                let day = n % 28 + 1;
+                DateTime::parse_from_rfc3339(&format!("2019-05-{day:02}T08:{n:02}:09{offset}"))
+                    .unwrap()
+            }),
+            body: if n == 17 { big_message() } else { message(n) },
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn multiappend_stores_a_batch_with_its_appenduids() {
+    let d = server();
+    let mut s = session(&d).await;
+    assert!(s.can_append_many(), "Dovecot offers MULTIAPPEND");
+    let inbox = folder("INBOX");
+    let st = s.select(&inbox).await.unwrap();
+
+    let items = batch();
+    let uids = s.append_many(&inbox, &items).await.unwrap();
+    let expected: Vec<_> = (st.uidnext..st.uidnext + 50)
+        .map(|uid| Some((st.uidvalidity, uid)))
+        .collect();
+    let got: Vec<_> = uids
+        .iter()
+        .map(|u| u.map(|u| (u.uidvalidity, u.uid)))
+        .collect();
+    assert_eq!(got, expected);
+
+    // Nothing to send is not a command at all.
+    assert!(s.append_many(&inbox, &[]).await.unwrap().is_empty());
+
+    let st = s.examine(&inbox).await.unwrap();
+    assert_eq!(st.exists, 50);
+    let wanted: Vec<u32> = uids.iter().map(|u| u.unwrap().uid).collect();
+    let stored = s.fetch(&wanted).await.unwrap();
+    assert_eq!(stored.len(), 50);
+    for (n, (item, sent)) in stored.iter().zip(&items).enumerate() {
+        assert_eq!(item.meta.uid, wanted[n]);
+        assert!(item.body == sent.body, "message {n}: bytes differ");
+        assert_eq!(set(&item.meta.flags), set(&sent.flags), "message {n}");
+        if let Some(date) = sent.internal_date {
+            assert_eq!(item.meta.internal_date, Some(date), "message {n}");
+        }
+    }
+    assert_eq!(stored[17].body.len(), big_message().len());
+}
+
+#[tokio::test]
+async fn multiappend_is_all_or_nothing() {
+    let d = server();
+    let mut s = session(&d).await;
+    let inbox = folder("INBOX");
+    s.append(&inbox, &[], None, message(0)).await.unwrap();
+    let before = s.examine(&inbox).await.unwrap();
+    let items = batch();
+
+    // No such folder: refused as a whole, nothing created or stored.
+    let err = s
+        .append_many(&folder("Missing"), &items[..5])
+        .await
+        .expect_err("refused");
+    assert_eq!(err.class(), ErrorClass::Folder, "{err}");
+    let folders = s.list_folders().await.unwrap();
+    assert!(
+        folders.iter().all(|f| f.name.raw != "Missing"),
+        "{folders:?}"
+    );
+
+    // Dovecot refuses a zero-byte message; the good ones around it (the
+    // 3 MB one included) must not land either.
+    let mut poisoned = items[10..20].to_vec();
+    poisoned[4].body = Bytes::new();
+    let err = s.append_many(&inbox, &poisoned).await.expect_err("refused");
+    assert_eq!(err.class(), ErrorClass::Item, "{err}");
+    assert!(err.to_string().contains("zero byte"), "{err}");
+
+    let after = s.examine(&inbox).await.unwrap();
+    assert_eq!(after.exists, before.exists, "nothing stored");
+    assert_eq!(s.list_items(1, 100).await.unwrap().len(), 1);
+
+    // The connection is still in step: the same batch without the bad item
+    // goes through on it.
+    poisoned.remove(4);
+    let uids = s.append_many(&inbox, &poisoned).await.unwrap();
+    assert_eq!(uids.len(), 9);
+    assert!(uids.iter().all(Option::is_some), "{uids:?}");
+    assert_eq!(s.examine(&inbox).await.unwrap().exists, before.exists + 9);
+}
+
 #[tokio::test]
 async fn bytes_round_trip_exactly_without_setting_seen() {
     let d = server();
@@ -276,19 +402,7 @@ async fn bytes_round_trip_exactly_without_setting_seen() {
     let inbox = folder("INBOX");
 
     // 8-bit header, no Message-ID, a 3 MB attachment.
-    let mut raw = String::from(
-        "From: Zoë <zoe@example.org>\r\nTo: b@example.org\r\nSubject: Grüße aus Köln\r\n\
-         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
-         --b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
-         Häuser und Bäume\r\n--b1\r\nContent-Type: application/octet-stream\r\n\
-         Content-Transfer-Encoding: base64\r\n\r\n",
-    );
-    let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n";
-    while raw.len() < 3 * 1024 * 1024 {
-        raw.push_str(line);
-    }
-    raw.push_str("--b1--\r\n");
-    let body = Bytes::from(raw);
+    let body = big_message();
 
     let appended = s
         .append(&inbox, &[], None, body.clone())
@@ -455,4 +569,114 @@ async fn silent_or_dropped_lines_are_connection_errors() {
     assert_eq!(err.class(), ErrorClass::Connection, "{err}");
     assert!(err.is_transient());
     server.await.unwrap();
+}
+
+/// A scripted server without LITERAL+ (Dovecot always offers it): each
+/// literal of a MULTIAPPEND waits for its own "+", and a refusal between
+/// two literals stops the client from sending the rest.
+#[tokio::test]
+async fn multiappend_without_literal_plus_waits_for_each_continuation() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let (r, mut w) = sock.into_split();
+        let mut r = BufReader::new(r);
+        w.write_all(b"* OK fake ready\r\n").await.unwrap();
+        // Every command verb seen, and the messages of each APPEND.
+        let mut verbs = Vec::new();
+        let mut appends: Vec<Vec<Vec<u8>>> = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.unwrap() == 0 {
+                break;
+            }
+            let (tag, rest) = line.trim_end().split_once(' ').unwrap();
+            let verb = rest.split(' ').next().unwrap().to_ascii_uppercase();
+            verbs.push(verb.clone());
+            let reply = match verb.as_str() {
+                "LOGIN" => format!("{tag} OK logged in\r\n"),
+                "CAPABILITY" => {
+                    format!("* CAPABILITY IMAP4rev1 UIDPLUS MULTIAPPEND\r\n{tag} OK done\r\n")
+                }
+                "APPEND" => {
+                    let refuse = rest.contains("\"Refuse\"");
+                    let mut header = rest.to_string();
+                    let mut bodies = Vec::new();
+                    let reply = loop {
+                        let size = header.rsplit_once('{').unwrap().1;
+                        let size: usize = size.strip_suffix('}').unwrap().parse().unwrap();
+                        if refuse && bodies.len() == 1 {
+                            break format!("{tag} NO [TRYCREATE] no such folder\r\n");
+                        }
+                        w.write_all(b"+ go on\r\n").await.unwrap();
+                        let mut body = vec![0; size];
+                        r.read_exact(&mut body).await.unwrap();
+                        bodies.push(body);
+                        let mut next = String::new();
+                        r.read_line(&mut next).await.unwrap();
+                        if next.trim_end().is_empty() {
+                            break format!("{tag} OK [APPENDUID 7 10:11] stored\r\n");
+                        }
+                        header = next.trim_end().to_string();
+                    };
+                    appends.push(bodies);
+                    reply
+                }
+                "LOGOUT" => {
+                    w.write_all(format!("* BYE bye\r\n{tag} OK done\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                    break;
+                }
+                _ => format!("{tag} BAD what\r\n"),
+            };
+            w.write_all(reply.as_bytes()).await.unwrap();
+        }
+        (verbs, appends)
+    });
+
+    let cfg = ImapConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: TlsMode::None,
+        ca_file: None,
+        timeout: Duration::from_secs(5),
+    };
+    let mut s = connect(&cfg, &login_auth()).await.unwrap();
+    assert!(s.can_append_many());
+    let item = |body: &'static str| AppendItem {
+        flags: vec!["\\Seen".into()],
+        internal_date: None,
+        body: Bytes::from_static(body.as_bytes()),
+    };
+    let named = |raw: &str| FolderName {
+        raw: raw.into(),
+        delimiter: Some('/'),
+        segments: vec![raw.into()],
+    };
+    let uids = s
+        .append_many(&named("INBOX"), &[item("hello"), item("abc")])
+        .await
+        .unwrap();
+    let uids: Vec<_> = uids
+        .iter()
+        .map(|u| u.map(|u| (u.uidvalidity, u.uid)))
+        .collect();
+    assert_eq!(uids, [Some((7, 10)), Some((7, 11))]);
+
+    let err = s
+        .append_many(&named("Refuse"), &[item("one"), item("two"), item("six")])
+        .await
+        .expect_err("refused");
+    assert_eq!(err.class(), ErrorClass::Folder, "{err}");
+    s.logout().await.unwrap();
+
+    let (verbs, appends) = server.await.unwrap();
+    // Nothing after the refusal was taken for a command.
+    assert_eq!(verbs, ["LOGIN", "CAPABILITY", "APPEND", "APPEND", "LOGOUT"]);
+    assert_eq!(appends[0], [b"hello".to_vec(), b"abc".to_vec()]);
+    assert_eq!(appends[1], [b"one".to_vec()]);
 }

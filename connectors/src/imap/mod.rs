@@ -9,7 +9,7 @@
 //! - `parse`: quoting, UID sets, flags, dates, LIST attributes.
 //!
 //! Extensions are used when the server offers them: CONDSTORE (MODSEQ,
-//! HIGHESTMODSEQ, CHANGEDSINCE), UIDPLUS (APPENDUID), LITERAL+,
+//! HIGHESTMODSEQ, CHANGEDSINCE), UIDPLUS (APPENDUID), LITERAL+, MULTIAPPEND,
 //! SPECIAL-USE with LIST-EXTENDED. Message bodies are fetched with
 //! `BODY.PEEK[]` so a migration never marks the source's mail as read.
 
@@ -22,12 +22,14 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_imap::imap_proto::{Capability, MailboxDatum, Response, ResponseCode, Status};
+use async_imap::imap_proto::{Capability, MailboxDatum, RequestId, Response, ResponseCode, Status};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 
-use crate::model::{AppendUid, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta, SpecialUse};
+use crate::model::{
+    AppendItem, AppendUid, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta, SpecialUse,
+};
 use crate::{ConnectorError, ErrorClass, MailSession, Result};
 use parse::{quote, wire_name};
 use session::Conn;
@@ -484,46 +486,16 @@ impl MailSession for ImapSession {
     ) -> Result<Option<AppendUid>> {
         const OP: &str = "append";
         let mailbox = self.mailbox_arg(OP, folder).await?;
-        let date = internal_date
-            .map(|d| format!(" \"{}\"", parse::format_date(&d)))
-            .unwrap_or_default();
         // LITERAL+ saves a round trip per message.
-        let plus = if self.has_capability("LITERAL+") {
-            "+"
-        } else {
-            ""
-        };
-        let command = format!(
-            "APPEND {mailbox} {}{date} {{{}{plus}}}",
-            parse::flag_list(flags),
-            body.len()
-        );
-        let id = self.conn.send(OP, &command).await?;
-        if plus.is_empty() {
+        let plus = self.has_capability("LITERAL+");
+        let args = parse::append_args(flags, internal_date.as_ref(), body.len(), plus);
+        let id = self
+            .conn
+            .send(OP, &format!("APPEND {mailbox} {args}"))
+            .await?;
+        if !plus {
             // Wait for "+": the server may refuse at once (too big, no folder).
-            loop {
-                let early = self
-                    .conn
-                    .next(OP, |response| match response {
-                        Response::Continue(_) => Some(None),
-                        Response::Done {
-                            tag,
-                            status,
-                            outcome,
-                        } if *tag == id => Some(Some(session::Tagged::new(status, outcome))),
-                        _ => None,
-                    })
-                    .await?;
-                match early {
-                    None => continue,
-                    Some(None) => break,
-                    Some(Some(tagged)) => {
-                        let class = append_refusal_class(&tagged);
-                        self.conn.check(OP, tagged, class)?;
-                        return Err(self.conn.protocol_error(OP, "OK before the literal"));
-                    }
-                }
-            }
+            self.literal_invited(OP, &id).await?;
         }
         self.conn.write_raw(OP, &body).await?;
         self.conn.write_raw(OP, b"\r\n").await?;
@@ -533,6 +505,77 @@ impl MailSession for ImapSession {
         Ok(tagged
             .append_uid
             .map(|(uidvalidity, uid)| AppendUid { uidvalidity, uid }))
+    }
+
+    fn can_append_many(&self) -> bool {
+        self.has_capability("MULTIAPPEND")
+    }
+
+    async fn append_many(
+        &mut self,
+        folder: &FolderName,
+        items: &[AppendItem],
+    ) -> Result<Vec<Option<AppendUid>>> {
+        const OP: &str = "multiappend";
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.can_append_many() {
+            // A multi-message APPEND to a server without MULTIAPPEND would
+            // store the first message and choke on the rest: go one by one.
+            let mut uids = Vec::with_capacity(items.len());
+            for item in items {
+                let body = item.body.clone();
+                uids.push(
+                    self.append(folder, &item.flags, item.internal_date, body)
+                        .await?,
+                );
+            }
+            return Ok(uids);
+        }
+        let mailbox = self.mailbox_arg(OP, folder).await?;
+        let plus = self.has_capability("LITERAL+");
+        let args = |item: &AppendItem| {
+            parse::append_args(
+                &item.flags,
+                item.internal_date.as_ref(),
+                item.body.len(),
+                plus,
+            )
+        };
+        // RFC 3502: one command, each message's (flags) "date" {literal} after
+        // the previous literal; the CRLF after the last one ends the command.
+        let id = self
+            .conn
+            .send(OP, &format!("APPEND {mailbox} {}", args(&items[0])))
+            .await?;
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                let next = format!(" {}\r\n", args(item));
+                self.conn.write_raw(OP, next.as_bytes()).await?;
+            }
+            if !plus {
+                // A refusal here ends the whole command: nothing is stored
+                // and nothing more may be sent.
+                self.literal_invited(OP, &id).await?;
+            }
+            self.conn.write_raw(OP, &item.body).await?;
+        }
+        self.conn.write_raw(OP, b"\r\n").await?;
+        let tagged = self.conn.finish(OP, &id, |_| Ok(())).await?;
+        let class = append_refusal_class(&tagged);
+        let tagged = self.conn.check(OP, tagged, class)?;
+        // A set that does not match the messages one to one cannot be
+        // mapped safely; the caller can still find the items by digest.
+        let uids = tagged.append_uid_set.and_then(|(uidvalidity, members)| {
+            let uids = parse::expand_uid_set(&members, items.len())?;
+            (uids.len() == items.len()).then(|| {
+                uids.into_iter()
+                    .map(|uid| Some(AppendUid { uidvalidity, uid }))
+                    .collect()
+            })
+        });
+        Ok(uids.unwrap_or_else(|| vec![None; items.len()]))
     }
 
     async fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()> {
@@ -556,6 +599,21 @@ impl MailSession for ImapSession {
             .await;
         self.conn.close();
         result.map(|_| ())
+    }
+}
+
+impl ImapSession {
+    /// Waits for the `+` before a synchronizing APPEND literal; a tagged
+    /// answer instead is the server refusing the command before its data.
+    async fn literal_invited(&mut self, op: &'static str, id: &RequestId) -> Result<()> {
+        match self.conn.continuation(op, id).await? {
+            None => Ok(()),
+            Some(tagged) => {
+                let class = append_refusal_class(&tagged);
+                self.conn.check(op, tagged, class)?;
+                Err(self.conn.protocol_error(op, "OK before the literal"))
+            }
+        }
     }
 }
 

@@ -104,8 +104,8 @@ pub(crate) fn expand_uid_set(members: &[UidSetMember], limit: usize) -> Option<V
     (uids.len() == len && !uids.contains(&0)).then_some(uids)
 }
 
-/// Arguments of one message in an APPEND, up to and including the literal
-/// header: `(flags) "date" {len}` (`{len+}` for LITERAL+).
+/// Arguments of one message in an APPEND, up to its literal's header:
+/// `(flags) "date" {len}` (`{len+}` for LITERAL+), without the CRLF.
 pub(crate) fn append_args(
     flags: &[Flag],
     date: Option<&DateTime<FixedOffset>>,
@@ -273,13 +273,19 @@ mod tests {
             uids("A1 OK [APPENDUID 38505 9:7,3] done\r\n", 4),
             Some(vec![3, 7, 8, 9])
         );
-        assert_eq!(uids("A1 OK [APPENDUID 38505 42] done\r\n", 1), Some(vec![42]));
+        assert_eq!(
+            uids("A1 OK [APPENDUID 38505 42] done\r\n", 1),
+            Some(vec![42])
+        );
         // More UIDs than messages, or one twice: not ours to guess about.
         assert_eq!(uids("A1 OK [APPENDUID 38505 5:9] done\r\n", 4), None);
         assert_eq!(uids("A1 OK [APPENDUID 38505 1:4294967295] x\r\n", 50), None);
         assert_eq!(uids("A1 OK [APPENDUID 38505 5,5:6] done\r\n", 3), None);
         // Fewer is left for the caller to notice.
-        assert_eq!(uids("A1 OK [APPENDUID 38505 5:6] done\r\n", 3), Some(vec![5, 6]));
+        assert_eq!(
+            uids("A1 OK [APPENDUID 38505 5:6] done\r\n", 3),
+            Some(vec![5, 6])
+        );
     }
 
     #[test]
