@@ -34,13 +34,21 @@ struct Setup {
 }
 
 fn setup(users: &[&str]) -> Setup {
+    setup_with(users, None)
+}
+
+/// Like [`setup`], with a ferryd config file.
+fn setup_with(users: &[&str], config: Option<&str>) -> Setup {
     let src = Dovecot::start().unwrap();
     let dst = Dovecot::start().unwrap();
     for u in users {
         src.add_user(u, PW).unwrap();
         dst.add_user(u, PW).unwrap();
     }
-    let ferry = Ferryd::start();
+    let ferry = match config {
+        Some(c) => Ferryd::start_with_config(c),
+        None => Ferryd::start(),
+    };
     for (name, d) in [("old", &src), ("new", &dst)] {
         ferry.add_imap_endpoint(name, d.port(), src.master_user());
     }
@@ -313,4 +321,39 @@ async fn xoauth2_tokens_come_from_a_command_and_never_reach_the_log() {
         .unwrap()
         .to_string();
     assert!(detail.contains("no token for you"), "{detail}");
+}
+
+/// A byte budget far smaller than the mail in flight: four mailboxes of
+/// large items share 1 MB, and every item still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tight_byte_budget_slows_workers_but_never_blocks_them() {
+    let users = ["u1", "u2", "u3", "u4"];
+    let s = setup_with(
+        &users,
+        Some("[engine]\nmax_bytes_in_flight = 1048576\ngroup_bytes = 262144\nfetch_batch = 8\n"),
+    );
+    for (i, u) in users.iter().enumerate() {
+        let mut a = login(&s.src, u).await;
+        sample::fill(
+            &mut a,
+            &SampleSpec {
+                seed: 40 + i as u64,
+                messages: 40,
+                attachment_percent: 30,
+                huge: 0,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    s.ferry
+        .ctl_ok(&["batch", "start", "wave1", "--pass", "full"]);
+    s.ferry
+        .ctl_ok(&["batch", "wait", "wave1", "--timeout", "120"]);
+    for u in users {
+        assert_eq!(
+            mailcmp::diff(&contents(&s.src, u).await, &contents(&s.dst, u).await),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -168,7 +168,13 @@ pub async fn copy_items(
         let dst = w.dst.as_mut().expect("connected").session.as_mut();
         // The next group is fetched while this one is appended.
         let (appended, fetched) = tokio::join!(
-            append_group(w.app, &w.mailbox.address, dst, f, dname, st, items),
+            async {
+                let r = append_group(w.app, &w.mailbox.address, dst, f, dname, st, items).await;
+                // Released as soon as this group is written, never held while
+                // waiting for the next group's share: no worker can block another.
+                drop(held);
+                r
+            },
             async {
                 match next {
                     Some(g) => {
@@ -179,7 +185,6 @@ pub async fn copy_items(
                 }
             }
         );
-        drop(held);
         let failed = appended?;
         for _ in 0..failed {
             w.charge()?;
