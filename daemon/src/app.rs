@@ -25,6 +25,9 @@ pub struct App {
     pub commands: tokio::sync::Mutex<()>,
     /// Head at the last snapshot written.
     snapshot_head: std::sync::Mutex<u64>,
+    /// The views' head, changed after each fold: the engine wakes on it,
+    /// not on the log's head, so it never looks at views not yet folded.
+    pub views_head: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,7 @@ impl App {
             draining: AtomicBool::new(false),
             commands: tokio::sync::Mutex::new(()),
             snapshot_head: std::sync::Mutex::new(head),
+            views_head: tokio::sync::watch::channel(head).0,
         };
         app.catch_up();
         Ok(app)
@@ -107,6 +111,11 @@ impl App {
                 }
             }
         }
+        self.views_head.send_if_modified(|h| {
+            let moved = *h != views.head;
+            *h = views.head;
+            moved
+        });
         let every = self.config.read().unwrap().snapshot_every;
         let mut last = self.snapshot_head.lock().unwrap();
         if views.head >= *last + every {

@@ -50,7 +50,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             fetch_batch: 64,
-            max_bytes_in_flight: 64 << 20,
+            max_bytes_in_flight: 32 << 20,
             group_bytes: 4 << 20,
             retries: 6,
             backoff_ms: 200,

@@ -200,7 +200,7 @@ pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
             running: Mutex::new(HashMap::new()),
             app: app.clone(),
         });
-        let mut head = app.store.follow();
+        let mut head = app.views_head.subscribe();
         let mut stop = shutdown;
         loop {
             engine.scan().await;
