@@ -33,6 +33,9 @@ pub enum Dir {
     /// Server to client.
     Down,
     Both,
+    /// The server's first bytes after the client sent an APPEND: the server
+    /// has stored the message and the client never hears so.
+    AppendAnswer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,18 +167,24 @@ fn counted((up, down): (u64, u64), dir: Dir) -> u64 {
     match dir {
         Dir::Up => up,
         Dir::Down => down,
-        Dir::Both => up + down,
+        Dir::Both | Dir::AppendAnswer => up + down,
     }
 }
 
 /// Counts `n` bytes about to be forwarded (`up`: client to server); returns
 /// how many may go before the armed fault fires, and the fault if it fires.
-fn account(sh: &Shared, n: usize, up: bool) -> (usize, Option<Fault>) {
+/// `append_sent`: this connection sent an APPEND that is not answered yet.
+fn account(sh: &Shared, n: usize, up: bool, append_sent: bool) -> (usize, Option<Fault>) {
     let mut total = sh.total.lock().unwrap();
     let mut armed = sh.armed.lock().unwrap();
     let mut go = n;
     let mut fires = None;
-    if let Some((fault, dir, at)) = *armed
+    if let Some((fault, Dir::AppendAnswer, _)) = *armed {
+        if !up && append_sent {
+            go = 0;
+            fires = Some(fault);
+        }
+    } else if let Some((fault, dir, at)) = *armed
         && (dir == Dir::Both || (dir == Dir::Up) == up)
     {
         let now = counted(*total, dir);
@@ -209,6 +218,7 @@ async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
     let _ = upstream.set_nodelay(true);
     let mut up = vec![0u8; 16 * 1024];
     let mut down = vec![0u8; 16 * 1024];
+    let mut append_sent = false;
     let fault = loop {
         // Reads are cancel-safe, so whichever side has data first is served.
         let (n, to_upstream) = tokio::select! {
@@ -219,7 +229,17 @@ async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
             Ok(0) | Err(_) => break None,
             Ok(n) => n,
         };
-        let (go, fault) = account(&sh, n, to_upstream);
+        if to_upstream
+            && up[..n]
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"APPEND "))
+        {
+            append_sent = true;
+        }
+        let (go, fault) = account(&sh, n, to_upstream, append_sent);
+        if !to_upstream {
+            append_sent = false;
+        }
         let res = if to_upstream {
             upstream.write_all(&up[..go]).await
         } else {
