@@ -78,6 +78,18 @@ pub struct MailboxView {
     pub cut_over_us: Option<i64>,
 }
 
+/// The folder's progress, created on first sight; no allocation after that
+/// (this runs for every item event of a rebuild).
+fn progress<'a>(
+    folders: &'a mut BTreeMap<String, FolderProgress>,
+    name: &str,
+) -> &'a mut FolderProgress {
+    if !folders.contains_key(name) {
+        folders.insert(name.to_string(), FolderProgress::default());
+    }
+    folders.get_mut(name).expect("just inserted")
+}
+
 pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
     let address = match &env.event {
         Event::MailboxAdded { batch, mailbox } => {
@@ -152,16 +164,16 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             destination,
             ..
         } => {
-            let f = m.folders.entry(source.clone()).or_default();
+            let f = progress(&mut m.folders, source);
             f.destination = Some(destination.clone());
             f.error = None;
         }
         Event::FolderFailed { folder, reason, .. } => {
-            m.folders.entry(folder.clone()).or_default().error = Some(reason.clone());
+            progress(&mut m.folders, folder).error = Some(reason.clone());
         }
         Event::FolderCounted { side, counts, .. } => {
             for c in counts {
-                let f = m.folders.entry(c.folder.clone()).or_default();
+                let f = progress(&mut m.folders, &c.folder);
                 match side {
                     Side::Source => {
                         f.source_items = Some(c.items);
@@ -176,7 +188,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             }
         }
         Event::ItemCopied { key, size, .. } => {
-            let f = m.folders.entry(key.folder.clone()).or_default();
+            let f = progress(&mut m.folders, &key.folder);
             f.counts.copied += 1;
             f.counts.bytes += size;
             m.totals.copied += 1;
@@ -184,22 +196,14 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             m.errors.remove(key);
         }
         Event::ItemSkipped { key, .. } => {
-            m.folders
-                .entry(key.folder.clone())
-                .or_default()
-                .counts
-                .skipped += 1;
+            progress(&mut m.folders, &key.folder).counts.skipped += 1;
             m.totals.skipped += 1;
             m.errors.remove(key);
         }
         Event::ItemFailed {
             key, class, reason, ..
         } => {
-            m.folders
-                .entry(key.folder.clone())
-                .or_default()
-                .counts
-                .failed += 1;
+            progress(&mut m.folders, &key.folder).counts.failed += 1;
             m.totals.failed += 1;
             let attempts = m.errors.get(key).map_or(0, |e| e.attempts) + 1;
             m.errors.insert(

@@ -56,12 +56,15 @@ impl Watermarks {
     }
 
     fn mark(&mut self, mailbox: &str, key: &ItemKey) -> &mut FolderMark {
-        let m = self
-            .marks
-            .entry(mailbox.to_string())
-            .or_default()
-            .entry(key.folder.clone())
-            .or_default();
+        // Lookups before inserts: no allocation per event once seen.
+        if !self.marks.contains_key(mailbox) {
+            self.marks.insert(mailbox.to_string(), BTreeMap::new());
+        }
+        let folders = self.marks.get_mut(mailbox).expect("just inserted");
+        if !folders.contains_key(&key.folder) {
+            folders.insert(key.folder.clone(), FolderMark::default());
+        }
+        let m = folders.get_mut(&key.folder).expect("just inserted");
         // A new UIDVALIDITY makes every old UID meaningless here; the engine
         // re-matches by content and records the result under the new one.
         if m.uidvalidity != key.uidvalidity {
