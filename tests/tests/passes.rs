@@ -311,3 +311,24 @@ async fn a_stopped_batch_resumes_without_duplicates() {
     assert_eq!(mailcmp::diff(&src, &dst), Vec::<String>::new());
     assert_eq!(events(&s.ferry, "ItemCopied").len(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_error_budget_a_mailbox_fails() {
+    let s = setup(10, &["--error-budget", "1"]).await;
+    // Two messages the destination refuses (Dovecot stores no empty message).
+    let mut m = maildir::open(&s.root.join(ADDR), false).unwrap();
+    for _ in 0..2 {
+        m.append(&inbox(), &[], None, bytes::Bytes::new())
+            .await
+            .unwrap();
+    }
+    drop(m);
+    assert!(!pass(&s.ferry, &["full"]), "batch wait reports the failure");
+    let mb = s.ferry.ctl_json(&["mailbox", "show", ADDR]);
+    assert_eq!(mb["data"]["state"], "Failed", "{mb}");
+    let detail = mb["data"]["last_pass"]["detail"].as_str().unwrap();
+    assert!(detail.contains("error budget of 1"), "{detail}");
+    assert_eq!(events(&s.ferry, "ItemFailed").len(), 2);
+    let show = s.ferry.ctl_json(&["batch", "show", "b"]);
+    assert_eq!(show["data"]["state"], "Failed", "{show}");
+}

@@ -243,7 +243,22 @@ impl Dovecot {
         // Rename so the auth process never reads a half-written file.
         let tmp = self.dir.path().join("users.new");
         fs::write(&tmp, text)?;
-        fs::rename(tmp, users)
+        fs::rename(tmp, users)?;
+        // The auth process may still hold the file it read in the same
+        // second: ask it until it knows the user, so a login cannot race.
+        for _ in 0..100 {
+            let ok = self
+                .doveadm(&["auth", "test", name, password])
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(io::Error::other(format!(
+            "dovecot did not learn user {name} in 5 s"
+        )))
     }
 
     /// Runs `doveadm -c CONFIG args...` and returns its output.
