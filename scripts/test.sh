@@ -13,4 +13,7 @@ if ! [ -x /usr/sbin/dovecot ] || ! [ -x /usr/bin/doveadm ]; then
 fi
 scripts/cyrus.sh
 
+# The integration tests drive the real ferryd and ferryctl binaries, which
+# `cargo test` does not build for packages without tests of their own.
+cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
