@@ -234,39 +234,8 @@ async fn xoauth2_tokens_come_from_a_command_and_never_reach_the_log() {
     // password, which lets a real server accept our XOAUTH2 exchange.
     let tokens = ferry.file("token", &format!("{PW}\n"));
     let cmd = format!("cat {}", tokens.display());
-    for (name, d) in [("old", &src), ("new", &dst)] {
-        ferry.ctl_ok(&[
-            "endpoint",
-            "add",
-            name,
-            "--kind",
-            "imap",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &d.port().to_string(),
-            "--tls",
-            "none",
-            "--oauth-token-command",
-            &cmd,
-        ]);
-    }
-    let csv = ferry.file(
-        "b.csv",
-        "SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n\
-         anna@old.example,anna@new.example,anna,anna\n",
-    );
-    ferry.ctl_ok(&[
-        "batch",
-        "create",
-        "wave1",
-        "--source",
-        "old",
-        "--destination",
-        "new",
-        "--csv",
-        csv.to_str().unwrap(),
-    ]);
+    oauth_endpoints(&ferry, &src, &dst, &cmd);
+    ferry.create_batch("wave1", "old", "new", &["anna"], &[]);
     run_pass(&ferry, "full");
     assert_eq!(
         mailcmp::diff(&contents(&src, "anna").await, &contents(&dst, "anna").await),
@@ -278,23 +247,7 @@ async fn xoauth2_tokens_come_from_a_command_and_never_reach_the_log() {
 
     // A failing token command fails the mailbox with the command's words.
     let ferry2 = Ferryd::start();
-    for (name, d) in [("old", &src), ("new", &dst)] {
-        ferry2.ctl_ok(&[
-            "endpoint",
-            "add",
-            name,
-            "--kind",
-            "imap",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &d.port().to_string(),
-            "--tls",
-            "none",
-            "--oauth-token-command",
-            "echo no token for you >&2; exit 3",
-        ]);
-    }
+    oauth_endpoints(&ferry2, &src, &dst, "echo no token for you >&2; exit 3");
     let csv = ferry2.file(
         "b.csv",
         "SourceEmail,DestinationEmail\nanna@old.example,anna@new.example\n",
@@ -355,5 +308,27 @@ async fn a_tight_byte_budget_slows_workers_but_never_blocks_them() {
             mailcmp::diff(&contents(&s.src, u).await, &contents(&s.dst, u).await),
             Vec::<String>::new()
         );
+    }
+}
+
+/// Endpoints `old` and `new` on `src` and `dst` that log users in with
+/// XOAUTH2, tokens printed by `cmd`.
+fn oauth_endpoints(ferry: &Ferryd, src: &Dovecot, dst: &Dovecot, cmd: &str) {
+    for (name, d) in [("old", src), ("new", dst)] {
+        ferry.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &d.port().to_string(),
+            "--tls",
+            "none",
+            "--oauth-token-command",
+            cmd,
+        ]);
     }
 }
