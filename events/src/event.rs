@@ -309,6 +309,83 @@ pub enum Event {
         class: String,
         reason: String,
     },
+    /// `batch complete`: a final delta pass at or after `not_before_us`
+    /// (CompleteAfter), then the batch is Completed. The event's sequence
+    /// is the id of that pass.
+    CompletionRequested {
+        batch: String,
+        not_before_us: Option<i64>,
+    },
+    /// Where a batch's pass reports go. A webhook URL may carry a token, so
+    /// it is kept as a secret; `webhook_shown` is its scheme, host and path.
+    NotifySet {
+        batch: String,
+        emails: Vec<String>,
+        webhook: Option<SecretRef>,
+        webhook_shown: Option<String>,
+    },
+    NotificationSent {
+        batch: String,
+        pass_id: u64,
+        channel: NotifyChannel,
+        target: String,
+        attempt: u32,
+    },
+    NotificationFailed {
+        batch: String,
+        pass_id: u64,
+        channel: NotifyChannel,
+        target: String,
+        attempt: u32,
+        reason: String,
+        /// Whether another attempt will be made.
+        retry: bool,
+    },
+    /// `cutover`: a final delta pass over these mailboxes (the event's
+    /// sequence is its pass id), then their routing actions.
+    CutoverRequested {
+        batch: String,
+        mailboxes: Vec<String>,
+        forced: bool,
+        /// The refusals `--force` overrode, one line each.
+        overridden: Vec<String>,
+    },
+    /// One routing step of a cutover (runbook written, hook run) and its outcome.
+    RoutingAction {
+        mailbox: String,
+        batch: String,
+        action: String,
+        ok: bool,
+        detail: String,
+    },
+    /// `mx check`: what the domain's MX answered, and from which server.
+    MxChecked {
+        domain: String,
+        /// `PREFERENCE HOST`, lowest preference first.
+        hosts: Vec<String>,
+        ttl: u32,
+        server: String,
+    },
+    /// The authoritative servers were polled after an MX switch.
+    MxVerified {
+        domain: String,
+        to: String,
+        ok: bool,
+        detail: String,
+    },
+    /// A deleted batch's events were exported to a verifiable archive.
+    BatchArchived {
+        batch: String,
+        file: String,
+        events: u64,
+        sha256: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NotifyChannel {
+    Webhook,
+    Email,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -349,6 +426,15 @@ impl Event {
             Event::BatchDeleted { .. } => "BatchDeleted",
             Event::UidValidityChanged { .. } => "UidValidityChanged",
             Event::FolderFailed { .. } => "FolderFailed",
+            Event::CompletionRequested { .. } => "CompletionRequested",
+            Event::NotifySet { .. } => "NotifySet",
+            Event::NotificationSent { .. } => "NotificationSent",
+            Event::NotificationFailed { .. } => "NotificationFailed",
+            Event::CutoverRequested { .. } => "CutoverRequested",
+            Event::RoutingAction { .. } => "RoutingAction",
+            Event::MxChecked { .. } => "MxChecked",
+            Event::MxVerified { .. } => "MxVerified",
+            Event::BatchArchived { .. } => "BatchArchived",
         }
     }
 }

@@ -184,5 +184,62 @@ pub fn every_event() -> Vec<Event> {
             old: 7,
             new: 8,
         },
+        Event::CompletionRequested {
+            batch: "wave-1".into(),
+            not_before_us: Some(1_800_100_000_000_000),
+        },
+        Event::NotifySet {
+            batch: "wave-1".into(),
+            emails: vec!["ops@example.org".into()],
+            webhook: Some(SecretRef("sec-3".into())),
+            webhook_shown: Some("https://hooks.example.org/ferry".into()),
+        },
+        Event::NotificationSent {
+            batch: "wave-1".into(),
+            pass_id: 5,
+            channel: NotifyChannel::Webhook,
+            target: "https://hooks.example.org/ferry".into(),
+            attempt: 1,
+        },
+        Event::NotificationFailed {
+            batch: "wave-1".into(),
+            pass_id: 5,
+            channel: NotifyChannel::Email,
+            target: "ops@example.org".into(),
+            attempt: 2,
+            reason: "connection refused".into(),
+            retry: true,
+        },
+        Event::CutoverRequested {
+            batch: "wave-1".into(),
+            mailboxes: vec!["anna@example.org".into()],
+            forced: true,
+            overridden: vec!["anna@example.org has 1 unresolved error".into()],
+        },
+        Event::RoutingAction {
+            mailbox: "anna@example.org".into(),
+            batch: "wave-1".into(),
+            action: "hook".into(),
+            ok: false,
+            detail: "exit 3: no such group".into(),
+        },
+        Event::MxChecked {
+            domain: "example.org".into(),
+            hosts: vec!["10 mx1.example.org.".into()],
+            ttl: 3600,
+            server: "127.0.0.1:53".into(),
+        },
+        Event::MxVerified {
+            domain: "example.org".into(),
+            to: "example-org.mail.protection.outlook.com.".into(),
+            ok: true,
+            detail: "2 of 2 servers answer the new MX".into(),
+        },
+        Event::BatchArchived {
+            batch: "wave-1".into(),
+            file: "/var/lib/ferry/archive/wave-1.jsonl".into(),
+            events: 1234,
+            sha256: "ab".repeat(32),
+        },
     ]
 }
