@@ -167,10 +167,13 @@ enum BatchCmd {
         #[command(flatten)]
         expect: Expect,
     },
+    /// Run delta passes by cron (5-field crontab or 6-7 fields with
+    /// seconds); `--delta off` removes the schedule.
     Schedule {
         name: String,
         #[arg(long)]
         delta: String,
+        /// IANA time zone the expression is read in (default UTC).
         #[arg(long)]
         tz: Option<String>,
     },
@@ -187,8 +190,12 @@ enum BatchCmd {
     Stop {
         name: String,
     },
+    /// A final delta pass, then the batch is Completed.
     Complete {
         name: String,
+        /// CompleteAfter: an RFC 3339 time or a delay such as 8h.
+        #[arg(long)]
+        at: Option<String>,
     },
     Delete {
         name: String,
@@ -424,7 +431,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             return wait(&client, &name, timeout.map(Duration::from_secs), json).await;
         }
         Cmd::Batch(BatchCmd::Stop { name }) => Request::BatchStop { name },
-        Cmd::Batch(BatchCmd::Complete { name }) => Request::BatchComplete { name },
+        Cmd::Batch(BatchCmd::Complete { name, at }) => Request::BatchComplete {
+            name,
+            at: at.as_deref().map(parse_at).transpose()?,
+        },
         Cmd::Batch(BatchCmd::Delete { name, force }) => Request::BatchDelete { name, force },
         Cmd::Mailbox(MailboxCmd::Show { address }) => Request::MailboxShow { address },
         Cmd::Cutover { addresses, force } => Request::Cutover { addresses, force },
@@ -478,9 +488,10 @@ async fn wait(
                 name: name.to_string(),
             })
             .await?;
-        let Response::Batch(b) = &resp else {
+        let Response::Batch(detail) = &resp else {
             bail!("ferryd answered batch show with something else");
         };
+        let b = &detail.batch;
         if b.running_pass().is_none() && b.pending.is_empty() {
             output::print(&resp, json)?;
             let failed = b

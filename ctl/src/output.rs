@@ -2,7 +2,9 @@
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use ferry_ctl::Response;
-use ferry_projections::{BatchView, MailboxView};
+use ferry_ctl::wire::BatchDetail;
+use ferry_projections::MailboxView;
+use ferry_projections::batches::PassPurpose;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -96,33 +98,124 @@ fn print_endpoints(es: &[ferry_projections::EndpointView]) {
     println!("{t}");
 }
 
-fn print_batch(b: &BatchView) {
+fn print_batch(d: &BatchDetail) {
+    let b = &d.batch;
     println!(
         "batch {}: {} ({} → {}), version {}, max {} concurrent",
         b.name, b.state, b.source, b.destination, b.version, b.options.max_concurrent
     );
-    if let Some((cron, tz)) = &b.schedule {
-        println!("delta schedule: {cron} ({tz})");
+    if let Some(s) = &b.schedule {
+        println!(
+            "delta schedule: {} ({}); fired {}, skipped {}, missed {}{}",
+            s.cron,
+            s.tz,
+            s.fired,
+            s.skipped,
+            s.missed,
+            d.next_fire_us
+                .map(|t| format!("; next {}", time(t)))
+                .unwrap_or_default()
+        );
     }
     for p in &b.pending {
         println!(
-            "pending: {} pass{}",
+            "pending: {} pass{}{}",
             p.pass.as_str(),
+            purpose(&p.purpose),
             p.not_before_us
                 .map(|t| format!(" not before {}", time(t)))
                 .unwrap_or_default()
         );
     }
-    if let Some(p) = b.passes.last() {
-        println!(
-            "last pass: {} started {}{}",
-            p.pass.as_str(),
-            time(p.started_us),
-            match (p.outcome, p.finished_us) {
-                (Some(o), Some(f)) => format!(", {o:?} at {}", time(f)),
-                _ => ", running".into(),
-            }
-        );
+    let now = chrono::Utc::now().timestamp_micros();
+    println!(
+        "copied {} ({}), skipped {}, failed {}; lag {} items; {} passes; last delta {}",
+        d.totals.copied,
+        bytes(d.totals.bytes),
+        d.totals.skipped,
+        d.totals.failed,
+        d.lag,
+        b.passes.len(),
+        b.last_delta_us()
+            .map(time)
+            .unwrap_or_else(|| "never".into())
+    );
+    if !b.passes.is_empty() {
+        let mut t = table(&[
+            "pass", "started", "duration", "outcome", "copied", "bytes", "rate", "failed",
+        ]);
+        for p in b.passes.iter().rev().take(10).rev() {
+            let end = p.finished_us.unwrap_or(now);
+            t.add_row(vec![
+                format!("{}{}", p.pass.as_str(), purpose(&p.purpose)),
+                time(p.started_us),
+                format!("{:.1} s", (end - p.started_us) as f64 / 1e6),
+                p.outcome
+                    .map(|o| format!("{o:?}"))
+                    .unwrap_or_else(|| "running".into()),
+                p.counts.copied.to_string(),
+                bytes(p.counts.bytes),
+                format!("{}/s", bytes(p.throughput(now) as u64)),
+                p.counts.failed.to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
+    if !d.mailbox_stats.is_empty() {
+        let mut t = table(&[
+            "mailbox",
+            "state",
+            "copied",
+            "skipped",
+            "failed",
+            "bytes",
+            "lag",
+            "errors",
+            "last pass",
+        ]);
+        for m in &d.mailbox_stats {
+            t.add_row(vec![
+                m.address.clone(),
+                m.state.to_string(),
+                m.totals.copied.to_string(),
+                m.totals.skipped.to_string(),
+                m.totals.failed.to_string(),
+                bytes(m.totals.bytes),
+                m.lag.to_string(),
+                m.errors.to_string(),
+                m.last_pass
+                    .as_ref()
+                    .map(|p| {
+                        let o = p.outcome.map(|o| format!("{o:?}"));
+                        format!("{} {}", p.pass.as_str(), o.as_deref().unwrap_or("running"))
+                    })
+                    .unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+    }
+}
+
+fn purpose(p: &PassPurpose) -> String {
+    match p {
+        PassPurpose::Sync => String::new(),
+        PassPurpose::Completion => " (completion)".into(),
+        PassPurpose::Cutover { mailboxes } => format!(" (cutover of {})", mailboxes.join(", ")),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -16,7 +16,7 @@ pub async fn watch(client: &Client, batch: &str) -> anyhow::Result<i32> {
     .progress_chars("=> ");
     let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
     loop {
-        let Response::Batch(b) = client
+        let Response::Batch(detail) = client
             .call(&Request::BatchShow {
                 name: batch.to_string(),
             })
@@ -24,6 +24,7 @@ pub async fn watch(client: &Client, batch: &str) -> anyhow::Result<i32> {
         else {
             bail!("ferryd answered batch show with something else");
         };
+        let b = &detail.batch;
         for address in &b.mailboxes {
             let Response::Mailbox(m) = client
                 .call(&Request::MailboxShow {

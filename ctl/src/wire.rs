@@ -6,8 +6,75 @@
 //! socket, and are never echoed back.
 
 use ferry_events::{EndpointKind, PassKind, TlsMode};
-use ferry_projections::{BatchView, EndpointView, MailboxView};
+use ferry_projections::mailboxes::{Counts, LastPass};
+use ferry_projections::{BatchView, EndpointView, MailboxState, MailboxView};
 use serde::{Deserialize, Serialize};
+
+/// `batch show`: the batch, how each of its mailboxes stands, and when
+/// its schedule fires next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchDetail {
+    #[serde(flatten)]
+    pub batch: BatchView,
+    pub mailbox_stats: Vec<MailboxStats>,
+    /// Summed over the mailboxes.
+    pub totals: Counts,
+    /// Items seen at the sources and not yet copied (see [`MailboxView::lag`]).
+    pub lag: u64,
+    pub next_fire_us: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxStats {
+    pub address: String,
+    pub destination: String,
+    pub state: MailboxState,
+    pub totals: Counts,
+    pub errors: usize,
+    pub lag: u64,
+    pub passes_run: u64,
+    pub last_pass: Option<LastPass>,
+    pub last_delta_us: Option<i64>,
+    pub cut_over_us: Option<i64>,
+}
+
+impl MailboxStats {
+    pub fn of(m: &MailboxView) -> MailboxStats {
+        MailboxStats {
+            address: m.address.clone(),
+            destination: m.spec.destination_address.clone(),
+            state: m.state,
+            totals: m.totals,
+            errors: m.errors.len(),
+            lag: m.lag(),
+            passes_run: m.passes_run,
+            last_pass: m.last_pass.clone(),
+            last_delta_us: m.last_delta_us,
+            cut_over_us: m.cut_over_us,
+        }
+    }
+}
+
+impl BatchDetail {
+    pub fn of(b: &BatchView, mailboxes: &[&MailboxView], next_fire_us: Option<i64>) -> Self {
+        let mailbox_stats: Vec<MailboxStats> =
+            mailboxes.iter().map(|m| MailboxStats::of(m)).collect();
+        let mut totals = Counts::default();
+        for m in &mailbox_stats {
+            totals.copied += m.totals.copied;
+            totals.skipped += m.totals.skipped;
+            totals.failed += m.totals.failed;
+            totals.bytes += m.totals.bytes;
+        }
+        BatchDetail {
+            batch: b.clone(),
+            lag: mailbox_stats.iter().map(|m| m.lag).sum(),
+            mailbox_stats,
+            totals,
+            next_fire_us,
+        }
+    }
+}
 
 /// Largest request body ferryd reads (a 2,000-row CSV fits many times over).
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -97,6 +164,9 @@ pub enum Request {
     },
     BatchComplete {
         name: String,
+        /// CompleteAfter: not before this time (RFC 3339).
+        #[serde(default)]
+        at: Option<String>,
     },
     BatchDelete {
         name: String,
@@ -192,7 +262,7 @@ pub enum Response {
     Status(StatusView),
     Endpoint(Box<EndpointView>),
     Endpoints(Vec<EndpointView>),
-    Batch(Box<BatchView>),
+    Batch(Box<BatchDetail>),
     Batches(Vec<BatchView>),
     Mailbox(Box<MailboxView>),
     Events {

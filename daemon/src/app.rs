@@ -146,10 +146,6 @@ impl App {
             tracing::warn!(error = %e, path = %path.display(), "snapshot not written");
         }
     }
-
-    pub fn actor_engine() -> Actor {
-        Actor::Engine
-    }
 }
 
 /// The snapshot when it is readable and not ahead of the log, else nothing.

@@ -44,6 +44,9 @@ pub struct EngineConfig {
     pub max_backoff_ms: u64,
     /// Timeout for any single network operation.
     pub io_timeout_s: u64,
+    /// Scheduled fires missed (ferryd down) run once if this recent; older
+    /// ones are recorded as missed.
+    pub schedule_catch_up_s: u64,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             backoff_ms: 200,
             max_backoff_ms: 30_000,
             io_timeout_s: 60,
+            schedule_catch_up_s: 6 * 3600,
         }
     }
 }

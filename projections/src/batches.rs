@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use ferry_events::{BatchOptions, Envelope, Event, Outcome, PassKind};
 use serde::{Deserialize, Serialize};
 
+use crate::mailboxes::Counts;
+
 /// Batch states, named as Microsoft's migration service names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BatchState {
@@ -44,15 +46,28 @@ impl std::fmt::Display for BatchState {
     }
 }
 
+/// Why a pass runs: an ordinary pass, the final delta pass of `batch
+/// complete`, or the final delta pass of a cutover (those mailboxes only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PassPurpose {
+    #[default]
+    Sync,
+    Completion,
+    Cutover {
+        mailboxes: Vec<String>,
+    },
+}
+
 /// A pass asked for and not yet started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPass {
-    /// Sequence of the `PassRequested` event; becomes the pass id.
+    /// Sequence of the requesting event; becomes the pass id.
     pub id: u64,
     pub pass: PassKind,
     pub older_than_days: Option<u32>,
     pub not_before_us: Option<i64>,
     pub requested_us: i64,
+    pub purpose: PassPurpose,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +77,32 @@ pub struct PassRecord {
     pub started_us: i64,
     pub finished_us: Option<i64>,
     pub outcome: Option<Outcome>,
+    pub purpose: PassPurpose,
+    /// Items copied, skipped and failed during this pass, with bytes copied.
+    pub counts: Counts,
+}
+
+impl PassRecord {
+    /// Bytes per second over the pass so far (or its whole run).
+    pub fn throughput(&self, now_us: i64) -> f64 {
+        let end = self.finished_us.unwrap_or(now_us);
+        let secs = (end - self.started_us).max(1) as f64 / 1e6;
+        self.counts.bytes as f64 / secs
+    }
+}
+
+/// A cron delta schedule and what became of its fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub cron: String,
+    pub tz: String,
+    /// When the schedule was set: fires before this are not owed.
+    pub set_us: i64,
+    /// The latest fire time handled (fired, skipped or missed).
+    pub last_due_us: Option<i64>,
+    pub fired: u64,
+    pub skipped: u64,
+    pub missed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,8 +117,7 @@ pub struct BatchView {
     pub pending: Vec<PendingPass>,
     /// Every pass started, oldest first; the last may be running.
     pub passes: Vec<PassRecord>,
-    /// (cron, time zone) of the delta schedule.
-    pub schedule: Option<(String, String)>,
+    pub schedule: Option<ScheduleView>,
     pub created_us: i64,
     /// Stream version of the batch stream, for expected-version checks.
     pub version: u64,
@@ -86,6 +126,27 @@ pub struct BatchView {
 impl BatchView {
     pub fn running_pass(&self) -> Option<&PassRecord> {
         self.passes.last().filter(|p| p.outcome.is_none())
+    }
+
+    /// Whether `batch complete` was asked for and has not yet finished.
+    pub fn completion_pending(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|p| p.purpose == PassPurpose::Completion)
+            || self
+                .running_pass()
+                .is_some_and(|p| p.purpose == PassPurpose::Completion)
+    }
+
+    /// When the last delta pass over the whole batch finished.
+    pub fn last_delta_us(&self) -> Option<i64> {
+        self.passes
+            .iter()
+            .rev()
+            .filter(|p| {
+                p.pass == PassKind::Delta && !matches!(p.purpose, PassPurpose::Cutover { .. })
+            })
+            .find_map(|p| p.finished_us)
     }
 }
 
@@ -120,6 +181,11 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
         | Event::PassStarted { batch, .. }
         | Event::PassFinished { batch, .. }
         | Event::ScheduleSet { batch, .. }
+        | Event::ScheduleFired { batch, .. }
+        | Event::ScheduleSkipped { batch, .. }
+        | Event::ScheduleMissed { batch, .. }
+        | Event::CompletionRequested { batch, .. }
+        | Event::CutoverRequested { batch, .. }
         | Event::BatchStopped { batch }
         | Event::BatchCompleted { batch, .. }
         | Event::BatchDeleted { batch, .. } => batch,
@@ -146,19 +212,45 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
             older_than_days: *older_than_days,
             not_before_us: *not_before_us,
             requested_us: env.time_us,
+            purpose: PassPurpose::Sync,
+        }),
+        Event::CompletionRequested { not_before_us, .. } => b.pending.push(PendingPass {
+            id: env.seq,
+            pass: PassKind::Delta,
+            older_than_days: None,
+            not_before_us: *not_before_us,
+            requested_us: env.time_us,
+            purpose: PassPurpose::Completion,
+        }),
+        Event::CutoverRequested { mailboxes, .. } => b.pending.push(PendingPass {
+            id: env.seq,
+            pass: PassKind::Delta,
+            older_than_days: None,
+            not_before_us: None,
+            requested_us: env.time_us,
+            purpose: PassPurpose::Cutover {
+                mailboxes: mailboxes.clone(),
+            },
         }),
         Event::PassStarted { pass_id, pass, .. } => {
-            b.pending.retain(|p| p.id != *pass_id);
+            let purpose = match b.pending.iter().position(|p| p.id == *pass_id) {
+                Some(i) => b.pending.remove(i).purpose,
+                None => PassPurpose::Sync,
+            };
+            b.state = if purpose == PassPurpose::Completion {
+                BatchState::Completing
+            } else {
+                BatchState::Syncing
+            };
             b.passes.push(PassRecord {
                 id: *pass_id,
                 pass: *pass,
                 started_us: env.time_us,
                 finished_us: None,
                 outcome: None,
+                purpose,
+                counts: Counts::default(),
             });
-            if b.state != BatchState::Completing {
-                b.state = BatchState::Syncing;
-            }
         }
         Event::PassFinished {
             pass_id, outcome, ..
@@ -169,6 +261,7 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
             }
             b.state = match (b.state, outcome) {
                 (BatchState::Stopping, _) | (_, Outcome::Stopped) => BatchState::Stopped,
+                (BatchState::Completing, Outcome::Failed) => BatchState::Failed,
                 (BatchState::Completing, Outcome::Succeeded) => BatchState::Completed,
                 (BatchState::Completing, Outcome::SucceededWithErrors) => {
                     BatchState::CompletedWithErrors
@@ -179,11 +272,27 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
             };
         }
         Event::ScheduleSet { cron, tz, .. } => {
-            b.schedule = if cron.is_empty() {
-                None
-            } else {
-                Some((cron.clone(), tz.clone()))
-            };
+            b.schedule = (!cron.is_empty()).then(|| ScheduleView {
+                cron: cron.clone(),
+                tz: tz.clone(),
+                set_us: env.time_us,
+                last_due_us: None,
+                fired: 0,
+                skipped: 0,
+                missed: 0,
+            });
+        }
+        Event::ScheduleFired { due_us, .. }
+        | Event::ScheduleSkipped { due_us, .. }
+        | Event::ScheduleMissed { due_us, .. } => {
+            if let Some(s) = b.schedule.as_mut() {
+                s.last_due_us = Some(s.last_due_us.map_or(*due_us, |d| d.max(*due_us)));
+                match &env.event {
+                    Event::ScheduleFired { .. } => s.fired += 1,
+                    Event::ScheduleSkipped { .. } => s.skipped += 1,
+                    _ => s.missed += 1,
+                }
+            }
         }
         Event::BatchStopped { .. } => {
             b.pending.clear();

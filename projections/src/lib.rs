@@ -42,6 +42,19 @@ pub struct DomainView {
     pub mx_switched: Option<(String, i64)>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutoverStage {
+    None,
+    /// Its final delta pass waits or runs.
+    Waiting(u64),
+    /// The final delta pass ended; the routing actions are owed.
+    Routing {
+        pass_id: u64,
+        forced: bool,
+    },
+    Done,
+}
+
 /// Every view, as of `head`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Projections {
@@ -94,6 +107,7 @@ impl Projections {
         }
         batches::apply(&mut self.batches, env);
         mailboxes::apply(&mut self.mailboxes, env);
+        self.count_in_pass(env);
         self.watermarks.apply(env);
         self.stats.apply(env);
         if let Event::BatchDeleted { batch, .. } = &env.event {
@@ -110,6 +124,30 @@ impl Projections {
         }
     }
 
+    /// Item outcomes also count toward the running pass of the mailbox's batch.
+    fn count_in_pass(&mut self, env: &Envelope) {
+        let (mailbox, copied, skipped, failed, bytes) = match &env.event {
+            Event::ItemCopied { mailbox, size, .. } => (mailbox, 1, 0, 0, *size),
+            Event::ItemSkipped { mailbox, .. } => (mailbox, 0, 1, 0, 0),
+            Event::ItemFailed { mailbox, .. } => (mailbox, 0, 0, 1, 0),
+            _ => return,
+        };
+        let Some(m) = self.mailboxes.get(mailbox) else {
+            return;
+        };
+        if let Some(p) = self
+            .batches
+            .get_mut(&m.batch)
+            .and_then(|b| b.passes.last_mut())
+            .filter(|p| p.outcome.is_none())
+        {
+            p.counts.copied += copied;
+            p.counts.skipped += skipped;
+            p.counts.failed += failed;
+            p.counts.bytes += bytes;
+        }
+    }
+
     /// Folds every envelope of `log` in order.
     pub fn rebuild<'a>(log: impl IntoIterator<Item = &'a Envelope>) -> Self {
         let mut p = Projections::default();
@@ -117,6 +155,34 @@ impl Projections {
             p.apply(env);
         }
         p
+    }
+
+    /// Where the cutover of `address` stands.
+    pub fn cutover_stage(&self, address: &str) -> CutoverStage {
+        let Some(m) = self.mailboxes.get(address) else {
+            return CutoverStage::None;
+        };
+        if m.cut_over_us.is_some() {
+            return CutoverStage::Done;
+        }
+        let Some((id, forced)) = m.cutover else {
+            return CutoverStage::None;
+        };
+        let Some(b) = self.batches.get(&m.batch) else {
+            return CutoverStage::None;
+        };
+        if b.pending.iter().any(|p| p.id == id) {
+            return CutoverStage::Waiting(id);
+        }
+        match b.passes.iter().rev().find(|p| p.id == id) {
+            Some(p) if p.outcome.is_none() => CutoverStage::Waiting(id),
+            Some(_) => CutoverStage::Routing {
+                pass_id: id,
+                forced,
+            },
+            // Its pass was dropped (the batch was stopped before it ran).
+            None => CutoverStage::None,
+        }
     }
 
     /// The batch (if any) holding `address` that is not completed or deleted.

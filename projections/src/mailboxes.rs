@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use ferry_events::{Envelope, Event, ItemKey, MailboxSpec, Outcome, PassKind, Side};
 use serde::{Deserialize, Serialize};
 
+/// The `RoutingAction` that ends a cutover without cutting the user over.
+pub const ABANDONED: &str = "abandoned";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MailboxState {
     Queued,
@@ -59,6 +62,8 @@ pub struct LastPass {
     pub finished_us: Option<i64>,
     pub outcome: Option<Outcome>,
     pub detail: String,
+    /// What this pass did to items, with bytes copied.
+    pub counts: Counts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +81,26 @@ pub struct MailboxView {
     pub last_pass: Option<LastPass>,
     pub passes_run: u64,
     pub cut_over_us: Option<i64>,
+    /// When the mailbox's last delta pass finished.
+    pub last_delta_us: Option<i64>,
+    /// The cutover asked for and not yet done: its pass id, and whether
+    /// it was forced past refusals.
+    pub cutover: Option<(u64, bool)>,
+}
+
+impl MailboxView {
+    /// Items the source was last seen holding that are neither copied nor
+    /// skipped: the work a delta pass would still find (an estimate, since
+    /// items deleted at the source after their copy still count as copied).
+    pub fn lag(&self) -> u64 {
+        self.folders
+            .values()
+            .filter_map(|f| {
+                let seen = f.source_items?;
+                Some(seen.saturating_sub(f.counts.copied + f.counts.skipped))
+            })
+            .sum()
+    }
 }
 
 /// The folder's progress, created on first sight; no allocation after that
@@ -106,6 +131,8 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                     last_pass: None,
                     passes_run: 0,
                     cut_over_us: None,
+                    last_delta_us: None,
+                    cutover: None,
                 },
             );
             return;
@@ -118,7 +145,20 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         | Event::ItemCopied { mailbox, .. }
         | Event::ItemSkipped { mailbox, .. }
         | Event::ItemFailed { mailbox, .. }
-        | Event::UserCutOver { mailbox, .. } => mailbox,
+        | Event::UserCutOver { mailbox, .. }
+        | Event::RoutingAction { mailbox, .. } => mailbox,
+        Event::CutoverRequested {
+            mailboxes: list,
+            forced,
+            ..
+        } => {
+            for a in list {
+                if let Some(m) = mailboxes.get_mut(a) {
+                    m.cutover = Some((env.seq, *forced));
+                }
+            }
+            return;
+        }
         _ => return,
     };
     let Some(m) = mailboxes.get_mut(address) else {
@@ -134,6 +174,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 finished_us: None,
                 outcome: None,
                 detail: String::new(),
+                counts: Counts::default(),
             });
         }
         Event::MailboxPassFinished {
@@ -147,6 +188,9 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 lp.finished_us = Some(env.time_us);
                 lp.outcome = Some(*outcome);
                 lp.detail = detail.clone();
+                if lp.pass == PassKind::Delta {
+                    m.last_delta_us = Some(env.time_us);
+                }
             }
             if m.cut_over_us.is_none() {
                 m.state = match outcome {
@@ -193,11 +237,18 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             f.counts.bytes += size;
             m.totals.copied += 1;
             m.totals.bytes += size;
+            if let Some(lp) = m.last_pass.as_mut() {
+                lp.counts.copied += 1;
+                lp.counts.bytes += size;
+            }
             m.errors.remove(key);
         }
         Event::ItemSkipped { key, .. } => {
             progress(&mut m.folders, &key.folder).counts.skipped += 1;
             m.totals.skipped += 1;
+            if let Some(lp) = m.last_pass.as_mut() {
+                lp.counts.skipped += 1;
+            }
             m.errors.remove(key);
         }
         Event::ItemFailed {
@@ -205,6 +256,9 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         } => {
             progress(&mut m.folders, &key.folder).counts.failed += 1;
             m.totals.failed += 1;
+            if let Some(lp) = m.last_pass.as_mut() {
+                lp.counts.failed += 1;
+            }
             let attempts = m.errors.get(key).map_or(0, |e| e.attempts) + 1;
             m.errors.insert(
                 key.clone(),
@@ -220,7 +274,9 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         Event::UserCutOver { .. } => {
             m.state = MailboxState::CutOver;
             m.cut_over_us = Some(env.time_us);
+            m.cutover = None;
         }
+        Event::RoutingAction { action, .. } if action == ABANDONED => m.cutover = None,
         _ => {}
     }
 }

@@ -757,18 +757,81 @@ fn audit_exports_verify_and_tampering_names_the_line() {
 }
 
 #[test]
-fn commands_without_an_engine_say_not_available_and_record_nothing() {
+fn schedule_complete_and_cutover_refuse_bad_input_and_record_nothing() {
     let d = Ferryd::start();
     fixture(&d);
-    for args in [
-        &["batch", "schedule", "b-imap", "--delta", "0 2 * * *"][..],
+    refused(
+        &d,
+        &["batch", "schedule", "b-imap", "--delta", "0 2 * *"],
+        &["4 fields", "give 5"],
+    );
+    refused(
+        &d,
+        &["batch", "schedule", "b-imap", "--delta", "0 25 * * *"],
+        &["0 25 * * *"],
+    );
+    refused(
+        &d,
+        &[
+            "batch",
+            "schedule",
+            "b-imap",
+            "--delta",
+            "0 2 * * *",
+            "--tz",
+            "Mars/Olympus",
+        ],
+        &["unknown time zone", "Mars/Olympus"],
+    );
+    refused(
+        &d,
+        &["batch", "schedule", "b-imap", "--delta", "off"],
+        &["has no delta schedule"],
+    );
+    refused(
+        &d,
+        &["batch", "schedule", "nope", "--delta", "0 2 * * *"],
+        &["nope"],
+    );
+    refused(
+        &d,
         &["batch", "complete", "b-imap"],
+        &["batch b-imap is Created", "run a full pass first"],
+    );
+    refused(
+        &d,
+        &["batch", "complete", "b-imap", "--at", "tomorrow-ish"],
+        &["--at", "tomorrow-ish"],
+    );
+    refused(
+        &d,
         &["cutover", "anna@new.example"],
-        &["mx", "check", "new.example"],
-        &["mx", "switch", "new.example", "--to", "mx.new.example"],
-    ] {
-        refused(&d, args, &["not available"]);
-    }
+        &["anna@new.example was never copied", "--force"],
+    );
+    refused(
+        &d,
+        &["cutover", "nobody@new.example"],
+        &["nobody@new.example"],
+    );
+
+    // A good schedule is recorded and shown, with its next fire.
+    let out = d.ctl_ok(&[
+        "batch",
+        "schedule",
+        "b-imap",
+        "--delta",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Paris",
+    ]);
+    assert!(out.contains("next at"), "{out}");
+    let b = d.ctl_json(&["batch", "show", "b-imap"]);
+    assert_eq!(b["data"]["schedule"]["cron"], "30 2 * * *");
+    assert_eq!(b["data"]["schedule"]["tz"], "Europe/Paris");
+    assert!(b["data"]["next_fire_us"].as_i64().is_some(), "{b}");
+    d.ctl_ok(&["batch", "schedule", "b-imap", "--delta", "off"]);
+    let b = d.ctl_json(&["batch", "show", "b-imap"]);
+    assert!(b["data"]["schedule"].is_null(), "{b}");
 }
 
 #[test]

@@ -7,11 +7,12 @@ use ferry_ctl::wire::{Request, Response};
 use ferry_events::{
     Actor, BatchOptions, Event, ExpectedVersion, MailboxSpec, PassKind, SecretRef, stream,
 };
-use ferry_projections::BatchState;
 
-use super::{check_name, conflict, done, invalid, not_found, store_error};
+use super::rules::{self, Command};
+use super::{check_name, conflict, done, invalid, not_found, now_us, store_error};
 use crate::app::App;
 use crate::csvimport::{self, MAX_ROWS};
+use crate::scheduler::Cron;
 
 /// Pre-stage cut-off when `--older-than` is not given.
 const DEFAULT_PRESTAGE_DAYS: u32 = 90;
@@ -92,12 +93,7 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
                     .batches
                     .get(&name)
                     .ok_or_else(|| not_found("batch", &name))?;
-                if !b.state.is_active() {
-                    return Err(conflict(format!(
-                        "batch {name} is {}; users cannot be added",
-                        b.state
-                    )));
-                }
+                rules::check(&views, b, &Command::AddUsers, now_us()).map_err(conflict)?;
                 if b.mailboxes.len() + rows.len() > MAX_ROWS {
                     return Err(invalid(format!(
                         "batch {name} would hold {} mailboxes; at most {MAX_ROWS}",
@@ -183,14 +179,7 @@ pub async fn start(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respons
     else {
         unreachable!("dispatched by op")
     };
-    let not_before_us = match at {
-        Some(t) => Some(
-            chrono::DateTime::parse_from_rfc3339(&t)
-                .map_err(|e| invalid(format!("--at {t:?}: {e}")))?
-                .timestamp_micros(),
-        ),
-        None => None,
-    };
+    let not_before_us = at.as_deref().map(|t| parse_time("--at", t)).transpose()?;
     let older_than_days = match (pass, older_than_days) {
         (PassKind::Prestage, d) => Some(d.unwrap_or(DEFAULT_PRESTAGE_DAYS)),
         (_, Some(_)) => return Err(invalid("--older-than applies only to a prestage pass")),
@@ -203,42 +192,7 @@ pub async fn start(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respons
             .batches
             .get(&name)
             .ok_or_else(|| not_found("batch", &name))?;
-        if !b.state.is_active() {
-            return Err(conflict(format!("batch {name} is {}", b.state)));
-        }
-        if b.state == BatchState::Stopping {
-            return Err(conflict(format!(
-                "batch {name} is stopping; start it again once it is Stopped"
-            )));
-        }
-        if let Some(p) = b.running_pass() {
-            return Err(conflict(format!(
-                "batch {name} is running a {} pass; wait for it (batch wait) or stop it",
-                p.pass.as_str()
-            )));
-        }
-        if let Some(p) = b.pending.first() {
-            return Err(conflict(format!(
-                "batch {name} already has a {} pass waiting to start",
-                p.pass.as_str()
-            )));
-        }
-        if b.mailboxes.is_empty() {
-            return Err(conflict(format!("batch {name} has no mailboxes")));
-        }
-        if pass == PassKind::RetryErrors {
-            let retriable = b.mailboxes.iter().any(|m| {
-                views.mailboxes.get(m).is_some_and(|m| {
-                    !m.errors.is_empty()
-                        && m.last_pass.as_ref().is_some_and(|p| p.outcome.is_some())
-                })
-            });
-            if !retriable {
-                return Err(conflict(format!(
-                    "batch {name}: no mailbox has a finished pass with errors to retry"
-                )));
-            }
-        }
+        rules::check(&views, b, &Command::Start(pass), now_us()).map_err(conflict)?;
         b.version
     };
     let expected = ExpectedVersion::Exact(expected_version.unwrap_or(version));
@@ -274,13 +228,7 @@ pub async fn stop(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response, 
             .batches
             .get(name)
             .ok_or_else(|| not_found("batch", name))?;
-        match b.state {
-            BatchState::Stopped | BatchState::Stopping => {
-                return Err(conflict(format!("batch {name} is already {}", b.state)));
-            }
-            s if !s.is_active() => return Err(conflict(format!("batch {name} is {s}"))),
-            _ => {}
-        }
+        rules::check(&views, b, &Command::Stop, now_us()).map_err(conflict)?;
         b.version
     };
     let envs = app
@@ -307,18 +255,15 @@ pub async fn delete(
     force: bool,
 ) -> Result<Response, ApiError> {
     let _guard = app.commands.lock().await;
+    let force_noted;
     let version = {
         let views = app.views.read().unwrap();
         let b = views
             .batches
             .get(name)
             .ok_or_else(|| not_found("batch", name))?;
-        if b.state.is_running() || b.running_pass().is_some() {
-            return Err(conflict(format!(
-                "batch {name} is {}; stop it and wait before deleting",
-                b.state
-            )));
-        }
+        rules::check(&views, b, &Command::Delete { force }, now_us()).map_err(conflict)?;
+        force_noted = force && rules::mx_hold(&views, b, now_us()).is_some();
         b.version
     };
     let envs = app
@@ -328,10 +273,129 @@ pub async fn delete(
             actor,
             vec![Event::BatchDeleted {
                 batch: name.to_string(),
-                forced: force,
+                forced: force_noted,
             }],
         )
         .await
         .map_err(store_error)?;
-    Ok(done(format!("batch {name} deleted"), &envs))
+    let how = if force_noted {
+        " (forced within 72 h of the MX switch; recorded)"
+    } else {
+        ""
+    };
+    Ok(done(format!("batch {name} deleted{how}"), &envs))
+}
+
+/// `batch schedule NAME --delta CRON [--tz ZONE]`; `--delta off` removes it.
+pub async fn schedule(
+    app: &Arc<App>,
+    actor: Actor,
+    name: &str,
+    delta: &str,
+    tz: Option<&str>,
+) -> Result<Response, ApiError> {
+    let clear = matches!(delta.trim(), "" | "off" | "none");
+    let tz = tz.unwrap_or("UTC");
+    let next = if clear {
+        None
+    } else {
+        let cron = Cron::parse(delta, tz).map_err(|e| invalid(e.to_string()))?;
+        cron.next_after(now_us())
+    };
+    let _guard = app.commands.lock().await;
+    let version = {
+        let views = app.views.read().unwrap();
+        let b = views
+            .batches
+            .get(name)
+            .ok_or_else(|| not_found("batch", name))?;
+        if clear && b.schedule.is_none() {
+            return Err(conflict(format!("batch {name} has no delta schedule")));
+        }
+        rules::check(&views, b, &Command::Schedule, now_us()).map_err(conflict)?;
+        b.version
+    };
+    let (cron, tz) = if clear {
+        (String::new(), String::new())
+    } else {
+        (delta.trim().to_string(), tz.to_string())
+    };
+    let envs = app
+        .append(
+            &stream::batch(name),
+            ExpectedVersion::Exact(version),
+            actor,
+            vec![Event::ScheduleSet {
+                batch: name.to_string(),
+                cron: cron.clone(),
+                tz: tz.clone(),
+            }],
+        )
+        .await
+        .map_err(store_error)?;
+    let message = match next {
+        None => format!("batch {name}: delta schedule removed"),
+        Some(t) => format!(
+            "batch {name}: delta passes on {cron:?} ({tz}); next at {}",
+            rfc3339(t)
+        ),
+    };
+    Ok(done(message, &envs))
+}
+
+/// `batch complete NAME [--at TIME]`: a final delta pass, then Completed.
+pub async fn complete(
+    app: &Arc<App>,
+    actor: Actor,
+    name: &str,
+    at: Option<&str>,
+) -> Result<Response, ApiError> {
+    let not_before_us = at.map(|t| parse_time("--at", t)).transpose()?;
+    let _guard = app.commands.lock().await;
+    let version = {
+        let views = app.views.read().unwrap();
+        let b = views
+            .batches
+            .get(name)
+            .ok_or_else(|| not_found("batch", name))?;
+        rules::check(&views, b, &Command::Complete, now_us()).map_err(conflict)?;
+        b.version
+    };
+    let envs = app
+        .append(
+            &stream::batch(name),
+            ExpectedVersion::Exact(version),
+            actor,
+            vec![Event::CompletionRequested {
+                batch: name.to_string(),
+                not_before_us,
+            }],
+        )
+        .await
+        .map_err(store_error)?;
+    let when = match not_before_us {
+        Some(t) => format!("at {}", rfc3339(t)),
+        None => "now".into(),
+    };
+    Ok(done(
+        format!("batch {name}: completing {when}: a final delta pass, then Completed"),
+        &envs,
+    ))
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// An RFC 3339 time, as `--at` takes it.
+pub fn parse_time(flag: &str, t: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            invalid(format!(
+                "{flag} {t:?}: {e} (give RFC 3339, e.g. 2026-11-21T22:00:00Z)"
+            ))
+        })
 }

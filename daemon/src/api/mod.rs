@@ -4,9 +4,11 @@
 //! whose code becomes the HTTP status; nothing is appended on error.
 
 pub mod batch;
+pub mod cutover;
 pub mod endpoint;
 pub mod export;
 pub mod query;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -59,11 +61,21 @@ pub async fn dispatch(
         Request::BatchStart { .. } => batch::start(app, actor, req).await,
         Request::BatchStop { name } => batch::stop(app, actor, &name).await,
         Request::BatchDelete { name, force } => batch::delete(app, actor, &name, force).await,
-        Request::BatchSchedule { .. } => Err(not_yet("cron delta schedules (batch schedule)")),
-        Request::BatchComplete { .. } => Err(not_yet("batch completion (batch complete)")),
-        Request::Cutover { .. } => Err(not_yet("cutover")),
+        Request::BatchSchedule { name, delta, tz } => {
+            batch::schedule(app, actor, &name, &delta, tz.as_deref()).await
+        }
+        Request::BatchComplete { name, at } => {
+            batch::complete(app, actor, &name, at.as_deref()).await
+        }
+        Request::Cutover { addresses, force } => {
+            cutover::cutover(app, actor, addresses, force).await
+        }
         Request::MxCheck { .. } | Request::MxSwitch { .. } => Err(not_yet("MX check and switch")),
     }
+}
+
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 pub fn not_yet(what: &str) -> ApiError {

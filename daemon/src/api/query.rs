@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ferry_ctl::ApiError;
 use ferry_ctl::audit;
-use ferry_ctl::wire::{Response, StatusView};
+use ferry_ctl::wire::{BatchDetail, Response, StatusView};
 use ferry_events::EventStore;
 use tokio::sync::watch;
 
@@ -45,13 +45,20 @@ pub fn endpoints(app: &Arc<App>) -> Response {
 }
 
 pub fn batch(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
-    app.views
-        .read()
-        .unwrap()
+    let views = app.views.read().unwrap();
+    let b = views
         .batches
         .get(name)
-        .map(|b| Response::Batch(Box::new(b.clone())))
-        .ok_or_else(|| not_found("batch", name))
+        .ok_or_else(|| not_found("batch", name))?;
+    let mailboxes: Vec<_> = b
+        .mailboxes
+        .iter()
+        .filter_map(|m| views.mailboxes.get(m))
+        .collect();
+    let next = crate::scheduler::next_fire(b, super::now_us());
+    Ok(Response::Batch(Box::new(BatchDetail::of(
+        b, &mailboxes, next,
+    ))))
 }
 
 pub fn batches(app: &Arc<App>) -> Response {

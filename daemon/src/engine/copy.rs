@@ -237,7 +237,7 @@ async fn append_group(
         .collect();
     let stream = ferry_events::stream::mailbox(mailbox);
     let any = ferry_events::ExpectedVersion::Any;
-    let engine = crate::app::App::actor_engine();
+    let engine = ferry_events::Actor::Engine;
     app.append(&stream, any, engine.clone(), intents).await?;
 
     let copied = |it: &Item, digest: String, uid: Option<AppendUid>| Event::ItemCopied {

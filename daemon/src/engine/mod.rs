@@ -8,6 +8,7 @@
 //! - [`worker`]: one mailbox: folders, mapping, and the pass's work per folder;
 //! - [`copy`]: exactly-once copying: intents, appends, settling in-doubt
 //!   items and re-matching after a UIDVALIDITY change by content digest;
+//! - [`cutover`]: after a cutover's final delta pass, routing per user;
 //! - [`connect`]: sessions within each endpoint's connection cap;
 //! - [`retry`]: backoff with jitter.
 //!
@@ -20,6 +21,7 @@
 
 pub mod connect;
 pub mod copy;
+pub mod cutover;
 pub mod pass;
 pub mod retry;
 pub mod worker;
@@ -149,7 +151,7 @@ impl Engine {
                     .append(
                         &stream::batch(&batch),
                         ExpectedVersion::Exact(version),
-                        App::actor_engine(),
+                        ferry_events::Actor::Engine,
                         vec![Event::PassStarted {
                             batch: batch.clone(),
                             pass_id: id,
@@ -202,6 +204,7 @@ pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         });
         let mut head = app.views_head.subscribe();
         let mut stop = shutdown;
+        cutover::resume(&engine).await;
         loop {
             engine.scan().await;
             tokio::select! {

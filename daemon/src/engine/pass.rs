@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use ferry_events::{Event, ExpectedVersion, Outcome, PassKind, stream};
+use ferry_events::{Actor, Event, ExpectedVersion, Outcome, PassKind, stream};
+use ferry_projections::batches::PassPurpose;
 use tokio::sync::Semaphore;
 
 use super::Engine;
@@ -16,15 +17,27 @@ pub async fn run(
     kind: PassKind,
     older_than_days: Option<u32>,
 ) {
-    let (mailboxes, max) = {
+    let (mailboxes, max, purpose) = {
         let views = engine.app.views.read().unwrap();
         let Some(b) = views.batches.get(&batch) else {
             return;
+        };
+        let purpose = b
+            .passes
+            .iter()
+            .rev()
+            .find(|p| p.id == pass_id)
+            .map(|p| p.purpose.clone())
+            .unwrap_or_default();
+        let only = match &purpose {
+            PassPurpose::Cutover { mailboxes } => Some(mailboxes),
+            _ => None,
         };
         // A resumed pass skips the mailboxes that already finished it.
         let todo: Vec<_> = b
             .mailboxes
             .iter()
+            .filter(|m| only.is_none_or(|o| o.contains(m)))
             .filter_map(|m| views.mailboxes.get(m))
             .filter(|m| {
                 m.cut_over_us.is_none()
@@ -35,7 +48,7 @@ pub async fn run(
             })
             .map(|m| m.spec.clone())
             .collect();
-        (todo, b.options.max_concurrent.max(1) as usize)
+        (todo, b.options.max_concurrent.max(1) as usize, purpose)
     };
     tracing::info!(%batch, pass = kind.as_str(), mailboxes = mailboxes.len(), "pass running");
     let slots = Arc::new(Semaphore::new(max));
@@ -65,22 +78,37 @@ pub async fn run(
         return;
     }
     let outcome = aggregate(&engine.app, &batch, pass_id);
+    let mut events = vec![Event::PassFinished {
+        batch: batch.clone(),
+        pass_id,
+        outcome,
+    }];
+    if purpose == PassPurpose::Completion
+        && matches!(outcome, Outcome::Succeeded | Outcome::SucceededWithErrors)
+    {
+        events.push(Event::BatchCompleted {
+            batch: batch.clone(),
+            with_errors: outcome == Outcome::SucceededWithErrors,
+        });
+    }
     let res = engine
         .app
         .append(
             &stream::batch(&batch),
             ExpectedVersion::Any,
-            App::actor_engine(),
-            vec![Event::PassFinished {
-                batch: batch.clone(),
-                pass_id,
-                outcome,
-            }],
+            Actor::Engine,
+            events,
         )
         .await;
     match res {
         Ok(_) => tracing::info!(%batch, pass = kind.as_str(), ?outcome, "pass finished"),
-        Err(e) => tracing::error!(%batch, error = %e, "pass outcome not recorded"),
+        Err(e) => {
+            tracing::error!(%batch, error = %e, "pass outcome not recorded");
+            return;
+        }
+    }
+    if let PassPurpose::Cutover { mailboxes } = purpose {
+        super::cutover::route(&engine, &batch, pass_id, &mailboxes).await;
     }
 }
 

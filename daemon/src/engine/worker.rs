@@ -121,7 +121,7 @@ pub async fn run(
         .append(
             &stream::mailbox(&address),
             ExpectedVersion::Any,
-            App::actor_engine(),
+            ferry_events::Actor::Engine,
             vec![Event::MailboxPassStarted {
                 mailbox: address.clone(),
                 batch: batch.to_string(),
@@ -177,7 +177,7 @@ pub async fn run(
         .append(
             &stream::mailbox(&address),
             ExpectedVersion::Any,
-            App::actor_engine(),
+            ferry_events::Actor::Engine,
             vec![Event::MailboxPassFinished {
                 mailbox: address.clone(),
                 pass_id,
@@ -222,7 +222,7 @@ impl Work<'_> {
             .append(
                 &stream::mailbox(&self.mailbox.address),
                 ExpectedVersion::Any,
-                App::actor_engine(),
+                ferry_events::Actor::Engine,
                 events,
             )
             .await?;

@@ -1,0 +1,130 @@
+//! `cutover ADDRESS...`: a final delta pass for those mailboxes, then
+//! their routing actions (the engine's [`crate::engine::cutover`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferry_ctl::ApiError;
+use ferry_ctl::wire::Response;
+use ferry_events::{Actor, Event, ExpectedVersion, Outcome, stream};
+use ferry_projections::{CutoverStage, Projections};
+
+use super::rules::{self, Command};
+use super::{conflict, done, invalid, not_found, now_us, store_error};
+use crate::app::App;
+
+/// Why `address` may not be cut over: (refusal, whether `--force` overrides it).
+fn refusals(views: &Projections, address: &str) -> Vec<(String, bool)> {
+    let Some(m) = views.mailboxes.get(address) else {
+        return vec![(format!("{address} is in no batch"), false)];
+    };
+    let mut out = Vec::new();
+    match views.cutover_stage(address) {
+        CutoverStage::Done => out.push((format!("{address} is already cut over"), false)),
+        CutoverStage::Waiting(_) | CutoverStage::Routing { .. } => {
+            out.push((format!("{address} has a cutover under way"), false))
+        }
+        CutoverStage::None => {}
+    }
+    match &m.last_pass {
+        None => out.push((format!("{address} was never copied"), true)),
+        Some(p) if p.outcome == Some(Outcome::Failed) => out.push((
+            format!(
+                "{address}: its last {} pass failed: {}",
+                p.pass.as_str(),
+                p.detail
+            ),
+            true,
+        )),
+        _ => {}
+    }
+    if !m.errors.is_empty() {
+        out.push((
+            format!("{address} has {} unresolved errors", m.errors.len()),
+            true,
+        ));
+    }
+    out
+}
+
+pub async fn cutover(
+    app: &Arc<App>,
+    actor: Actor,
+    addresses: Vec<String>,
+    force: bool,
+) -> Result<Response, ApiError> {
+    if addresses.is_empty() {
+        return Err(invalid("name at least one mailbox to cut over"));
+    }
+    let mut wanted: Vec<String> = addresses.iter().map(|a| a.trim().to_lowercase()).collect();
+    wanted.sort();
+    wanted.dedup();
+    let _guard = app.commands.lock().await;
+    // Per batch: its version, the mailboxes, the refusals --force overrode.
+    let mut per_batch: BTreeMap<String, (u64, Vec<String>, Vec<String>)> = BTreeMap::new();
+    {
+        let views = app.views.read().unwrap();
+        let mut hard = Vec::new();
+        let mut soft = Vec::new();
+        for a in &wanted {
+            if !views.mailboxes.contains_key(a) {
+                return Err(not_found("mailbox", a));
+            }
+            for (why, forceable) in refusals(&views, a) {
+                if forceable { &mut soft } else { &mut hard }.push(why);
+            }
+        }
+        for a in &wanted {
+            let m = &views.mailboxes[a];
+            let b = views
+                .batches
+                .get(&m.batch)
+                .ok_or_else(|| not_found("batch", &m.batch))?;
+            rules::check(&views, b, &Command::Cutover, now_us()).map_err(conflict)?;
+            let entry = per_batch
+                .entry(b.name.clone())
+                .or_insert_with(|| (b.version, Vec::new(), Vec::new()));
+            entry.1.push(a.clone());
+            entry.2.extend(
+                refusals(&views, a)
+                    .into_iter()
+                    .filter(|(_, f)| *f)
+                    .map(|(w, _)| w),
+            );
+        }
+        if !hard.is_empty() {
+            return Err(conflict(hard.join("; ")));
+        }
+        if !soft.is_empty() && !force {
+            return Err(conflict(format!(
+                "{}; --force cuts over anyway (recorded)",
+                soft.join("; ")
+            )));
+        }
+    }
+    let mut last = Vec::new();
+    for (batch, (version, mailboxes, overridden)) in per_batch {
+        let envs = app
+            .append(
+                &stream::batch(&batch),
+                ExpectedVersion::Exact(version),
+                actor.clone(),
+                vec![Event::CutoverRequested {
+                    batch,
+                    mailboxes,
+                    forced: force,
+                    overridden,
+                }],
+            )
+            .await
+            .map_err(store_error)?;
+        last = envs;
+    }
+    Ok(done(
+        format!(
+            "cutover of {}: a final delta pass, then routing",
+            wanted.join(", ")
+        ),
+        &last,
+    ))
+}

@@ -1,0 +1,152 @@
+//! Which batch commands each state accepts, as one pure function of the
+//! views, so the rules are tested apart from the socket.
+
+use ferry_events::PassKind;
+use ferry_projections::{BatchState, BatchView, Projections};
+
+/// Batch deletion is held this long after the domain's MX switch.
+pub const MX_HOLD_US: i64 = 72 * 3600 * 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Start(PassKind),
+    Stop,
+    Complete,
+    Delete { force: bool },
+    Schedule,
+    AddUsers,
+    Cutover,
+}
+
+impl Command {
+    fn verb(&self) -> String {
+        match self {
+            Command::Start(p) => format!("start a {} pass", p.as_str()),
+            Command::Stop => "stop".into(),
+            Command::Complete => "complete".into(),
+            Command::Delete { .. } => "delete".into(),
+            Command::Schedule => "schedule delta passes".into(),
+            Command::AddUsers => "add users".into(),
+            Command::Cutover => "cut users over".into(),
+        }
+    }
+}
+
+/// `Ok` when `cmd` fits the batch's state; otherwise why not, in a line.
+pub fn check(views: &Projections, b: &BatchView, cmd: &Command, now_us: i64) -> Result<(), String> {
+    use BatchState::*;
+    let name = &b.name;
+    let refuse = |why: &str| {
+        Err(format!(
+            "batch {name} is {}: cannot {}; {why}",
+            b.state,
+            cmd.verb()
+        ))
+    };
+    let running = b.running_pass();
+    match cmd {
+        Command::Start(pass) => {
+            match b.state {
+                Completing | Completed | CompletedWithErrors | Removing => {
+                    return refuse("a completed batch takes no more passes");
+                }
+                Stopping => return refuse("start it again once it is Stopped"),
+                _ => {}
+            }
+            if let Some(p) = running {
+                return refuse(&format!(
+                    "a {} pass is running; wait for it (batch wait) or stop it",
+                    p.pass.as_str()
+                ));
+            }
+            if let Some(p) = b.pending.first() {
+                return refuse(&format!(
+                    "a {} pass is already waiting to start",
+                    p.pass.as_str()
+                ));
+            }
+            if b.mailboxes.is_empty() {
+                return refuse("it has no mailboxes");
+            }
+            if *pass == PassKind::RetryErrors {
+                let retriable = b.mailboxes.iter().any(|m| {
+                    views.mailboxes.get(m).is_some_and(|m| {
+                        !m.errors.is_empty()
+                            && m.last_pass.as_ref().is_some_and(|p| p.outcome.is_some())
+                    })
+                });
+                if !retriable {
+                    return refuse("no mailbox has a finished pass with errors to retry");
+                }
+            }
+            Ok(())
+        }
+        Command::Stop => match b.state {
+            Stopping | Stopped => refuse("it is already stopping or stopped"),
+            Completed | CompletedWithErrors | Removing => refuse("it is finished"),
+            Created if b.pending.is_empty() => refuse("nothing runs or waits to run"),
+            _ => Ok(()),
+        },
+        Command::Complete => match b.state {
+            Created => refuse("run a full pass first"),
+            Stopping => refuse("wait until it is Stopped"),
+            Completing | Completed | CompletedWithErrors | Removing => {
+                refuse("it is already completing or completed")
+            }
+            _ if b.completion_pending() => refuse("completion is already requested"),
+            _ if b.mailboxes.is_empty() => refuse("it has no mailboxes"),
+            _ => Ok(()),
+        },
+        Command::Delete { force } => {
+            if b.state.is_running() || running.is_some() {
+                return refuse("stop it and wait before deleting");
+            }
+            if let Some(why) = mx_hold(views, b, now_us)
+                && !force
+            {
+                return refuse(&format!("{why}; --force deletes anyway (recorded)"));
+            }
+            Ok(())
+        }
+        Command::Schedule | Command::AddUsers => match b.state {
+            Completing | Completed | CompletedWithErrors | Removing => {
+                refuse("a completed batch takes no more work")
+            }
+            _ => Ok(()),
+        },
+        Command::Cutover => match b.state {
+            Completing | Completed | CompletedWithErrors | Removing => {
+                refuse("cut users over before completing the batch")
+            }
+            Stopping | Stopped => {
+                refuse("start it again first; a cutover needs a final delta pass")
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Why deleting `b` must wait: an MX switch of one of its mailboxes'
+/// domains less than 72 hours ago.
+pub fn mx_hold(views: &Projections, b: &BatchView, now_us: i64) -> Option<String> {
+    let mut domains: Vec<&str> = b
+        .mailboxes
+        .iter()
+        .filter_map(|a| views.mailboxes.get(a))
+        .flat_map(|m| [m.address.as_str(), m.spec.destination_address.as_str()])
+        .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d))
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    domains.into_iter().find_map(|d| {
+        let (to, at) = views.domains.get(d)?.mx_switched.as_ref()?;
+        let age = now_us - at;
+        (age < MX_HOLD_US).then(|| {
+            format!(
+                "the MX of {d} moved to {to} {:.1} h ago; deletion waits 72 h after the switch ({:.1} h left)",
+                age as f64 / 3.6e9,
+                (MX_HOLD_US - age) as f64 / 3.6e9
+            )
+        })
+    })
+}
