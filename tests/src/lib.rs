@@ -2,6 +2,7 @@
 //! on a temporary data directory, driven the way an administrator drives them.
 
 pub mod mailcmp;
+pub mod pair;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -212,6 +213,37 @@ impl Ferryd {
         drop(stream);
         let _ = w.join();
         answer
+    }
+
+    /// Every event of the log, as `ferryctl --json events` prints them.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.ctl_ok(&["--json", "events"])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
+            .collect()
+    }
+
+    /// The events of type `kind`, oldest first.
+    pub fn events_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event_type"] == kind)
+            .collect()
+    }
+
+    /// `batch start NAME --pass PASS`, then waits for it to end.
+    pub fn run_pass(&self, batch: &str, pass: &str) {
+        self.ctl_ok(&["batch", "start", batch, "--pass", pass]);
+        self.ctl_ok(&["batch", "wait", batch, "--timeout", "300"]);
+    }
+
+    /// Polls `cond` every 100 ms until it holds; panics after `secs`.
+    pub fn wait_for(&self, secs: u64, what: &str, mut cond: impl FnMut(&Ferryd) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The test's temporary directory (parent of the data dir).

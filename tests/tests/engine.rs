@@ -5,67 +5,28 @@ use ferry_connectors::imap;
 use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession};
 use ferry_tests::Ferryd;
-use ferry_tests::mailcmp::{self, Contents};
+use ferry_tests::mailcmp;
+use ferry_tests::pair::{self, PW, Pair, contents, count};
 use ferry_testservers::Dovecot;
 
-const PW: &str = "pässword-1";
-
 async fn login(d: &Dovecot, user: &str) -> imap::ImapSession {
-    ferry_tests::imap_login(d.port(), user, PW).await
+    pair::login(d, user).await
 }
 
-async fn contents(d: &Dovecot, user: &str) -> Contents {
-    let mut s = login(d, user).await;
-    let c = mailcmp::contents(&mut s).await;
-    let _ = s.logout().await;
-    c
+fn setup(users: &[&str]) -> Pair {
+    Pair::start("wave1", users, None)
 }
 
-fn count(c: &Contents) -> usize {
-    c.values().map(Vec::len).sum()
-}
-
-/// Two servers, users on both, ferryd with both endpoints (admin = the
-/// Dovecot master user) and a batch of `users`.
-struct Setup {
-    src: Dovecot,
-    dst: Dovecot,
-    ferry: Ferryd,
-}
-
-fn setup(users: &[&str]) -> Setup {
-    setup_with(users, None)
-}
-
-/// Like [`setup`], with a ferryd config file.
-fn setup_with(users: &[&str], config: Option<&str>) -> Setup {
-    let src = Dovecot::start().unwrap();
-    let dst = Dovecot::start().unwrap();
-    for u in users {
-        src.add_user(u, PW).unwrap();
-        dst.add_user(u, PW).unwrap();
-    }
-    let ferry = match config {
-        Some(c) => Ferryd::start_with_config(c),
-        None => Ferryd::start(),
-    };
-    for (name, d) in [("old", &src), ("new", &dst)] {
-        ferry.add_imap_endpoint(name, d.port(), src.master_user());
-    }
-    ferry.create_batch("wave1", "old", "new", users, &[]);
-    Setup { src, dst, ferry }
+fn setup_with(users: &[&str], config: Option<&str>) -> Pair {
+    Pair::start("wave1", users, config)
 }
 
 fn run_pass(f: &Ferryd, pass: &str) {
-    f.ctl_ok(&["batch", "start", "wave1", "--pass", pass]);
-    f.ctl_ok(&["batch", "wait", "wave1", "--timeout", "300"]);
+    f.run_pass("wave1", pass);
 }
 
 fn events_of(f: &Ferryd, kind: &str) -> usize {
-    let out = f.ctl_ok(&["--json", "events"]);
-    out.lines()
-        .filter(|l| l.contains(&format!("\"event_type\":\"{kind}\"")))
-        .count()
+    f.events_of(kind).len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

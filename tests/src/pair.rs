@@ -1,0 +1,57 @@
+//! The common rig: a source and a destination Dovecot on 127.0.0.1 with the
+//! same users, and ferryd with endpoints `old` and `new` (admin = Dovecot's
+//! master user) and a batch of those users.
+
+use ferry_connectors::imap::ImapSession;
+use ferry_testservers::Dovecot;
+
+use crate::Ferryd;
+use crate::mailcmp::{self, Contents};
+
+/// Every test user's password on both servers.
+pub const PW: &str = "pässword-1";
+
+pub struct Pair {
+    pub src: Dovecot,
+    pub dst: Dovecot,
+    pub ferry: Ferryd,
+}
+
+impl Pair {
+    /// Batch `batch` of `users` (`USER@old.example` → `USER@new.example`),
+    /// ferryd with `config` when given.
+    pub fn start(batch: &str, users: &[&str], config: Option<&str>) -> Pair {
+        let src = Dovecot::start().unwrap();
+        let dst = Dovecot::start().unwrap();
+        for u in users {
+            src.add_user(u, PW).unwrap();
+            dst.add_user(u, PW).unwrap();
+        }
+        let ferry = match config {
+            Some(c) => Ferryd::start_with_config(c),
+            None => Ferryd::start(),
+        };
+        for (name, d) in [("old", &src), ("new", &dst)] {
+            ferry.add_imap_endpoint(name, d.port(), src.master_user());
+        }
+        ferry.create_batch(batch, "old", "new", users, &[]);
+        Pair { src, dst, ferry }
+    }
+}
+
+pub async fn login(d: &Dovecot, user: &str) -> ImapSession {
+    crate::imap_login(d.port(), user, PW).await
+}
+
+/// What `user` holds on `d`, folder by folder.
+pub async fn contents(d: &Dovecot, user: &str) -> Contents {
+    use ferry_connectors::MailSession;
+    let mut s = login(d, user).await;
+    let c = mailcmp::contents(&mut s).await;
+    let _ = s.logout().await;
+    c
+}
+
+pub fn count(c: &Contents) -> usize {
+    c.values().map(Vec::len).sum()
+}
