@@ -248,6 +248,33 @@ async fn complete_runs_a_final_delta_then_the_batch_is_completed() {
     assert_eq!(field(last, "pass_id"), &requested[0]["seq"]);
     assert!(time_us(last) >= field(&requested[0], "not_before_us").as_i64().unwrap());
 
+    // Statistics per batch and mailbox, per pass.
+    let b = &p.ferry.ctl_json(&["batch", "show", "wave"])["data"];
+    assert_eq!(b["totals"]["copied"], 15);
+    assert_eq!(b["lag"], 0);
+    let passes = b["passes"].as_array().unwrap();
+    assert_eq!(passes.len(), 2);
+    assert_eq!(passes[0]["counts"]["copied"], 12);
+    assert_eq!(passes[1]["counts"]["copied"], 3);
+    assert_eq!(passes[1]["purpose"], "Completion");
+    assert!(passes[1]["counts"]["bytes"].as_u64().unwrap() > 0);
+    let m = &b["mailbox_stats"][0];
+    assert_eq!(m["address"], "anna@old.example");
+    assert_eq!(m["state"], "Synced");
+    assert_eq!(m["totals"]["copied"], 15);
+    assert_eq!(m["passes_run"], 2);
+    assert_eq!(m["last_pass"]["counts"]["copied"], 3);
+    assert!(m["last_delta_us"].as_i64().is_some());
+    let table = p.ferry.ctl_ok(&["batch", "show", "wave"]);
+    for needle in [
+        "copied 15",
+        "lag 0 items",
+        "delta (completion)",
+        "anna@old.example",
+    ] {
+        assert!(table.contains(needle), "{needle:?} in {table}");
+    }
+
     let why = p
         .ferry
         .ctl_err(&["batch", "start", "wave", "--pass", "delta"]);
