@@ -4,6 +4,7 @@
 //! JSON for scripts; on failure it prints one line and exits non-zero.
 
 mod output;
+mod preflight;
 mod watch;
 
 use std::io::Write;
@@ -62,6 +63,9 @@ enum Cmd {
     Audit(AuditCmd),
     /// Live progress bars per mailbox until the batch's pass ends.
     Watch { batch: String },
+    /// Checks on exported files before a migration; no daemon needed.
+    #[command(subcommand)]
+    Preflight(preflight::PreflightCmd),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -449,6 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             output,
         }) => return export(&client, format, since, until, output).await,
         Cmd::Audit(AuditCmd::Verify { file }) => return verify(&file, json),
+        Cmd::Preflight(cmd) => return preflight::run(cmd, json),
     };
     let resp = client.call(&req).await?;
     output::print(&resp, json)?;
