@@ -124,6 +124,11 @@ fn print_batch(b: &BatchView) {
             }
         );
     }
+    if !b.notify.is_empty() {
+        let mut to = b.notify.emails.clone();
+        to.extend(b.notify.webhook_shown.clone());
+        println!("notify: {}", to.join(", "));
+    }
 }
 
 fn print_mailbox(m: &MailboxView) {

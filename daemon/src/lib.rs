@@ -5,6 +5,7 @@
 //! - [`server`]: the control socket (HTTP/1.1 + JSON on a Unix socket);
 //! - [`api`]: one handler file per area of the control API;
 //! - [`engine`]: passes, mailbox workers, connectors;
+//! - [`notify`]: pass reports by webhook and email;
 //! - [`csvimport`]: batch CSV files by Microsoft's rules;
 //! - [`secrets`]: the encrypted secret store events refer to.
 //!
@@ -15,6 +16,7 @@ pub mod app;
 pub mod config;
 pub mod csvimport;
 pub mod engine;
+pub mod notify;
 pub mod secrets;
 pub mod server;
 
@@ -59,6 +61,7 @@ pub async fn run(
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let engine = engine::spawn(app.clone(), shutdown_rx.clone());
+    let notifier = notify::spawn(app.clone(), shutdown_rx.clone());
     let server = tokio::spawn(server::serve(app.clone(), listener, shutdown_rx));
     tracing::info!(
         socket = %socket.display(),
@@ -93,6 +96,7 @@ pub async fn run(
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = engine.await;
+    let _ = notifier.await;
     app.snapshot_now();
     app.store.close();
     let _ = std::fs::remove_file(&socket);

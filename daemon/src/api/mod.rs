@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod endpoint;
 pub mod export;
+pub mod notify;
 pub mod query;
 
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub async fn dispatch(
         Request::BatchComplete { .. } => Err(not_yet("batch completion (batch complete)")),
         Request::Cutover { .. } => Err(not_yet("cutover")),
         Request::MxCheck { .. } | Request::MxSwitch { .. } => Err(not_yet("MX check and switch")),
+        Request::BatchNotify { .. } => notify::set(app, actor, req).await,
     }
 }
 
