@@ -458,3 +458,125 @@ impl Report {
         t
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ferry_events::{
+        Actor, Event, EventStore, ExpectedVersion, ItemKey, MemoryStore, NotifyChannel, Outcome,
+        PassKind,
+    };
+    use ferry_projections::OwedNotice;
+
+    use super::Report;
+
+    fn key(uid: u32) -> ItemKey {
+        ItemKey {
+            folder: "INBOX".into(),
+            uidvalidity: 1,
+            uid,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_report_counts_only_its_pass_and_names_mailboxes_with_errors() {
+        let store = MemoryStore::new();
+        let copied = |mailbox: &str, uid, size| Event::ItemCopied {
+            mailbox: mailbox.into(),
+            key: key(uid),
+            size,
+            digest: String::new(),
+            dest_folder: "INBOX".into(),
+            dest_uid: None,
+        };
+        let started = |mailbox: &str, batch: &str, pass_id| Event::MailboxPassStarted {
+            mailbox: mailbox.into(),
+            batch: batch.into(),
+            pass_id,
+            pass: PassKind::Full,
+        };
+        let events = vec![
+            Event::PassRequested {
+                batch: "b".into(),
+                pass: PassKind::Full,
+                older_than_days: None,
+                not_before_us: None,
+            },
+            Event::PassStarted {
+                batch: "b".into(),
+                pass_id: 1,
+                pass: PassKind::Full,
+            },
+            started("a@x", "b", 1),
+            started("c@x", "b", 1),
+            // Another batch's pass runs meanwhile.
+            started("z@x", "other", 7),
+            copied("a@x", 1, 100),
+            copied("z@x", 1, 5_000),
+            copied("c@x", 1, 10),
+            Event::ItemSkipped {
+                mailbox: "a@x".into(),
+                key: key(2),
+                size: 9,
+                reason: "too large".into(),
+            },
+            Event::ItemFailed {
+                mailbox: "c@x".into(),
+                key: key(2),
+                class: "permanent".into(),
+                reason: "refused".into(),
+            },
+            Event::MailboxPassFinished {
+                mailbox: "a@x".into(),
+                pass_id: 1,
+                outcome: Outcome::Succeeded,
+                detail: String::new(),
+            },
+            Event::MailboxPassFinished {
+                mailbox: "c@x".into(),
+                pass_id: 1,
+                outcome: Outcome::SucceededWithErrors,
+                detail: "1 item failed".into(),
+            },
+            Event::PassFinished {
+                batch: "b".into(),
+                pass_id: 1,
+                outcome: Outcome::SucceededWithErrors,
+            },
+            // After the pass: not counted.
+            copied("a@x", 3, 1_000),
+        ];
+        let envs = store
+            .append("x", ExpectedVersion::Any, Actor::Engine, events)
+            .await
+            .unwrap();
+        let finished = &envs[12];
+        let n = OwedNotice {
+            batch: "b".into(),
+            pass_id: 1,
+            channel: NotifyChannel::Email,
+            target: "ops@x".into(),
+            webhook: None,
+            outcome: Outcome::SucceededWithErrors,
+            finished_seq: finished.seq,
+            finished_us: finished.time_us,
+            attempts: 0,
+        };
+        let r = Report::from_log(&store, &n);
+        assert_eq!(r.pass, "full");
+        assert_eq!(r.outcome, "SucceededWithErrors");
+        assert_eq!(r.mailboxes, 2);
+        assert_eq!((r.copied, r.bytes, r.skipped, r.failed), (2, 110, 1, 1));
+        assert_eq!(r.mailboxes_with_errors.len(), 1);
+        assert_eq!(r.mailboxes_with_errors[0].address, "c@x");
+        assert_eq!(r.mailboxes_with_errors[0].failed, 1);
+        assert_eq!(
+            r.subject(),
+            "[mailferry] batch b: full pass SucceededWithErrors"
+        );
+        assert!(
+            r.text()
+                .contains("c@x: 1 failed items, SucceededWithErrors 1 item failed")
+        );
+        assert!(!r.started.is_empty() && r.started <= r.finished);
+    }
+}

@@ -448,3 +448,57 @@ async fn a_report_owed_at_a_crash_is_sent_once_after_the_restart() {
     assert_eq!(hook.received().len(), 1);
     assert_eq!(events(&s.ferry, "NotificationSent").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_given_up_after_their_attempts_and_not_tried_again() {
+    // Neither the webhook nor the SMTP server answers.
+    let closed = || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (hook_port, smtp_port) = (closed(), closed());
+    let s = setup(&format!(
+        "[notify]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\ntls = \"none\"\n\
+         attempts = 2\nbackoff_ms = 100\ntimeout_s = 3\n"
+    ));
+    fill(&s.src, 3).await;
+    let mut f = s.ferry;
+    let url = format!("http://127.0.0.1:{hook_port}/h?token={TOKEN}");
+    f.ctl_ok(&[
+        "batch",
+        "notify",
+        "wave1",
+        "--webhook",
+        &url,
+        "--email",
+        "ops@example.org",
+    ]);
+    run_full(&f);
+    let failed = wait_events(&f, "NotificationFailed", Duration::from_secs(30), |e| {
+        e.len() >= 4
+    });
+    for channel in ["Webhook", "Email"] {
+        let mine: Vec<&Value> = failed.iter().filter(|e| e["channel"] == channel).collect();
+        assert_eq!(mine.len(), 2, "{failed:?}");
+        assert_eq!(
+            (&mine[0]["attempt"], &mine[0]["retry"]),
+            (&1.into(), &true.into())
+        );
+        assert_eq!(
+            (&mine[1]["attempt"], &mine[1]["retry"]),
+            (&2.into(), &false.into())
+        );
+    }
+    let email = failed.iter().find(|e| e["channel"] == "Email").unwrap();
+    assert!(
+        email["reason"].as_str().unwrap().starts_with("SMTP"),
+        "{email}"
+    );
+    assert!(!f.ctl_ok(&["--json", "events"]).contains(TOKEN));
+
+    // Given up is final: a restart makes no new attempt.
+    f.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(events(&f, "NotificationFailed").len(), 4);
+    assert!(events(&f, "NotificationSent").is_empty());
+}
