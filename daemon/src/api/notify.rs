@@ -22,6 +22,11 @@ pub async fn set(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response,
     else {
         unreachable!("dispatched by op")
     };
+    if !clear && emails.is_empty() && webhook.is_none() {
+        return Err(invalid(
+            "give --email ADDR and/or --webhook URL, or --clear",
+        ));
+    }
     let mut checked: Vec<String> = Vec::new();
     for e in &emails {
         let a: lettre::Address = e
