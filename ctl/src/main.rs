@@ -206,6 +206,20 @@ enum BatchCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Where pass reports go: emails and a webhook. Each option given
+    /// replaces that kind of target; the others stay.
+    Notify {
+        name: String,
+        /// An address to email when a pass ends (repeatable).
+        #[arg(long = "email")]
+        emails: Vec<String>,
+        /// An http(s) URL to POST a JSON report to; any token in it is kept secret.
+        #[arg(long)]
+        webhook: Option<String>,
+        /// Drop the current targets first (alone: no more reports).
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Args)]
@@ -440,6 +454,22 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             at: at.as_deref().map(parse_at).transpose()?,
         },
         Cmd::Batch(BatchCmd::Delete { name, force }) => Request::BatchDelete { name, force },
+        Cmd::Batch(BatchCmd::Notify {
+            name,
+            emails,
+            webhook,
+            clear,
+        }) => {
+            if !clear && emails.is_empty() && webhook.is_none() {
+                bail!("give --email ADDR and/or --webhook URL, or --clear");
+            }
+            Request::BatchNotify {
+                name,
+                emails,
+                webhook,
+                clear,
+            }
+        }
         Cmd::Mailbox(MailboxCmd::Show { address }) => Request::MailboxShow { address },
         Cmd::Cutover { addresses, force } => Request::Cutover { addresses, force },
         Cmd::Mx(MxCmd::Check { domain }) => Request::MxCheck { domain },

@@ -127,6 +127,11 @@ fn print_batch(d: &BatchDetail) {
                 .unwrap_or_default()
         );
     }
+    if !b.notify.is_empty() {
+        let mut to = b.notify.emails.clone();
+        to.extend(b.notify.webhook_shown.clone());
+        println!("notify: {}", to.join(", "));
+    }
     let now = chrono::Utc::now().timestamp_micros();
     println!(
         "copied {} ({}), skipped {}, failed {}; lag {} items; {} passes; last delta {}",

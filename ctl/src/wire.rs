@@ -197,6 +197,18 @@ pub enum Request {
         #[serde(default)]
         wait_ms: Option<u64>,
     },
+    /// Where the batch's pass reports go. The webhook URL may carry a
+    /// token: ferryd keeps it in its secret store.
+    BatchNotify {
+        name: String,
+        #[serde(default)]
+        emails: Vec<String>,
+        #[serde(default)]
+        webhook: Option<String>,
+        /// Remove every target first (alone: no more reports).
+        #[serde(default)]
+        clear: bool,
+    },
 }
 
 impl Request {
@@ -221,6 +233,7 @@ impl Request {
             Request::MxCheck { .. } => "mx_check",
             Request::MxSwitch { .. } => "mx_switch",
             Request::Events { .. } => "events",
+            Request::BatchNotify { .. } => "batch_notify",
         }
     }
 }

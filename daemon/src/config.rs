@@ -23,6 +23,8 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     #[serde(default)]
     pub engine: EngineConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
 }
 
 /// Engine limits; reloaded on SIGHUP for passes that start afterwards.
@@ -64,6 +66,53 @@ impl Default for EngineConfig {
     }
 }
 
+/// How pass reports are sent; reloaded on SIGHUP.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// SMTP server for email reports; none means no email can be set.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// Sender address of the reports.
+    pub from: String,
+    pub tls: SmtpTls,
+    /// SMTP login; its password is the first line of `password_file`.
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Attempts per report and target before it is given up.
+    pub attempts: u32,
+    /// First delay between attempts, doubled each time, with jitter.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Limit on one attempt (connect, send, answer).
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    StartTls,
+    Tls,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            smtp_host: None,
+            smtp_port: 25,
+            from: "mailferry@localhost".into(),
+            tls: SmtpTls::StartTls,
+            user: None,
+            password_file: None,
+            attempts: 5,
+            backoff_ms: 2_000,
+            max_backoff_ms: 300_000,
+            timeout_s: 30,
+        }
+    }
+}
+
 /// The settings in force.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -77,6 +126,7 @@ pub struct Config {
     pub snapshot_every: u64,
     pub max_connections: usize,
     pub engine: EngineConfig,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +179,7 @@ impl Config {
             snapshot_every: file.snapshot_every.unwrap_or(100_000).max(1),
             max_connections: file.max_connections.unwrap_or(64).max(1),
             engine: file.engine,
+            notify: file.notify,
             data_dir,
         })
     }
@@ -155,6 +206,7 @@ impl Config {
         next.log = file.log.unwrap_or_else(|| "info".into());
         next.snapshot_every = file.snapshot_every.unwrap_or(100_000).max(1);
         next.engine = file.engine;
+        next.notify = file.notify;
         Ok(next)
     }
 }

@@ -6,6 +6,7 @@
 //! - [`api`]: one handler file per area of the control API;
 //! - [`engine`]: passes, mailbox workers, connectors;
 //! - [`scheduler`]: cron delta schedules, fired from the log's facts;
+//! - [`notify`]: pass reports by webhook and email;
 //! - [`csvimport`]: batch CSV files by Microsoft's rules;
 //! - [`secrets`]: the encrypted secret store events refer to.
 //!
@@ -16,6 +17,7 @@ pub mod app;
 pub mod config;
 pub mod csvimport;
 pub mod engine;
+pub mod notify;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;
@@ -62,6 +64,7 @@ pub async fn run(
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let engine = engine::spawn(app.clone(), shutdown_rx.clone());
     let scheduler = scheduler::spawn(app.clone(), shutdown_rx.clone());
+    let notifier = notify::spawn(app.clone(), shutdown_rx.clone());
     let server = tokio::spawn(server::serve(app.clone(), listener, shutdown_rx));
     tracing::info!(
         socket = %socket.display(),
@@ -97,6 +100,7 @@ pub async fn run(
     let _ = server.await;
     let _ = engine.await;
     let _ = scheduler.await;
+    let _ = notifier.await;
     app.snapshot_now();
     app.store.close();
     let _ = std::fs::remove_file(&socket);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_events::{BatchOptions, Envelope, Event, Outcome, PassKind};
+use ferry_events::{BatchOptions, Envelope, Event, Outcome, PassKind, SecretRef};
 use serde::{Deserialize, Serialize};
 
 use crate::mailboxes::Counts;
@@ -121,6 +121,23 @@ pub struct BatchView {
     pub created_us: i64,
     /// Stream version of the batch stream, for expected-version checks.
     pub version: u64,
+    /// Where pass reports go (`batch notify`).
+    pub notify: NotifyTargets,
+}
+
+/// A batch's notification targets; the webhook URL itself is a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyTargets {
+    pub emails: Vec<String>,
+    pub webhook: Option<SecretRef>,
+    /// Scheme, host and path of the webhook, safe to show.
+    pub webhook_shown: Option<String>,
+}
+
+impl NotifyTargets {
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty() && self.webhook.is_none()
+    }
 }
 
 impl BatchView {
@@ -172,6 +189,7 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
                     schedule: None,
                     created_us: env.time_us,
                     version: 0,
+                    notify: NotifyTargets::default(),
                 },
             );
             name
@@ -188,7 +206,8 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
         | Event::CutoverRequested { batch, .. }
         | Event::BatchStopped { batch }
         | Event::BatchCompleted { batch, .. }
-        | Event::BatchDeleted { batch, .. } => batch,
+        | Event::BatchDeleted { batch, .. }
+        | Event::NotifySet { batch, .. } => batch,
         _ => return,
     };
     let Some(b) = batches.get_mut(name) else {
@@ -312,6 +331,18 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
         }
         Event::BatchDeleted { .. } => {
             batches.remove(name);
+        }
+        Event::NotifySet {
+            emails,
+            webhook,
+            webhook_shown,
+            ..
+        } => {
+            b.notify = NotifyTargets {
+                emails: emails.clone(),
+                webhook: webhook.clone(),
+                webhook_shown: webhook_shown.clone(),
+            };
         }
         _ => {}
     }

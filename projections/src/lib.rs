@@ -13,6 +13,7 @@
 
 pub mod batches;
 pub mod mailboxes;
+pub mod notices;
 pub mod snapshot;
 pub mod stats;
 pub mod watermarks;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use batches::{BatchState, BatchView};
 pub use mailboxes::{MailboxState, MailboxView};
+pub use notices::{Notices, OwedNotice};
 pub use stats::Stats;
 pub use watermarks::{FolderMark, Watermarks};
 
@@ -66,6 +68,8 @@ pub struct Projections {
     pub watermarks: Watermarks,
     pub domains: BTreeMap<String, DomainView>,
     pub stats: Stats,
+    /// Pass notifications not yet delivered.
+    pub notices: Notices,
 }
 
 impl Projections {
@@ -110,6 +114,7 @@ impl Projections {
         self.count_in_pass(env);
         self.watermarks.apply(env);
         self.stats.apply(env);
+        self.notices.apply(&self.batches, env);
         if let Event::BatchDeleted { batch, .. } = &env.event {
             let gone: Vec<String> = self
                 .mailboxes

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod cutover;
 pub mod endpoint;
 pub mod export;
+pub mod notify;
 pub mod query;
 pub mod rules;
 
@@ -71,6 +72,7 @@ pub async fn dispatch(
             cutover::cutover(app, actor, addresses, force).await
         }
         Request::MxCheck { .. } | Request::MxSwitch { .. } => Err(not_yet("MX check and switch")),
+        Request::BatchNotify { .. } => notify::set(app, actor, req).await,
     }
 }
 

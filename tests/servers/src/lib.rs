@@ -4,12 +4,15 @@
 //!   passwd-file users, a master user for impersonation and optional TLS.
 //! - [`Cyrus`]: Debian's Cyrus IMAP 3.6 unpacked by `scripts/cyrus.sh`, under
 //!   a temp dir, with sasldb users and an admin that can act for them.
+//! - [`Smtpd`]: Debian's OpenSMTPD accepting any address into one Maildir.
 
 pub mod cyrus;
 mod dovecot;
+pub mod smtp;
 
 pub use cyrus::{Cyrus, CyrusOptions};
 pub use dovecot::{Dovecot, DovecotOptions};
+pub use smtp::Smtpd;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,149 @@
+//! `batch notify`: where a batch's pass reports go.
+
+use std::sync::Arc;
+
+use ferry_ctl::wire::{Request, Response};
+use ferry_ctl::{ApiError, ErrorCode};
+use ferry_events::{Actor, Event, ExpectedVersion, stream};
+
+use super::{done, invalid, not_found, store_error};
+use crate::app::App;
+
+/// Most addresses one batch reports to.
+const MAX_EMAILS: usize = 50;
+
+pub async fn set(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response, ApiError> {
+    let Request::BatchNotify {
+        name,
+        emails,
+        webhook,
+        clear,
+    } = req
+    else {
+        unreachable!("dispatched by op")
+    };
+    if !clear && emails.is_empty() && webhook.is_none() {
+        return Err(invalid(
+            "give --email ADDR and/or --webhook URL, or --clear",
+        ));
+    }
+    let mut checked: Vec<String> = Vec::new();
+    for e in &emails {
+        let a: lettre::Address = e
+            .trim()
+            .parse()
+            .map_err(|err| invalid(format!("--email {e:?} is not a mail address: {err}")))?;
+        let a = a.to_string();
+        if !checked.contains(&a) {
+            checked.push(a);
+        }
+    }
+    if checked.len() > MAX_EMAILS {
+        return Err(invalid(format!("at most {MAX_EMAILS} --email addresses")));
+    }
+    if !checked.is_empty() && app.config.read().unwrap().notify.smtp_host.is_none() {
+        return Err(invalid(
+            "ferryd has no SMTP server to send email with: set smtp_host in the [notify] section of its configuration",
+        ));
+    }
+    let shown = match &webhook {
+        Some(url) => Some(webhook_shown(url).map_err(invalid)?),
+        None => None,
+    };
+
+    let _guard = app.commands.lock().await;
+    let (version, mut targets) = {
+        let views = app.views.read().unwrap();
+        let b = views
+            .batches
+            .get(&name)
+            .ok_or_else(|| not_found("batch", &name))?;
+        (b.version, b.notify.clone())
+    };
+    if clear {
+        targets = Default::default();
+    }
+    if !emails.is_empty() {
+        targets.emails = checked;
+    }
+    let mut stored = None;
+    if let (Some(url), Some(shown)) = (&webhook, shown) {
+        let r = app
+            .secrets
+            .put(url)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        stored = Some(r.clone());
+        targets.webhook = Some(r);
+        targets.webhook_shown = Some(shown);
+    }
+    let envs = match app
+        .append(
+            &stream::batch(&name),
+            ExpectedVersion::Exact(version),
+            actor,
+            vec![Event::NotifySet {
+                batch: name.clone(),
+                emails: targets.emails.clone(),
+                webhook: targets.webhook.clone(),
+                webhook_shown: targets.webhook_shown.clone(),
+            }],
+        )
+        .await
+    {
+        Ok(envs) => envs,
+        Err(e) => {
+            if let Some(r) = &stored {
+                app.secrets.remove(r);
+            }
+            return Err(store_error(e));
+        }
+    };
+    let mut to = targets.emails.clone();
+    to.extend(targets.webhook_shown.clone());
+    let message = if to.is_empty() {
+        format!("batch {name}: no pass reports")
+    } else {
+        format!("batch {name}: pass reports go to {}", to.join(", "))
+    };
+    Ok(done(message, &envs))
+}
+
+/// Checks a webhook URL and returns what may be shown of it: scheme, host,
+/// port and path; never its query or user info, which may hold a token.
+pub fn webhook_shown(url: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(url.trim()).map_err(|e| format!("--webhook is not a URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!(
+            "--webhook must be an http or https URL, not {}:",
+            u.scheme()
+        ));
+    }
+    let Some(host) = u.host_str() else {
+        return Err("--webhook has no host".into());
+    };
+    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!("{}://{host}{port}{}", u.scheme(), u.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::webhook_shown;
+
+    #[test]
+    fn shown_webhook_drops_tokens() {
+        assert_eq!(
+            webhook_shown("https://bob:s3cret@hooks.example:8443/t/x?token=abc#f").unwrap(),
+            "https://hooks.example:8443/t/x"
+        );
+        assert_eq!(
+            webhook_shown("http://127.0.0.1/").unwrap(),
+            "http://127.0.0.1/"
+        );
+        assert!(
+            webhook_shown("ftp://x/")
+                .unwrap_err()
+                .contains("http or https")
+        );
+        assert!(webhook_shown("not a url").is_err());
+    }
+}
