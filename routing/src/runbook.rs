@@ -132,8 +132,9 @@ fn comment_safe(s: &str) -> String {
         .collect()
 }
 
-/// `s` reduced to characters every file system takes.
-fn file_part(s: &str) -> String {
+/// `s` reduced to characters every file system takes, as runbook file
+/// names carry batch names and addresses.
+pub fn file_part(s: &str) -> String {
     s.chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
@@ -167,6 +168,11 @@ fn var(out: &mut String, name: &str, value: &str) {
 
 /// Lower-cased primary addresses of the group's members, in `$members`.
 const READ_MEMBERS: &str = "$members = @(Get-DistributionGroupMember -Identity $group -ResultSize Unlimited |\n    ForEach-Object { \"$($_.PrimarySmtpAddress)\".ToLowerInvariant() })\n";
+
+/// The file name [`batch_setup`]'s text should be saved under.
+pub fn batch_setup_file_name(batch: &str) -> String {
+    format!("batch-setup-{}.ps1", file_part(batch))
+}
 
 /// Exchange Online setup of criteria-based routing for a batch: run it
 /// before the batch's users get their destination mailboxes, so that mail
