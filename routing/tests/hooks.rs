@@ -194,3 +194,21 @@ async fn webhook_errors_never_show_the_url() {
     assert!(out.detail.starts_with("webhook failed: "), "{}", out.detail);
     assert!(!out.detail.contains("s3cret"), "{}", out.detail);
 }
+
+#[test]
+fn hook_from_config_and_debug_hides_the_url() {
+    #[derive(serde::Deserialize)]
+    struct Conf {
+        hook: Hook,
+    }
+    let c: Conf =
+        toml::from_str("hook = { webhook = \"https://hooks.example/t/s3cret\" }").unwrap();
+    assert_eq!(
+        c.hook,
+        Hook::Webhook("https://hooks.example/t/s3cret".into())
+    );
+    assert_eq!(format!("{:?}", c.hook), "Webhook(<hooks.example>)");
+    let c: Conf = toml::from_str("hook = { command = \"/usr/local/bin/notify\" }").unwrap();
+    assert_eq!(c.hook, Hook::Command("/usr/local/bin/notify".into()));
+    assert!(toml::from_str::<Conf>("hook = { script = \"x\" }").is_err());
+}
