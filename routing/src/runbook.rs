@@ -199,7 +199,26 @@ pub fn batch_setup(rb: &BatchRunbook) -> String {
         let sep = if i + 1 < rb.users.len() { "," } else { "" };
         let _ = writeln!(out, "    {}{sep}", ps_quote(&u.destination));
     }
-    out.push_str(")\n\n");
+    out.push_str(")\n");
+    let mut domains: Vec<String> = rb
+        .users
+        .iter()
+        .filter_map(|u| u.destination.rsplit_once('@'))
+        .map(|(_, d)| d.to_lowercase())
+        .collect();
+    domains.sort();
+    domains.dedup();
+    let list: Vec<String> = domains.iter().map(|d| ps_quote(d)).collect();
+    let _ = writeln!(out, "$domains = @({})\n", list.join(", "));
+    out.push_str(
+        "# 0. Criteria-based routing needs the users' domain not to be authoritative.\n\
+         foreach ($domain in $domains) {\n    \
+         $accepted = Get-AcceptedDomain -Identity $domain -ErrorAction SilentlyContinue\n    \
+         if ($accepted -and \"$($accepted.DomainType)\" -eq 'Authoritative') {\n        \
+         Write-Warning \"$domain is Authoritative; criteria-based routing needs Set-AcceptedDomain -Identity $domain -DomainType InternalRelay\"\n    \
+         }\n\
+         }\n\n",
+    );
     out.push_str(
         "# 1. The group of the batch's users not yet migrated.\n\
          if (-not (Get-DistributionGroup -Identity $group -ErrorAction SilentlyContinue)) {\n    \
