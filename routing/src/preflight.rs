@@ -1001,7 +1001,14 @@ mod tests {
     fn licence_with_the_guid_stamped_is_fine() {
         let (s, mut t) = pair("a", 1);
         t.licensed = true;
-        assert!(check(&[s.clone()], &[t.clone()], &Options::default()).is_empty());
+        assert!(
+            check(
+                std::slice::from_ref(&s),
+                std::slice::from_ref(&t),
+                &Options::default()
+            )
+            .is_empty()
+        );
         t.exchange_guid = None;
         let f = check(&[s], &[t], &Options::default());
         assert_eq!(f.len(), 1);
