@@ -53,6 +53,16 @@ pub async fn run(
         ),
         None => eprintln!("ferryctl: no --smart-host, so no batch setup runbook"),
     }
+    let mut names = std::collections::HashSet::new();
+    if let Some(dup) = runbooks
+        .iter()
+        .find(|r| !names.insert(r.file_name.as_str()))
+    {
+        bail!(
+            "two users of batch {batch} would share the runbook file {}",
+            dup.file_name
+        );
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written: Vec<PathBuf> = Vec::new();
     for r in &runbooks {

@@ -132,13 +132,14 @@ fn comment_safe(s: &str) -> String {
         .collect()
 }
 
-/// `s` reduced to characters every file system takes, as runbook file
+/// `s` reduced to letters, digits and `.-@`, as runbook file
 /// names carry batch names and addresses.
 pub fn file_part(s: &str) -> String {
-    s.chars()
+    // Letters of any script stay, so that josé and josè get two files.
+    s.to_lowercase()
+        .chars()
         .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '@') {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '@') {
                 c
             } else {
                 '_'
@@ -456,9 +457,9 @@ mod tests {
         assert_eq!(
             names,
             [
-                "cutover-q1_sales-jos_.o_brien@src.example-exo.ps1",
-                "cutover-q1_sales-jos_.o_brien@src.example-forward.ps1",
-                "cutover-q1_sales-jos_.o_brien@src.example-mailuser.ps1",
+                "cutover-q1_sales-josé.o_brien@src.example-exo.ps1",
+                "cutover-q1_sales-josé.o_brien@src.example-forward.ps1",
+                "cutover-q1_sales-josé.o_brien@src.example-mailuser.ps1",
             ]
         );
     }
