@@ -5,6 +5,7 @@
 
 mod output;
 mod preflight;
+mod runbook;
 mod watch;
 
 use std::io::Write;
@@ -66,6 +67,17 @@ enum Cmd {
     /// Checks on exported files before a migration; no daemon needed.
     #[command(subcommand)]
     Preflight(preflight::PreflightCmd),
+    /// Write the batch's PowerShell routing runbooks: Exchange Online setup
+    /// and, per user, the cutover steps.
+    Runbook {
+        batch: String,
+        /// Folder to write them to.
+        #[arg(short = 'o', long, default_value = ".")]
+        dir: PathBuf,
+        /// The source mail server that takes mail for users not yet migrated.
+        #[arg(long)]
+        smart_host: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -484,6 +496,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }) => return export(&client, format, since, until, output).await,
         Cmd::Audit(AuditCmd::Verify { file }) => return verify(&file, json),
         Cmd::Preflight(cmd) => return preflight::run(cmd, json),
+        Cmd::Runbook {
+            batch,
+            dir,
+            smart_host,
+        } => return runbook::run(&client, &batch, &dir, smart_host.as_deref(), json).await,
     };
     let resp = client.call(&req).await?;
     output::print(&resp, json)?;

@@ -3,10 +3,11 @@
 //! the output) is meant to be recorded in a `RoutingAction` event, so it
 //! never carries the webhook's URL, which may hold a token.
 
+use std::fmt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Output kept per stream (stdout, stderr, HTTP body).
@@ -15,13 +16,31 @@ pub const OUTPUT_LIMIT: usize = 4096;
 /// Environment variable holding the payload for command hooks.
 pub const PAYLOAD_ENV: &str = "FERRY_HOOK_PAYLOAD";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// In a TOML config: `{ command = "…" }` or `{ webhook = "https://…" }`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Hook {
     /// Run with `sh -c`; the payload arrives on stdin and in
     /// `FERRY_HOOK_PAYLOAD`. Exit status 0 is success.
     Command(String),
     /// POSTed the payload as JSON; a 2xx answer is success.
     Webhook(String),
+}
+
+// The URL may carry a token: logs and errors show only its host.
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hook::Command(c) => f.debug_tuple("Command").field(c).finish(),
+            Hook::Webhook(url) => {
+                let host = reqwest::Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default();
+                write!(f, "Webhook(<{host}>)")
+            }
+        }
+    }
 }
 
 /// What a hook is told about one user's cutover.

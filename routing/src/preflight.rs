@@ -927,3 +927,91 @@ pub fn owned_domains(targets: &[TargetMailUser], opts: &Options) -> Vec<String> 
     v.dedup();
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guid(n: u128) -> Option<Uuid> {
+        Some(Uuid::from_u128(n))
+    }
+
+    fn pair(local: &str, n: u128) -> (SourceMailbox, TargetMailUser) {
+        let dn = format!("/o=Org/cn={local}");
+        (
+            SourceMailbox {
+                primary_smtp: format!("{local}@source.example"),
+                exchange_guid: guid(n),
+                legacy_dn: dn.clone(),
+                ..Default::default()
+            },
+            TargetMailUser {
+                primary_smtp: format!("{local}@target.example"),
+                external_email_address: Some(format!("{local}@source.example")),
+                exchange_guid: guid(n),
+                email_addresses: vec![
+                    format!("SMTP:{local}@target.example"),
+                    format!("smtp:{local}@target.onmicrosoft.com"),
+                    format!("X500:{dn}"),
+                ],
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn derived_domains_keep_the_tenant_onmicrosoft_domain_only() {
+        let (mut sources, mut targets) = (Vec::new(), Vec::new());
+        for (i, l) in ["a", "b", "c"].iter().enumerate() {
+            let (s, t) = pair(l, i as u128 + 1);
+            sources.push(s);
+            targets.push(t);
+        }
+        targets[2]
+            .email_addresses
+            .push("smtp:c@source.onmicrosoft.com".into());
+        let opts = Options::default();
+        assert_eq!(
+            owned_domains(&targets, &opts),
+            ["target.example", "target.onmicrosoft.com"]
+        );
+        let f = check(&sources, &targets, &opts);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, Rule::ForeignSmtpProxy);
+        assert_eq!(f[0].object, "c@source.example");
+    }
+
+    #[test]
+    fn disabled_archive_needs_no_archive_guid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.csv");
+        std::fs::write(
+            &path,
+            "PrimarySmtpAddress,ExchangeGuid,LegacyExchangeDN,ArchiveGuid,ArchiveStatus\n\
+             a@s.example,00000000-0000-4000-8000-000000000001,/o=O/cn=a,00000000-0000-4000-8000-000000000002,None\n\
+             b@s.example,00000000-0000-4000-8000-000000000003,/o=O/cn=b,00000000-0000-4000-8000-000000000004,Active\n",
+        )
+        .unwrap();
+        let s = load_sources(&path).unwrap();
+        assert_eq!(s[0].archive_guid, None);
+        assert_eq!(s[1].archive_guid, guid(0x4000_8000_0000_0000_0004));
+    }
+
+    #[test]
+    fn licence_with_the_guid_stamped_is_fine() {
+        let (s, mut t) = pair("a", 1);
+        t.licensed = true;
+        assert!(
+            check(
+                std::slice::from_ref(&s),
+                std::slice::from_ref(&t),
+                &Options::default()
+            )
+            .is_empty()
+        );
+        t.exchange_guid = None;
+        let f = check(&[s], &[t], &Options::default());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule, Rule::LicenceBeforeGuid);
+    }
+}

@@ -132,12 +132,14 @@ fn comment_safe(s: &str) -> String {
         .collect()
 }
 
-/// `s` reduced to characters every file system takes.
-fn file_part(s: &str) -> String {
-    s.chars()
+/// `s` reduced to letters, digits and `.-@`, as runbook file
+/// names carry batch names and addresses.
+pub fn file_part(s: &str) -> String {
+    // Letters of any script stay, so that josé and josè get two files.
+    s.to_lowercase()
+        .chars()
         .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '@') {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '@') {
                 c
             } else {
                 '_'
@@ -168,6 +170,11 @@ fn var(out: &mut String, name: &str, value: &str) {
 /// Lower-cased primary addresses of the group's members, in `$members`.
 const READ_MEMBERS: &str = "$members = @(Get-DistributionGroupMember -Identity $group -ResultSize Unlimited |\n    ForEach-Object { \"$($_.PrimarySmtpAddress)\".ToLowerInvariant() })\n";
 
+/// The file name [`batch_setup`]'s text should be saved under.
+pub fn batch_setup_file_name(batch: &str) -> String {
+    format!("batch-setup-{}.ps1", file_part(batch))
+}
+
 /// Exchange Online setup of criteria-based routing for a batch: run it
 /// before the batch's users get their destination mailboxes, so that mail
 /// sent to them inside the tenant still reaches the source until cutover.
@@ -193,7 +200,26 @@ pub fn batch_setup(rb: &BatchRunbook) -> String {
         let sep = if i + 1 < rb.users.len() { "," } else { "" };
         let _ = writeln!(out, "    {}{sep}", ps_quote(&u.destination));
     }
-    out.push_str(")\n\n");
+    out.push_str(")\n");
+    let mut domains: Vec<String> = rb
+        .users
+        .iter()
+        .filter_map(|u| u.destination.rsplit_once('@'))
+        .map(|(_, d)| d.to_lowercase())
+        .collect();
+    domains.sort();
+    domains.dedup();
+    let list: Vec<String> = domains.iter().map(|d| ps_quote(d)).collect();
+    let _ = writeln!(out, "$domains = @({})\n", list.join(", "));
+    out.push_str(
+        "# 0. Criteria-based routing needs the users' domain not to be authoritative.\n\
+         foreach ($domain in $domains) {\n    \
+         $accepted = Get-AcceptedDomain -Identity $domain -ErrorAction SilentlyContinue\n    \
+         if ($accepted -and \"$($accepted.DomainType)\" -eq 'Authoritative') {\n        \
+         Write-Warning \"$domain is Authoritative; criteria-based routing needs Set-AcceptedDomain -Identity $domain -DomainType InternalRelay\"\n    \
+         }\n\
+         }\n\n",
+    );
     out.push_str(
         "# 1. The group of the batch's users not yet migrated.\n\
          if (-not (Get-DistributionGroup -Identity $group -ErrorAction SilentlyContinue)) {\n    \
@@ -431,9 +457,9 @@ mod tests {
         assert_eq!(
             names,
             [
-                "cutover-q1_sales-jos_.o_brien@src.example-exo.ps1",
-                "cutover-q1_sales-jos_.o_brien@src.example-forward.ps1",
-                "cutover-q1_sales-jos_.o_brien@src.example-mailuser.ps1",
+                "cutover-q1_sales-josé.o_brien@src.example-exo.ps1",
+                "cutover-q1_sales-josé.o_brien@src.example-forward.ps1",
+                "cutover-q1_sales-josé.o_brien@src.example-mailuser.ps1",
             ]
         );
     }

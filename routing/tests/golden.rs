@@ -55,7 +55,10 @@ fn users() -> Vec<User> {
 #[test]
 fn batch_setup_runbook() {
     let rb = BatchRunbook::new("sales-q1", users(), "mail.source.example");
-    golden("batch-setup-sales-q1.ps1", &runbook::batch_setup(&rb));
+    golden(
+        &runbook::batch_setup_file_name("sales-q1"),
+        &runbook::batch_setup(&rb),
+    );
 }
 
 #[test]

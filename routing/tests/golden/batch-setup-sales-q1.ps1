@@ -17,6 +17,15 @@ $users = @(
     'sean.o''brien@target.example',
     'mike@target.example'
 )
+$domains = @('target.example')
+
+# 0. Criteria-based routing needs the users' domain not to be authoritative.
+foreach ($domain in $domains) {
+    $accepted = Get-AcceptedDomain -Identity $domain -ErrorAction SilentlyContinue
+    if ($accepted -and "$($accepted.DomainType)" -eq 'Authoritative') {
+        Write-Warning "$domain is Authoritative; criteria-based routing needs Set-AcceptedDomain -Identity $domain -DomainType InternalRelay"
+    }
+}
 
 # 1. The group of the batch's users not yet migrated.
 if (-not (Get-DistributionGroup -Identity $group -ErrorAction SilentlyContinue)) {

@@ -1,0 +1,81 @@
+//! `ferryctl runbook`: writes a batch's routing runbooks from what ferryd
+//! knows of the batch (its users' source and destination addresses).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ferry_ctl::{Client, Request, Response};
+use ferry_routing::runbook::{self, BatchRunbook, CutoverRunbook, Runbook, User};
+
+pub async fn run(
+    client: &Client,
+    batch: &str,
+    dir: &Path,
+    smart_host: Option<&str>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let resp = client
+        .call(&Request::BatchShow {
+            name: batch.to_string(),
+        })
+        .await?;
+    let Response::Batch(view) = resp else {
+        bail!("ferryd answered batch show with something else");
+    };
+    let mut waiting = Vec::new();
+    let mut runbooks = Vec::new();
+    for address in &view.mailboxes {
+        let resp = client
+            .call(&Request::MailboxShow {
+                address: address.clone(),
+            })
+            .await?;
+        let Response::Mailbox(m) = resp else {
+            bail!("ferryd answered mailbox show with something else");
+        };
+        let user = User {
+            source: m.address.clone(),
+            destination: m.spec.destination_address.clone(),
+        };
+        runbooks.extend(runbook::cutover(&CutoverRunbook::new(batch, user.clone())));
+        // Users already cut over stay out of the "not migrated" group.
+        if m.cut_over_us.is_none() {
+            waiting.push(user);
+        }
+    }
+    match smart_host {
+        Some(host) => runbooks.insert(
+            0,
+            Runbook {
+                file_name: runbook::batch_setup_file_name(batch),
+                text: runbook::batch_setup(&BatchRunbook::new(batch, waiting, host)),
+            },
+        ),
+        None => eprintln!("ferryctl: no --smart-host, so no batch setup runbook"),
+    }
+    let mut names = std::collections::HashSet::new();
+    if let Some(dup) = runbooks
+        .iter()
+        .find(|r| !names.insert(r.file_name.as_str()))
+    {
+        bail!(
+            "two users of batch {batch} would share the runbook file {}",
+            dup.file_name
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written: Vec<PathBuf> = Vec::new();
+    for r in &runbooks {
+        let path = dir.join(&r.file_name);
+        std::fs::write(&path, &r.text).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&written)?);
+    } else {
+        for p in &written {
+            println!("{}", p.display());
+        }
+    }
+    Ok(0)
+}
