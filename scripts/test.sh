@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's Dovecot, and Cyrus unpacked into
-# target/cyrus-root; both started by the tests themselves on 127.0.0.1) and
+# Installs what the tests need (Debian's Dovecot and BIND 9, and Cyrus unpacked into
+# target/cyrus-root; all started by the tests themselves on 127.0.0.1) and
 # runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,13 @@ if ! [ -x /usr/sbin/dovecot ] || ! [ -x /usr/bin/doveadm ]; then
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dovecot-core dovecot-imapd >/dev/null
+fi
+# BIND 9 (named, tsig-keygen) for the DNS tests' authoritative server.
+if ! [ -x /usr/sbin/named ] || ! [ -x /usr/sbin/tsig-keygen ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq bind9 >/dev/null
 fi
 scripts/cyrus.sh
 

@@ -4,10 +4,13 @@
 //!   passwd-file users, a master user for impersonation and optional TLS.
 //! - [`Cyrus`]: Debian's Cyrus IMAP 3.6 unpacked by `scripts/cyrus.sh`, under
 //!   a temp dir, with sasldb users and an admin that can act for them.
+//! - [`Bind`]: BIND 9 authoritative for test zones, with TSIG-signed updates.
 
+pub mod bind;
 pub mod cyrus;
 mod dovecot;
 
+pub use bind::Bind;
 pub use cyrus::{Cyrus, CyrusOptions};
 pub use dovecot::{Dovecot, DovecotOptions};
 
