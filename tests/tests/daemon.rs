@@ -764,8 +764,6 @@ fn commands_without_an_engine_say_not_available_and_record_nothing() {
         &["batch", "schedule", "b-imap", "--delta", "0 2 * * *"][..],
         &["batch", "complete", "b-imap"],
         &["cutover", "anna@new.example"],
-        &["mx", "check", "new.example"],
-        &["mx", "switch", "new.example", "--to", "mx.new.example"],
     ] {
         refused(&d, args, &["not available"]);
     }

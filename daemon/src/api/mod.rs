@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod endpoint;
 pub mod export;
+pub mod mx;
 pub mod query;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub async fn dispatch(
             | Request::BatchList
             | Request::MailboxShow { .. }
             | Request::Events { .. }
+            | Request::Checklist { .. }
     );
     if mutating && app.is_draining() {
         return Err(ApiError::new(
@@ -62,7 +64,11 @@ pub async fn dispatch(
         Request::BatchSchedule { .. } => Err(not_yet("cron delta schedules (batch schedule)")),
         Request::BatchComplete { .. } => Err(not_yet("batch completion (batch complete)")),
         Request::Cutover { .. } => Err(not_yet("cutover")),
-        Request::MxCheck { .. } | Request::MxSwitch { .. } => Err(not_yet("MX check and switch")),
+        Request::MxCheck { domain } => mx::check(app, actor, &domain).await,
+        Request::MxSwitch { domain, to, manual } => {
+            mx::switch(app, actor, &domain, &to, manual).await
+        }
+        Request::Checklist { batch } => mx::checklist(app, &batch).await,
     }
 }
 

@@ -147,23 +147,7 @@ impl Bind {
 
 impl Drop for Bind {
     fn drop(&mut self) {
-        let Ok(pid) = i32::try_from(self.child.id()) else {
-            return;
-        };
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
+        crate::stop_child(&mut self.child, STOP_GRACE);
     }
 }
 
