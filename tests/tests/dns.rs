@@ -74,6 +74,28 @@ fn library_checks_updates_and_polls_a_real_server() {
         // The right key on a zone that takes no updates: REFUSED.
         let err = update("manual.test", bind.key_file()).await.unwrap_err();
         assert!(err.contains("REFUSED"), "{err}");
+        // No server behind the address: a failure, said in one line.
+        let silent: SocketAddr = format!("127.0.0.1:{}", ferry_testservers::free_port().unwrap())
+            .parse()
+            .unwrap();
+        let key = TsigKey::from_file(&bind.key_file()).unwrap();
+        let err = ferry_dns::update_mx(
+            silent,
+            "example.test",
+            "example.test",
+            "mx.x.test",
+            10,
+            60,
+            &key,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(&format!("update of example.test MX sent to {silent}")),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
         assert_eq!(
             ferry_dns::query_mx_at(addr(&bind), "example.test")
                 .await
@@ -425,4 +447,19 @@ fn checklist_before_and_after_the_switch() {
     );
     let err = ferry.ctl_err(&["checklist", "nope"]);
     assert!(err.contains("no batch named"), "{err}");
+}
+
+#[test]
+fn unreadable_key_file_is_one_line_and_records_nothing() {
+    let bind = Bind::start().expect("named starts");
+    let missing = std::env::temp_dir().join("ferry-no-such-key-file.key");
+    let ferry = ferryd_for(&bind, &missing);
+    let head = ferry.head();
+    let err = ferry.ctl_err(&["mx", "switch", "example.test", "--to", "mx.new.test"]);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("reading TSIG key") && err.contains("nothing was recorded"),
+        "{err}"
+    );
+    assert_eq!(ferry.head(), head);
 }
