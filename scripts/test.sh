@@ -1,31 +1,37 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's Dovecot and OpenSMTPD, and Cyrus unpacked into
+# Installs what the tests need (Debian's Dovecot, OpenSMTPD and BIND 9, and Cyrus unpacked into
 # target/cyrus-root; all started by the tests themselves on 127.0.0.1) and
 # runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! [ -x /usr/sbin/dovecot ] || ! [ -x /usr/bin/doveadm ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dovecot-core dovecot-imapd >/dev/null
-fi
-if ! [ -x /usr/sbin/smtpd ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  # The package would start a system smtpd; the tests run their own (one
-  # per machine), so services are held off during the install.
-  held=""
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+updated=""
+
+# need PROGRAM... -- PACKAGE...: installs the packages unless every program
+# is there. Services the packages would start are held off during the
+# install: the tests start their own servers on 127.0.0.1 (OpenSMTPD allows
+# one per machine).
+need() {
+  local missing="" p
+  while [ "$1" != "--" ]; do [ -x "$1" ] || missing=1; shift; done
+  shift
+  [ -n "$missing" ] || return 0
+  [ -n "$updated" ] || { $sudo apt-get update -qq; updated=1; }
+  local held=""
   if ! [ -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d
     held=1
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq opensmtpd >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
   [ -z "$held" ] || $sudo rm -f /usr/sbin/policy-rc.d
-fi
+}
+
+need /usr/sbin/dovecot /usr/bin/doveadm -- dovecot-core dovecot-imapd
+need /usr/sbin/smtpd -- opensmtpd
+need /usr/sbin/named /usr/sbin/tsig-keygen -- bind9
 scripts/cyrus.sh
 
 # The integration tests drive the real ferryd and ferryctl binaries, which

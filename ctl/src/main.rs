@@ -78,6 +78,8 @@ enum Cmd {
         #[arg(long)]
         smart_host: Option<String>,
     },
+    /// What remains before and after the MX switch for the batch's domains.
+    Checklist { batch: String },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -251,10 +253,15 @@ enum MxCmd {
     Check {
         domain: String,
     },
+    /// Replace the MX (RFC 2136 update with TSIG), then poll the
+    /// authoritative servers until they answer it.
     Switch {
         domain: String,
         #[arg(long)]
         to: String,
+        /// The MX was changed by hand: record the switch and verify it.
+        #[arg(long)]
+        manual: bool,
     },
 }
 
@@ -485,7 +492,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Mailbox(MailboxCmd::Show { address }) => Request::MailboxShow { address },
         Cmd::Cutover { addresses, force } => Request::Cutover { addresses, force },
         Cmd::Mx(MxCmd::Check { domain }) => Request::MxCheck { domain },
-        Cmd::Mx(MxCmd::Switch { domain, to }) => Request::MxSwitch { domain, to },
+        Cmd::Mx(MxCmd::Switch { domain, to, manual }) => Request::MxSwitch { domain, to, manual },
         Cmd::Events { since, follow } => return events(&client, since, follow, json).await,
         Cmd::Watch { batch } => return watch::watch(&client, &batch).await,
         Cmd::Audit(AuditCmd::Export {
@@ -501,9 +508,19 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             dir,
             smart_host,
         } => return runbook::run(&client, &batch, &dir, smart_host.as_deref(), json).await,
+        Cmd::Checklist { batch } => Request::Checklist { batch },
     };
     let resp = client.call(&req).await?;
     output::print(&resp, json)?;
+    if let Response::MxSwitch(v) = &resp
+        && !v.verified
+    {
+        eprintln!(
+            "ferryctl: the switch of {} is recorded, but not every authoritative server answers {} yet",
+            v.domain, v.to
+        );
+        return Ok(2);
+    }
     Ok(0)
 }
 

@@ -72,8 +72,74 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
                 );
             }
         }
+        Response::MxCheck(v) => print_mx_check(v),
+        Response::MxSwitch(v) => print_mx_switch(v),
+        Response::Checklist(v) => print_checklist(v),
     }
     Ok(())
+}
+
+fn print_mx_check(v: &ferry_ctl::wire::MxCheckView) {
+    println!("{} MX, TTL {} s, from {}", v.domain, v.ttl, v.server);
+    let mut t = table(&["preference", "host", "endpoint"]);
+    for h in &v.hosts {
+        t.add_row(vec![
+            h.preference.to_string(),
+            h.host.clone(),
+            h.endpoint.clone(),
+        ]);
+    }
+    println!("{t}");
+    if let Some(w) = &v.warning {
+        println!("warning: {w}");
+    }
+}
+
+fn print_mx_switch(v: &ferry_ctl::wire::MxSwitchView) {
+    println!("{} MX → {}: {}", v.domain, v.to, v.applied);
+    let mut t = table(&["authoritative server", "answers new MX", "answer"]);
+    for s in &v.servers {
+        t.add_row(vec![
+            s.server.clone(),
+            if s.ok { "yes" } else { "no" }.to_string(),
+            s.detail.clone(),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "{} (event {})",
+        if v.verified {
+            "verified on every authoritative server"
+        } else {
+            "NOT verified"
+        },
+        v.seq
+    );
+}
+
+fn print_checklist(v: &ferry_ctl::wire::ChecklistView) {
+    let mut t = table(&["domain", "phase", "item", "done", "detail"]);
+    for d in &v.domains {
+        for i in &d.items {
+            t.add_row(vec![
+                d.domain.clone(),
+                i.phase.clone(),
+                i.item.clone(),
+                if i.done { "done" } else { "not done" }.to_string(),
+                i.detail.clone(),
+            ]);
+        }
+    }
+    println!("{t}");
+    println!(
+        "batch {}: {}",
+        v.batch,
+        if v.all_done {
+            "every item is done"
+        } else {
+            "items remain"
+        }
+    );
 }
 
 fn print_endpoints(es: &[ferry_projections::EndpointView]) {

@@ -24,7 +24,7 @@ pub async fn run(
     };
     let mut waiting = Vec::new();
     let mut runbooks = Vec::new();
-    for address in &view.mailboxes {
+    for address in &view.batch.mailboxes {
         let resp = client
             .call(&Request::MailboxShow {
                 address: address.clone(),

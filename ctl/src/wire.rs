@@ -187,6 +187,9 @@ pub enum Request {
     MxSwitch {
         domain: String,
         to: String,
+        /// The MX was changed by hand; record it and verify it.
+        #[serde(default)]
+        manual: bool,
     },
     /// Events with `seq >= since`, at most `limit`; when none exist yet,
     /// waits up to `wait_ms` for one (long poll, for `--follow`).
@@ -208,6 +211,10 @@ pub enum Request {
         /// Remove every target first (alone: no more reports).
         #[serde(default)]
         clear: bool,
+    },
+    /// What remains before and after the MX switch for a batch's domains.
+    Checklist {
+        batch: String,
     },
 }
 
@@ -234,6 +241,7 @@ impl Request {
             Request::MxSwitch { .. } => "mx_switch",
             Request::Events { .. } => "events",
             Request::BatchNotify { .. } => "batch_notify",
+            Request::Checklist { .. } => "checklist",
         }
     }
 }
@@ -282,6 +290,9 @@ pub enum Response {
         events: Vec<EventRecord>,
         head: u64,
     },
+    MxCheck(MxCheckView),
+    MxSwitch(MxSwitchView),
+    Checklist(ChecklistView),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,4 +340,74 @@ impl ApiError {
             message: message.into(),
         }
     }
+}
+
+/// MX TTLs above this are a warning: lower them before the switch.
+pub const MX_TTL_ADVICE_S: u32 = 3600;
+
+/// `mx check`: what the domain's MX answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MxCheckView {
+    pub domain: String,
+    pub hosts: Vec<MxHostView>,
+    pub ttl: u32,
+    /// Set when the TTL is above [`MX_TTL_ADVICE_S`].
+    pub warning: Option<String>,
+    /// The servers asked.
+    pub server: String,
+    /// The `MxChecked` event.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MxHostView {
+    pub preference: u16,
+    pub host: String,
+    /// The registered endpoint(s) this host belongs to, or `unknown`.
+    pub endpoint: String,
+}
+
+/// `mx switch`: how it was applied and what the authoritative servers answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MxSwitchView {
+    pub domain: String,
+    pub to: String,
+    pub manual: bool,
+    /// `RFC 2136 update to IP:PORT (key NAME)` or `recorded as a manual switch`.
+    pub applied: String,
+    /// Every authoritative server answered the new MX in time.
+    pub verified: bool,
+    pub servers: Vec<ServerAnswer>,
+    /// The `MxVerified` event.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAnswer {
+    pub server: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// `checklist`: per domain of the batch's mailboxes, each step and whether it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistView {
+    pub batch: String,
+    pub domains: Vec<DomainChecklist>,
+    pub all_done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainChecklist {
+    pub domain: String,
+    pub items: Vec<ChecklistItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistItem {
+    /// `before` or `after` the MX switch.
+    pub phase: String,
+    pub item: String,
+    pub done: bool,
+    pub detail: String,
 }

@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub engine: EngineConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// Engine limits; reloaded on SIGHUP for passes that start afterwards.
@@ -113,6 +115,105 @@ impl Default for NotifyConfig {
     }
 }
 
+/// Where MX checks look and how MX switches are applied and verified.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Resolvers for `mx check` and the checklist, `IP` or `IP:PORT`;
+    /// empty means the system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<String>,
+    /// How long `mx switch` polls the authoritative servers for the new MX.
+    pub verify_timeout_s: u64,
+    pub verify_interval_ms: u64,
+    /// Zones whose MX ferryd may change or verify.
+    #[serde(rename = "zone")]
+    pub zones: Vec<ZoneConfig>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            verify_timeout_s: 120,
+            verify_interval_ms: 2_000,
+            zones: Vec::new(),
+        }
+    }
+}
+
+/// One `[[dns.zone]]`: with `primary` and `key_file`, `mx switch` sends an
+/// RFC 2136 update signed with that TSIG key; without, only `--manual`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    /// The primary server that takes updates, `IP` or `IP:PORT`.
+    pub primary: Option<String>,
+    /// A BIND key file (`key "NAME" { algorithm hmac-sha256; secret "..."; };`).
+    pub key_file: Option<PathBuf>,
+    /// TTL of the new MX record.
+    #[serde(default = "default_mx_ttl")]
+    pub ttl: u32,
+    /// Preference of the new MX record.
+    #[serde(default = "default_mx_preference")]
+    pub preference: u16,
+    /// Authoritative servers to poll after a switch; default: the zone's NS
+    /// records resolved to addresses, port 53.
+    #[serde(default)]
+    pub servers: Vec<String>,
+}
+
+fn default_mx_ttl() -> u32 {
+    3600
+}
+
+fn default_mx_preference() -> u16 {
+    10
+}
+
+impl DnsConfig {
+    /// Every address parses and `primary` comes with `key_file`.
+    fn check(&self) -> Result<(), String> {
+        for s in &self.nameservers {
+            ferry_dns::parse_server(s).map_err(|e| format!("[dns] nameservers: {e}"))?;
+        }
+        for z in &self.zones {
+            if z.name.trim().is_empty() {
+                return Err("[[dns.zone]] has an empty name".into());
+            }
+            for s in z.primary.iter().chain(&z.servers) {
+                ferry_dns::parse_server(s).map_err(|e| format!("[[dns.zone]] {}: {e}", z.name))?;
+            }
+            if z.primary.is_some() != z.key_file.is_some() {
+                return Err(format!(
+                    "[[dns.zone]] {}: primary and key_file go together",
+                    z.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn nameserver_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.nameservers
+            .iter()
+            .filter_map(|s| ferry_dns::parse_server(s).ok())
+            .collect()
+    }
+
+    /// The most specific configured zone holding `domain`.
+    pub fn zone_of(&self, domain: &str) -> Option<&ZoneConfig> {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.zones
+            .iter()
+            .filter(|z| {
+                let n = z.name.trim_end_matches('.').to_ascii_lowercase();
+                d == n || d.ends_with(&format!(".{n}"))
+            })
+            .max_by_key(|z| z.name.len())
+    }
+}
+
 /// The settings in force.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -127,6 +228,7 @@ pub struct Config {
     pub max_connections: usize,
     pub engine: EngineConfig,
     pub notify: NotifyConfig,
+    pub dns: DnsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +247,8 @@ pub enum ConfigError {
     },
     #[error("no data directory: give --data-dir or data_dir in the config file")]
     NoDataDir,
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
 }
 
 impl Config {
@@ -180,6 +284,7 @@ impl Config {
             max_connections: file.max_connections.unwrap_or(64).max(1),
             engine: file.engine,
             notify: file.notify,
+            dns: file.dns,
             data_dir,
         })
     }
@@ -207,6 +312,7 @@ impl Config {
         next.snapshot_every = file.snapshot_every.unwrap_or(100_000).max(1);
         next.engine = file.engine;
         next.notify = file.notify;
+        next.dns = file.dns;
         Ok(next)
     }
 }
@@ -216,10 +322,15 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    let file: FileConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    file.dns.check().map_err(|reason| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -244,5 +355,38 @@ mod tests {
         std::fs::write(&f, "data_dirr = \"/x\"\n").unwrap();
         let err = Config::load(None, None, Some(f), false).unwrap_err();
         assert!(err.to_string().contains("data_dirr"), "{err}");
+    }
+
+    #[test]
+    fn dns_section_loads_and_checks_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ferryd.toml");
+        std::fs::write(
+            &f,
+            "[dns]\nnameservers = [\"127.0.0.1:5353\"]\n[[dns.zone]]\nname = \"example.test\"\nprimary = \"127.0.0.1:5353\"\nkey_file = \"/k\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(dir.path().into()), None, Some(f.clone()), false).unwrap();
+        assert_eq!(c.dns.zones[0].ttl, 3600);
+        assert_eq!(
+            c.dns.verify_timeout_s,
+            DnsConfig::default().verify_timeout_s
+        );
+        assert_eq!(
+            c.dns.zone_of("sub.Example.test").map(|z| z.name.as_str()),
+            Some("example.test")
+        );
+        assert!(c.dns.zone_of("notexample.test").is_none());
+
+        std::fs::write(&f, "[dns]\nnameservers = [\"ns1.example\"]\n").unwrap();
+        let err = Config::load(Some(dir.path().into()), None, Some(f.clone()), false).unwrap_err();
+        assert!(err.to_string().contains("ns1.example"), "{err}");
+        std::fs::write(
+            &f,
+            "[[dns.zone]]\nname = \"a.test\"\nprimary = \"127.0.0.1\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(dir.path().into()), None, Some(f), false).unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod cutover;
 pub mod endpoint;
 pub mod export;
+pub mod mx;
 pub mod notify;
 pub mod query;
 pub mod rules;
@@ -33,6 +34,7 @@ pub async fn dispatch(
             | Request::BatchList
             | Request::MailboxShow { .. }
             | Request::Events { .. }
+            | Request::Checklist { .. }
     );
     if mutating && app.is_draining() {
         return Err(ApiError::new(
@@ -71,7 +73,11 @@ pub async fn dispatch(
         Request::Cutover { addresses, force } => {
             cutover::cutover(app, actor, addresses, force).await
         }
-        Request::MxCheck { .. } | Request::MxSwitch { .. } => Err(not_yet("MX check and switch")),
+        Request::MxCheck { domain } => mx::check(app, actor, &domain).await,
+        Request::MxSwitch { domain, to, manual } => {
+            mx::switch(app, actor, &domain, &to, manual).await
+        }
+        Request::Checklist { batch } => mx::checklist(app, &batch).await,
         Request::BatchNotify { .. } => notify::set(app, actor, req).await,
     }
 }

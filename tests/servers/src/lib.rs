@@ -5,17 +5,21 @@
 //! - [`Cyrus`]: Debian's Cyrus IMAP 3.6 unpacked by `scripts/cyrus.sh`, under
 //!   a temp dir, with sasldb users and an admin that can act for them.
 //! - [`Smtpd`]: Debian's OpenSMTPD accepting any address into one Maildir.
+//! - [`Bind`]: BIND 9 authoritative for test zones, with TSIG-signed updates.
 
+pub mod bind;
 pub mod cyrus;
 mod dovecot;
 pub mod smtp;
 
+pub use bind::Bind;
 pub use cyrus::{Cyrus, CyrusOptions};
 pub use dovecot::{Dovecot, DovecotOptions};
 pub use smtp::Smtpd;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to :0, then released).
@@ -46,4 +50,25 @@ pub(crate) fn wait_for_port(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// SIGTERM to `child` by pid, then SIGKILL if it has not exited after `grace`.
+pub(crate) fn stop_child(child: &mut Child, grace: Duration) {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let _ = child.wait();
 }
