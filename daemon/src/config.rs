@@ -27,6 +27,30 @@ pub struct FileConfig {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub dns: DnsConfig,
+    #[serde(default)]
+    pub cutover: CutoverConfig,
+}
+
+/// What happens for each user cut over, after the final delta pass.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CutoverConfig {
+    /// Run per user with a JSON payload: `{ command = "..." }` (sh -c) or
+    /// `{ webhook = "https://..." }`.
+    pub hook: Option<ferry_routing::hooks::Hook>,
+    pub hook_timeout_s: u64,
+    /// Where the per-user PowerShell runbooks go; default `DATA_DIR/runbooks`.
+    pub runbook_dir: Option<PathBuf>,
+}
+
+impl Default for CutoverConfig {
+    fn default() -> Self {
+        CutoverConfig {
+            hook: None,
+            hook_timeout_s: 120,
+            runbook_dir: None,
+        }
+    }
 }
 
 /// Engine limits; reloaded on SIGHUP for passes that start afterwards.
@@ -229,6 +253,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub notify: NotifyConfig,
     pub dns: DnsConfig,
+    pub cutover: CutoverConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -285,6 +310,7 @@ impl Config {
             engine: file.engine,
             notify: file.notify,
             dns: file.dns,
+            cutover: file.cutover,
             data_dir,
         })
     }
@@ -312,6 +338,7 @@ impl Config {
         next.snapshot_every = file.snapshot_every.unwrap_or(100_000).max(1);
         next.engine = file.engine;
         next.notify = file.notify;
+        next.cutover = file.cutover;
         next.dns = file.dns;
         Ok(next)
     }

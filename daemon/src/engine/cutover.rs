@@ -1,15 +1,21 @@
-//! After a cutover's final delta pass: each user's routing actions, each
-//! recorded with its outcome, then the user is cut over.
+//! After a cutover's final delta pass: each user's routing actions (the
+//! PowerShell runbooks written, the configured hook run), each recorded
+//! with its outcome; then the user is cut over, or, when an action failed,
+//! the cutover is abandoned and can be run again.
 //!
 //! The actions run at least once: a crash between an action and its event
 //! runs it again at the next start, so runbooks are idempotent and hooks
 //! should be too.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_events::{Actor, Event, ExpectedVersion, Outcome, stream};
 use ferry_projections::CutoverStage;
 use ferry_projections::mailboxes::ABANDONED;
+use ferry_routing::hooks::{self, Payload};
+use ferry_routing::runbook::{self, CutoverRunbook, User};
 
 use super::Engine;
 
@@ -105,16 +111,100 @@ async fn route_one(
         .await?;
         return Ok(());
     }
+    let destination = {
+        let views = app.views.read().unwrap();
+        views
+            .mailboxes
+            .get(address)
+            .map(|m| m.spec.destination_address.clone())
+            .unwrap_or_default()
+    };
+    let (cutover, runbook_dir, timeout) = {
+        let c = app.config.read().unwrap();
+        (
+            c.cutover.clone(),
+            c.cutover
+                .runbook_dir
+                .clone()
+                .unwrap_or_else(|| c.data_dir.join("runbooks")),
+            Duration::from_secs(c.cutover.hook_timeout_s.max(1)),
+        )
+    };
+    let action = |action: &str, ok: bool, detail: String| Event::RoutingAction {
+        mailbox: address.to_string(),
+        batch: batch.to_string(),
+        action: action.to_string(),
+        ok,
+        detail,
+    };
+
+    let (ok, detail) = write_runbooks(&runbook_dir, batch, address, &destination);
+    let mut all_ok = ok;
     app.append(
         &stream,
         ExpectedVersion::Any,
         Actor::Engine,
-        vec![Event::UserCutOver {
+        vec![action("runbook", ok, detail)],
+    )
+    .await?;
+    if let Some(hook) = &cutover.hook {
+        let payload = Payload::cutover(address, batch, address, &destination, forced);
+        let out = hooks::run(hook, &payload, timeout).await;
+        all_ok &= out.ok;
+        app.append(
+            &stream,
+            ExpectedVersion::Any,
+            Actor::Engine,
+            vec![action("hook", out.ok, out.detail)],
+        )
+        .await?;
+    }
+    let last = if all_ok {
+        Event::UserCutOver {
             mailbox: address.to_string(),
             batch: batch.to_string(),
             forced,
-        }],
-    )
-    .await?;
+        }
+    } else {
+        action(
+            ABANDONED,
+            false,
+            "a routing action failed (see above); the user is not cut over; fix it and run the cutover again".into(),
+        )
+    };
+    app.append(&stream, ExpectedVersion::Any, Actor::Engine, vec![last])
+        .await?;
     Ok(())
+}
+
+/// Writes the user's cutover runbooks under `dir/BATCH/`; returns the
+/// outcome for the `RoutingAction` event.
+fn write_runbooks(dir: &Path, batch: &str, source: &str, destination: &str) -> (bool, String) {
+    let user = User {
+        source: source.to_string(),
+        destination: destination.to_string(),
+    };
+    let books = runbook::cutover(&CutoverRunbook::new(batch, user));
+    let dir = dir.join(runbook::file_part(batch));
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        for b in &books {
+            std::fs::write(dir.join(&b.file_name), &b.text)?;
+        }
+        Ok(())
+    });
+    match written {
+        Ok(()) => (
+            true,
+            format!(
+                "wrote {} in {}",
+                books
+                    .iter()
+                    .map(|b| b.file_name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                dir.display()
+            ),
+        ),
+        Err(e) => (false, format!("writing runbooks in {}: {e}", dir.display())),
+    }
 }
