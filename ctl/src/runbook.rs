@@ -24,18 +24,10 @@ pub async fn run(
     };
     let mut waiting = Vec::new();
     let mut runbooks = Vec::new();
-    for address in &view.batch.mailboxes {
-        let resp = client
-            .call(&Request::MailboxShow {
-                address: address.clone(),
-            })
-            .await?;
-        let Response::Mailbox(m) = resp else {
-            bail!("ferryd answered mailbox show with something else");
-        };
+    for m in &view.mailbox_stats {
         let user = User {
             source: m.address.clone(),
-            destination: m.spec.destination_address.clone(),
+            destination: m.destination.clone(),
         };
         runbooks.extend(runbook::cutover(&CutoverRunbook::new(batch, user.clone())));
         // Users already cut over stay out of the "not migrated" group.
