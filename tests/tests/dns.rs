@@ -447,6 +447,23 @@ fn checklist_before_and_after_the_switch() {
     );
     let err = ferry.ctl_err(&["checklist", "nope"]);
     assert!(err.contains("no batch named"), "{err}");
+
+    // Within 72 hours of the switch the batch is kept, unless forced.
+    let head = ferry.head();
+    let err = ferry.ctl_err(&["batch", "delete", "b1"]);
+    assert!(
+        err.contains("the MX of example.test moved to mx.new.test") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(ferry.head(), head, "a refused delete records nothing");
+    let out = ferry.ctl_ok(&["batch", "delete", "b1", "--force"]);
+    assert!(out.contains("forced within 72 h"), "{out}");
+    let deleted: Vec<_> = ferry
+        .events_of("BatchDeleted")
+        .into_iter()
+        .map(|e| e["event"]["BatchDeleted"]["forced"].clone())
+        .collect();
+    assert_eq!(deleted, [serde_json::json!(true)]);
 }
 
 #[test]
