@@ -4,7 +4,8 @@
 # Builds the release binaries, generates three users' mailboxes, starts
 # ferryd on a temporary data directory, and drives it with ferryctl exactly
 # as an administrator would: endpoints, a batch from a CSV, a verify pass, a
-# full pass with live progress, new mail, a delta pass, the audit export.
+# full pass with live progress, new mail, a delta pass, delta passes by
+# cron, one user's cutover, the batch's completion, the audit export.
 # FERRY_DEMO_MESSAGES sets the messages per user (default 400).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -61,6 +62,31 @@ ctl batch start wave1 --pass delta
 ctl watch wave1
 ctl batch wait wave1 >/dev/null
 ctl mailbox show anna@old.example
+
+echo "== delta passes by cron (every 5 s here; overnight in real life)"
+ctl batch schedule wave1 --delta '*/5 * * * * *' --tz Europe/Paris
+"$bin/ferry-sample" maildir "$work/old" --users bert@old.example --messages 10 --seed 43
+for _ in $(seq 150); do
+  ctl events --json | grep -q '"event_type":"ScheduleFired"' && break
+  sleep 0.1
+done
+ctl batch schedule wave1 --delta off
+ctl batch wait wave1 >/dev/null
+ctl batch show wave1
+
+echo "== cutover of anna: a final delta pass, then her routing runbooks"
+ctl cutover anna@old.example
+for _ in $(seq 300); do
+  ctl --json mailbox show anna@old.example | grep -q '"state": "CutOver"' && break
+  sleep 0.1
+done
+ctl mailbox show anna@old.example | head -3
+ls "$work/data/runbooks/wave1"
+
+echo "== completing the batch: a last delta pass, then Completed"
+ctl batch complete wave1
+ctl batch wait wave1 >/dev/null
+ctl batch show wave1 | head -3
 
 echo "== the event log"
 total=$(ctl events --json | wc -l)

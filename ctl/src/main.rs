@@ -3,6 +3,20 @@
 //! Every command prints a table for people or, with `--json`, the answer as
 //! JSON for scripts; on failure it prints one line and exits non-zero.
 
+/// `println!` that ends quietly (exit 0) when the reader has gone away,
+/// as with `ferryctl ... | head`; the std one panics.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+
 mod output;
 mod preflight;
 mod runbook;
