@@ -170,13 +170,14 @@ async fn users_cut_over_with_their_routing_recorded_in_order() {
     p.ferry.run_pass("wave", "delta");
     let last_pass = p.ferry.events_of("PassStarted");
     let last_id = field(last_pass.last().unwrap(), "pass_id").clone();
-    let touched: Vec<String> = p
+    let mut touched: Vec<String> = p
         .ferry
         .events_of("MailboxPassStarted")
         .iter()
         .filter(|e| field(e, "pass_id") == &last_id)
         .map(|e| field(e, "mailbox").as_str().unwrap().to_string())
         .collect();
+    touched.sort();
     assert_eq!(touched, ["cleo@old.example", "dana@old.example"]);
 
     // A failing hook: recorded with its exit status, the user not cut over,
