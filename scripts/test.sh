@@ -11,6 +11,13 @@ if ! [ -x /usr/sbin/dovecot ] || ! [ -x /usr/bin/doveadm ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dovecot-core dovecot-imapd >/dev/null
 fi
+# Headless Chromium renders `ferryctl report` pages in the audit tests.
+if ! [ -x /usr/bin/chromium ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 scripts/cyrus.sh
 
 # The integration tests drive the real ferryd and ferryctl binaries, which

@@ -70,6 +70,12 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
                 );
             }
         }
+        Response::Report(r) => println!(
+            "report of batch {}: {} mailboxes, {} passes",
+            r.batch.name,
+            r.mailboxes.len(),
+            r.batch.passes.len()
+        ),
     }
     Ok(())
 }

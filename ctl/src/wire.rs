@@ -127,6 +127,29 @@ pub enum Request {
         #[serde(default)]
         wait_ms: Option<u64>,
     },
+    /// `batch show NAME --as-of TIME`: the views rebuilt up to `time` (RFC 3339).
+    BatchShowAsOf {
+        name: String,
+        time: String,
+    },
+    /// `mailbox show ADDRESS --as-of TIME`.
+    MailboxShowAsOf {
+        address: String,
+        time: String,
+    },
+    /// What `ferryctl report` renders.
+    Report {
+        batch: String,
+    },
+    /// Records that a deleted batch's export (`audit export` with
+    /// `archive`) was written to `file`; ferryd exports again and checks
+    /// `events` and `sha256` before recording.
+    BatchArchive {
+        name: String,
+        file: String,
+        events: u64,
+        sha256: String,
+    },
 }
 
 impl Request {
@@ -151,6 +174,10 @@ impl Request {
             Request::MxCheck { .. } => "mx_check",
             Request::MxSwitch { .. } => "mx_switch",
             Request::Events { .. } => "events",
+            Request::BatchShowAsOf { .. } => "batch_show_as_of",
+            Request::MailboxShowAsOf { .. } => "mailbox_show_as_of",
+            Request::Report { .. } => "report",
+            Request::BatchArchive { .. } => "batch_archive",
         }
     }
 }
@@ -199,6 +226,7 @@ pub enum Response {
         events: Vec<EventRecord>,
         head: u64,
     },
+    Report(Box<crate::report::ReportData>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

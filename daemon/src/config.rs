@@ -23,6 +23,15 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     #[serde(default)]
     pub engine: EngineConfig,
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: Prometheus text on a loopback HTTP port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `127.0.0.1:9187` or `[::1]:9187`; other addresses are refused.
+    pub listen: String,
 }
 
 /// Engine limits; reloaded on SIGHUP for passes that start afterwards.
@@ -73,6 +82,8 @@ pub struct Config {
     pub snapshot_every: u64,
     pub max_connections: usize,
     pub engine: EngineConfig,
+    /// Where `/metrics` is served (loopback only), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +102,22 @@ pub enum ConfigError {
     },
     #[error("no data directory: give --data-dir or data_dir in the config file")]
     NoDataDir,
+    #[error("[metrics] listen = {0:?}: {1}")]
+    Metrics(String, &'static str),
+}
+
+/// A loopback socket address, or why not.
+fn metrics_addr(listen: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        ConfigError::Metrics(listen.into(), "not an address such as 127.0.0.1:9187")
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(ConfigError::Metrics(
+            listen.into(),
+            "metrics are served on a loopback address only (127.0.0.1 or ::1)",
+        ));
+    }
+    Ok(addr)
 }
 
 impl Config {
@@ -125,6 +152,11 @@ impl Config {
             snapshot_every: file.snapshot_every.unwrap_or(100_000).max(1),
             max_connections: file.max_connections.unwrap_or(64).max(1),
             engine: file.engine,
+            metrics_listen: file
+                .metrics
+                .as_ref()
+                .map(|m| metrics_addr(&m.listen))
+                .transpose()?,
             data_dir,
         })
     }
@@ -184,6 +216,13 @@ mod tests {
         assert_eq!(c.snapshot_every, 10);
         assert_eq!(c.engine.fetch_batch, 8);
         assert_eq!(c.engine.retries, EngineConfig::default().retries);
+
+        std::fs::write(&f, "[metrics]\nlisten = \"0.0.0.0:9187\"\n").unwrap();
+        let err = Config::load(Some(dir.path().into()), None, Some(f.clone()), false).unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        std::fs::write(&f, "[metrics]\nlisten = \"127.0.0.1:9187\"\n").unwrap();
+        let c = Config::load(Some(dir.path().into()), None, Some(f.clone()), false).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9187".parse().unwrap()));
 
         std::fs::write(&f, "data_dirr = \"/x\"\n").unwrap();
         let err = Config::load(None, None, Some(f), false).unwrap_err();

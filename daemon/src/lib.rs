@@ -6,7 +6,8 @@
 //! - [`api`]: one handler file per area of the control API;
 //! - [`engine`]: passes, mailbox workers, connectors;
 //! - [`csvimport`]: batch CSV files by Microsoft's rules;
-//! - [`secrets`]: the encrypted secret store events refer to.
+//! - [`secrets`]: the encrypted secret store events refer to;
+//! - [`metrics`]: Prometheus text on an optional loopback port.
 //!
 //! [`run`] ties them together; `main.rs` only adds signals and logging.
 
@@ -15,6 +16,7 @@ pub mod app;
 pub mod config;
 pub mod csvimport;
 pub mod engine;
+pub mod metrics;
 pub mod secrets;
 pub mod server;
 
@@ -40,6 +42,8 @@ pub enum RunError {
     Start(#[from] app::StartError),
     #[error(transparent)]
     Socket(#[from] server::SocketError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// Runs the daemon until `control` yields [`Control::Shutdown`] or ends.
@@ -59,6 +63,14 @@ pub async fn run(
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let engine = engine::spawn(app.clone(), shutdown_rx.clone());
+    let metrics_listen = app.config.read().unwrap().metrics_listen;
+    let metrics = match metrics_listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+    if let Some(m) = metrics {
+        tokio::spawn(metrics::serve(app.clone(), m, shutdown_rx.clone()));
+    }
     let server = tokio::spawn(server::serve(app.clone(), listener, shutdown_rx));
     tracing::info!(
         socket = %socket.display(),

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod endpoint;
 pub mod export;
+pub mod history;
 pub mod query;
 
 use std::sync::Arc;
@@ -30,6 +31,9 @@ pub async fn dispatch(
             | Request::BatchList
             | Request::MailboxShow { .. }
             | Request::Events { .. }
+            | Request::BatchShowAsOf { .. }
+            | Request::MailboxShowAsOf { .. }
+            | Request::Report { .. }
     );
     if mutating && app.is_draining() {
         return Err(ApiError::new(
@@ -63,6 +67,17 @@ pub async fn dispatch(
         Request::BatchComplete { .. } => Err(not_yet("batch completion (batch complete)")),
         Request::Cutover { .. } => Err(not_yet("cutover")),
         Request::MxCheck { .. } | Request::MxSwitch { .. } => Err(not_yet("MX check and switch")),
+        Request::BatchShowAsOf { name, time } => history::batch_as_of(app, &name, &time).await,
+        Request::MailboxShowAsOf { address, time } => {
+            history::mailbox_as_of(app, &address, &time).await
+        }
+        Request::Report { batch } => history::report(app, &batch).await,
+        Request::BatchArchive {
+            name,
+            file,
+            events,
+            sha256,
+        } => history::archive(app, actor, &name, &file, events, &sha256).await,
     }
 }
 
