@@ -770,8 +770,7 @@ async fn watch_follows_the_pass_from_the_event_stream_and_ends_with_it() {
         );
         let last = text
             .lines()
-            .filter(|l| l.starts_with(ADDR))
-            .next_back()
+            .rfind(|l| l.starts_with(ADDR))
             .unwrap_or_else(|| panic!("{args:?}: no line for {ADDR}: {text}"));
         assert!(last.contains("150/150 items"), "{args:?}: {last}");
         assert!(last.contains("Synced"), "{args:?}: {last}");
