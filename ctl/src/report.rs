@@ -112,8 +112,14 @@ const W: f64 = 720.0;
 const H: f64 = 200.0;
 const PAD: f64 = 40.0;
 
-/// A line chart of a cumulative series.
-fn line_chart(id: &str, title: &str, points: &[u64], label: impl Fn(u64) -> String) -> String {
+/// A line chart of a cumulative series from 0, with its time span under it.
+fn line_chart(
+    id: &str,
+    title: &str,
+    points: &[u64],
+    span: (&str, &str),
+    label: impl Fn(u64) -> String,
+) -> String {
     let max = points.iter().copied().max().unwrap_or(0).max(1) as f64;
     let n = points.len().max(2) as f64 - 1.0;
     let mut path = String::new();
@@ -128,11 +134,16 @@ fn line_chart(id: &str, title: &str, points: &[u64], label: impl Fn(u64) -> Stri
 <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/>\
 <line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#999\"/>\
 <text x=\"{r}\" y=\"{PAD}\" font-size=\"11\" text-anchor=\"end\">{m}</text>\
+<text x=\"{PAD}\" y=\"{lb}\" font-size=\"10\">{from}</text>\
+<text x=\"{r}\" y=\"{lb}\" font-size=\"10\" text-anchor=\"end\">{to}</text>\
 <polyline fill=\"none\" stroke=\"#2a6fdb\" stroke-width=\"2\" points=\"{path}\"/></svg>",
         t = esc(title),
         b = H - PAD,
+        lb = H - PAD + 14.0,
         r = W - PAD,
         m = esc(&label(max as u64)),
+        from = esc(span.0),
+        to = esc(span.1),
     )
 }
 
@@ -270,8 +281,9 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
     }
 
     o.push_str("<h2>Progress over time</h2>");
-    let mut items = Vec::new();
-    let mut bytes_c = Vec::new();
+    // Cumulative, from 0 before the first bucket.
+    let mut items = vec![0];
+    let mut bytes_c = vec![0];
     let (mut ci, mut cb) = (0, 0);
     for bk in &r.series {
         ci += bk.items;
@@ -279,27 +291,45 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
         items.push(ci);
         bytes_c.push(cb);
     }
+    let from = r
+        .series
+        .first()
+        .map(|b| time(b.start_us))
+        .unwrap_or_default();
+    let to = r
+        .series
+        .last()
+        .map(|b| time(b.start_us + r.bucket_us))
+        .unwrap_or_default();
+    let span = (from.as_str(), to.as_str());
     o.push_str(&line_chart(
         "items",
         "Items copied (cumulative)",
         &items,
+        span,
         |n| n.to_string(),
     ));
     o.push_str(&line_chart(
         "bytes",
         "Bytes copied (cumulative)",
         &bytes_c,
+        span,
         bytes,
     ));
     let secs = (r.bucket_us as f64 / 1e6).max(1e-6);
     let throughput: Vec<(String, u64)> = r
         .series
         .iter()
-        .map(|bk| (time(bk.start_us), (bk.items as f64 / secs).round() as u64))
+        .map(|bk| {
+            let at = chrono::DateTime::from_timestamp_micros(bk.start_us)
+                .map(|t| t.format("%H:%M:%S%.3f").to_string())
+                .unwrap_or_default();
+            (at, (bk.items as f64 / secs).round() as u64)
+        })
         .collect();
     o.push_str(&bar_chart(
         "throughput",
-        &format!("Throughput, items per second ({:.0} s buckets)", secs),
+        &format!("Throughput, items per second ({secs:.1} s buckets)"),
         &throughput,
         "#2a6fdb",
     ));

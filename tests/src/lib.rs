@@ -368,6 +368,19 @@ impl Ferryd {
         ]);
     }
 
+    /// `endpoint add NAME --kind maildir` with its root folder.
+    pub fn add_maildir_endpoint(&self, name: &str, root: &Path) {
+        self.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "maildir",
+            "--host",
+            root.to_str().unwrap(),
+        ]);
+    }
+
     /// `batch create NAME` from `source` to `destination` for `users`, each
     /// `USER@old.example` → `USER@new.example` with login USER on both sides;
     /// `extra` options follow.

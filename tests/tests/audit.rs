@@ -55,33 +55,8 @@ fn verify(d: &Ferryd, f: &Path) -> (i32, String) {
 fn small_log(d: &Ferryd) {
     let maildir = d.dir().join("maildir");
     std::fs::create_dir_all(&maildir).unwrap();
-    let pw = d.file("admin.pw", "Adm1n-Pw-q7Zx\n");
-    d.ctl_ok(&[
-        "endpoint",
-        "add",
-        "src",
-        "--kind",
-        "imap",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "10143",
-        "--tls",
-        "none",
-        "--admin-user",
-        "master",
-        "--password-file",
-        pw.to_str().unwrap(),
-    ]);
-    d.ctl_ok(&[
-        "endpoint",
-        "add",
-        "dst",
-        "--kind",
-        "maildir",
-        "--host",
-        maildir.to_str().unwrap(),
-    ]);
+    d.add_imap_endpoint("src", 10143, ("master", "Adm1n-Pw-q7Zx"));
+    d.add_maildir_endpoint("dst", &maildir);
     d.create_batch("w1", "src", "dst", &["anna", "ben"], &[]);
     d.create_batch("w2", "src", "dst", &["cleo"], &[]);
     d.create_batch("w3", "src", "dst", &["dora"], &[]);
@@ -458,33 +433,9 @@ async fn setup(messages: usize, extra: &[&str]) -> Setup {
     let metrics = free_port();
     let ferry =
         Ferryd::start_with_config(&format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"));
-    ferry.ctl_ok(&[
-        "endpoint",
-        "add",
-        "old",
-        "--kind",
-        "maildir",
-        "--host",
-        root.to_str().unwrap(),
-    ]);
+    ferry.add_maildir_endpoint("old", &root);
     ferry.add_imap_endpoint("new", dst.port(), dst.master_user());
-    let csv = ferry.file(
-        "b.csv",
-        &format!("SourceEmail,DestinationEmail,DestinationLogin\n{ADDR},anna@new.example,anna\n"),
-    );
-    let mut args = vec![
-        "batch",
-        "create",
-        "b",
-        "--source",
-        "old",
-        "--destination",
-        "new",
-        "--csv",
-        csv.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ferry.ctl_ok(&args);
+    ferry.create_batch("b", "old", "new", &["anna"], extra);
     Setup {
         root,
         _dst: dst,

@@ -41,12 +41,19 @@ async fn as_of(app: &Arc<App>, time: &str) -> Result<Projections, ApiError> {
     .map_err(internal)?
 }
 
+fn absent(what: &str, name: &str, time: &str) -> ApiError {
+    ApiError::new(
+        ferry_ctl::ErrorCode::NotFound,
+        format!("no {what} named {name:?} as of {time}"),
+    )
+}
+
 pub async fn batch_as_of(app: &Arc<App>, name: &str, time: &str) -> Result<Response, ApiError> {
     let mut p = as_of(app, time).await?;
     p.batches
         .remove(name)
         .map(|b| Response::Batch(Box::new(b)))
-        .ok_or_else(|| not_found("batch", &format!("{name}\" at {time}\"")))
+        .ok_or_else(|| absent("batch", name, time))
 }
 
 pub async fn mailbox_as_of(
@@ -59,7 +66,7 @@ pub async fn mailbox_as_of(
     p.mailboxes
         .remove(&address)
         .map(|m| Response::Mailbox(Box::new(m)))
-        .ok_or_else(|| not_found("mailbox", &format!("{address}\" at {time}\"")))
+        .ok_or_else(|| absent("mailbox", &address, time))
 }
 
 /// Buckets in a report's time series.
@@ -106,7 +113,7 @@ pub async fn report(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
             None => now,
         }
         .max(start + 1);
-        let bucket_us = ((end - start) / BUCKETS).max(1_000_000);
+        let bucket_us = ((end - start) / BUCKETS).max(100_000);
         let n = ((end - start) / bucket_us + 1) as usize;
         let mut series: Vec<Bucket> = (0..n)
             .map(|i| Bucket {
