@@ -234,7 +234,9 @@ pub async fn archive(
     events: u64,
     sha256: &str,
 ) -> Result<Response, ApiError> {
-    let _guard = app.commands.lock().await;
+    // No command lock while exporting (it may take long): the append below
+    // expects the stream as it was here, so a change in between is refused.
+    let version = app.store.stream_version(&stream::batch(name));
     let sel = archive_selection(app, name)?;
     let format = Format::Jsonl;
     let check = {
@@ -255,7 +257,6 @@ pub async fn archive(
              the log gives {n}, {sum}); nothing was recorded"
         )));
     }
-    let version = app.store.stream_version(&stream::batch(name));
     let envs = app
         .append(
             &stream::batch(name),
