@@ -32,6 +32,7 @@ need() {
 need /usr/sbin/dovecot /usr/bin/doveadm -- dovecot-core dovecot-imapd
 need /usr/sbin/smtpd -- opensmtpd
 need /usr/sbin/named /usr/sbin/tsig-keygen -- bind9
+need /usr/bin/chromium -- chromium
 scripts/cyrus.sh
 
 # The integration tests drive the real ferryd and ferryctl binaries, which

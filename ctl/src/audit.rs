@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ferry_events::codec;
-use ferry_events::envelope::{ChainVerifier, Envelope, Hash, hash_bytes};
+use ferry_events::envelope::{ChainBreak, ChainVerifier, Envelope, Hash, hash_bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::wire::EventRecord;
@@ -29,6 +29,10 @@ pub struct AuditLine {
     pub hash: String,
     /// The stored bytes, base64: what the hash covers.
     pub raw: String,
+    /// Filtered exports only: the `hash` of the record before this one in
+    /// the file ("" for the first), so a removed or moved line is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_in_export: Option<String>,
 }
 
 /// The closing line of an export.
@@ -36,6 +40,9 @@ pub struct AuditLine {
 pub struct AuditEnd {
     pub count: u64,
     pub last_hash: String,
+    /// What a filtered export selected (absent for a contiguous range).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +53,9 @@ enum JsonLine {
 
 pub const CSV_HEADER: &str =
     "seq,time,stream,stream_version,actor,event_type,event,prev_hash,hash,raw";
+/// The header of a filtered CSV export: one more column.
+pub const CSV_HEADER_FILTERED: &str =
+    "seq,time,stream,stream_version,actor,event_type,event,prev_hash,hash,raw,prev_in_export";
 
 /// The API's view of an envelope.
 pub fn record(env: &Envelope) -> EventRecord {
@@ -69,12 +79,26 @@ pub fn line(env: &Envelope, bytes: &[u8]) -> AuditLine {
         prev_hash: hex::encode(env.prev_hash),
         hash: hex::encode(hash_bytes(bytes)),
         raw: B64.encode(bytes),
+        prev_in_export: None,
     }
 }
 
 /// Writes exports record by record, then the closing line.
+///
+/// A contiguous export (every record of a sequence or time range) is
+/// checked by the log's own hash chain. A filtered export (by batch,
+/// mailbox or event type) leaves holes in that chain, so each of its
+/// records also names the hash of the record before it in the file
+/// (`prev_in_export`) and the closing line says what was selected; `verify`
+/// then checks every record against its own stored bytes, that sequences
+/// increase, the log chain wherever two records are neighbours in the log,
+/// and the file's own links. That proves each record is genuine and that
+/// none was removed, moved or edited after the export; whether the filter
+/// picked every matching record is proven against the live log, by
+/// exporting again.
 pub struct Writer {
     format: Format,
+    filter: Option<String>,
     count: u64,
     last_hash: String,
     started: bool,
@@ -84,15 +108,39 @@ impl Writer {
     pub fn new(format: Format) -> Self {
         Writer {
             format,
+            filter: None,
             count: 0,
             last_hash: String::new(),
             started: false,
         }
     }
 
+    /// A writer for a filtered export; `filter` describes the selection.
+    pub fn filtered(format: Format, filter: String) -> Self {
+        Writer {
+            filter: Some(filter),
+            ..Writer::new(format)
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn header(&self) -> &'static str {
+        if self.filter.is_some() {
+            CSV_HEADER_FILTERED
+        } else {
+            CSV_HEADER
+        }
+    }
+
     /// The text for one record (with the CSV header before the first).
     pub fn record(&mut self, env: &Envelope, bytes: &[u8]) -> String {
-        let l = line(env, bytes);
+        let mut l = line(env, bytes);
+        if self.filter.is_some() {
+            l.prev_in_export = Some(self.last_hash.clone());
+        }
         self.count += 1;
         self.last_hash = l.hash.clone();
         let mut out = String::new();
@@ -103,21 +151,28 @@ impl Writer {
             }
             Format::Csv => {
                 if !self.started {
-                    out.push_str(CSV_HEADER);
+                    out.push_str(self.header());
                     out.push('\n');
                 }
-                out.push_str(&csv_row(&[
-                    &l.record.seq.to_string(),
+                let seq = l.record.seq.to_string();
+                let version = l.record.stream_version.to_string();
+                let event = l.record.event.to_string();
+                let mut fields = vec![
+                    seq.as_str(),
                     &l.record.time,
                     &l.record.stream,
-                    &l.record.stream_version.to_string(),
+                    &version,
                     &l.record.actor,
                     &l.record.event_type,
-                    &l.record.event.to_string(),
+                    &event,
                     &l.prev_hash,
                     &l.hash,
                     &l.raw,
-                ]));
+                ];
+                if let Some(p) = &l.prev_in_export {
+                    fields.push(p);
+                }
+                out.push_str(&csv_row(&fields));
             }
         }
         self.started = true;
@@ -129,6 +184,7 @@ impl Writer {
         let end = AuditEnd {
             count: self.count,
             last_hash: self.last_hash.clone(),
+            filter: self.filter.clone(),
         };
         match self.format {
             Format::Jsonl => {
@@ -139,13 +195,15 @@ impl Writer {
             Format::Csv => {
                 let mut out = String::new();
                 if !self.started {
-                    out.push_str(CSV_HEADER);
+                    out.push_str(self.header());
                     out.push('\n');
                 }
-                out.push_str(&csv_row(&[
+                let count = end.count.to_string();
+                let filter = end.filter.clone().unwrap_or_default();
+                let mut fields = vec![
                     "end",
-                    &end.count.to_string(),
-                    "",
+                    &count,
+                    &filter,
                     "",
                     "",
                     "",
@@ -153,7 +211,11 @@ impl Writer {
                     "",
                     &end.last_hash,
                     "",
-                ]));
+                ];
+                if self.filter.is_some() {
+                    fields.push("");
+                }
+                out.push_str(&csv_row(&fields));
                 out
             }
         }
@@ -187,9 +249,17 @@ pub enum VerifyError {
     },
     #[error("line {line} (seq {seq}): does not chain to the record before it")]
     Chain { line: usize, seq: u64 },
+    #[error(
+        "line {line} (seq {seq}): does not follow the record before it in this export (a record was removed or moved)"
+    )]
+    Unlinked { line: usize, seq: u64 },
     /// `line` is where the closing line should have been.
     #[error("line {line}: the file is truncated: no closing line after {count} records")]
     Truncated { line: usize, count: u64 },
+    #[error(
+        "line {line}: the file is truncated: its last record is cut short after {count} whole records"
+    )]
+    CutShort { line: usize, count: u64 },
     #[error(
         "line {line}: the closing line says {claimed} records ending in {claimed_hash}, the file has {count}"
     )]
@@ -201,6 +271,8 @@ pub enum VerifyError {
     },
     #[error("line {line}: data after the closing line")]
     AfterEnd { line: usize },
+    #[error("reading the file: {0}")]
+    Io(String),
 }
 
 impl VerifyError {
@@ -209,9 +281,11 @@ impl VerifyError {
     pub fn exit_code(&self) -> i32 {
         match self {
             VerifyError::Edited { .. } | VerifyError::Chain { .. } => 2,
-            VerifyError::Gap { .. } => 3,
-            VerifyError::Truncated { .. } | VerifyError::Trailer { .. } => 4,
-            VerifyError::Unreadable { .. } | VerifyError::AfterEnd { .. } => 5,
+            VerifyError::Gap { .. } | VerifyError::Unlinked { .. } => 3,
+            VerifyError::Truncated { .. }
+            | VerifyError::CutShort { .. }
+            | VerifyError::Trailer { .. } => 4,
+            VerifyError::Unreadable { .. } | VerifyError::AfterEnd { .. } | VerifyError::Io(_) => 5,
         }
     }
 }
@@ -222,14 +296,22 @@ pub struct Verified {
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
     pub last_hash: String,
+    /// The selection of a filtered export.
+    pub filter: Option<String>,
 }
 
-/// Verifies an export read as text (JSONL or CSV, told apart by the header).
+/// Verifies an export held in memory (JSONL or CSV, told apart by the header).
 pub fn verify(text: &str) -> Result<Verified, VerifyError> {
-    if text.starts_with(CSV_HEADER) {
-        verify_csv(text)
+    verify_reader(std::io::BufReader::new(text.as_bytes()))
+}
+
+/// Verifies an export read line by line: memory stays flat for any size.
+pub fn verify_reader<R: std::io::BufRead>(mut r: R) -> Result<Verified, VerifyError> {
+    let head = r.fill_buf().map_err(|e| VerifyError::Io(e.to_string()))?;
+    if head.starts_with(CSV_HEADER.as_bytes()) {
+        verify_csv(r)
     } else {
-        verify_jsonl(text)
+        verify_jsonl(r)
     }
 }
 
@@ -239,6 +321,9 @@ struct Walk {
     first_seq: Option<u64>,
     last_seq: Option<u64>,
     last_hash: String,
+    /// Whether the records carry `prev_in_export` (a filtered export).
+    filtered: Option<bool>,
+    filter: Option<String>,
     ended: bool,
 }
 
@@ -250,6 +335,8 @@ impl Walk {
             first_seq: None,
             last_seq: None,
             last_hash: String::new(),
+            filtered: None,
+            filter: None,
             ended: false,
         }
     }
@@ -273,18 +360,26 @@ impl Walk {
         if hex::encode(hash_bytes(&bytes)) != l.hash || hex::encode(env.prev_hash) != l.prev_hash {
             return Err(edited("its hash does not match its bytes"));
         }
-        // A range export starts mid-chain: trust the first record's link.
-        let chain = self
-            .chain
-            .get_or_insert_with(|| ChainVerifier::resume(env.seq.saturating_sub(1), env.prev_hash));
-        chain.check(&env, &bytes).map_err(|b| match b {
-            ferry_events::envelope::ChainBreak::Gap { expected, found } => VerifyError::Gap {
-                line: n,
-                expected,
-                found,
-            },
-            ferry_events::envelope::ChainBreak::Hash { seq } => VerifyError::Chain { line: n, seq },
-        })?;
+        let filtered = *self.filtered.get_or_insert(l.prev_in_export.is_some());
+        if filtered != l.prev_in_export.is_some() {
+            return Err(edited("filtered and whole-range records are mixed"));
+        }
+        if filtered {
+            self.link(n, &env, &bytes, l)?;
+        } else {
+            // A range export starts mid-chain: trust the first record's link.
+            let chain = self.chain.get_or_insert_with(|| {
+                ChainVerifier::resume(env.seq.saturating_sub(1), env.prev_hash)
+            });
+            chain.check(&env, &bytes).map_err(|b| match b {
+                ChainBreak::Gap { expected, found } => VerifyError::Gap {
+                    line: n,
+                    expected,
+                    found,
+                },
+                ChainBreak::Hash { seq } => VerifyError::Chain { line: n, seq },
+            })?;
+        }
         self.count += 1;
         self.first_seq.get_or_insert(env.seq);
         self.last_seq = Some(env.seq);
@@ -292,11 +387,45 @@ impl Walk {
         Ok(())
     }
 
+    /// The checks of a filtered export's record (see [`Writer`]).
+    fn link(
+        &mut self,
+        n: usize,
+        env: &Envelope,
+        bytes: &[u8],
+        l: &AuditLine,
+    ) -> Result<(), VerifyError> {
+        let unlinked = VerifyError::Unlinked {
+            line: n,
+            seq: env.seq,
+        };
+        if self.last_seq.is_some_and(|s| env.seq <= s) {
+            return Err(unlinked);
+        }
+        if l.prev_in_export.as_deref() != Some(self.last_hash.as_str()) {
+            return Err(unlinked);
+        }
+        if let Some(last) = self.last_seq.filter(|s| s + 1 == env.seq) {
+            let prev = hex::decode(&self.last_hash).unwrap_or_default();
+            let mut chain =
+                ChainVerifier::resume(last, prev.try_into().unwrap_or(ferry_events::ZERO_HASH));
+            chain.check(env, bytes).map_err(|_| VerifyError::Chain {
+                line: n,
+                seq: env.seq,
+            })?;
+        }
+        Ok(())
+    }
+
     fn end(&mut self, n: usize, end: &AuditEnd) -> Result<(), VerifyError> {
         if self.ended {
             return Err(VerifyError::AfterEnd { line: n });
         }
-        if end.count != self.count || end.last_hash != self.last_hash {
+        let filtered = self.filtered.unwrap_or(end.filter.is_some());
+        if end.count != self.count
+            || end.last_hash != self.last_hash
+            || filtered != end.filter.is_some()
+        {
             return Err(VerifyError::Trailer {
                 line: n,
                 claimed: end.count,
@@ -304,14 +433,15 @@ impl Walk {
                 count: self.count,
             });
         }
+        self.filter = end.filter.clone();
         self.ended = true;
         Ok(())
     }
 
-    fn done(self, text: &str) -> Result<Verified, VerifyError> {
+    fn done(self, lines: usize) -> Result<Verified, VerifyError> {
         if !self.ended {
             return Err(VerifyError::Truncated {
-                line: text.lines().count() + 1,
+                line: lines + 1,
                 count: self.count,
             });
         }
@@ -320,77 +450,126 @@ impl Walk {
             first_seq: self.first_seq,
             last_seq: self.last_seq,
             last_hash: self.last_hash,
+            filter: self.filter,
         })
     }
 }
 
-fn verify_jsonl(text: &str) -> Result<Verified, VerifyError> {
+/// A bad record on the file's last line, with no closing line after it,
+/// is a file cut short rather than an edit.
+fn cut_short(e: VerifyError, last: bool, count: u64) -> VerifyError {
+    match e {
+        VerifyError::Unreadable { line, .. } | VerifyError::Edited { line, .. } if last => {
+            VerifyError::CutShort { line, count }
+        }
+        other => other,
+    }
+}
+
+fn verify_jsonl<R: std::io::BufRead>(r: R) -> Result<Verified, VerifyError> {
     let mut walk = Walk::new();
-    for (i, raw) in text.lines().enumerate() {
+    let mut lines = r.lines().enumerate().peekable();
+    let mut total = 0;
+    while let Some((i, raw)) = lines.next() {
         let n = i + 1;
+        total = n;
+        let raw = raw.map_err(|e| VerifyError::Unreadable {
+            line: n,
+            reason: e.to_string(),
+        })?;
         if raw.trim().is_empty() {
             continue;
         }
-        if let Ok(JsonLine::End(end)) = serde_json::from_str::<JsonLine>(raw) {
+        if let Ok(JsonLine::End(end)) = serde_json::from_str::<JsonLine>(&raw) {
             walk.end(n, &end)?;
             continue;
         }
-        let l: AuditLine = serde_json::from_str(raw).map_err(|e| VerifyError::Unreadable {
-            line: n,
-            reason: e.to_string(),
-        })?;
-        walk.record(n, &l)?;
+        let res = serde_json::from_str::<AuditLine>(&raw)
+            .map_err(|e| VerifyError::Unreadable {
+                line: n,
+                reason: e.to_string(),
+            })
+            .and_then(|l| walk.record(n, &l));
+        if let Err(e) = res {
+            let last = lines.peek().is_none() && !walk.ended;
+            return Err(cut_short(e, last, walk.count));
+        }
     }
-    walk.done(text)
+    walk.done(total)
 }
 
-fn verify_csv(text: &str) -> Result<Verified, VerifyError> {
+fn verify_csv<R: std::io::BufRead>(r: R) -> Result<Verified, VerifyError> {
     let mut walk = Walk::new();
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    for row in reader.records() {
-        let row = row.map_err(|e| VerifyError::Unreadable {
-            line: e.position().map_or(0, |p| p.line() as usize),
-            reason: e.to_string(),
-        })?;
-        let n = row.position().map_or(0, |p| p.line() as usize);
-        let unreadable = |reason: &str| VerifyError::Unreadable {
-            line: n,
-            reason: reason.to_string(),
-        };
-        let row: Vec<String> = row.iter().map(str::to_string).collect();
-        if row.len() != 10 {
-            return Err(unreadable("wrong number of columns"));
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(r);
+    let columns = match reader.headers() {
+        Ok(h) if h.iter().eq(CSV_HEADER_FILTERED.split(',')) => 11,
+        Ok(h) if h.iter().eq(CSV_HEADER.split(',')) => 10,
+        _ => {
+            return Err(VerifyError::Unreadable {
+                line: 1,
+                reason: "not an export header".into(),
+            });
         }
-        if row[0] == "end" {
-            let count = row[1].parse().map_err(|_| unreadable("bad count"))?;
-            walk.end(
-                n,
-                &AuditEnd {
-                    count,
-                    last_hash: row[8].clone(),
-                },
-            )?;
-            continue;
+    };
+    let mut records = reader.records().peekable();
+    let mut total = 1;
+    while let Some(row) = records.next() {
+        let last = records.peek().is_none();
+        let res = csv_record(&mut walk, row, columns, &mut total);
+        if let Err(e) = res {
+            return Err(cut_short(e, last && !walk.ended, walk.count));
         }
-        let l = AuditLine {
-            record: EventRecord {
-                seq: row[0].parse().map_err(|_| unreadable("bad seq"))?,
-                time: row[1].clone(),
-                stream: row[2].clone(),
-                stream_version: row[3].parse().map_err(|_| unreadable("bad version"))?,
-                actor: row[4].clone(),
-                event_type: row[5].clone(),
-                event: serde_json::from_str(&row[6]).map_err(|_| unreadable("bad event"))?,
-            },
-            prev_hash: row[7].clone(),
-            hash: row[8].clone(),
-            raw: row[9].clone(),
-        };
-        walk.record(n, &l)?;
     }
-    walk.done(text)
+    walk.done(total)
+}
+
+fn csv_record(
+    walk: &mut Walk,
+    row: Result<csv::StringRecord, csv::Error>,
+    columns: usize,
+    total: &mut usize,
+) -> Result<(), VerifyError> {
+    let row = row.map_err(|e| VerifyError::Unreadable {
+        line: e.position().map_or(0, |p| p.line() as usize),
+        reason: e.to_string(),
+    })?;
+    let n = row.position().map_or(0, |p| p.line() as usize);
+    *total = n;
+    let unreadable = |reason: &str| VerifyError::Unreadable {
+        line: n,
+        reason: reason.to_string(),
+    };
+    let row: Vec<String> = row.iter().map(str::to_string).collect();
+    if row.len() != columns {
+        return Err(unreadable("wrong number of columns"));
+    }
+    if row[0] == "end" {
+        let count = row[1].parse().map_err(|_| unreadable("bad count"))?;
+        return walk.end(
+            n,
+            &AuditEnd {
+                count,
+                last_hash: row[8].clone(),
+                filter: (columns == 11).then(|| row[2].clone()),
+            },
+        );
+    }
+    let l = AuditLine {
+        record: EventRecord {
+            seq: row[0].parse().map_err(|_| unreadable("bad seq"))?,
+            time: row[1].clone(),
+            stream: row[2].clone(),
+            stream_version: row[3].parse().map_err(|_| unreadable("bad version"))?,
+            actor: row[4].clone(),
+            event_type: row[5].clone(),
+            event: serde_json::from_str(&row[6]).map_err(|_| unreadable("bad event"))?,
+        },
+        prev_hash: row[7].clone(),
+        hash: row[8].clone(),
+        raw: row[9].clone(),
+        prev_in_export: row.get(10).cloned(),
+    };
+    walk.record(n, &l)
 }
 
 /// The hash as hex, for display.

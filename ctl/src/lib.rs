@@ -2,10 +2,12 @@
 //!
 //! - [`wire`]: [`Request`] and [`Response`], JSON over HTTP/1.1 on a Unix socket;
 //! - [`client`]: one request, one answer, with typed errors;
-//! - [`audit`]: the export record format and its offline verification.
+//! - [`audit`]: the export record format and its offline verification;
+//! - [`report`]: a batch's report data and its self-contained HTML.
 
 pub mod audit;
 pub mod client;
+pub mod report;
 pub mod wire;
 
 pub use client::{Client, ClientError};

@@ -76,8 +76,15 @@ enum Cmd {
     },
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Live progress bars per mailbox until the batch's pass ends.
-    Watch { batch: String },
+    /// Live progress bars per mailbox until the pass ends (every running
+    /// batch when none is named).
+    Watch { batch: Option<String> },
+    /// A self-contained HTML report of a batch.
+    Report {
+        batch: String,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
     /// Checks on exported files before a migration; no daemon needed.
     #[command(subcommand)]
     Preflight(preflight::PreflightCmd),
@@ -211,6 +218,9 @@ enum BatchCmd {
     },
     Show {
         name: String,
+        /// The batch as it stood at this RFC 3339 time, rebuilt from the log.
+        #[arg(long)]
+        as_of: Option<String>,
     },
     List,
     /// Return when no pass is running; non-zero if the last one failed.
@@ -248,6 +258,12 @@ enum BatchCmd {
         #[arg(long)]
         clear: bool,
     },
+    /// Export a deleted batch's events to a verifiable file and record it.
+    Archive {
+        name: String,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -259,7 +275,12 @@ struct Expect {
 
 #[derive(Subcommand)]
 enum MailboxCmd {
-    Show { address: String },
+    Show {
+        address: String,
+        /// The mailbox as it stood at this RFC 3339 time, rebuilt from the log.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -290,6 +311,21 @@ enum AuditCmd {
         since: Option<String>,
         #[arg(long)]
         until: Option<String>,
+        /// First sequence to export.
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Last sequence to export.
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// Only this batch's events (its mailboxes' too).
+        #[arg(long)]
+        batch: Option<String>,
+        /// Only this mailbox's events.
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Only events of this type (repeatable), e.g. ItemFailed.
+        #[arg(long = "type")]
+        types: Vec<String>,
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
@@ -476,7 +512,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Batch(BatchCmd::Schedule { name, delta, tz }) => {
             Request::BatchSchedule { name, delta, tz }
         }
-        Cmd::Batch(BatchCmd::Show { name }) => Request::BatchShow { name },
+        Cmd::Batch(BatchCmd::Show { name, as_of: None }) => Request::BatchShow { name },
+        Cmd::Batch(BatchCmd::Show {
+            name,
+            as_of: Some(time),
+        }) => Request::BatchShowAsOf { name, time },
         Cmd::Batch(BatchCmd::List) => Request::BatchList,
         Cmd::Batch(BatchCmd::Wait { name, timeout }) => {
             return wait(&client, &name, timeout.map(Duration::from_secs), json).await;
@@ -503,18 +543,49 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 clear,
             }
         }
-        Cmd::Mailbox(MailboxCmd::Show { address }) => Request::MailboxShow { address },
+        Cmd::Mailbox(MailboxCmd::Show {
+            address,
+            as_of: None,
+        }) => Request::MailboxShow { address },
+        Cmd::Mailbox(MailboxCmd::Show {
+            address,
+            as_of: Some(time),
+        }) => Request::MailboxShowAsOf { address, time },
         Cmd::Cutover { addresses, force } => Request::Cutover { addresses, force },
         Cmd::Mx(MxCmd::Check { domain }) => Request::MxCheck { domain },
         Cmd::Mx(MxCmd::Switch { domain, to, manual }) => Request::MxSwitch { domain, to, manual },
         Cmd::Events { since, follow } => return events(&client, since, follow, json).await,
-        Cmd::Watch { batch } => return watch::watch(&client, &batch).await,
+        Cmd::Watch { batch } => return watch::watch(&client, batch.as_deref()).await,
+        Cmd::Report { batch, output } => return report(&client, &batch, &output, json).await,
+        Cmd::Batch(BatchCmd::Archive { name, output }) => {
+            let query = serde_json::json!({ "archive": name });
+            let (events, sha256) =
+                export(&client, FormatArg::Jsonl, query, Some(output.clone())).await?;
+            let file = std::path::absolute(&output)?.display().to_string();
+            Request::BatchArchive {
+                name,
+                file,
+                events,
+                sha256,
+            }
+        }
         Cmd::Audit(AuditCmd::Export {
             format,
             since,
             until,
+            from_seq,
+            to_seq,
+            batch,
+            mailbox,
+            types,
             output,
-        }) => return export(&client, format, since, until, output).await,
+        }) => {
+            let query = serde_json::json!({
+                "since": since, "until": until, "from_seq": from_seq, "to_seq": to_seq,
+                "batch": batch, "mailbox": mailbox, "types": types,
+            });
+            return export(&client, format, query, output).await.map(|_| 0);
+        }
         Cmd::Audit(AuditCmd::Verify { file }) => return verify(&file, json),
         Cmd::Preflight(cmd) => return preflight::run(cmd, json),
         Cmd::Runbook {
@@ -629,20 +700,21 @@ async fn events(client: &Client, since: u64, follow: bool, json: bool) -> anyhow
     }
 }
 
+/// Streams an export to `output` (or stdout); returns the records' count
+/// and the SHA-256 of the bytes written.
 async fn export(
     client: &Client,
     format: FormatArg,
-    since: Option<String>,
-    until: Option<String>,
+    mut query: serde_json::Value,
     output: Option<PathBuf>,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<(u64, String)> {
+    use sha2::Digest;
     let format = match format {
         FormatArg::Jsonl => Format::Jsonl,
         FormatArg::Csv => Format::Csv,
     };
-    let body = serde_json::to_vec(&serde_json::json!({
-        "format": format, "since": since, "until": until,
-    }))?;
+    query["format"] = serde_json::to_value(format)?;
+    let body = serde_json::to_vec(&query)?;
     let mut answer = client.post_raw("/v1/export", body).await?;
     if answer.status != 200 {
         let bytes = answer.body.collect().await?.to_bytes();
@@ -657,8 +729,12 @@ async fn export(
         )),
         None => Box::new(std::io::stdout().lock()),
     };
+    let mut sha = sha2::Sha256::new();
+    let mut lines = 0u64;
     while let Some(frame) = answer.body.frame().await {
         if let Ok(data) = frame?.into_data() {
+            sha.update(&data);
+            lines += data.iter().filter(|b| **b == b'\n').count() as u64;
             sink.write_all(&data)?;
         }
     }
@@ -667,22 +743,56 @@ async fn export(
     if let Some(path) = &output {
         std::fs::rename(path.with_extension("partial"), path)?;
     }
+    // Records: every line but the closing one (and the CSV header).
+    let header = u64::from(format == Format::Csv);
+    Ok((
+        lines.saturating_sub(1 + header),
+        hex::encode(sha.finalize()),
+    ))
+}
+
+async fn report(client: &Client, batch: &str, output: &PathBuf, json: bool) -> anyhow::Result<i32> {
+    let resp = client
+        .call(&Request::Report {
+            batch: batch.to_string(),
+        })
+        .await?;
+    let Response::Report(data) = &resp else {
+        bail!("ferryd answered report with something else");
+    };
+    let tmp = output.with_extension("partial");
+    std::fs::write(&tmp, ferry_ctl::report::html(data))
+        .with_context(|| format!("writing {}", output.display()))?;
+    std::fs::rename(&tmp, output)?;
+    if json {
+        output::print(&resp, true)?;
+    } else {
+        println!(
+            "report of batch {batch} written to {} ({} mailboxes)",
+            output.display(),
+            data.mailboxes.len()
+        );
+    }
     Ok(0)
 }
 
 fn verify(file: &PathBuf, json: bool) -> anyhow::Result<i32> {
-    let text = read_text(file)?;
-    match audit::verify(&text) {
+    let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    match audit::verify_reader(std::io::BufReader::with_capacity(1 << 16, f)) {
         Ok(v) => {
             if json {
                 println!(
                     "{}",
                     serde_json::json!({"ok": true, "count": v.count, "first_seq": v.first_seq,
-                        "last_seq": v.last_seq, "last_hash": v.last_hash})
+                        "last_seq": v.last_seq, "last_hash": v.last_hash, "filter": v.filter})
                 );
             } else {
+                let what = match &v.filter {
+                    Some(f) => format!("filtered export ({f}): every record intact and in order"),
+                    None => "chain intact".to_string(),
+                };
                 println!(
-                    "ok: {} records, seq {}..{}, chain intact, last hash {}",
+                    "ok: {} records, seq {}..{}, {what}, last hash {}",
                     v.count,
                     v.first_seq.unwrap_or(0),
                     v.last_seq.unwrap_or(0),
@@ -695,7 +805,7 @@ fn verify(file: &PathBuf, json: bool) -> anyhow::Result<i32> {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"ok": false, "error": e.to_string()})
+                    serde_json::json!({"ok": false, "error": e.to_string(), "exit": e.exit_code()})
                 );
             }
             eprintln!("ferryctl: {}: {e}", file.display());

@@ -75,6 +75,12 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
         Response::MxCheck(v) => print_mx_check(v),
         Response::MxSwitch(v) => print_mx_switch(v),
         Response::Checklist(v) => print_checklist(v),
+        Response::Report(r) => println!(
+            "report of batch {}: {} mailboxes, {} passes",
+            r.batch.name,
+            r.mailboxes.len(),
+            r.batch.passes.len()
+        ),
     }
     Ok(())
 }

@@ -1,67 +1,304 @@
-//! `ferryctl watch BATCH`: live progress bars per mailbox, until the pass ends.
+//! `ferryctl watch [BATCH]`: live progress per mailbox, driven by the event
+//! stream (long poll), until the pass ends. Bars on a terminal; plain lines
+//! otherwise, so scripts and logs can follow it too.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use ferry_ctl::{Client, Request, Response};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use ferry_events::{Event, Side};
+use ferry_projections::{BatchView, MailboxView};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub async fn watch(client: &Client, batch: &str) -> anyhow::Result<i32> {
-    let multi = MultiProgress::new();
-    let style = ProgressStyle::with_template(
-        "{prefix:<28} [{bar:30}] {pos:>6}/{len:<6} {per_sec:>10} {msg}",
-    )
-    .expect("static template")
-    .progress_chars("=> ");
-    let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
-    loop {
-        let Response::Batch(detail) = client
-            .call(&Request::BatchShow {
-                name: batch.to_string(),
+/// One mailbox's progress as the events tell it.
+struct Progress {
+    batch: String,
+    source: BTreeMap<String, u64>,
+    done: u64,
+    failed: u64,
+    bytes: u64,
+    state: String,
+    bar: Option<ProgressBar>,
+    printed: Option<Instant>,
+}
+
+impl Progress {
+    fn from_view(m: &MailboxView) -> Progress {
+        let mut p = Progress {
+            batch: m.batch.clone(),
+            source: BTreeMap::new(),
+            done: 0,
+            failed: 0,
+            bytes: 0,
+            state: String::new(),
+            bar: None,
+            printed: None,
+        };
+        p.reset(m);
+        p
+    }
+
+    fn reset(&mut self, m: &MailboxView) {
+        self.source = m
+            .folders
+            .iter()
+            .filter_map(|(f, p)| p.source_items.map(|n| (f.clone(), n)))
+            .collect();
+        self.done = m.totals.copied + m.totals.skipped + m.totals.failed;
+        self.failed = m.totals.failed;
+        self.bytes = m.totals.bytes;
+        self.state = m.state.to_string();
+    }
+
+    fn known(&self) -> u64 {
+        self.source.values().sum::<u64>().max(self.done)
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "{} {:.1} MB{}",
+            self.state,
+            self.bytes as f64 / 1e6,
+            if self.failed > 0 {
+                format!(" {} failed", self.failed)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+struct Watch {
+    tty: bool,
+    multi: MultiProgress,
+    style: ProgressStyle,
+    mailboxes: BTreeMap<String, Progress>,
+}
+
+impl Watch {
+    fn show(&mut self, address: &str, force: bool) {
+        let tty = self.tty;
+        let Some(p) = self.mailboxes.get_mut(address) else {
+            return;
+        };
+        if tty {
+            let (known, msg) = (p.known(), p.message());
+            let bar = p.bar.get_or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(0));
+                bar.set_style(self.style.clone());
+                bar.set_prefix(address.to_string());
+                bar
+            });
+            bar.set_length(known);
+            bar.set_position(p.done);
+            bar.set_message(msg);
+        } else if force
+            || p.printed
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            p.printed = Some(Instant::now());
+            println!(
+                "{address} [{}] {}/{} items, {}",
+                p.batch,
+                p.done,
+                p.known(),
+                p.message()
+            );
+        }
+    }
+}
+
+async fn batch(client: &Client, name: &str) -> anyhow::Result<BatchView> {
+    match client
+        .call(&Request::BatchShow {
+            name: name.to_string(),
+        })
+        .await?
+    {
+        Response::Batch(b) => Ok(b.batch),
+        _ => bail!("ferryd answered batch show with something else"),
+    }
+}
+
+async fn mailbox(client: &Client, address: &str) -> anyhow::Result<Option<MailboxView>> {
+    match client
+        .call(&Request::MailboxShow {
+            address: address.to_string(),
+        })
+        .await
+    {
+        Ok(Response::Mailbox(m)) => Ok(Some(*m)),
+        Ok(_) => bail!("ferryd answered mailbox show with something else"),
+        Err(e) if e.code() == Some(ferry_ctl::ErrorCode::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn busy(b: &BatchView) -> bool {
+    b.running_pass().is_some() || !b.pending.is_empty()
+}
+
+pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
+    let tty = std::io::stdout().is_terminal();
+    let mut w = Watch {
+        tty,
+        multi: MultiProgress::with_draw_target(if tty {
+            ProgressDrawTarget::stdout()
+        } else {
+            ProgressDrawTarget::hidden()
+        }),
+        style: ProgressStyle::with_template(
+            "{prefix:<28} [{bar:30}] {pos:>6}/{len:<6} {per_sec:>10} {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+        mailboxes: BTreeMap::new(),
+    };
+    let batches: Vec<BatchView> = match only {
+        Some(name) => vec![batch(client, name).await?],
+        None => match client.call(&Request::BatchList).await? {
+            Response::Batches(bs) => bs.into_iter().filter(busy).collect(),
+            _ => bail!("ferryd answered batch list with something else"),
+        },
+    };
+    let mut watched: BTreeSet<String> = batches
+        .iter()
+        .filter(|b| busy(b))
+        .map(|b| b.name.clone())
+        .collect();
+    if watched.is_empty() {
+        match only {
+            Some(name) => println!("batch {name}: no pass running ({})", batches[0].state),
+            None => println!("no pass running"),
+        }
+        return Ok(0);
+    }
+    for b in batches.iter().filter(|b| watched.contains(&b.name)) {
+        for a in &b.mailboxes {
+            if let Some(m) = mailbox(client, a).await? {
+                w.mailboxes.insert(a.clone(), Progress::from_view(&m));
+                w.show(a, true);
+            }
+        }
+    }
+    // Events up to here are counted in the views just read; one landing
+    // between the two reads is missed until its mailbox's pass ends, when
+    // the views are read again.
+    let mut since = log_head(client).await? + 1;
+    while !watched.is_empty() {
+        let Response::Events { events, .. } = client
+            .call(&Request::Events {
+                since,
+                limit: Some(5000),
+                wait_ms: Some(2000),
             })
             .await?
         else {
-            bail!("ferryd answered batch show with something else");
+            bail!("ferryd answered events with something else");
         };
-        let b = &detail.batch;
-        for address in &b.mailboxes {
-            let Response::Mailbox(m) = client
-                .call(&Request::MailboxShow {
-                    address: address.clone(),
-                })
-                .await?
-            else {
+        if events.is_empty() {
+            // A pass stopped or deleted without an event we saw: ask.
+            for name in watched.clone() {
+                if !busy(&batch(client, &name).await?) {
+                    watched.remove(&name);
+                }
+            }
+            continue;
+        }
+        for e in events {
+            since = e.seq + 1;
+            let Ok(event) = serde_json::from_value::<Event>(e.event) else {
                 continue;
             };
-            let bar = bars.entry(address.clone()).or_insert_with(|| {
-                let bar = multi.add(ProgressBar::new(0));
-                bar.set_style(style.clone());
-                bar.set_prefix(address.clone());
-                bar
-            });
-            let known: u64 = m.folders.values().filter_map(|f| f.source_items).sum();
-            let done = m.totals.copied + m.totals.skipped + m.totals.failed;
-            bar.set_length(known.max(done));
-            bar.set_position(done);
-            bar.set_message(format!(
-                "{} {:.1} MB{}",
-                m.state,
-                m.totals.bytes as f64 / 1e6,
-                if m.totals.failed > 0 {
-                    format!(" {} failed", m.totals.failed)
-                } else {
-                    String::new()
+            match &event {
+                Event::MailboxPassStarted {
+                    mailbox: a, batch, ..
+                } if watched.contains(batch) && !w.mailboxes.contains_key(a) => {
+                    if let Some(m) = mailbox(client, a).await? {
+                        w.mailboxes.insert(a.clone(), Progress::from_view(&m));
+                    }
+                    w.show(a, true);
                 }
-            ));
-        }
-        if b.running_pass().is_none() && b.pending.is_empty() {
-            for bar in bars.values() {
-                bar.finish();
+                Event::FolderCounted {
+                    mailbox: a,
+                    side: Side::Source,
+                    counts,
+                } => {
+                    if let Some(p) = w.mailboxes.get_mut(a) {
+                        for c in counts {
+                            p.source.insert(c.folder.clone(), c.items);
+                        }
+                        w.show(a, false);
+                    }
+                }
+                Event::ItemCopied {
+                    mailbox: a, size, ..
+                } => {
+                    if let Some(p) = w.mailboxes.get_mut(a) {
+                        p.done += 1;
+                        p.bytes += size;
+                        w.show(a, false);
+                    }
+                }
+                Event::ItemSkipped { mailbox: a, .. } => {
+                    if let Some(p) = w.mailboxes.get_mut(a) {
+                        p.done += 1;
+                        w.show(a, false);
+                    }
+                }
+                Event::ItemFailed { mailbox: a, .. } => {
+                    if let Some(p) = w.mailboxes.get_mut(a) {
+                        p.done += 1;
+                        p.failed += 1;
+                        w.show(a, false);
+                    }
+                }
+                Event::MailboxPassFinished { mailbox: a, .. } if w.mailboxes.contains_key(a) => {
+                    // The views are the truth at the end of a mailbox's pass.
+                    if let Some(m) = mailbox(client, a).await?
+                        && let Some(p) = w.mailboxes.get_mut(a)
+                    {
+                        p.reset(&m);
+                    }
+                    w.show(a, true);
+                }
+                Event::PassFinished { batch: b, .. }
+                | Event::BatchStopped { batch: b }
+                | Event::BatchDeleted { batch: b, .. }
+                    if watched.contains(b) =>
+                {
+                    let still = match event {
+                        Event::BatchDeleted { .. } => false,
+                        _ => busy(&batch(client, b).await?),
+                    };
+                    if !still {
+                        watched.remove(b);
+                    }
+                }
+                _ => {}
             }
-            println!("batch {}: {}", b.name, b.state);
-            return Ok(0);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for p in w.mailboxes.values() {
+        if let Some(bar) = &p.bar {
+            bar.finish();
+        }
+    }
+    for b in batches {
+        let state = match batch(client, &b.name).await {
+            Ok(now) => now.state.to_string(),
+            Err(_) => "deleted".to_string(),
+        };
+        println!("batch {}: pass ended, {state}", b.name);
+    }
+    Ok(0)
+}
+
+async fn log_head(client: &Client) -> anyhow::Result<u64> {
+    match client.call(&Request::Status).await? {
+        Response::Status(s) => Ok(s.head),
+        _ => bail!("ferryd answered status with something else"),
     }
 }

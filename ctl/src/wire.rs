@@ -216,6 +216,29 @@ pub enum Request {
     Checklist {
         batch: String,
     },
+    /// `batch show NAME --as-of TIME`: the views rebuilt up to `time` (RFC 3339).
+    BatchShowAsOf {
+        name: String,
+        time: String,
+    },
+    /// `mailbox show ADDRESS --as-of TIME`.
+    MailboxShowAsOf {
+        address: String,
+        time: String,
+    },
+    /// What `ferryctl report` renders.
+    Report {
+        batch: String,
+    },
+    /// Records that a deleted batch's export (`audit export` with
+    /// `archive`) was written to `file`; ferryd exports again and checks
+    /// `events` and `sha256` before recording.
+    BatchArchive {
+        name: String,
+        file: String,
+        events: u64,
+        sha256: String,
+    },
 }
 
 impl Request {
@@ -242,6 +265,10 @@ impl Request {
             Request::Events { .. } => "events",
             Request::BatchNotify { .. } => "batch_notify",
             Request::Checklist { .. } => "checklist",
+            Request::BatchShowAsOf { .. } => "batch_show_as_of",
+            Request::MailboxShowAsOf { .. } => "mailbox_show_as_of",
+            Request::Report { .. } => "report",
+            Request::BatchArchive { .. } => "batch_archive",
         }
     }
 }
@@ -293,6 +320,7 @@ pub enum Response {
     MxCheck(MxCheckView),
     MxSwitch(MxSwitchView),
     Checklist(ChecklistView),
+    Report(Box<crate::report::ReportData>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

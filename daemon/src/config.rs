@@ -29,6 +29,7 @@ pub struct FileConfig {
     pub dns: DnsConfig,
     #[serde(default)]
     pub cutover: CutoverConfig,
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// What happens for each user cut over, after the final delta pass.
@@ -51,6 +52,14 @@ impl Default for CutoverConfig {
             runbook_dir: None,
         }
     }
+}
+
+/// `[metrics]`: Prometheus text on a loopback HTTP port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `127.0.0.1:9187` or `[::1]:9187`; other addresses are refused.
+    pub listen: String,
 }
 
 /// Engine limits; reloaded on SIGHUP for passes that start afterwards.
@@ -254,6 +263,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub dns: DnsConfig,
     pub cutover: CutoverConfig,
+    /// Where `/metrics` is served (loopback only), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +285,22 @@ pub enum ConfigError {
     NoDataDir,
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error("[metrics] listen = {0:?}: {1}")]
+    Metrics(String, &'static str),
+}
+
+/// A loopback socket address, or why not.
+fn metrics_addr(listen: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        ConfigError::Metrics(listen.into(), "not an address such as 127.0.0.1:9187")
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(ConfigError::Metrics(
+            listen.into(),
+            "metrics are served on a loopback address only (127.0.0.1 or ::1)",
+        ));
+    }
+    Ok(addr)
 }
 
 impl Config {
@@ -311,6 +338,11 @@ impl Config {
             notify: file.notify,
             dns: file.dns,
             cutover: file.cutover,
+            metrics_listen: file
+                .metrics
+                .as_ref()
+                .map(|m| metrics_addr(&m.listen))
+                .transpose()?,
             data_dir,
         })
     }
@@ -378,6 +410,13 @@ mod tests {
         assert_eq!(c.snapshot_every, 10);
         assert_eq!(c.engine.fetch_batch, 8);
         assert_eq!(c.engine.retries, EngineConfig::default().retries);
+
+        std::fs::write(&f, "[metrics]\nlisten = \"0.0.0.0:9187\"\n").unwrap();
+        let err = Config::load(Some(dir.path().into()), None, Some(f.clone()), false).unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        std::fs::write(&f, "[metrics]\nlisten = \"127.0.0.1:9187\"\n").unwrap();
+        let c = Config::load(Some(dir.path().into()), None, Some(f.clone()), false).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9187".parse().unwrap()));
 
         std::fs::write(&f, "data_dirr = \"/x\"\n").unwrap();
         let err = Config::load(None, None, Some(f), false).unwrap_err();

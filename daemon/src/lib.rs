@@ -8,7 +8,8 @@
 //! - [`scheduler`]: cron delta schedules, fired from the log's facts;
 //! - [`notify`]: pass reports by webhook and email;
 //! - [`csvimport`]: batch CSV files by Microsoft's rules;
-//! - [`secrets`]: the encrypted secret store events refer to.
+//! - [`secrets`]: the encrypted secret store events refer to;
+//! - [`metrics`]: Prometheus text on an optional loopback port.
 //!
 //! [`run`] ties them together; `main.rs` only adds signals and logging.
 
@@ -17,6 +18,7 @@ pub mod app;
 pub mod config;
 pub mod csvimport;
 pub mod engine;
+pub mod metrics;
 pub mod notify;
 pub mod scheduler;
 pub mod secrets;
@@ -44,6 +46,8 @@ pub enum RunError {
     Start(#[from] app::StartError),
     #[error(transparent)]
     Socket(#[from] server::SocketError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// Runs the daemon until `control` yields [`Control::Shutdown`] or ends.
@@ -65,6 +69,14 @@ pub async fn run(
     let engine = engine::spawn(app.clone(), shutdown_rx.clone());
     let scheduler = scheduler::spawn(app.clone(), shutdown_rx.clone());
     let notifier = notify::spawn(app.clone(), shutdown_rx.clone());
+    let metrics_listen = app.config.read().unwrap().metrics_listen;
+    let metrics = match metrics_listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+    if let Some(m) = metrics {
+        tokio::spawn(metrics::serve(app.clone(), m, shutdown_rx.clone()));
+    }
     let server = tokio::spawn(server::serve(app.clone(), listener, shutdown_rx));
     tracing::info!(
         socket = %socket.display(),

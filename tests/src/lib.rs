@@ -1,6 +1,7 @@
 //! Harness for the integration tests: ferryd and ferryctl as real processes
 //! on a temporary data directory, driven the way an administrator drives them.
 
+pub mod loggen;
 pub mod mailcmp;
 pub mod pair;
 
@@ -396,6 +397,19 @@ impl Ferryd {
             admin.0,
             "--password-file",
             pw.to_str().unwrap(),
+        ]);
+    }
+
+    /// `endpoint add NAME --kind maildir` with its root folder.
+    pub fn add_maildir_endpoint(&self, name: &str, root: &Path) {
+        self.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "maildir",
+            "--host",
+            root.to_str().unwrap(),
         ]);
     }
 

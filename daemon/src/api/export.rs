@@ -1,27 +1,54 @@
 //! `audit export`: the log streamed as JSONL or CSV, with its hash chain.
 //!
 //! Records are read one at a time on a blocking thread and sent through a
-//! small channel, so memory stays flat however long the log is.
+//! small channel, so memory stays flat however long the log is. A range
+//! (time or sequence) is contiguous and verified by the log's chain; a
+//! selection by batch, mailbox or event type is a filtered export (see
+//! [`ferry_ctl::audit::Writer`] for how it stays verifiable).
+//!
+//! Archived batches stay in live exports: the log is append-only and a whole
+//! export must verify as one chain; an archive is a verifiable copy of a
+//! deleted batch's events, and archiving drops the batch from the views only.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry_ctl::ApiError;
 use ferry_ctl::audit::{Format, Writer};
-use ferry_events::{EventStore, codec};
+use ferry_events::{Envelope, Event, EventStore, codec, stream};
 use serde::Deserialize;
 
-use super::invalid;
+use super::{invalid, not_found};
 use crate::app::App;
 use crate::server::{self, Body};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     pub format: Format,
     /// RFC 3339 bounds on the event time: since ≤ time < until.
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Sequence bounds, both inclusive.
+    #[serde(default)]
+    pub from_seq: Option<u64>,
+    #[serde(default)]
+    pub to_seq: Option<u64>,
+    /// Events of this batch: its stream, events naming it, and the streams
+    /// of its mailboxes while they belong to it.
+    #[serde(default)]
+    pub batch: Option<String>,
+    /// Events of this mailbox: its stream and events naming it.
+    #[serde(default)]
+    pub mailbox: Option<String>,
+    /// Only these event types (any of them).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// A deleted batch's events from its creation to its deletion, for
+    /// `batch archive` (no other selection may be given with it).
+    #[serde(default)]
+    pub archive: Option<String>,
 }
 
 fn parse_time(what: &str, t: &Option<String>) -> Result<Option<i64>, ApiError> {
@@ -34,54 +61,256 @@ fn parse_time(what: &str, t: &Option<String>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
+/// The batch an event names, if any.
+pub fn event_batch(e: &Event) -> Option<&str> {
+    Some(match e {
+        Event::BatchCreated { name, .. } => name,
+        Event::MailboxAdded { batch, .. }
+        | Event::PassRequested { batch, .. }
+        | Event::PassStarted { batch, .. }
+        | Event::PassFinished { batch, .. }
+        | Event::MailboxPassStarted { batch, .. }
+        | Event::ScheduleSet { batch, .. }
+        | Event::ScheduleFired { batch, .. }
+        | Event::ScheduleSkipped { batch, .. }
+        | Event::ScheduleMissed { batch, .. }
+        | Event::UserCutOver { batch, .. }
+        | Event::BatchStopped { batch }
+        | Event::BatchCompleted { batch, .. }
+        | Event::BatchDeleted { batch, .. }
+        | Event::CompletionRequested { batch, .. }
+        | Event::NotifySet { batch, .. }
+        | Event::NotificationSent { batch, .. }
+        | Event::NotificationFailed { batch, .. }
+        | Event::CutoverRequested { batch, .. }
+        | Event::RoutingAction { batch, .. }
+        | Event::BatchArchived { batch, .. } => batch,
+        _ => return None,
+    })
+}
+
+/// Whether an event names the mailbox `address`.
+pub fn names_mailbox(e: &Event, address: &str) -> bool {
+    match e {
+        Event::MailboxAdded { mailbox, .. } => mailbox.address == address,
+        Event::CutoverRequested { mailboxes, .. } => mailboxes.iter().any(|m| m == address),
+        Event::MailboxPassStarted { mailbox, .. }
+        | Event::MailboxPassFinished { mailbox, .. }
+        | Event::FolderMapped { mailbox, .. }
+        | Event::FolderCounted { mailbox, .. }
+        | Event::ItemCopyIntent { mailbox, .. }
+        | Event::ItemCopied { mailbox, .. }
+        | Event::ItemSkipped { mailbox, .. }
+        | Event::ItemFailed { mailbox, .. }
+        | Event::FlagsSynced { mailbox, .. }
+        | Event::Checkpoint { mailbox, .. }
+        | Event::UserCutOver { mailbox, .. }
+        | Event::UidValidityChanged { mailbox, .. }
+        | Event::FolderFailed { mailbox, .. }
+        | Event::RoutingAction { mailbox, .. } => mailbox == address,
+        _ => false,
+    }
+}
+
+/// Which records an export holds.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    since_us: Option<i64>,
+    until_us: Option<i64>,
+    from_seq: u64,
+    to_seq: Option<u64>,
+    batch: Option<String>,
+    mailbox: Option<String>,
+    types: BTreeSet<String>,
+    /// The batch's mailboxes so far in the scan.
+    members: HashSet<String>,
+}
+
+pub enum Step {
+    Keep,
+    Skip,
+    Stop,
+}
+
+impl Selection {
+    /// Checks a query against the log: bad times, unknown batches,
+    /// mailboxes and event types are refused.
+    pub fn parse(app: &App, q: &ExportQuery) -> Result<Selection, ApiError> {
+        if let Some(name) = &q.archive {
+            let other = q.since.is_some()
+                || q.until.is_some()
+                || q.from_seq.is_some()
+                || q.to_seq.is_some()
+                || q.batch.is_some()
+                || q.mailbox.is_some()
+                || !q.types.is_empty();
+            if other {
+                return Err(invalid("an archive takes no other selection"));
+            }
+            return super::history::archive_selection(app, name);
+        }
+        let since_us = parse_time("since", &q.since)?;
+        let until_us = parse_time("until", &q.until)?;
+        if let (Some(a), Some(b)) = (q.from_seq, q.to_seq)
+            && a > b
+        {
+            return Err(invalid(format!("--from-seq {a} is after --to-seq {b}")));
+        }
+        if let Some(b) = &q.batch
+            && app.store.stream_version(&stream::batch(b)) == 0
+        {
+            return Err(not_found("batch", b));
+        }
+        let mailbox = q.mailbox.as_ref().map(|m| m.to_lowercase());
+        if let Some(m) = &mailbox
+            && app.store.stream_version(&stream::mailbox(m)) == 0
+            && !app.views.read().unwrap().mailboxes.contains_key(m)
+        {
+            return Err(not_found("mailbox", m));
+        }
+        let known = app.views.read().unwrap().stats.events_by_type.clone();
+        for t in &q.types {
+            if !known.contains_key(t) {
+                let list: Vec<&str> = known.keys().map(String::as_str).collect();
+                return Err(invalid(format!(
+                    "--type {t:?}: no such event in the log (recorded types: {})",
+                    list.join(", ")
+                )));
+            }
+        }
+        Ok(Selection {
+            since_us,
+            until_us,
+            from_seq: q.from_seq.unwrap_or(1).max(1),
+            to_seq: q.to_seq,
+            batch: q.batch.clone(),
+            mailbox,
+            types: q.types.iter().cloned().collect(),
+            members: HashSet::new(),
+        })
+    }
+
+    /// A selection of one deleted batch's events, from its creation to its deletion.
+    pub fn archive(batch: &str, from_seq: u64, to_seq: u64) -> Selection {
+        Selection {
+            from_seq,
+            to_seq: Some(to_seq),
+            batch: Some(batch.to_string()),
+            ..Selection::default()
+        }
+    }
+
+    /// What a filtered export selected; `None` for a contiguous range.
+    pub fn filter(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(b) = &self.batch {
+            parts.push(format!("batch={b}"));
+        }
+        if let Some(m) = &self.mailbox {
+            parts.push(format!("mailbox={m}"));
+        }
+        if !self.types.is_empty() {
+            let t: Vec<&str> = self.types.iter().map(String::as_str).collect();
+            parts.push(format!("type={}", t.join("|")));
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
+    /// Where the scan starts: a batch's membership is learnt from its
+    /// `MailboxAdded` events, which may lie before the range.
+    fn start(&self) -> u64 {
+        if self.batch.is_some() {
+            1
+        } else {
+            self.from_seq
+        }
+    }
+
+    fn step(&mut self, env: &Envelope) -> Step {
+        // Time never decreases along the log, so `until` ends the scan.
+        if self.to_seq.is_some_and(|t| env.seq > t)
+            || self.until_us.is_some_and(|u| env.time_us >= u)
+        {
+            return Step::Stop;
+        }
+        let mut keep = env.seq >= self.from_seq && self.since_us.is_none_or(|s| env.time_us >= s);
+        if let Some(b) = &self.batch {
+            if let Event::MailboxAdded { batch, mailbox } = &env.event
+                && batch == b
+            {
+                self.members.insert(stream::mailbox(&mailbox.address));
+            }
+            keep &= env.stream == stream::batch(b)
+                || event_batch(&env.event) == Some(b.as_str())
+                || self.members.contains(&env.stream);
+            if let Event::BatchDeleted { batch, .. } = &env.event
+                && batch == b
+            {
+                self.members.clear();
+            }
+        }
+        if let Some(m) = &self.mailbox {
+            keep &= env.stream == stream::mailbox(m) || names_mailbox(&env.event, m);
+        }
+        if !self.types.is_empty() {
+            keep &= self.types.contains(&env.event_type);
+        }
+        if keep { Step::Keep } else { Step::Skip }
+    }
+}
+
+/// Writes the selected records through `sink` in chunks (blocking; run it
+/// off the async threads). Stops early when `sink` says false. Returns the
+/// number of records written.
+pub fn write(
+    app: &App,
+    mut sel: Selection,
+    format: Format,
+    mut sink: impl FnMut(Bytes) -> bool,
+) -> Result<u64, std::io::Error> {
+    let mut w = match sel.filter() {
+        Some(f) => Writer::filtered(format, f),
+        None => Writer::new(format),
+    };
+    let mut buf = String::new();
+    for raw in app.store.read_raw(sel.start()) {
+        let raw = raw.map_err(std::io::Error::other)?;
+        let env = codec::decode(&raw.bytes).map_err(std::io::Error::other)?;
+        match sel.step(&env) {
+            Step::Stop => break,
+            Step::Skip => continue,
+            Step::Keep => {}
+        }
+        buf.push_str(&w.record(&env, &raw.bytes));
+        if buf.len() >= CHUNK && !sink(Bytes::from(std::mem::take(&mut buf))) {
+            return Ok(w.count());
+        }
+    }
+    buf.push_str(&w.finish());
+    sink(Bytes::from(buf));
+    Ok(w.count())
+}
+
 /// Flush to the client after this many bytes.
 const CHUNK: usize = 64 << 10;
 
 pub fn export(app: &Arc<App>, q: ExportQuery) -> http::Response<Body> {
-    let (since, until) = match (parse_time("since", &q.since), parse_time("until", &q.until)) {
-        (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return server::error_response(&e),
+    let sel = match Selection::parse(app, &q) {
+        Ok(s) => s,
+        Err(e) => return server::error_response(&e),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let app = app.clone();
+    let format = q.format;
     tokio::task::spawn_blocking(move || {
-        let mut w = Writer::new(q.format);
-        let mut buf = String::new();
-        for raw in app.store.read_raw(1) {
-            let env = raw.map_err(std::io::Error::other).and_then(|r| {
-                codec::decode(&r.bytes)
-                    .map(|e| (e, r.bytes))
-                    .map_err(std::io::Error::other)
-            });
-            let (env, bytes) = match env {
-                Ok(x) => x,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            // Time never decreases along the log, so `until` ends the scan.
-            if until.is_some_and(|u| env.time_us >= u) {
-                break;
-            }
-            if since.is_some_and(|s| env.time_us < s) {
-                continue;
-            }
-            buf.push_str(&w.record(&env, &bytes));
-            if buf.len() >= CHUNK
-                && tx
-                    .blocking_send(Ok(Bytes::from(std::mem::take(&mut buf))))
-                    .is_err()
-            {
-                return;
-            }
+        let res = write(&app, sel, format, |b| tx.blocking_send(Ok(b)).is_ok());
+        if let Err(e) = res {
+            let _ = tx.blocking_send(Err(e));
         }
-        buf.push_str(&w.finish());
-        let _ = tx.blocking_send(Ok(Bytes::from(buf)));
     });
     let chunks =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    let content_type = match q.format {
+    let content_type = match format {
         Format::Jsonl => "application/x-ndjson",
         Format::Csv => "text/csv",
     };

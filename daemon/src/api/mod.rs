@@ -7,6 +7,7 @@ pub mod batch;
 pub mod cutover;
 pub mod endpoint;
 pub mod export;
+pub mod history;
 pub mod mx;
 pub mod notify;
 pub mod query;
@@ -35,6 +36,9 @@ pub async fn dispatch(
             | Request::MailboxShow { .. }
             | Request::Events { .. }
             | Request::Checklist { .. }
+            | Request::BatchShowAsOf { .. }
+            | Request::MailboxShowAsOf { .. }
+            | Request::Report { .. }
     );
     if mutating && app.is_draining() {
         return Err(ApiError::new(
@@ -79,6 +83,17 @@ pub async fn dispatch(
         }
         Request::Checklist { batch } => mx::checklist(app, &batch).await,
         Request::BatchNotify { .. } => notify::set(app, actor, req).await,
+        Request::BatchShowAsOf { name, time } => history::batch_as_of(app, &name, &time).await,
+        Request::MailboxShowAsOf { address, time } => {
+            history::mailbox_as_of(app, &address, &time).await
+        }
+        Request::Report { batch } => history::report(app, &batch).await,
+        Request::BatchArchive {
+            name,
+            file,
+            events,
+            sha256,
+        } => history::archive(app, actor, &name, &file, events, &sha256).await,
     }
 }
 

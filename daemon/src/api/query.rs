@@ -7,6 +7,7 @@ use ferry_ctl::ApiError;
 use ferry_ctl::audit;
 use ferry_ctl::wire::{BatchDetail, Response, StatusView};
 use ferry_events::EventStore;
+use ferry_projections::Projections;
 use tokio::sync::watch;
 
 use super::not_found;
@@ -46,19 +47,21 @@ pub fn endpoints(app: &Arc<App>) -> Response {
 
 pub fn batch(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
     let views = app.views.read().unwrap();
-    let b = views
-        .batches
-        .get(name)
-        .ok_or_else(|| not_found("batch", name))?;
+    batch_detail(&views, name, super::now_us())
+        .map(|d| Response::Batch(Box::new(d)))
+        .ok_or_else(|| not_found("batch", name))
+}
+
+/// `batch show`: the batch with its mailboxes' standing, as of `now_us`.
+pub fn batch_detail(views: &Projections, name: &str, now_us: i64) -> Option<BatchDetail> {
+    let b = views.batches.get(name)?;
     let mailboxes: Vec<_> = b
         .mailboxes
         .iter()
         .filter_map(|m| views.mailboxes.get(m))
         .collect();
-    let next = crate::scheduler::next_fire(b, super::now_us());
-    Ok(Response::Batch(Box::new(BatchDetail::of(
-        b, &mailboxes, next,
-    ))))
+    let next = crate::scheduler::next_fire(b, now_us);
+    Some(BatchDetail::of(b, &mailboxes, next))
 }
 
 pub fn batches(app: &Arc<App>) -> Response {
