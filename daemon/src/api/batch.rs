@@ -5,8 +5,9 @@ use std::sync::Arc;
 use ferry_ctl::ApiError;
 use ferry_ctl::wire::{Request, Response};
 use ferry_events::{
-    Actor, BatchOptions, Event, ExpectedVersion, MailboxSpec, PassKind, SecretRef, stream,
+    Actor, BatchOptions, Envelope, Event, ExpectedVersion, MailboxSpec, PassKind, SecretRef, stream,
 };
+use ferry_projections::{BatchView, Projections};
 
 use super::rules::{self, Command};
 use super::{check_name, conflict, done, invalid, not_found, now_us, store_error};
@@ -185,31 +186,22 @@ pub async fn start(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respons
         (_, Some(_)) => return Err(invalid("--older-than applies only to a prestage pass")),
         (_, None) => None,
     };
-    let _guard = app.commands.lock().await;
-    let version = {
-        let views = app.views.read().unwrap();
-        let b = views
-            .batches
-            .get(&name)
-            .ok_or_else(|| not_found("batch", &name))?;
-        rules::check(&views, b, &Command::Start(pass), now_us()).map_err(conflict)?;
-        b.version
-    };
-    let expected = ExpectedVersion::Exact(expected_version.unwrap_or(version));
-    let envs = app
-        .append(
-            &stream::batch(&name),
-            expected,
-            actor,
-            vec![Event::PassRequested {
+    let envs = command(
+        app,
+        actor,
+        &name,
+        Command::Start(pass),
+        expected_version,
+        |_, _| {
+            Ok(Event::PassRequested {
                 batch: name.clone(),
                 pass,
                 older_than_days,
                 not_before_us,
-            }],
-        )
-        .await
-        .map_err(store_error)?;
+            })
+        },
+    )
+    .await?;
     let when = match not_before_us {
         Some(_) => " (scheduled)",
         None => "",
@@ -221,27 +213,12 @@ pub async fn start(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respons
 }
 
 pub async fn stop(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response, ApiError> {
-    let _guard = app.commands.lock().await;
-    let version = {
-        let views = app.views.read().unwrap();
-        let b = views
-            .batches
-            .get(name)
-            .ok_or_else(|| not_found("batch", name))?;
-        rules::check(&views, b, &Command::Stop, now_us()).map_err(conflict)?;
-        b.version
-    };
-    let envs = app
-        .append(
-            &stream::batch(name),
-            ExpectedVersion::Exact(version),
-            actor,
-            vec![Event::BatchStopped {
-                batch: name.to_string(),
-            }],
-        )
-        .await
-        .map_err(store_error)?;
+    let envs = command(app, actor, name, Command::Stop, None, |_, _| {
+        Ok(Event::BatchStopped {
+            batch: name.to_string(),
+        })
+    })
+    .await?;
     Ok(done(
         format!("batch {name}: stopping; items in flight finish first"),
         &envs,
@@ -254,30 +231,22 @@ pub async fn delete(
     name: &str,
     force: bool,
 ) -> Result<Response, ApiError> {
-    let _guard = app.commands.lock().await;
-    let force_noted;
-    let version = {
-        let views = app.views.read().unwrap();
-        let b = views
-            .batches
-            .get(name)
-            .ok_or_else(|| not_found("batch", name))?;
-        rules::check(&views, b, &Command::Delete { force }, now_us()).map_err(conflict)?;
-        force_noted = force && rules::mx_hold(&views, b, now_us()).is_some();
-        b.version
-    };
-    let envs = app
-        .append(
-            &stream::batch(name),
-            ExpectedVersion::Exact(version),
-            actor,
-            vec![Event::BatchDeleted {
+    let mut force_noted = false;
+    let envs = command(
+        app,
+        actor,
+        name,
+        Command::Delete { force },
+        None,
+        |views, b| {
+            force_noted = force && rules::mx_hold(views, b, now_us()).is_some();
+            Ok(Event::BatchDeleted {
                 batch: name.to_string(),
                 forced: force_noted,
-            }],
-        )
-        .await
-        .map_err(store_error)?;
+            })
+        },
+    )
+    .await?;
     let how = if force_noted {
         " (forced within 72 h of the MX switch; recorded)"
     } else {
@@ -302,37 +271,22 @@ pub async fn schedule(
         let cron = Cron::parse(delta, tz).map_err(|e| invalid(e.to_string()))?;
         cron.next_after(now_us())
     };
-    let _guard = app.commands.lock().await;
-    let version = {
-        let views = app.views.read().unwrap();
-        let b = views
-            .batches
-            .get(name)
-            .ok_or_else(|| not_found("batch", name))?;
-        if clear && b.schedule.is_none() {
-            return Err(conflict(format!("batch {name} has no delta schedule")));
-        }
-        rules::check(&views, b, &Command::Schedule, now_us()).map_err(conflict)?;
-        b.version
-    };
     let (cron, tz) = if clear {
         (String::new(), String::new())
     } else {
         (delta.trim().to_string(), tz.to_string())
     };
-    let envs = app
-        .append(
-            &stream::batch(name),
-            ExpectedVersion::Exact(version),
-            actor,
-            vec![Event::ScheduleSet {
-                batch: name.to_string(),
-                cron: cron.clone(),
-                tz: tz.clone(),
-            }],
-        )
-        .await
-        .map_err(store_error)?;
+    let envs = command(app, actor, name, Command::Schedule, None, |_, b| {
+        if clear && b.schedule.is_none() {
+            return Err(conflict(format!("batch {name} has no delta schedule")));
+        }
+        Ok(Event::ScheduleSet {
+            batch: name.to_string(),
+            cron: cron.clone(),
+            tz: tz.clone(),
+        })
+    })
+    .await?;
     let message = match next {
         None => format!("batch {name}: delta schedule removed"),
         Some(t) => format!(
@@ -351,28 +305,13 @@ pub async fn complete(
     at: Option<&str>,
 ) -> Result<Response, ApiError> {
     let not_before_us = at.map(|t| parse_time("--at", t)).transpose()?;
-    let _guard = app.commands.lock().await;
-    let version = {
-        let views = app.views.read().unwrap();
-        let b = views
-            .batches
-            .get(name)
-            .ok_or_else(|| not_found("batch", name))?;
-        rules::check(&views, b, &Command::Complete, now_us()).map_err(conflict)?;
-        b.version
-    };
-    let envs = app
-        .append(
-            &stream::batch(name),
-            ExpectedVersion::Exact(version),
-            actor,
-            vec![Event::CompletionRequested {
-                batch: name.to_string(),
-                not_before_us,
-            }],
-        )
-        .await
-        .map_err(store_error)?;
+    let envs = command(app, actor, name, Command::Complete, None, |_, _| {
+        Ok(Event::CompletionRequested {
+            batch: name.to_string(),
+            not_before_us,
+        })
+    })
+    .await?;
     let when = match not_before_us {
         Some(t) => format!("at {}", rfc3339(t)),
         None => "now".into(),
@@ -381,6 +320,37 @@ pub async fn complete(
         format!("batch {name}: completing {when}: a final delta pass, then Completed"),
         &envs,
     ))
+}
+
+/// Under the command lock: checks `cmd` against the batch's state, builds
+/// its event (which may refuse too), and appends it to the batch's stream
+/// at the version checked (or `expected`, the version the caller saw).
+async fn command(
+    app: &Arc<App>,
+    actor: Actor,
+    name: &str,
+    cmd: Command,
+    expected: Option<u64>,
+    event: impl FnOnce(&Projections, &BatchView) -> Result<Event, ApiError>,
+) -> Result<Vec<Envelope>, ApiError> {
+    let _guard = app.commands.lock().await;
+    let (version, event) = {
+        let views = app.views.read().unwrap();
+        let b = views
+            .batches
+            .get(name)
+            .ok_or_else(|| not_found("batch", name))?;
+        rules::check(&views, b, &cmd, now_us()).map_err(conflict)?;
+        (b.version, event(&views, b)?)
+    };
+    app.append(
+        &stream::batch(name),
+        ExpectedVersion::Exact(expected.unwrap_or(version)),
+        actor,
+        vec![event],
+    )
+    .await
+    .map_err(store_error)
 }
 
 fn rfc3339(us: i64) -> String {
