@@ -67,15 +67,10 @@ pub async fn cutover(
         let mut hard = Vec::new();
         let mut soft = Vec::new();
         for a in &wanted {
-            if !views.mailboxes.contains_key(a) {
-                return Err(not_found("mailbox", a));
-            }
-            for (why, forceable) in refusals(&views, a) {
-                if forceable { &mut soft } else { &mut hard }.push(why);
-            }
-        }
-        for a in &wanted {
-            let m = &views.mailboxes[a];
+            let m = views
+                .mailboxes
+                .get(a)
+                .ok_or_else(|| not_found("mailbox", a))?;
             let b = views
                 .batches
                 .get(&m.batch)
@@ -85,12 +80,14 @@ pub async fn cutover(
                 .entry(b.name.clone())
                 .or_insert_with(|| (b.version, Vec::new(), Vec::new()));
             entry.1.push(a.clone());
-            entry.2.extend(
-                refusals(&views, a)
-                    .into_iter()
-                    .filter(|(_, f)| *f)
-                    .map(|(w, _)| w),
-            );
+            for (why, forceable) in refusals(&views, a) {
+                if forceable {
+                    entry.2.push(why.clone());
+                    soft.push(why);
+                } else {
+                    hard.push(why);
+                }
+            }
         }
         if !hard.is_empty() {
             return Err(conflict(hard.join("; ")));
