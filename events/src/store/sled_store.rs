@@ -91,11 +91,6 @@ fn be_u64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// sled's page cache (1 GiB by default). The log is read front to back at
-/// start and appended at its end, so a large cache buys little and would
-/// hold gigabytes of a long log in memory.
-const CACHE_BYTES: u64 = 16 << 20;
-
 impl SledStore {
     /// Opens (or creates) the log under `dir`, recovering the tail.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
@@ -106,7 +101,6 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(sled_err)?;
         let tree = db.open_tree("log").map_err(sled_err)?;
