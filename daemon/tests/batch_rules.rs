@@ -34,7 +34,8 @@ impl Given {
             batch: "wave".into(),
             mailbox: MailboxSpec {
                 address: "anna@old.example".into(),
-                destination_address: "anna@new.example".into(),
+                // As a CSV may spell it; the MX guard must still match.
+                destination_address: "Anna@New.Example".into(),
                 source_login: None,
                 source_secret: None,
                 destination_login: None,

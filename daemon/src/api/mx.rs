@@ -16,6 +16,7 @@ use ferry_dns::{DnsError, TsigKey};
 use ferry_events::{Actor, EndpointKind, Event, EventStore, ExpectedVersion, stream};
 use ferry_projections::EndpointView;
 
+use super::rules::domain_of;
 use super::{conflict, invalid, not_found, store_error};
 use crate::app::App;
 use crate::config::DnsConfig;
@@ -294,13 +295,6 @@ pub async fn switch(
         servers: answers,
         seq: envs.last().map_or(0, |e| e.seq),
     }))
-}
-
-fn domain_of(address: &str) -> Option<String> {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .filter(|d| !d.is_empty())
 }
 
 fn show_time(us: i64) -> String {

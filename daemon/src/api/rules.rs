@@ -1,6 +1,8 @@
 //! Which batch commands each state accepts, as one pure function of the
 //! views, so the rules are tested apart from the socket.
 
+use std::collections::BTreeSet;
+
 use ferry_events::PassKind;
 use ferry_projections::{BatchState, BatchView, Projections};
 
@@ -126,20 +128,26 @@ pub fn check(views: &Projections, b: &BatchView, cmd: &Command, now_us: i64) -> 
     }
 }
 
+/// The domain of an address as the log keys domains: lower case, no final dot.
+pub fn domain_of(address: &str) -> Option<String> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+}
+
 /// Why deleting `b` must wait: an MX switch of one of its mailboxes'
 /// domains less than 72 hours ago.
 pub fn mx_hold(views: &Projections, b: &BatchView, now_us: i64) -> Option<String> {
-    let mut domains: Vec<&str> = b
+    let domains: BTreeSet<String> = b
         .mailboxes
         .iter()
         .filter_map(|a| views.mailboxes.get(a))
-        .flat_map(|m| [m.address.as_str(), m.spec.destination_address.as_str()])
-        .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d))
+        .flat_map(|m| [&m.address, &m.spec.destination_address])
+        .filter_map(|a| domain_of(a))
         .collect();
-    domains.sort_unstable();
-    domains.dedup();
     domains.into_iter().find_map(|d| {
-        let (to, at) = views.domains.get(d)?.mx_switched.as_ref()?;
+        let (to, at) = views.domains.get(&d)?.mx_switched.as_ref()?;
         let age = now_us - at;
         (age < MX_HOLD_US).then(|| {
             format!(
