@@ -10,7 +10,7 @@ use ferry_events::{
 use ferry_projections::{BatchView, Projections};
 
 use super::rules::{self, Command};
-use super::{check_name, conflict, done, invalid, not_found, now_us, store_error};
+use super::{check_name, conflict, done, invalid, not_found, now_us, parse_time, store_error};
 use crate::app::App;
 use crate::csvimport::{self, MAX_ROWS};
 use crate::scheduler::Cron;
@@ -357,15 +357,4 @@ fn rfc3339(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
-}
-
-/// An RFC 3339 time, as `--at` takes it.
-pub fn parse_time(flag: &str, t: &str) -> Result<i64, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|t| t.timestamp_micros())
-        .map_err(|e| {
-            invalid(format!(
-                "{flag} {t:?}: {e} (give RFC 3339, e.g. 2026-11-21T22:00:00Z)"
-            ))
-        })
 }

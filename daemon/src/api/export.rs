@@ -19,7 +19,7 @@ use ferry_ctl::audit::{Format, Writer};
 use ferry_events::{Envelope, Event, EventStore, codec, stream};
 use serde::Deserialize;
 
-use super::{invalid, not_found};
+use super::{invalid, not_found, parse_time};
 use crate::app::App;
 use crate::server::{self, Body};
 
@@ -49,16 +49,6 @@ pub struct ExportQuery {
     /// `batch archive` (no other selection may be given with it).
     #[serde(default)]
     pub archive: Option<String>,
-}
-
-fn parse_time(what: &str, t: &Option<String>) -> Result<Option<i64>, ApiError> {
-    t.as_ref()
-        .map(|s| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| t.timestamp_micros())
-                .map_err(|e| invalid(format!("--{what} {s:?}: {e}")))
-        })
-        .transpose()
 }
 
 /// The batch an event names, if any.
@@ -149,8 +139,16 @@ impl Selection {
             }
             return super::history::archive_selection(app, name);
         }
-        let since_us = parse_time("since", &q.since)?;
-        let until_us = parse_time("until", &q.until)?;
+        let since_us = q
+            .since
+            .as_deref()
+            .map(|t| parse_time("--since", t))
+            .transpose()?;
+        let until_us = q
+            .until
+            .as_deref()
+            .map(|t| parse_time("--until", t))
+            .transpose()?;
         if let (Some(a), Some(b)) = (q.from_seq, q.to_seq)
             && a > b
         {

@@ -12,7 +12,7 @@ use ferry_projections::Projections;
 use sha2::Digest;
 
 use super::export::{self, Selection};
-use super::{conflict, done, invalid, not_found, store_error};
+use super::{conflict, done, not_found, parse_time, store_error};
 use crate::app::App;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -21,10 +21,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 /// The views as they stood at `time`: every event up to the last one
 /// recorded at or before it, folded one at a time from the log.
-async fn as_of(app: &Arc<App>, time: &str) -> Result<Projections, ApiError> {
-    let t = chrono::DateTime::parse_from_rfc3339(time)
-        .map_err(|e| invalid(format!("--as-of {time:?}: {e} (give an RFC 3339 time)")))?
-        .timestamp_micros();
+async fn as_of(app: &Arc<App>, t: i64) -> Result<Projections, ApiError> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
         let mut p = Projections::default();
@@ -49,9 +46,8 @@ fn absent(what: &str, name: &str, time: &str) -> ApiError {
 }
 
 pub async fn batch_as_of(app: &Arc<App>, name: &str, time: &str) -> Result<Response, ApiError> {
-    let p = as_of(app, time).await?;
-    let at = chrono::DateTime::parse_from_rfc3339(time)
-        .map_or(super::now_us(), |t| t.timestamp_micros());
+    let at = parse_time("--as-of", time)?;
+    let p = as_of(app, at).await?;
     super::query::batch_detail(&p, name, at)
         .map(|d| Response::Batch(Box::new(d)))
         .ok_or_else(|| absent("batch", name, time))
@@ -63,7 +59,7 @@ pub async fn mailbox_as_of(
     time: &str,
 ) -> Result<Response, ApiError> {
     let address = address.to_lowercase();
-    let mut p = as_of(app, time).await?;
+    let mut p = as_of(app, parse_time("--as-of", time)?).await?;
     p.mailboxes
         .remove(&address)
         .map(|m| Response::Mailbox(Box::new(m)))

@@ -101,6 +101,18 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// A time given as RFC 3339 on the command line, in µs; `flag` names it
+/// in the refusal.
+pub fn parse_time(flag: &str, t: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            invalid(format!(
+                "{flag} {t:?}: {e} (give RFC 3339, e.g. 2026-11-21T22:00:00Z)"
+            ))
+        })
+}
+
 pub fn not_yet(what: &str) -> ApiError {
     ApiError::new(
         ErrorCode::NotImplemented,
