@@ -22,6 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::app::App;
 use crate::config::{NotifyConfig, SmtpTls};
+use crate::scheduler::rfc3339;
 
 /// The stream notification outcomes go on: apart from the batch's own, so
 /// they never make a command's expected batch version stale.
@@ -333,12 +334,6 @@ pub struct MailboxErrors {
     pub detail: String,
 }
 
-fn time(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
-
 fn outcome_name(o: Outcome) -> String {
     format!("{o:?}")
 }
@@ -352,7 +347,7 @@ impl Report {
             batch: n.batch.clone(),
             pass_id: n.pass_id,
             outcome: outcome_name(n.outcome),
-            finished: time(n.finished_us),
+            finished: rfc3339(n.finished_us),
             ..Report::default()
         };
         let mut boxes: BTreeMap<String, MailboxErrors> = BTreeMap::new();
@@ -364,7 +359,7 @@ impl Report {
             match &env.event {
                 Event::PassStarted { pass_id, pass, .. } if *pass_id == n.pass_id => {
                     if r.started.is_empty() {
-                        r.started = time(env.time_us);
+                        r.started = rfc3339(env.time_us);
                     }
                     r.pass = pass.as_str().to_string();
                 }

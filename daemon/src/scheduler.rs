@@ -172,7 +172,7 @@ pub fn plan(
             due_us: old[0],
             reason: format!(
                 "{unlisted} fires from {} on were missed while ferryd was down (past the catch-up deadline; not listed one by one)",
-                iso(old[0])
+                rfc3339(old[0])
             ),
         });
     }
@@ -186,7 +186,7 @@ pub fn plan(
         if due_us != latest {
             out.push(Decision::Skip {
                 due_us,
-                reason: format!("caught up once by the fire due {}", iso(latest)),
+                reason: format!("caught up once by the fire due {}", rfc3339(latest)),
             });
         }
     }
@@ -200,12 +200,6 @@ pub fn plan(
         });
     }
     out
-}
-
-fn iso(us: i64) -> String {
-    DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
 
 /// Why a batch cannot take a delta pass now, if it cannot.
@@ -273,6 +267,13 @@ pub fn next_fire(b: &BatchView, now_us: i64) -> Option<i64> {
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Shortest interval between two looks prompted by the log moving.
 const SETTLE: Duration = Duration::from_millis(200);
+
+/// A time in µs as RFC 3339 to the second, as messages and reports show it.
+pub fn rfc3339(us: i64) -> String {
+    DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
 
 /// Fires schedules as they come due, until `shutdown`.
 pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {

@@ -13,7 +13,7 @@ use super::rules::{self, Command};
 use super::{check_name, conflict, done, invalid, not_found, now_us, parse_time, store_error};
 use crate::app::App;
 use crate::csvimport::{self, MAX_ROWS};
-use crate::scheduler::Cron;
+use crate::scheduler::{Cron, rfc3339};
 
 /// Pre-stage cut-off when `--older-than` is not given.
 const DEFAULT_PRESTAGE_DAYS: u32 = 90;
@@ -351,10 +351,4 @@ async fn command(
     )
     .await
     .map_err(store_error)
-}
-
-fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
