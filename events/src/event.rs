@@ -395,6 +395,34 @@ pub enum Side {
 }
 
 impl Event {
+    /// The batch the event names, if any.
+    pub fn batch(&self) -> Option<&str> {
+        Some(match self {
+            Event::BatchCreated { name, .. } => name,
+            Event::MailboxAdded { batch, .. }
+            | Event::PassRequested { batch, .. }
+            | Event::PassStarted { batch, .. }
+            | Event::PassFinished { batch, .. }
+            | Event::MailboxPassStarted { batch, .. }
+            | Event::ScheduleSet { batch, .. }
+            | Event::ScheduleFired { batch, .. }
+            | Event::ScheduleSkipped { batch, .. }
+            | Event::ScheduleMissed { batch, .. }
+            | Event::UserCutOver { batch, .. }
+            | Event::BatchStopped { batch }
+            | Event::BatchCompleted { batch, .. }
+            | Event::BatchDeleted { batch, .. }
+            | Event::CompletionRequested { batch, .. }
+            | Event::NotifySet { batch, .. }
+            | Event::NotificationSent { batch, .. }
+            | Event::NotificationFailed { batch, .. }
+            | Event::CutoverRequested { batch, .. }
+            | Event::RoutingAction { batch, .. }
+            | Event::BatchArchived { batch, .. } => batch,
+            _ => return None,
+        })
+    }
+
     /// The event's type name, as exports and the envelope show it.
     pub fn event_type(&self) -> &'static str {
         match self {

@@ -194,21 +194,10 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
             );
             name
         }
-        Event::MailboxAdded { batch, .. }
-        | Event::PassRequested { batch, .. }
-        | Event::PassStarted { batch, .. }
-        | Event::PassFinished { batch, .. }
-        | Event::ScheduleSet { batch, .. }
-        | Event::ScheduleFired { batch, .. }
-        | Event::ScheduleSkipped { batch, .. }
-        | Event::ScheduleMissed { batch, .. }
-        | Event::CompletionRequested { batch, .. }
-        | Event::CutoverRequested { batch, .. }
-        | Event::BatchStopped { batch }
-        | Event::BatchCompleted { batch, .. }
-        | Event::BatchDeleted { batch, .. }
-        | Event::NotifySet { batch, .. } => batch,
-        _ => return,
+        other => match other.batch() {
+            Some(batch) => batch,
+            None => return,
+        },
     };
     let Some(b) = batches.get_mut(name) else {
         return;

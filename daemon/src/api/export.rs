@@ -51,34 +51,6 @@ pub struct ExportQuery {
     pub archive: Option<String>,
 }
 
-/// The batch an event names, if any.
-pub fn event_batch(e: &Event) -> Option<&str> {
-    Some(match e {
-        Event::BatchCreated { name, .. } => name,
-        Event::MailboxAdded { batch, .. }
-        | Event::PassRequested { batch, .. }
-        | Event::PassStarted { batch, .. }
-        | Event::PassFinished { batch, .. }
-        | Event::MailboxPassStarted { batch, .. }
-        | Event::ScheduleSet { batch, .. }
-        | Event::ScheduleFired { batch, .. }
-        | Event::ScheduleSkipped { batch, .. }
-        | Event::ScheduleMissed { batch, .. }
-        | Event::UserCutOver { batch, .. }
-        | Event::BatchStopped { batch }
-        | Event::BatchCompleted { batch, .. }
-        | Event::BatchDeleted { batch, .. }
-        | Event::CompletionRequested { batch, .. }
-        | Event::NotifySet { batch, .. }
-        | Event::NotificationSent { batch, .. }
-        | Event::NotificationFailed { batch, .. }
-        | Event::CutoverRequested { batch, .. }
-        | Event::RoutingAction { batch, .. }
-        | Event::BatchArchived { batch, .. } => batch,
-        _ => return None,
-    })
-}
-
 /// Whether an event names the mailbox `address`.
 pub fn names_mailbox(e: &Event, address: &str) -> bool {
     match e {
@@ -239,7 +211,7 @@ impl Selection {
                 self.members.insert(stream::mailbox(&mailbox.address));
             }
             keep &= env.stream == stream::batch(b)
-                || event_batch(&env.event) == Some(b.as_str())
+                || env.event.batch() == Some(b.as_str())
                 || self.members.contains(&env.stream);
             if let Event::BatchDeleted { batch, .. } = &env.event
                 && batch == b

@@ -169,8 +169,7 @@ pub async fn report(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
                 let env = env.map_err(store_error)?;
                 if env.time_us >= batch.created_us
                     && MILESTONES.contains(&env.event_type.as_str())
-                    && (s.starts_with("domain/")
-                        || export::event_batch(&env.event) == Some(batch.name.as_str()))
+                    && (s.starts_with("domain/") || env.event.batch() == Some(batch.name.as_str()))
                 {
                     milestones.push(audit::record(&env));
                 }
