@@ -305,6 +305,9 @@ pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
 async fn round(app: &Arc<App>) -> Option<i64> {
     let now = Utc::now().timestamp_micros();
     let deadline_us = app.config.read().unwrap().engine.schedule_catch_up_s as i64 * 1_000_000;
+    // The earliest fire after now across schedules (every fire up to now
+    // is being handled, so it does not depend on what this round records).
+    let mut next: Option<i64> = None;
     let work: Vec<(String, u64, Vec<Decision>)> = {
         let views = app.views.read().unwrap();
         views
@@ -319,6 +322,9 @@ async fn round(app: &Arc<App>) -> Option<i64> {
                         return None;
                     }
                 };
+                if let Some(t) = cron.next_after(now) {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
                 let since = s.last_due_us.unwrap_or(s.set_us);
                 let busy = busy_reason(b);
                 let d = plan(&cron, since, now, deadline_us, busy.as_deref());
@@ -341,10 +347,5 @@ async fn round(app: &Arc<App>) -> Option<i64> {
             Err(e) => tracing::debug!(%batch, error = %e, "schedule round retried"),
         }
     }
-    let views = app.views.read().unwrap();
-    views
-        .batches
-        .values()
-        .filter_map(|b| next_fire(b, now))
-        .min()
+    next
 }
