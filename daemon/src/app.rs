@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use ferry_events::{Actor, Envelope, Event, EventStore, ExpectedVersion, SledStore, StoreError};
+use ferry_events::{Actor, Envelope, Event, EventStore, ExpectedVersion, SegmentStore, StoreError};
 use ferry_projections::{Projections, snapshot};
 
 use crate::config::Config;
@@ -13,7 +13,7 @@ use crate::secrets::SecretStore;
 
 pub struct App {
     pub config: RwLock<Config>,
-    pub store: Arc<SledStore>,
+    pub store: Arc<SegmentStore>,
     /// Folded up to `views.head`; always a prefix of the log, never ahead.
     pub views: RwLock<Projections>,
     pub secrets: SecretStore,
@@ -56,7 +56,7 @@ impl App {
                 path: config.data_dir.clone(),
                 source,
             })?;
-        let store = Arc::new(SledStore::open(&config.data_dir.join("log"))?);
+        let store = Arc::new(SegmentStore::open(&config.data_dir.join("log"))?);
         let secrets = SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?;
         let mut views = load_views(&config, store.as_ref());
         let t = Instant::now();
@@ -149,7 +149,7 @@ impl App {
 }
 
 /// The snapshot when it is readable and not ahead of the log, else nothing.
-fn load_views(config: &Config, store: &SledStore) -> Projections {
+fn load_views(config: &Config, store: &SegmentStore) -> Projections {
     let path = config.data_dir.join("views.snapshot");
     let Ok(bytes) = std::fs::read(&path) else {
         return Projections::default();
@@ -180,7 +180,7 @@ const REPLAY_CHUNK: usize = 4096;
 /// Folds the log past `views.head` into `views`: one thread reads and
 /// decodes while this one folds, so a restart uses both cores.
 /// Returns how many events were folded.
-pub fn replay(store: &SledStore, views: &mut Projections) -> Result<u64, StoreError> {
+pub fn replay(store: &SegmentStore, views: &mut Projections) -> Result<u64, StoreError> {
     use ferry_events::EventStore;
     let from = views.head + 1;
     std::thread::scope(|scope| {

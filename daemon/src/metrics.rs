@@ -107,6 +107,13 @@ pub fn render(app: &App) -> String {
     );
     metric(
         &mut out,
+        "ferry_event_log_truncated_bytes",
+        "gauge",
+        "Bytes of a torn, unacknowledged last write cut off the log when it was opened.",
+        &[(String::new(), app.store.recovery().truncated_bytes)],
+    );
+    metric(
+        &mut out,
         "ferry_projection_lag_events",
         "gauge",
         "Events in the log not yet folded into the views.",

@@ -5,8 +5,8 @@
 //!   hash chain that makes the log verifiable;
 //! - [`codec`]: the on-disk and on-wire bytes of an envelope (a format byte,
 //!   a schema version, then bincode);
-//! - [`store`]: the [`EventStore`] trait, the sled store with group commit,
-//!   and an in-memory store for tests.
+//! - [`store`]: the [`EventStore`] trait, the segment store (segment files,
+//!   a small index in sled, group commit), and an in-memory store for tests.
 //!
 //! Nothing here knows about IMAP or the daemon.
 
@@ -18,5 +18,6 @@ pub mod store;
 pub use envelope::{Actor, Envelope, Hash, ZERO_HASH};
 pub use event::*;
 pub use store::{
-    EventStore, ExpectedVersion, MemoryStore, RawRecord, Sequencer, SledStore, StoreError,
+    EventStore, ExpectedVersion, MemoryStore, RawRecord, SegmentStore, Sequencer, StoreError,
+    StoreOptions,
 };

@@ -103,16 +103,16 @@ async fn memory_store_keeps_the_contract() {
 }
 
 #[tokio::test]
-async fn sled_store_keeps_the_contract() {
+async fn segment_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    contract(&SledStore::open(dir.path()).unwrap()).await;
+    contract(&SegmentStore::open(dir.path()).unwrap()).await;
 }
 
 #[tokio::test]
-async fn sled_store_reopens_where_it_was() {
+async fn segment_store_reopens_where_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let before: Vec<Envelope> = {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SegmentStore::open(dir.path()).unwrap();
         for (i, e) in common::every_event().into_iter().enumerate() {
             store
                 .append(
@@ -126,7 +126,7 @@ async fn sled_store_reopens_where_it_was() {
         }
         store.read_all(0).map(Result::unwrap).collect()
     };
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
     assert_eq!(store.head(), before.len() as u64);
     let after: Vec<Envelope> = store.read_all(0).map(Result::unwrap).collect();
     assert_eq!(before, after);
@@ -145,7 +145,7 @@ async fn sled_store_reopens_where_it_was() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_share_group_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store = Arc::new(SegmentStore::open(dir.path()).unwrap());
     let mut tasks = Vec::new();
     for w in 0..64 {
         let store = store.clone();
@@ -194,7 +194,7 @@ async fn followers_see_the_head_move() {
 #[tokio::test]
 async fn a_closed_store_refuses_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
     store.close();
     assert!(matches!(
         store

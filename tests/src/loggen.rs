@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use ferry_events::{
-    Actor, BatchOptions, Event, EventStore, ExpectedVersion, ItemKey, MailboxSpec, SledStore,
+    Actor, BatchOptions, Event, EventStore, ExpectedVersion, ItemKey, MailboxSpec, SegmentStore,
 };
 
 pub fn key(uid: u32) -> ItemKey {
@@ -51,7 +51,7 @@ pub fn intent(addr: &str, uid: u32) -> Event {
 
 /// Writes `n` events as the engine would: per mailbox, intent then copied,
 /// a checkpoint every 100 items; big appends from a few writers, for speed.
-pub async fn generate(store: Arc<SledStore>, n: u64) {
+pub async fn generate(store: Arc<SegmentStore>, n: u64) {
     const MAILBOXES: usize = 200;
     const WRITERS: usize = 4;
     const PER_APPEND: usize = 2_000;

@@ -395,7 +395,7 @@ fn checklist_before_and_after_the_switch() {
     ferry.stop();
     {
         let rt = rt();
-        let store = ferry_events::SledStore::open(&ferry.data_dir.join("log")).unwrap();
+        let store = ferry_events::SegmentStore::open(&ferry.data_dir.join("log")).unwrap();
         for m in ["ann@example.test", "bob@example.test"] {
             rt.block_on(ferry_events::EventStore::append(
                 &store,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
 use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession};
-use ferry_events::{Event, EventStore, ItemKey, Outcome, SledStore};
+use ferry_events::{Event, EventStore, ItemKey, Outcome, SegmentStore};
 use ferry_tests::mailcmp::{self, Contents};
 use ferry_tests::{Ferryd, settled_in_log};
 use ferry_testservers::Dovecot;
@@ -118,7 +118,7 @@ struct Tally {
 
 impl Tally {
     fn catch_up(&mut self, data_dir: &Path) {
-        let store = SledStore::open(&data_dir.join("log")).expect("open the log after the kill");
+        let store = SegmentStore::open(&data_dir.join("log")).expect("open the log after the kill");
         for env in store.read_all(self.next.max(1)) {
             let env = env.expect("read the log");
             self.next = env.seq + 1;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ferry_connectors::MailSession;
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
 use ferry_connectors::sample::{self, SampleSpec};
-use ferry_events::{Event, EventStore, ItemKey, Outcome, SledStore};
+use ferry_events::{Event, EventStore, ItemKey, Outcome, SegmentStore};
 use ferry_tests::faultproxy::{Dir, Fault, FaultProxy, Fired};
 use ferry_tests::mailcmp::{self, Contents};
 use ferry_tests::{Ferryd, settled_in_log};
@@ -190,7 +190,7 @@ async fn drops_resets_and_stalls_neither_lose_nor_duplicate_items() {
 
     // The log: one ItemCopied per source item, none in doubt, success.
     ferry.stop();
-    let store = SledStore::open(&ferry.data_dir.join("log")).expect("open the log");
+    let store = SegmentStore::open(&ferry.data_dir.join("log")).expect("open the log");
     let mut copied: HashMap<(String, ItemKey), usize> = HashMap::new();
     let mut open: HashMap<(String, ItemKey), u64> = HashMap::new();
     let (mut intents, mut outcome, mut copied_events) = (0, None, 0);

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use ferry_events::envelope::{ChainVerifier, hash_bytes};
 use ferry_events::{
     Actor, BatchOptions, Envelope, Event, EventStore, ExpectedVersion, ItemKey, MailboxSpec,
-    PassKind, SledStore, codec,
+    PassKind, SegmentStore, codec,
 };
 use ferry_projections::{Projections, snapshot};
 use rand::{Rng, SeedableRng};
@@ -364,7 +364,7 @@ fn run_child(dir: &Path, delay: Duration, from_ready: bool) -> Round {
 /// `full_index` reads every stream's index back; otherwise only the tail of
 /// each stream, where a crash can leave it (debug-build decoding is slow).
 fn check_log(dir: &Path, acked: &HashMap<u64, Ack>, full_index: bool) -> Vec<Envelope> {
-    let store = SledStore::open(&dir.join("log")).expect("reopen the log after a crash");
+    let store = SegmentStore::open(&dir.join("log")).expect("reopen the log after a crash");
     let mut chain = ChainVerifier::new();
     let mut envs = Vec::new();
     let mut streams: BTreeMap<String, u64> = BTreeMap::new();

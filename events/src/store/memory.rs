@@ -1,4 +1,4 @@
-//! An in-memory store with the same rules as the sled store, for tests.
+//! An in-memory store with the same rules as the segment store, for tests.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

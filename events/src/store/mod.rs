@@ -2,17 +2,17 @@
 //!
 //! [`EventStore`] is the only way in or out of the log. Appends name the
 //! stream version they expect (optimistic concurrency); reads go by global
-//! sequence or by stream; followers watch the head. [`SledStore`] is the
+//! sequence or by stream; followers watch the head. [`SegmentStore`] is the
 //! durable default, [`MemoryStore`] serves tests. Both assign sequence,
 //! time and hash chain through the same [`Sequencer`].
 
 mod memory;
+mod segment;
 mod sequencer;
-mod sled_store;
 
 pub use memory::MemoryStore;
+pub use segment::{Recovery, SEGMENT_BYTES, SegmentStore, StoreOptions, StoreStats};
 pub use sequencer::Sequencer;
-pub use sled_store::{SledStore, StoreStats};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -66,6 +66,28 @@ pub enum StoreError {
         seq: u64,
         #[source]
         source: CodecError,
+    },
+    #[error("event log at {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes that are not an intact record, where no torn write can be.
+    #[error(
+        "event log damaged in {segment} at offset {offset} (sequence {seq}): {what}; refusing to go on"
+    )]
+    Damaged {
+        segment: String,
+        offset: u64,
+        seq: u64,
+        what: String,
+    },
+    #[error("moving the event log at {path} into segments stopped at sequence {seq}: {what}")]
+    Conversion {
+        path: String,
+        seq: u64,
+        what: String,
     },
     #[error("the store failed to write earlier ({0}) and accepts no more appends")]
     Poisoned(String),

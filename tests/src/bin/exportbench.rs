@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_events::{EventStore, SledStore};
+use ferry_events::{EventStore, SegmentStore};
 use ferry_tests::loggen::generate;
 
 /// Most memory an export may add to either process.
@@ -127,7 +127,7 @@ fn main() {
 
     let t = Instant::now();
     let head = rt.block_on(async {
-        let store = Arc::new(SledStore::open(&data.join("log")).expect("open store"));
+        let store = Arc::new(SegmentStore::open(&data.join("log")).expect("open store"));
         generate(store.clone(), args.events).await;
         let head = store.head();
         store.close();

@@ -4,7 +4,7 @@
 //! full run (rebuild of 10,000,000 events); `-- --quick` rebuilds 1,000,000;
 //! `-- --events N` picks N. `--appends N` scales the append phases.
 //!
-//! Appends go through `SledStore` from 1, 16 and 256 tokio tasks (one
+//! Appends go through `SegmentStore` from 1, 16 and 256 tokio tasks (one
 //! ItemCopied per append). Each is compared with raw sled writing the very
 //! same keys and bytes in batches of the mean group size the store achieved,
 //! each batch followed by `flush`, which is the least any durable group
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ferry_events::{Actor, EventStore, ExpectedVersion, SledStore};
+use ferry_events::{Actor, EventStore, ExpectedVersion, SegmentStore};
 use ferry_projections::Projections;
 use ferry_tests::loggen::{copied, generate, mailbox};
 
@@ -81,7 +81,7 @@ struct AppendResult {
 /// `events` single-event appends from `writers` tasks, each on its own stream.
 async fn append_run(writers: usize, events: u64) -> AppendResult {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(SledStore::open(&tmp.path().join("log")).expect("open store"));
+    let store = Arc::new(SegmentStore::open(&tmp.path().join("log")).expect("open store"));
     let per = events / writers as u64;
     let t = Instant::now();
     let tasks: Vec<_> = (0..writers)
@@ -187,7 +187,7 @@ async fn main() {
 
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("log");
-    let store = Arc::new(SledStore::open(&dir).expect("open store"));
+    let store = Arc::new(SegmentStore::open(&dir).expect("open store"));
     let t = Instant::now();
     generate(store.clone(), args.events).await;
     let gen_time = t.elapsed();
@@ -217,7 +217,7 @@ async fn main() {
     };
 
     // The rebuild is what a restart does: a freshly opened store, cold.
-    let store = SledStore::open(&dir).expect("reopen store");
+    let store = SegmentStore::open(&dir).expect("reopen store");
     let t = Instant::now();
     // ferryd's own start-up path: decoding and folding on two threads.
     let mut p = Projections::default();

@@ -1,0 +1,353 @@
+//! The durable store: append-only segment files, a small index in sled,
+//! group commit.
+//!
+//! - [`log`]: segments, record frames, recovery, the index and its sled copy;
+//! - [`read`]: cursors by sequence and by stream;
+//! - [`convert`]: the one-time move of a log written by the sled-only store.
+//!
+//! Appends go to one writer thread. It takes every append waiting in its
+//! queue, checks and sequences them, writes them as one group (one write,
+//! one `fdatasync`), and only then answers each caller. A failed write or
+//! sync poisons the store: nothing after it is acknowledged, so no caller
+//! ever holds an `Ok` for an event not on disk.
+//!
+//! Memory stays flat as the log grows: closed segments are plain files, and
+//! the index keeps a few bytes per hundred events.
+
+mod convert;
+mod log;
+mod read;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use tokio::sync::{oneshot, watch};
+
+pub use self::log::{Recovery, SEGMENT_BYTES};
+
+use self::log::{Index, Log, Rec};
+use self::read::{Cursor, Envelopes, Raw, StreamEvents};
+use super::sequencer::{Sequenced, Sequencer, now_us};
+use super::{EnvelopeIter, EventStore, ExpectedVersion, RawIter, StoreError};
+use crate::envelope::{Actor, Envelope};
+use crate::event::Event;
+
+/// Most appends one group commit takes, to bound the group's memory.
+const MAX_GROUP: usize = 4096;
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    actor: Actor,
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Vec<Envelope>, StoreError>>,
+}
+
+/// Counters for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub groups: AtomicU64,
+    pub appends: AtomicU64,
+    pub events: AtomicU64,
+    /// Bytes of a torn last write cut off at open.
+    pub truncated_bytes: AtomicU64,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// A segment rolls once it holds this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            segment_bytes: SEGMENT_BYTES,
+        }
+    }
+}
+
+pub struct SegmentStore {
+    path: PathBuf,
+    segments: PathBuf,
+    index: Arc<RwLock<Index>>,
+    queue: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    head: watch::Sender<u64>,
+    stats: Arc<StoreStats>,
+    recovery: Recovery,
+}
+
+impl SegmentStore {
+    /// Opens (or creates) the log under `dir`: recovers the tail, and moves
+    /// a log written by the sled-only store into segments first.
+    pub fn open(dir: &Path) -> Result<SegmentStore, StoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<SegmentStore, StoreError> {
+        let mut log = Log::open(dir, options.segment_bytes)?;
+        if convert::has_v1(dir) {
+            convert::convert(dir, &mut log)?;
+        }
+        let versions: HashMap<String, u64> = log
+            .index
+            .read()
+            .unwrap()
+            .streams
+            .iter()
+            .map(|(s, r)| (s.clone(), r.version))
+            .collect();
+        let sequencer = Sequencer::resume(log.head, log.head_hash, log.last_time_us, versions);
+        let (head_tx, _) = watch::channel(log.head);
+        let stats = Arc::new(StoreStats::default());
+        stats
+            .truncated_bytes
+            .store(log.recovery.truncated_bytes, Ordering::Relaxed);
+        let recovery = log.recovery.clone();
+        let index = log.index.clone();
+        let segments = log.segments_dir.clone();
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            log,
+            sequencer,
+            head: head_tx.clone(),
+            stats: stats.clone(),
+            poisoned: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("ferry-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .expect("spawn log writer thread");
+        Ok(SegmentStore {
+            path: dir.to_path_buf(),
+            segments,
+            index,
+            queue: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            head: head_tx,
+            stats,
+            recovery,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// What the open found at the end of the log.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Stops taking appends, lets queued ones finish, saves the index,
+    /// joins the writer.
+    pub fn close(&self) {
+        drop(self.queue.lock().unwrap().take());
+        if let Some(h) = self.writer.lock().unwrap().take() {
+            let _ = h.join();
+        }
+    }
+
+    fn cursor(&self, from_seq: u64) -> Cursor {
+        let head = *self.head.borrow();
+        let mut c = Cursor::new(self.segments.clone(), self.index.clone(), head);
+        if let Err(e) = c.seek(from_seq) {
+            tracing::error!(error = %e, "event log: cannot position a reader");
+        }
+        c
+    }
+}
+
+impl Drop for SegmentStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Writer {
+    log: Log,
+    sequencer: Sequencer,
+    head: watch::Sender<u64>,
+    stats: Arc<StoreStats>,
+    poisoned: Option<String>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<AppendRequest>) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+        self.log.close();
+    }
+
+    fn commit(&mut self, group: Vec<AppendRequest>) {
+        if let Some(why) = &self.poisoned {
+            for r in group {
+                let _ = r.reply.send(Err(StoreError::Poisoned(why.clone())));
+            }
+            return;
+        }
+        let now = now_us();
+        let mut answers: Vec<(oneshot::Sender<_>, Result<Sequenced, StoreError>)> =
+            Vec::with_capacity(group.len());
+        for r in group {
+            let res = self
+                .sequencer
+                .sequence(&r.stream, r.expected, &r.actor, r.events, now);
+            answers.push((r.reply, res));
+        }
+        let recs: Vec<Rec<'_>> = answers
+            .iter()
+            .filter_map(|(_, res)| res.as_ref().ok())
+            .flat_map(|s| {
+                s.envelopes.iter().zip(&s.records).map(|(env, bytes)| Rec {
+                    seq: env.seq,
+                    stream: &env.stream,
+                    version: env.stream_version,
+                    bytes,
+                })
+            })
+            .collect();
+        let events = recs.len() as u64;
+        if let Some(last) = answers
+            .iter()
+            .rev()
+            .find_map(|(_, r)| r.as_ref().ok().and_then(|s| s.envelopes.last()))
+        {
+            self.log.set_last_time(last.time_us);
+        }
+        if let Err(e) = self.log.write_group(&recs) {
+            drop(recs);
+            let why = e.to_string();
+            tracing::error!(error = %why, "event log write failed; store poisoned");
+            self.poisoned = Some(why.clone());
+            for (reply, _) in answers {
+                let _ = reply.send(Err(StoreError::Poisoned(why.clone())));
+            }
+            return;
+        }
+        drop(recs);
+        self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .appends
+            .fetch_add(answers.len() as u64, Ordering::Relaxed);
+        self.stats.events.fetch_add(events, Ordering::Relaxed);
+        self.head.send_replace(self.sequencer.head());
+        for (reply, res) in answers {
+            let _ = reply.send(res.map(|s| s.envelopes));
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for SegmentStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        actor: Actor,
+        events: Vec<Event>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let req = AppendRequest {
+            stream: stream.to_string(),
+            expected,
+            actor,
+            events,
+            reply,
+        };
+        {
+            let q = self.queue.lock().unwrap();
+            let q = q.as_ref().ok_or(StoreError::Closed)?;
+            q.send(req).map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn read_all(&self, from_seq: u64) -> EnvelopeIter<'_> {
+        Box::new(Envelopes(self.cursor(from_seq)))
+    }
+
+    fn read_raw(&self, from_seq: u64) -> RawIter<'_> {
+        Box::new(Raw(self.cursor(from_seq)))
+    }
+
+    fn scan_stream(&self, stream: &str, from_version: u64) -> EnvelopeIter<'_> {
+        if let Err(e) = super::check_stream(stream) {
+            return Box::new(std::iter::once(Err(e)));
+        }
+        let from = from_version.max(1);
+        // The head first: every run the index shows up to it is durable.
+        let head = *self.head.borrow();
+        let (last, runs) = {
+            let idx = self.index.read().unwrap();
+            match idx.streams.get(stream) {
+                Some(s) => {
+                    let start = s
+                        .runs
+                        .partition_point(|&(v, _)| v <= from)
+                        .saturating_sub(1);
+                    let runs: Vec<(u64, u64)> = s.runs[start..]
+                        .iter()
+                        .copied()
+                        .filter(|&(_, seq)| seq <= head)
+                        .collect();
+                    (s.version, runs)
+                }
+                None => (0, Vec::new()),
+            }
+        };
+        let Some(&(_, first_seq)) = runs.first() else {
+            return Box::new(std::iter::empty());
+        };
+        if from > last {
+            return Box::new(std::iter::empty());
+        }
+        let mut cursor = Cursor::new(self.segments.clone(), self.index.clone(), head);
+        if let Err(e) = cursor.seek(first_seq) {
+            return Box::new(std::iter::once(Err(e)));
+        }
+        Box::new(StreamEvents {
+            cursor,
+            stream: stream.to_string(),
+            from,
+            last,
+            runs,
+            run: 0,
+        })
+    }
+
+    fn stream_version(&self, stream: &str) -> u64 {
+        self.index
+            .read()
+            .unwrap()
+            .streams
+            .get(stream)
+            .map_or(0, |s| s.version)
+    }
+
+    fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    fn follow(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
