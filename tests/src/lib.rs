@@ -444,3 +444,35 @@ impl Ferryd {
         self.ctl_ok(&args);
     }
 }
+
+impl Ferryd {
+    /// Starts ferryd on a copy of an existing data directory (a fixture).
+    pub fn start_on_copy(data: &Path) -> Ferryd {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(data)
+            .arg(&data_dir)
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copy {}", data.display());
+        // Git keeps no modes; ferryd's own files are private.
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in [("", 0o700), ("secrets", 0o700), ("secret.key", 0o600)] {
+            let p = data_dir.join(p);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+        let mut d = Ferryd {
+            data_dir,
+            socket: tmp.path().join("ferryd.sock"),
+            config: None,
+            child: None,
+            _tmp: Some(tmp),
+        };
+        d.launch();
+        d
+    }
+}
