@@ -137,13 +137,11 @@ impl CompactItem {
             uidvalidity: self.uidvalidity,
             uid: self.uid,
         };
-        (
-            mailbox,
-            key,
-            self.size,
-            hex::encode(self.digest),
-            dest_folder,
-        )
+        // `encode_to_slice` is several times faster than `encode` on the replay path.
+        let mut digest = [0u8; 64];
+        hex::encode_to_slice(self.digest, &mut digest).expect("64 hex digits for 32 bytes");
+        let digest = String::from_utf8(digest.to_vec()).expect("hex is ASCII");
+        (mailbox, key, self.size, digest, dest_folder)
     }
 }
 

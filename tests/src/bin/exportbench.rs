@@ -8,12 +8,13 @@
 //! 1,000,000 events; `--events N` picks N; `--verify` writes the export to a
 //! file and runs `ferryctl audit verify` on it too (needs the disk space).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_events::{EventStore, SegmentStore};
+use ferry_tests::bench::{ctl, run_sampled, start_ferryd, status_mb};
 use ferry_tests::loggen::generate;
 
 /// Most memory an export may add to either process.
@@ -44,75 +45,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-/// A `/proc/PID/status` field in MB (VmRSS, VmHWM).
-fn status_mb(pid: u32, field: &str) -> f64 {
-    try_status_mb(pid, field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// Runs `cmd` to its end, sampling its peak resident memory (VmHWM, which
-/// exec resets; getrusage would count the pre-exec copy of this process).
-/// Returns its exit status and that peak in MB.
-fn run_sampled(cmd: &mut Command) -> (std::process::ExitStatus, f64) {
-    let mut child = cmd.spawn().expect("spawn");
-    let pid = child.id();
-    let mut peak = 0.0f64;
-    loop {
-        if let Some(mb) = try_status_mb(pid, "VmHWM") {
-            peak = peak.max(mb);
-        }
-        if let Some(s) = child.try_wait().expect("wait") {
-            return (s, peak);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn try_status_mb(pid: u32, field: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
-    Some(kb / 1024.0)
-}
-
-fn ctl(socket: &Path) -> Command {
-    let mut c = Command::new(ferry_tests::bin("ferryctl"));
-    c.arg("--socket").arg(socket).stdin(Stdio::null());
-    c
-}
-
-fn start_ferryd(data: &Path, socket: &Path) -> Child {
-    let mut child = Command::new(ferry_tests::bin("ferryd"))
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--socket")
-        .arg(socket)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ferryd");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let ok = ctl(socket)
-            .arg("status")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return child;
-        }
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("ferryd exited at start: {s}");
-        }
-        assert!(Instant::now() < deadline, "ferryd did not start in 10 min");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn main() {
