@@ -80,7 +80,7 @@ const TAG_COPIED: u8 = 2;
 
 /// An item event's fields, compact. `mailbox` is `None` when the stream is
 /// `mailbox/<mailbox>`, `dest_folder` when it equals `folder`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct CompactItem {
     mailbox: Option<String>,
     folder: String,
@@ -101,24 +101,36 @@ fn digest_bytes(hex_digest: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn compact_item(
+/// [`CompactItem`] as written, borrowing from the event.
+#[derive(Serialize)]
+struct CompactItemOut<'a> {
+    mailbox: Option<&'a str>,
+    folder: &'a str,
+    uidvalidity: u32,
+    uid: u32,
+    size: u64,
+    digest: [u8; 32],
+    dest_folder: Option<&'a str>,
+}
+
+fn compact_item<'a>(
     stream: &str,
-    mailbox: &str,
-    key: &ItemKey,
+    mailbox: &'a str,
+    key: &'a ItemKey,
     size: u64,
     digest: &str,
-    dest_folder: &str,
-) -> Option<CompactItem> {
+    dest_folder: &'a str,
+) -> Option<CompactItemOut<'a>> {
     let digest = digest_bytes(digest)?;
     let named = stream.strip_prefix(MAILBOX_STREAM) == Some(mailbox);
-    Some(CompactItem {
-        mailbox: (!named).then(|| mailbox.to_string()),
-        folder: key.folder.clone(),
+    Some(CompactItemOut {
+        mailbox: (!named).then_some(mailbox),
+        folder: &key.folder,
         uidvalidity: key.uidvalidity,
         uid: key.uid,
         size,
         digest,
-        dest_folder: (dest_folder != key.folder).then(|| dest_folder.to_string()),
+        dest_folder: (dest_folder != key.folder).then_some(dest_folder),
     })
 }
 
@@ -169,7 +181,7 @@ fn encode_v2(env: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecError> {
         prev_hash: &env.prev_hash,
     };
     bincode::serde::encode_into_std_write(&head, out, config())?;
-    let compact = match &env.event {
+    let written = match &env.event {
         Event::ItemCopyIntent {
             mailbox,
             key,
@@ -177,8 +189,15 @@ fn encode_v2(env: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecError> {
             digest,
             dest_folder,
             dest_uidnext,
-        } => compact_item(&env.stream, mailbox, key, *size, digest, dest_folder)
-            .map(|c| (TAG_INTENT, c, bincode_of(dest_uidnext))),
+        } => match compact_item(&env.stream, mailbox, key, *size, digest, dest_folder) {
+            Some(item) => {
+                out.push(TAG_INTENT);
+                bincode::serde::encode_into_std_write(&item, out, config())?;
+                bincode::serde::encode_into_std_write(dest_uidnext, out, config())?;
+                true
+            }
+            None => false,
+        },
         Event::ItemCopied {
             mailbox,
             key,
@@ -186,26 +205,22 @@ fn encode_v2(env: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecError> {
             digest,
             dest_folder,
             dest_uid,
-        } => compact_item(&env.stream, mailbox, key, *size, digest, dest_folder)
-            .map(|c| (TAG_COPIED, c, bincode_of(dest_uid))),
-        _ => None,
+        } => match compact_item(&env.stream, mailbox, key, *size, digest, dest_folder) {
+            Some(item) => {
+                out.push(TAG_COPIED);
+                bincode::serde::encode_into_std_write(&item, out, config())?;
+                bincode::serde::encode_into_std_write(dest_uid, out, config())?;
+                true
+            }
+            None => false,
+        },
+        _ => false,
     };
-    match compact {
-        Some((tag, item, tail)) => {
-            out.push(tag);
-            bincode::serde::encode_into_std_write(&item, out, config())?;
-            out.extend_from_slice(&tail?);
-        }
-        None => {
-            out.push(TAG_EVENT);
-            bincode::serde::encode_into_std_write(&env.event, out, config())?;
-        }
+    if !written {
+        out.push(TAG_EVENT);
+        bincode::serde::encode_into_std_write(&env.event, out, config())?;
     }
     Ok(())
-}
-
-fn bincode_of<T: Serialize>(v: &T) -> Result<Vec<u8>, CodecError> {
-    Ok(bincode::serde::encode_to_vec(v, config())?)
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {

@@ -115,7 +115,12 @@ impl Sequencer {
         self.head = head;
         self.head_hash = prev;
         self.last_time_us = time_us;
-        self.versions.insert(stream.to_string(), new_version);
+        match self.versions.get_mut(stream) {
+            Some(v) => *v = new_version,
+            None => {
+                self.versions.insert(stream.to_string(), new_version);
+            }
+        }
         Ok(Sequenced {
             envelopes,
             records,
