@@ -99,16 +99,24 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let since = since.max(1);
     let limit = limit.unwrap_or(1000).clamp(1, MAX_EVENTS) as usize;
+    // Only events the views have folded: a client that reads an event and
+    // then asks the views (as `watch` does at a mailbox's end) sees it there.
     if let Some(ms) = wait_ms {
-        let mut head = app.store.follow();
+        let mut head = app.views_head.subscribe();
         let wait = head.wait_for(|h| *h >= since);
         tokio::select! {
             _ = tokio::time::timeout(Duration::from_millis(ms.min(60_000)), wait) => {}
             () = crate::server::stopped(&mut shutdown) => {}
         }
     }
+    let folded = *app.views_head.borrow();
     let mut events = Vec::new();
-    for env in app.store.read_all(since).take(limit) {
+    for env in app
+        .store
+        .read_all(since)
+        .take(limit)
+        .take_while(|e| e.as_ref().map_or(true, |e| e.seq <= folded))
+    {
         let env = env.map_err(super::store_error)?;
         events.push(audit::record(&env));
     }
