@@ -40,7 +40,11 @@ pub(super) fn convert(dir: &Path, log: &mut Log) -> Result<(), StoreError> {
         seq,
         what,
     };
-    let db = sled::Config::new().path(dir).open().map_err(sled_err)?;
+    let db = sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .open()
+        .map_err(sled_err)?;
     let tree = db.open_tree("log").map_err(sled_err)?;
     let start = log.head;
     if start > 0 {

@@ -160,10 +160,13 @@ impl Log {
             path: db_path.clone(),
             source,
         };
-        // The index is small; sled's cache need not be.
+        // The index is small; sled's cache need not be. It is flushed at
+        // each save, so sled needs no flusher thread (whose exit, after a
+        // close, would hold the directory's lock a while longer).
         let db = sled::Config::new()
             .path(&db_dir)
             .cache_capacity(16 << 20)
+            .flush_every_ms(None)
             .open()
             .map_err(sled_err)?;
 
@@ -530,15 +533,13 @@ impl Log {
         batch.insert(b"h", &h[..]);
         self.pending.events = 0;
         self.pending.dirty.shrink_to(64);
-        self.db.apply_batch(batch).map_err(self.sled_err())
+        self.db.apply_batch(batch).map_err(self.sled_err())?;
+        self.db.flush().map(|_| ()).map_err(self.sled_err())
     }
 
-    /// Saves the index and flushes sled (at close).
+    /// Saves the index (at close).
     pub fn close(&mut self) {
-        let res = self
-            .save_index()
-            .and_then(|()| self.db.flush().map(|_| ()).map_err(self.sled_err()));
-        if let Err(e) = res {
+        if let Err(e) = self.save_index() {
             tracing::warn!(error = %e, "event log index not saved at close");
         }
     }

@@ -6,8 +6,9 @@
 //! - [`convert`]: the one-time move of a log written by the sled-only store.
 //!
 //! Appends go to one writer thread. It takes every append waiting in its
-//! queue, checks and sequences them, writes them as one group (one write,
-//! one `fdatasync`), and only then answers each caller. A failed write or
+//! queue and checks and sequences them; a second thread writes them as one
+//! group (one write, one `fdatasync`) while the first prepares the next,
+//! and only then answers each caller. A failed write or
 //! sync poisons the store: nothing after it is acknowledged, so no caller
 //! ever holds an `Ok` for an event not on disk.
 //!
@@ -44,7 +45,7 @@ struct AppendRequest {
     expected: ExpectedVersion,
     actor: Actor,
     events: Vec<Event>,
-    reply: oneshot::Sender<Result<Vec<Envelope>, StoreError>>,
+    reply: Reply,
 }
 
 /// Counters for benchmarks and metrics.
@@ -113,16 +114,26 @@ impl SegmentStore {
         let index = log.index.clone();
         let segments = log.segments_dir.clone();
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
+        // A hand-over, not a queue: while a group syncs, the next one is
+        // sequenced and then waits, and appends arriving meanwhile gather
+        // into the one after. Memory stays bounded by two groups.
+        let (group_tx, group_rx) = mpsc::sync_channel(0);
+        let syncer = Syncer {
             log,
-            sequencer,
             head: head_tx.clone(),
             stats: stats.clone(),
             poisoned: None,
         };
+        let syncer = std::thread::Builder::new()
+            .name("ferry-log-sync".into())
+            .spawn(move || syncer.run(group_rx))
+            .expect("spawn log sync thread");
         let handle = std::thread::Builder::new()
             .name("ferry-log-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                sequence_loop(sequencer, rx, group_tx);
+                let _ = syncer.join();
+            })
             .expect("spawn log writer thread");
         Ok(SegmentStore {
             path: dir.to_path_buf(),
@@ -174,44 +185,67 @@ impl Drop for SegmentStore {
     }
 }
 
-struct Writer {
+type Reply = oneshot::Sender<Result<Vec<Envelope>, StoreError>>;
+
+/// One group on its way from the sequencer to the syncer.
+struct Group {
+    answers: Vec<(Reply, Result<Sequenced, StoreError>)>,
+}
+
+/// Checks and sequences appends (versions, positions, encoding, the hash
+/// chain) while the syncer writes and syncs the group before: the CPU work
+/// of one group overlaps the `fdatasync` of the other.
+fn sequence_loop(
+    mut sequencer: Sequencer,
+    rx: mpsc::Receiver<AppendRequest>,
+    tx: mpsc::SyncSender<Group>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        let now = now_us();
+        let answers = group
+            .into_iter()
+            .map(|r| {
+                let res = sequencer.sequence(&r.stream, r.expected, &r.actor, r.events, now);
+                (r.reply, res)
+            })
+            .collect();
+        if tx.send(Group { answers }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes each group (one write, one `fdatasync`), then indexes it, moves
+/// the head and answers its callers. A failed write poisons the store.
+struct Syncer {
     log: Log,
-    sequencer: Sequencer,
     head: watch::Sender<u64>,
     stats: Arc<StoreStats>,
     poisoned: Option<String>,
 }
 
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<AppendRequest>) {
-        while let Ok(first) = rx.recv() {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(r) => group.push(r),
-                    Err(_) => break,
-                }
-            }
+impl Syncer {
+    fn run(mut self, rx: mpsc::Receiver<Group>) {
+        while let Ok(group) = rx.recv() {
             self.commit(group);
         }
         self.log.close();
     }
 
-    fn commit(&mut self, group: Vec<AppendRequest>) {
+    fn commit(&mut self, group: Group) {
+        let answers = group.answers;
         if let Some(why) = &self.poisoned {
-            for r in group {
-                let _ = r.reply.send(Err(StoreError::Poisoned(why.clone())));
+            for (reply, _) in answers {
+                let _ = reply.send(Err(StoreError::Poisoned(why.clone())));
             }
             return;
-        }
-        let now = now_us();
-        let mut answers: Vec<(oneshot::Sender<_>, Result<Sequenced, StoreError>)> =
-            Vec::with_capacity(group.len());
-        for r in group {
-            let res = self
-                .sequencer
-                .sequence(&r.stream, r.expected, &r.actor, r.events, now);
-            answers.push((r.reply, res));
         }
         let recs: Vec<Rec<'_>> = answers
             .iter()
@@ -226,12 +260,13 @@ impl Writer {
             })
             .collect();
         let events = recs.len() as u64;
-        if let Some(last) = answers
+        let last = answers
             .iter()
             .rev()
             .find_map(|(_, r)| r.as_ref().ok().and_then(|s| s.envelopes.last()))
-        {
-            self.log.set_last_time(last.time_us);
+            .map(|e| (e.seq, e.time_us));
+        if let Some((_, time_us)) = last {
+            self.log.set_last_time(time_us);
         }
         if let Err(e) = self.log.write_group(&recs) {
             drop(recs);
@@ -249,7 +284,9 @@ impl Writer {
             .appends
             .fetch_add(answers.len() as u64, Ordering::Relaxed);
         self.stats.events.fetch_add(events, Ordering::Relaxed);
-        self.head.send_replace(self.sequencer.head());
+        if let Some((seq, _)) = last {
+            self.head.send_replace(seq);
+        }
         for (reply, res) in answers {
             let _ = reply.send(res.map(|s| s.envelopes));
         }
