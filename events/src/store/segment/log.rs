@@ -33,7 +33,7 @@ pub(super) const FRAME: u64 = 8;
 /// Larger lengths are damage, not records.
 pub(super) const MAX_RECORD: u32 = 64 << 20;
 pub(super) const MARK_EVERY: u64 = 1024;
-pub(super) const RUN_EVERY: u64 = 64;
+pub(super) const RUN_EVERY: u64 = 256;
 /// A stream's next event this many records on gets its own run entry, so a
 /// stream read skips the records of other streams in between.
 pub(super) const JUMP: u64 = 2048;
