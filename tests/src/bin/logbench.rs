@@ -134,6 +134,7 @@ async fn append_run(writers: usize, events: u64) -> AppendResult {
     let groups = stats.groups.load(Ordering::Relaxed);
     let written = stats.events.load(Ordering::Relaxed);
     let mean_group = written as f64 / groups as f64;
+    let sync_us = stats.sync_us.load(Ordering::Relaxed) as f64 / groups as f64;
 
     // The very same framed bytes, in commit order, in groups of the mean size.
     let mut frames: Vec<Vec<u8>> = Vec::with_capacity(written as usize);
@@ -162,6 +163,11 @@ async fn append_run(writers: usize, events: u64) -> AppendResult {
         file.sync_data().expect("raw fdatasync");
     }
     let raw_elapsed = t.elapsed();
+    eprintln!(
+        "  {writers} writers: {:.0} us a group writing and syncing in the store, {:.0} us in the baseline",
+        sync_us,
+        raw_elapsed.as_micros() as f64 / frames.len().div_ceil(group) as f64
+    );
     AppendResult {
         writers,
         events: written,

@@ -56,6 +56,8 @@ pub struct StoreStats {
     pub events: AtomicU64,
     /// Bytes of a torn last write cut off at open.
     pub truncated_bytes: AtomicU64,
+    /// Microseconds spent writing and syncing groups.
+    pub sync_us: AtomicU64,
 }
 
 /// How a store is opened.
@@ -268,7 +270,12 @@ impl Syncer {
         if let Some((_, time_us)) = last {
             self.log.set_last_time(time_us);
         }
-        if let Err(e) = self.log.write_group(&recs) {
+        let t = std::time::Instant::now();
+        let written = self.log.write_group(&recs);
+        self.stats
+            .sync_us
+            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if let Err(e) = written {
             drop(recs);
             let why = e.to_string();
             tracing::error!(error = %why, "event log write failed; store poisoned");
