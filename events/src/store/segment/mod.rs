@@ -22,7 +22,7 @@ mod read;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -116,24 +116,24 @@ impl SegmentStore {
         let index = log.index.clone();
         let segments = log.segments_dir.clone();
         let (tx, rx) = mpsc::channel();
-        // A hand-over, not a queue: while a group syncs, the next one is
-        // sequenced and then waits, and appends arriving meanwhile gather
-        // into the one after. Memory stays bounded by two groups.
-        let (group_tx, group_rx) = mpsc::sync_channel(0);
         let syncer = Syncer {
             log,
             head: head_tx.clone(),
             stats: stats.clone(),
             poisoned: None,
         };
-        let syncer = std::thread::Builder::new()
-            .name("ferry-log-sync".into())
-            .spawn(move || syncer.run(group_rx))
-            .expect("spawn log sync thread");
+        let handover = Arc::new(Handover::default());
+        let syncer = {
+            let handover = handover.clone();
+            std::thread::Builder::new()
+                .name("ferry-log-sync".into())
+                .spawn(move || syncer.run(&handover))
+                .expect("spawn log sync thread")
+        };
         let handle = std::thread::Builder::new()
             .name("ferry-log-writer".into())
             .spawn(move || {
-                sequence_loop(sequencer, rx, group_tx);
+                sequence_loop(sequencer, rx, &handover);
                 let _ = syncer.join();
             })
             .expect("spawn log writer thread");
@@ -190,18 +190,47 @@ impl Drop for SegmentStore {
 type Reply = oneshot::Sender<Result<Vec<Envelope>, StoreError>>;
 
 /// One group on its way from the sequencer to the syncer.
+#[derive(Default)]
 struct Group {
     answers: Vec<(Reply, Result<Sequenced, StoreError>)>,
 }
 
+/// Appends sequenced and waiting for the syncer, which takes them all at
+/// once: whatever arrived while it synced the last group is the next group.
+#[derive(Default)]
+struct Handover {
+    waiting: Mutex<(Group, bool)>,
+    ready: Condvar,
+}
+
+impl Handover {
+    fn put(&self, answers: Vec<(Reply, Result<Sequenced, StoreError>)>) {
+        self.waiting.lock().unwrap().0.answers.extend(answers);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.waiting.lock().unwrap().1 = true;
+        self.ready.notify_one();
+    }
+
+    /// The next group, or `None` once closed and drained.
+    fn take(&self) -> Option<Group> {
+        let mut w = self.waiting.lock().unwrap();
+        while w.0.answers.is_empty() && !w.1 {
+            w = self.ready.wait(w).unwrap();
+        }
+        if w.0.answers.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut w.0))
+    }
+}
+
 /// Checks and sequences appends (versions, positions, encoding, the hash
-/// chain) while the syncer writes and syncs the group before: the CPU work
-/// of one group overlaps the `fdatasync` of the other.
-fn sequence_loop(
-    mut sequencer: Sequencer,
-    rx: mpsc::Receiver<AppendRequest>,
-    tx: mpsc::SyncSender<Group>,
-) {
+/// chain) as they arrive, while the syncer writes and syncs the group
+/// before: the CPU work overlaps the `fdatasync`.
+fn sequence_loop(mut sequencer: Sequencer, rx: mpsc::Receiver<AppendRequest>, out: &Handover) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -211,17 +240,17 @@ fn sequence_loop(
             }
         }
         let now = now_us();
-        let answers = group
-            .into_iter()
-            .map(|r| {
-                let res = sequencer.sequence(&r.stream, r.expected, &r.actor, r.events, now);
-                (r.reply, res)
-            })
-            .collect();
-        if tx.send(Group { answers }).is_err() {
-            return;
-        }
+        out.put(
+            group
+                .into_iter()
+                .map(|r| {
+                    let res = sequencer.sequence(&r.stream, r.expected, &r.actor, r.events, now);
+                    (r.reply, res)
+                })
+                .collect(),
+        );
     }
+    out.close();
 }
 
 /// Writes each group (one write, one `fdatasync`), then indexes it, moves
@@ -234,8 +263,8 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn run(mut self, rx: mpsc::Receiver<Group>) {
-        while let Ok(group) = rx.recv() {
+    fn run(mut self, from: &Handover) {
+        while let Some(group) = from.take() {
             self.commit(group);
         }
         self.log.close();
