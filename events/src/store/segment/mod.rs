@@ -5,12 +5,13 @@
 //! - [`read`]: cursors by sequence and by stream;
 //! - [`convert`]: the one-time move of a log written by the sled-only store.
 //!
-//! Appends go to one writer thread. It takes every append waiting in its
-//! queue and checks and sequences them; a second thread writes them as one
-//! group (one write, one `fdatasync`) while the first prepares the next,
-//! and only then answers each caller. A failed write or
-//! sync poisons the store: nothing after it is acknowledged, so no caller
-//! ever holds an `Ok` for an event not on disk.
+//! An append is checked and sequenced (versions, positions, encoding, the
+//! hash chain) on the caller's thread, under one lock, and handed to the
+//! writer thread. The writer takes everything handed over while it synced
+//! the last group as the next group: one write, one `fdatasync`; only then
+//! does it index the group and answer each caller. A failed write or sync
+//! poisons the store: nothing after it is acknowledged, so no caller ever
+//! holds an `Ok` for an event not on disk.
 //!
 //! Memory stays flat as the log grows: closed segments are plain files, and
 //! the index keeps a few bytes per hundred events.
@@ -22,7 +23,7 @@ mod read;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -36,17 +37,6 @@ use super::sequencer::{Sequenced, Sequencer, now_us};
 use super::{EnvelopeIter, EventStore, ExpectedVersion, RawIter, StoreError};
 use crate::envelope::{Actor, Envelope};
 use crate::event::Event;
-
-/// Most appends one group commit takes, to bound the group's memory.
-const MAX_GROUP: usize = 4096;
-
-struct AppendRequest {
-    stream: String,
-    expected: ExpectedVersion,
-    actor: Actor,
-    events: Vec<Event>,
-    reply: Reply,
-}
 
 /// Counters for benchmarks and metrics.
 #[derive(Debug, Default)]
@@ -79,7 +69,10 @@ pub struct SegmentStore {
     path: PathBuf,
     segments: PathBuf,
     index: Arc<RwLock<Index>>,
-    queue: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    /// Sequencing is one critical section: the hand-over receives
+    /// appends in the order of their sequences.
+    sequencer: Mutex<Sequencer>,
+    handover: Arc<Handover>,
     writer: Mutex<Option<JoinHandle<()>>>,
     head: watch::Sender<u64>,
     stats: Arc<StoreStats>,
@@ -115,7 +108,6 @@ impl SegmentStore {
         let recovery = log.recovery.clone();
         let index = log.index.clone();
         let segments = log.segments_dir.clone();
-        let (tx, rx) = mpsc::channel();
         let syncer = Syncer {
             log,
             head: head_tx.clone(),
@@ -123,25 +115,19 @@ impl SegmentStore {
             poisoned: None,
         };
         let handover = Arc::new(Handover::default());
-        let syncer = {
+        let handle = {
             let handover = handover.clone();
             std::thread::Builder::new()
-                .name("ferry-log-sync".into())
+                .name("ferry-log-writer".into())
                 .spawn(move || syncer.run(&handover))
-                .expect("spawn log sync thread")
+                .expect("spawn log writer thread")
         };
-        let handle = std::thread::Builder::new()
-            .name("ferry-log-writer".into())
-            .spawn(move || {
-                sequence_loop(sequencer, rx, &handover);
-                let _ = syncer.join();
-            })
-            .expect("spawn log writer thread");
         Ok(SegmentStore {
             path: dir.to_path_buf(),
             segments,
             index,
-            queue: Mutex::new(Some(tx)),
+            sequencer: Mutex::new(sequencer),
+            handover,
             writer: Mutex::new(Some(handle)),
             head: head_tx,
             stats,
@@ -165,7 +151,7 @@ impl SegmentStore {
     /// Stops taking appends, lets queued ones finish, saves the index,
     /// joins the writer.
     pub fn close(&self) {
-        drop(self.queue.lock().unwrap().take());
+        self.handover.close();
         if let Some(h) = self.writer.lock().unwrap().take() {
             let _ = h.join();
         }
@@ -204,9 +190,20 @@ struct Handover {
 }
 
 impl Handover {
-    fn put(&self, answers: Vec<(Reply, Result<Sequenced, StoreError>)>) {
-        self.waiting.lock().unwrap().0.answers.extend(answers);
+    /// Hands one append over; false once closed.
+    fn put(&self, reply: Reply, sequenced: Sequenced) -> Result<(), Reply> {
+        let mut w = self.waiting.lock().unwrap();
+        if w.1 {
+            return Err(reply);
+        }
+        w.0.answers.push((reply, Ok(sequenced)));
+        drop(w);
         self.ready.notify_one();
+        Ok(())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.waiting.lock().unwrap().1
     }
 
     fn close(&self) {
@@ -225,32 +222,6 @@ impl Handover {
         }
         Some(std::mem::take(&mut w.0))
     }
-}
-
-/// Checks and sequences appends (versions, positions, encoding, the hash
-/// chain) as they arrive, while the syncer writes and syncs the group
-/// before: the CPU work overlaps the `fdatasync`.
-fn sequence_loop(mut sequencer: Sequencer, rx: mpsc::Receiver<AppendRequest>, out: &Handover) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
-            }
-        }
-        let now = now_us();
-        out.put(
-            group
-                .into_iter()
-                .map(|r| {
-                    let res = sequencer.sequence(&r.stream, r.expected, &r.actor, r.events, now);
-                    (r.reply, res)
-                })
-                .collect(),
-        );
-    }
-    out.close();
 }
 
 /// Writes each group (one write, one `fdatasync`), then indexes it, moves
@@ -339,17 +310,15 @@ impl EventStore for SegmentStore {
         events: Vec<Event>,
     ) -> Result<Vec<Envelope>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let req = AppendRequest {
-            stream: stream.to_string(),
-            expected,
-            actor,
-            events,
-            reply,
-        };
         {
-            let q = self.queue.lock().unwrap();
-            let q = q.as_ref().ok_or(StoreError::Closed)?;
-            q.send(req).map_err(|_| StoreError::Closed)?;
+            let mut sequencer = self.sequencer.lock().unwrap();
+            if self.handover.is_closed() {
+                return Err(StoreError::Closed);
+            }
+            let sequenced = sequencer.sequence(stream, expected, &actor, events, now_us())?;
+            if self.handover.put(reply, sequenced).is_err() {
+                return Err(StoreError::Closed);
+            }
         }
         answer.await.map_err(|_| StoreError::Closed)?
     }
