@@ -259,6 +259,30 @@ async fn damage_before_the_tail_refuses_to_open() {
     }
 }
 
+/// With its index saved, an open reads nothing already indexed; the
+/// damage is then named by the first read that reaches it.
+#[tokio::test]
+async fn damage_in_indexed_records_is_named_when_read() {
+    let (dir, raw) = written(300).await;
+    let frame = |i: usize| 8 + raw[i].len() as u64;
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let offset: u64 = (0..150).map(frame).sum();
+    bytes[(offset + 30) as usize] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+    let store = SegmentStore::open(dir.path()).unwrap();
+    let err = store
+        .read_all(100)
+        .find_map(Result::err)
+        .expect("the damage is read");
+    match err {
+        StoreError::Damaged {
+            offset: at, seq, ..
+        } => assert_eq!((at, seq), (offset, 151)),
+        other => panic!("{other}"),
+    }
+}
+
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/fixtures/datadir-v1/log"

@@ -38,3 +38,94 @@ fn a_data_directory_of_the_sled_only_release_opens_verifies_and_appends() {
     let b = d.ctl_json(&["batch", "show", "wave1"])["data"].clone();
     assert_eq!(b["totals"]["copied"], 60, "{b}");
 }
+
+fn segments(data: &Path) -> Vec<std::path::PathBuf> {
+    let mut s: Vec<_> = std::fs::read_dir(data.join("log/segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    s.sort();
+    s
+}
+
+/// One sample of ferryd's metrics port.
+fn metric(port: u16, name: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .to_string()
+}
+
+/// A write torn by a crash is cut at the next start, said in the log and
+/// the metrics; damage elsewhere stops ferryd with where it is.
+#[test]
+fn a_torn_tail_is_cut_and_shown_and_damage_stops_the_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut d = Ferryd::start_with_config(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let root = d.dir().join("maildirs");
+    std::fs::create_dir_all(&root).unwrap();
+    for name in ["one", "two", "three"] {
+        d.ctl_ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--kind",
+            "maildir",
+            "--host",
+            root.to_str().unwrap(),
+        ]);
+    }
+    assert_eq!(metric(port, "ferry_event_log_truncated_bytes"), "0");
+    let head = d.head();
+    d.stop();
+
+    // A last write that never finished: bytes after the last record.
+    let last = segments(&d.data_dir).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let whole = bytes.len();
+    bytes.extend_from_slice(&[0xab; 100]);
+    std::fs::write(&last, &bytes).unwrap();
+    let log = d.dir().join("ferryd.log");
+    d.launch_logged(&log);
+    assert_eq!(d.head(), head);
+    assert_eq!(metric(port, "ferry_event_log_truncated_bytes"), "100");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.lines()
+            .any(|l| l.contains("torn last write") && l.contains("bytes=100")),
+        "{said}"
+    );
+    assert_eq!(std::fs::metadata(&last).unwrap().len() as usize, whole);
+    d.ctl_ok(&["endpoint", "verify", "one"]);
+    assert_eq!(d.head(), head + 1);
+    d.stop();
+
+    // A flipped byte inside the first record is damage, not a torn write:
+    // a start that reads the log from the first record refuses it.
+    std::fs::remove_file(d.data_dir.join("views.snapshot")).unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(&last, &bytes).unwrap();
+    let mut child = d.command().spawn().unwrap();
+    let status = ferry_tests::wait_timeout(&mut child, std::time::Duration::from_secs(30))
+        .expect("ferryd stops at the damage");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let out = (status, err);
+    assert!(!out.0.success());
+    let err = out.1;
+    assert!(
+        err.contains("damaged") && err.contains("at offset 0") && err.contains("sequence 1"),
+        "{err}"
+    );
+}

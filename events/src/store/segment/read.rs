@@ -21,6 +21,8 @@ pub(super) struct Cursor {
     seg: usize,
     file: Option<BufReader<File>>,
     next_seq: u64,
+    /// Where in the open segment the next record starts.
+    offset: u64,
     pub buf: Vec<u8>,
     done: bool,
 }
@@ -34,6 +36,7 @@ impl Cursor {
             seg: 0,
             file: None,
             next_seq: u64::MAX,
+            offset: 0,
             buf: Vec::new(),
             done: false,
         }
@@ -47,7 +50,7 @@ impl Cursor {
         self.done = true;
         StoreError::Damaged {
             segment: self.path(first),
-            offset: 0,
+            offset: self.offset,
             seq: self.next_seq,
             what: what.into(),
         }
@@ -88,6 +91,7 @@ impl Cursor {
         self.file = Some(file);
         self.seg = seg;
         self.next_seq = mark.seq;
+        self.offset = mark.offset;
         self.done = false;
         self.skip_to(seq)
     }
@@ -109,6 +113,7 @@ impl Cursor {
                 return Err(self.fail(first, "a record cut short"));
             }
             self.next_seq += 1;
+            self.offset += FRAME + u64::from(len);
         }
         Ok(())
     }
@@ -146,6 +151,7 @@ impl Cursor {
             })?;
             self.file = Some(BufReader::with_capacity(256 << 10, f));
             self.seg += 1;
+            self.offset = 0;
         }
     }
 
@@ -170,6 +176,7 @@ impl Cursor {
             }
         }
         self.next_seq += 1;
+        self.offset += FRAME + self.buf.len() as u64;
         Some(Ok(seq))
     }
 }
