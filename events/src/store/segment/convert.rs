@@ -11,7 +11,7 @@ use crate::codec;
 use crate::envelope::{ChainVerifier, hash_bytes};
 
 use super::super::StoreError;
-use super::log::{Log, Rec};
+use super::log::{Log, Rec, open_sled};
 
 /// The sled-only store's data file: its presence means a move is owed.
 const V1_DB: &str = "db";
@@ -40,11 +40,7 @@ pub(super) fn convert(dir: &Path, log: &mut Log) -> Result<(), StoreError> {
         seq,
         what,
     };
-    let db = sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
-        .map_err(sled_err)?;
+    let db = open_sled(sled::Config::new().path(dir).flush_every_ms(None)).map_err(sled_err)?;
     let tree = db.open_tree("log").map_err(sled_err)?;
     let start = log.head;
     if start > 0 {

@@ -163,12 +163,13 @@ impl Log {
         // The index is small; sled's cache need not be. It is flushed at
         // each save, so sled needs no flusher thread (whose exit, after a
         // close, would hold the directory's lock a while longer).
-        let db = sled::Config::new()
-            .path(&db_dir)
-            .cache_capacity(16 << 20)
-            .flush_every_ms(None)
-            .open()
-            .map_err(sled_err)?;
+        let db = open_sled(
+            sled::Config::new()
+                .path(&db_dir)
+                .cache_capacity(16 << 20)
+                .flush_every_ms(None),
+        )
+        .map_err(sled_err)?;
 
         let mut segments = Vec::new();
         for entry in std::fs::read_dir(&segments_dir).map_err(io_err(&segments_dir))? {
@@ -546,6 +547,24 @@ impl Log {
 
     pub fn set_last_time(&mut self, time_us: i64) {
         self.last_time_us = time_us;
+    }
+}
+
+/// Opens sled, waiting a little for its lock: a process that just closed
+/// or died may hold it a moment longer (sled's own threads end after the
+/// last handle is dropped).
+pub(super) fn open_sled(config: sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
