@@ -9,7 +9,8 @@
 //! hash chain) on the caller's thread, under one lock, and handed to the
 //! writer thread. The writer takes everything handed over while it synced
 //! the last group as the next group: one write, one `fdatasync`; only then
-//! does it index the group and answer each caller. A failed write or sync
+//! does it index the group, move the head and pass the answers to a third
+//! thread that wakes each caller. A failed write or sync
 //! poisons the store: nothing after it is acknowledged, so no caller ever
 //! holds an `Ok` for an event not on disk.
 //!
@@ -108,18 +109,33 @@ impl SegmentStore {
         let recovery = log.recovery.clone();
         let index = log.index.clone();
         let segments = log.segments_dir.clone();
+        let (answers, to_answer) = std::sync::mpsc::channel::<Group>();
+        let answerer = std::thread::Builder::new()
+            .name("ferry-log-answer".into())
+            .spawn(move || {
+                for group in to_answer {
+                    for (reply, res) in group.answers {
+                        let _ = reply.send(res.map(|s| s.envelopes));
+                    }
+                }
+            })
+            .expect("spawn log answer thread");
         let syncer = Syncer {
             log,
             head: head_tx.clone(),
             stats: stats.clone(),
             poisoned: None,
+            answers,
         };
         let handover = Arc::new(Handover::default());
         let handle = {
             let handover = handover.clone();
             std::thread::Builder::new()
                 .name("ferry-log-writer".into())
-                .spawn(move || syncer.run(&handover))
+                .spawn(move || {
+                    syncer.run(&handover);
+                    let _ = answerer.join();
+                })
                 .expect("spawn log writer thread")
         };
         Ok(SegmentStore {
@@ -231,6 +247,9 @@ struct Syncer {
     head: watch::Sender<u64>,
     stats: Arc<StoreStats>,
     poisoned: Option<String>,
+    /// Answers go out on their own thread, so waking hundreds of callers
+    /// does not delay the next group's write.
+    answers: std::sync::mpsc::Sender<Group>,
 }
 
 impl Syncer {
@@ -239,6 +258,14 @@ impl Syncer {
             self.commit(group);
         }
         self.log.close();
+    }
+
+    fn answer(&self, answers: Vec<(Reply, Result<Sequenced, StoreError>)>) {
+        if let Err(unsent) = self.answers.send(Group { answers }) {
+            for (reply, res) in unsent.0.answers {
+                let _ = reply.send(res.map(|s| s.envelopes));
+            }
+        }
     }
 
     fn commit(&mut self, group: Group) {
@@ -294,9 +321,7 @@ impl Syncer {
         if let Some((seq, _)) = last {
             self.head.send_replace(seq);
         }
-        for (reply, res) in answers {
-            let _ = reply.send(res.map(|s| s.envelopes));
-        }
+        self.answer(answers);
     }
 }
 
