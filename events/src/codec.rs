@@ -53,6 +53,19 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Most bytes a record may claim while it decodes (strings, lists). A
+/// record's own length prefixes are not believed beyond it: a damaged or
+/// hostile record fails to decode instead of asking for petabytes.
+pub const DECODE_LIMIT: usize = 64 << 20;
+
+fn decode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
+    config().with_limit::<DECODE_LIMIT>()
+}
+
 /// Schema 2's envelope without its event.
 #[derive(Serialize)]
 struct HeadOut<'a> {
@@ -295,7 +308,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, CodecError> {
-        let (v, used) = bincode::serde::decode_from_slice(self.bytes, config())?;
+        let (v, used) = bincode::serde::decode_from_slice(self.bytes, decode_config())?;
         self.bytes = &self.bytes[used..];
         Ok(v)
     }

@@ -311,3 +311,25 @@ proptest! {
         prop_assert_eq!(codec::decode(&bytes).unwrap(), env);
     }
 }
+
+/// A length prefix is not believed beyond the decode limit: a hostile or
+/// damaged record fails to decode rather than asking for petabytes (found
+/// by fuzzing `audit verify`).
+#[test]
+fn huge_length_prefixes_fail_without_allocating() {
+    for schema in [1u16, 2] {
+        let mut rec = vec![codec::FORMAT_BINCODE_V1];
+        rec.extend_from_slice(&schema.to_le_bytes());
+        rec.push(1); // seq
+        rec.push(253); // the stream's length, as a u64 ...
+        rec.extend_from_slice(&(1u64 << 50).to_le_bytes()); // ... of a petabyte
+        rec.extend_from_slice(b"endpoint/old");
+        assert!(codec::decode(&rec).is_err(), "schema {schema}");
+    }
+    // The record the fuzzer found: an EndpointRegistered whose host length says 3.5 PB.
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode("AQEAAQplbmRwb2ludC9vbGQB/e665en2wwwAAAAEcm9vdBJFbmRwb2ludFJlZ2lzdGVyZWQBAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA29sZAAJMTI3LjAuMC4xjwAAAAAUAA==")
+        .unwrap();
+    assert!(codec::decode(&raw).is_err());
+}
