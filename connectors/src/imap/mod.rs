@@ -92,6 +92,7 @@ pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
         caps: Vec::new(),
         delimiter: None,
         selected: None,
+        item_limit: crate::DEFAULT_ITEM_LIMIT,
     };
     session.caps = session.fetch_capabilities().await?;
     Ok(session)
@@ -109,6 +110,9 @@ pub struct ImapSession {
     /// The personal namespace's delimiter, once asked (`LIST "" ""`).
     delimiter: Option<Option<char>>,
     selected: Option<Selected>,
+    /// Message bodies over this many bytes are refused, whatever
+    /// RFC822.SIZE announced.
+    item_limit: u64,
 }
 
 /// UIDs per metadata window at most, however sparse the folder is; it keeps
@@ -404,23 +408,35 @@ impl MailSession for ImapSession {
         if set.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut wanted: HashSet<u32> = uids.iter().copied().collect();
         let mut items: Vec<Item> = Vec::new();
+        let limit = self.item_limit;
         self.conn
             .run(
                 "fetch",
                 &format!("UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"),
                 ErrorClass::Item,
                 |r| {
+                    // A UID is taken once: a server repeating its answer
+                    // cannot make us hold the same bytes again.
                     if let Response::Fetch(_, attrs) = r
-                        && let Some(meta) = parse::item_meta(attrs)
-                        && wanted.contains(&meta.uid)
+                        && let Some(mut meta) = parse::item_meta(attrs)
                         && let Some(body) = parse::body_bytes(attrs)
+                        && wanted.remove(&meta.uid)
                     {
-                        items.push(Item {
-                            meta,
-                            body: Bytes::copy_from_slice(body),
-                        });
+                        let received = body.len() as u64;
+                        let body = if received > limit {
+                            meta.refused = Some(format!(
+                                "the server sent {received} bytes (announced {}), \
+                                 over the limit of {limit} bytes",
+                                meta.size
+                            ));
+                            Bytes::new()
+                        } else {
+                            meta.size = received;
+                            Bytes::copy_from_slice(body)
+                        };
+                        items.push(Item { meta, body });
                     }
                     Ok(())
                 },
@@ -589,6 +605,10 @@ impl MailSession for ImapSession {
             )
             .await?;
         Ok(())
+    }
+
+    fn limit_items(&mut self, max_bytes: u64) {
+        self.item_limit = max_bytes;
     }
 
     async fn logout(&mut self) -> Result<()> {

@@ -147,6 +147,7 @@ pub(crate) fn item_meta(attrs: &[AttributeValue<'_>]) -> Option<ItemMeta> {
         flags: Vec::new(),
         internal_date: None,
         modseq: None,
+        refused: None,
     };
     for attr in attrs {
         match attr {

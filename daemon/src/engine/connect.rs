@@ -7,7 +7,7 @@
 //! Maildir per address.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -98,9 +98,14 @@ pub async fn open(
     };
     let session: Box<dyn MailSession> = match spec.kind {
         EndpointKind::Maildir => {
-            let root = Path::new(&spec.host).join(&address);
-            let create = side == Side::Destination;
-            Box::new(maildir::open(&root, create)?)
+            let root = maildir_root(&spec.host, &address)?;
+            match side {
+                Side::Source => {
+                    let uid_dir = maildir_uid_dir(app, &root);
+                    Box::new(maildir::open_source(&root, &uid_dir)?)
+                }
+                Side::Destination => Box::new(maildir::open(&root, true)?),
+            }
         }
         EndpointKind::Imap => {
             let user_secret = secret(app, secret_ref)?;
@@ -141,6 +146,35 @@ pub async fn open(
         session,
         _slot: slot,
     })
+}
+
+/// A user's Maildir under the endpoint's folder: the address must be one
+/// file name (see [`crate::csvimport::address_problem`]) and the joined path
+/// one level below the folder.
+fn maildir_root(host: &str, address: &str) -> Result<PathBuf, EngineError> {
+    let refuse = |why: &str| {
+        EngineError::Unsupported(format!(
+            "address {address:?} cannot name a Maildir under {host}: {why}"
+        ))
+    };
+    if let Some(why) = crate::csvimport::address_problem(address) {
+        return Err(refuse(why));
+    }
+    let base = Path::new(host);
+    let root = base.join(address);
+    if root.parent() != Some(base) {
+        return Err(refuse("it leaves the endpoint's folder"));
+    }
+    Ok(root)
+}
+
+/// Where a Maildir source's UIDs are kept: in ferryd's data directory, one
+/// folder per source tree, never in the tree itself.
+fn maildir_uid_dir(app: &App, root: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let id = hex::encode(Sha256::digest(root.as_os_str().as_encoded_bytes()));
+    let data_dir = app.config.read().unwrap().data_dir.clone();
+    data_dir.join("maildir-uids").join(&id[..32])
 }
 
 /// A fresh OAuth access token from the endpoint's source.

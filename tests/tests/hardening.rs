@@ -1,0 +1,146 @@
+//! Hostile mailboxes, hostile servers and local users reach nothing they
+//! should not: each test plants what an attacker could and runs the real
+//! ferryd and ferryctl against a real Dovecot on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ferry_connectors::sample::{self, SampleSpec};
+use ferry_connectors::{digest, maildir};
+use ferry_tests::Ferryd;
+use ferry_tests::mailcmp;
+use ferry_testservers::Dovecot;
+
+const PW: &str = "pw";
+
+/// Every entry under `root` (symlinks not followed): its kind and the
+/// SHA-256 of its bytes (a file's contents, a symlink's target), by path.
+fn tree(root: &Path) -> BTreeMap<PathBuf, (&'static str, String)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let kind = meta.file_type();
+            let seen = if kind.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                ("symlink", digest(target.as_os_str().as_encoded_bytes()))
+            } else if kind.is_dir() {
+                todo.push(path.clone());
+                ("dir", String::new())
+            } else {
+                ("file", digest(&std::fs::read(&path).unwrap()))
+            };
+            out.insert(path.strip_prefix(root).unwrap().to_path_buf(), seen);
+        }
+    }
+    out
+}
+
+/// A Maildir source for `anna@old.example` with `messages` sample items
+/// (no uidlist of ours in it, as Dovecot would have left it), a Dovecot
+/// destination with user anna, and ferryd with endpoints `old`, `new`.
+struct Setup {
+    root: PathBuf,
+    dst: Dovecot,
+    ferry: Ferryd,
+    tmp: tempfile::TempDir,
+}
+
+async fn setup(messages: usize) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("old");
+    let user = root.join("anna@old.example");
+    let mut s = maildir::open(&user, true).unwrap();
+    let spec = SampleSpec {
+        seed: 11,
+        messages,
+        attachment_percent: 0,
+        huge: 0,
+    };
+    sample::fill(&mut s, &spec).await.unwrap();
+    drop(s);
+    let folders = std::fs::read_dir(&user).unwrap().map(|d| d.unwrap().path());
+    for dir in folders.chain([user.clone()]) {
+        let _ = std::fs::remove_file(dir.join("mailferry-uidlist"));
+    }
+    let dst = Dovecot::start().unwrap();
+    dst.add_user("anna", PW).unwrap();
+    let ferry = Ferryd::start();
+    ferry.add_maildir_endpoint("old", &root);
+    ferry.add_imap_endpoint("new", dst.port(), dst.master_user());
+    Setup {
+        root,
+        dst,
+        ferry,
+        tmp,
+    }
+}
+
+fn skip_reasons(f: &Ferryd) -> Vec<String> {
+    f.events_of("ItemSkipped")
+        .iter()
+        .map(|e| {
+            e["event"]["ItemSkipped"]["reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Defect 1: a pass never writes into its source, follows no symlink and
+/// skips, with the reason, what is not a plain message file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maildir_source_is_never_written_and_its_symlinks_are_not_followed() {
+    let s = setup(12).await;
+    let user = s.root.join("anna@old.example");
+    let outside = s.tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // A file only ferryd could read, linked in as a message.
+    let secret = outside.join("shadow");
+    std::fs::write(&secret, "Subject: root only\r\n\r\nTOP SECRET\r\n").unwrap();
+    std::os::unix::fs::symlink(&secret, user.join("cur/1700000000.evil.host:2,S")).unwrap();
+    // A file ferryd could be made to overwrite, linked at the temporary
+    // name it used to write its UID table through.
+    let victim = outside.join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let tmp_name = format!(".mailferry-uidlist.mailferry-tmp.{}", s.ferry.pid());
+    std::os::unix::fs::symlink(&victim, user.join(tmp_name)).unwrap();
+    // A name that would forge a line of a UID table.
+    std::fs::write(
+        user.join("cur/1700000001.a\n9 forged:2,S"),
+        "Subject: newline\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    let before = tree(&s.root);
+
+    s.ferry.create_batch(
+        "b",
+        "old",
+        "new",
+        &["anna"],
+        &["--max-item-size", "1000000"],
+    );
+    s.ferry.run_pass("b", "full");
+
+    assert_eq!(tree(&s.root), before, "the source tree changed");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    let reasons = skip_reasons(&s.ferry);
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not a regular file but a symbolic link")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("control character")),
+        "{reasons:?}"
+    );
+    let mut d = ferry_tests::imap_login(s.dst.port(), "anna", PW).await;
+    let copied = mailcmp::contents(&mut d).await;
+    let n: usize = copied.values().map(Vec::len).sum();
+    assert_eq!(n, 12, "{copied:?}");
+}
