@@ -144,3 +144,40 @@ async fn a_maildir_source_is_never_written_and_its_symlinks_are_not_followed() {
     let n: usize = copied.values().map(Vec::len).sum();
     assert_eq!(n, 12, "{copied:?}");
 }
+
+/// Defect 2: an address that is not one plain `local@domain` file name is
+/// refused with its line, before it can name a folder outside the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_addresses_cannot_name_a_maildir_outside_the_root() {
+    let s = setup(2).await;
+    let outside = s.tmp.path().join("outside");
+    let dest = s.tmp.path().join("dest");
+    s.ferry.add_maildir_endpoint("local", &dest);
+    let create = |csv: &str| {
+        let csv = s.ferry.file("bad.csv", csv);
+        let args = ["--source", "old", "--destination", "local", "--csv"];
+        let mut args: Vec<&str> = ["batch", "create", "b"].into_iter().chain(args).collect();
+        args.push(csv.to_str().unwrap());
+        s.ferry.ctl_err(&args)
+    };
+    for (bad, why) in [
+        ("../outside/ceo@b.com", "holds a '/'"),
+        (&*format!("{}/ceo@b.com", outside.display()), "holds a '/'"),
+        ("..@b.com", "starts with '.'"),
+        (".hidden@b.com", "starts with '.'"),
+        ("\"a\u{7}b@b.com\"", "control character"),
+        ("@b.com", "nothing before or after"),
+    ] {
+        let err = create(&format!(
+            "SourceEmail,DestinationEmail\nanna@old.example,anna@b.com\n{bad},x@b.com\n"
+        ));
+        assert!(err.contains("line 3") && err.contains(why), "{bad}: {err}");
+        // The destination side is checked the same way.
+        let err = create(&format!(
+            "SourceEmail,DestinationEmail\nanna@old.example,{bad}\n"
+        ));
+        assert!(err.contains("line 2") && err.contains(why), "{bad}: {err}");
+    }
+    assert!(!outside.exists() && !dest.exists());
+    assert!(s.ferry.events_of("BatchCreated").is_empty());
+}
