@@ -170,7 +170,8 @@ enum BatchCmd {
         csv: PathBuf,
         #[arg(long)]
         max_concurrent: Option<u32>,
-        /// Skip items larger than this (e.g. 50MB); each skip is recorded.
+        /// Skip items larger than this (e.g. 50MB; 150MB when not given);
+        /// each skip is recorded.
         #[arg(long, value_parser = parse_size)]
         max_item_size: Option<u64>,
         /// Failed items a mailbox may collect in a pass before it fails.

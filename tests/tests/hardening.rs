@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ferry_connectors::sample::{self, SampleSpec};
-use ferry_connectors::{digest, maildir};
+use ferry_connectors::{MailSession, digest, maildir};
 use ferry_tests::Ferryd;
 use ferry_tests::mailcmp;
 use ferry_testservers::Dovecot;
@@ -180,4 +180,114 @@ async fn csv_addresses_cannot_name_a_maildir_outside_the_root() {
     }
     assert!(!outside.exists() && !dest.exists());
     assert!(s.ferry.events_of("BatchCreated").is_empty());
+}
+
+/// A proxy to 127.0.0.1:`target` that rewrites every `RFC822.SIZE n` the
+/// server sends to `RFC822.SIZE 1`: a server announcing less than it sends.
+fn lying_proxy(target: u16) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+    const PATTERN: &[u8] = b"RFC822.SIZE ";
+    fn down(mut from: TcpStream, mut to: TcpStream) {
+        from.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut held: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            let quiet = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    held.extend_from_slice(&buf[..n]);
+                    false
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => true,
+                Err(_) => break,
+            };
+            let mut out = Vec::with_capacity(held.len());
+            let mut i = 0;
+            while i < held.len() {
+                if held[i..].starts_with(PATTERN) {
+                    let digits = held[i + PATTERN.len()..]
+                        .iter()
+                        .take_while(|b| b.is_ascii_digit())
+                        .count();
+                    let end = i + PATTERN.len() + digits;
+                    if end == held.len() && !quiet {
+                        break; // the number may go on in the next read
+                    }
+                    out.extend_from_slice(b"RFC822.SIZE 1");
+                    i = end;
+                } else if !quiet && PATTERN.starts_with(&held[i..]) {
+                    break; // a pattern cut by the read
+                } else {
+                    out.push(held[i]);
+                    i += 1;
+                }
+            }
+            held.drain(..i);
+            if to.write_all(&out).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let server = TcpStream::connect(("127.0.0.1", target)).unwrap();
+            let (mut c, mut s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c, &mut s);
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || down(server, client));
+        }
+    });
+    port
+}
+
+/// Defect 3: the limit holds against the bytes received, not the size a
+/// server announces; an item over it is skipped, the others are copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_larger_than_announced_is_skipped_by_the_bytes_received() {
+    let src = Dovecot::start().unwrap();
+    src.add_user("anna", PW).unwrap();
+    let mut imap = ferry_tests::imap_login(src.port(), "anna", PW).await;
+    let inbox = ferry_connectors::FolderName {
+        raw: "INBOX".into(),
+        delimiter: Some('/'),
+        segments: vec!["INBOX".into()],
+    };
+    let message = |subject: &str, lines: usize| {
+        let mut m = format!("Subject: {subject}\r\n\r\n");
+        for i in 0..lines {
+            m.push_str(&format!(
+                "line {i} of a message that is longer than it says\r\n"
+            ));
+        }
+        bytes::Bytes::from(m)
+    };
+    for (subject, lines) in [("small", 10), ("large", 2000), ("small too", 20)] {
+        let body = message(subject, lines);
+        imap.append(&inbox, &[], None, body).await.unwrap();
+    }
+    let proxy = lying_proxy(src.port());
+    let tmp = tempfile::tempdir().unwrap();
+    let ferry = Ferryd::start();
+    ferry.add_imap_endpoint("old", proxy, src.master_user());
+    ferry.add_maildir_endpoint("new", tmp.path());
+    ferry.create_batch("b", "old", "new", &["anna"], &["--max-item-size", "20000"]);
+    ferry.run_pass("b", "full");
+
+    let reasons = skip_reasons(&ferry);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("announced 1") && reasons[0].contains("limit of 20000 bytes"),
+        "{reasons:?}"
+    );
+    assert_eq!(ferry.events_of("ItemCopied").len(), 2);
 }
