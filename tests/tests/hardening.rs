@@ -291,3 +291,38 @@ async fn an_item_larger_than_announced_is_skipped_by_the_bytes_received() {
     );
     assert_eq!(ferry.events_of("ItemCopied").len(), 2);
 }
+
+/// Defect 4: a webhook's token in its path (as Slack, Teams and Discord
+/// put it) reaches no event, answer, export or log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_token_in_the_path_is_never_shown() {
+    const TOKEN: &str = "T0AAA/B0BBB/Xy7tokenZZ";
+    let mut s = setup(2).await;
+    let log = s.tmp.path().join("ferryd.log");
+    s.ferry.stop();
+    s.ferry.launch_logged(&log);
+    s.ferry.create_batch("b", "old", "new", &["anna"], &[]);
+    // Nothing listens there: every attempt fails, with its target.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/services/{TOKEN}");
+    let answer = s.ferry.ctl_ok(&["batch", "notify", "b", "--webhook", &url]);
+    assert!(
+        answer.contains(&format!("http://127.0.0.1:{port}")) && !answer.contains("Xy7token"),
+        "{answer}"
+    );
+    s.ferry.run_pass("b", "full");
+    s.ferry.wait_for(30, "a failed report", |f| {
+        !f.events_of("NotificationFailed").is_empty()
+    });
+    let export = s.ferry.ctl_ok(&["audit", "export"]);
+    let shown = s.ferry.ctl_ok(&["--json", "batch", "show", "b"]);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("pass report not sent"), "{logged}");
+    for (what, text) in [("export", export), ("batch show", shown), ("log", logged)] {
+        assert!(!text.contains("Xy7token"), "{what} shows the token: {text}");
+    }
+}
