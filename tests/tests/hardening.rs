@@ -326,3 +326,74 @@ async fn a_webhook_token_in_the_path_is_never_shown() {
         assert!(!text.contains("Xy7token"), "{what} shows the token: {text}");
     }
 }
+
+/// Ids of the secrets ferryd holds in its data directory.
+fn stored_secrets(f: &Ferryd) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(f.data_dir.join("secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Defect 5: secrets nothing refers to are removed, and a lost key file is
+/// not silently replaced while secrets need it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_key_file_stops_ferryd_and_orphaned_secrets_are_removed() {
+    let mut s = setup(1).await;
+    let csv = s.ferry.file(
+        "pw.csv",
+        "SourceEmail,DestinationEmail,DestinationLogin,DestinationPassword\n\
+         anna@old.example,anna@new.example,anna,pw\n",
+    );
+    let args = ["--source", "old", "--destination", "new", "--csv"];
+    for batch in ["gone", "kept"] {
+        let mut a: Vec<&str> = ["batch", "create", batch].into_iter().chain(args).collect();
+        a.push(csv.to_str().unwrap());
+        if batch == "kept" {
+            s.ferry.ctl_ok(&["batch", "delete", "gone"]);
+        }
+        s.ferry.ctl_ok(&a);
+    }
+    // The endpoint's admin password and two mailbox passwords.
+    assert_eq!(stored_secrets(&s.ferry).len(), 3);
+    s.ferry.restart();
+    let referenced: Vec<String> = s
+        .ferry
+        .events()
+        .iter()
+        .filter(|e| e["stream"] != "batch/gone")
+        .flat_map(|e| {
+            let text = e["event"].to_string();
+            text.split('"')
+                .filter(|w| w.starts_with("sec-"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut referenced = referenced;
+    referenced.sort();
+    assert_eq!(stored_secrets(&s.ferry), referenced);
+    assert_eq!(referenced.len(), 2);
+
+    s.ferry.stop();
+    let key = s.ferry.data_dir.join("secret.key");
+    std::fs::remove_file(&key).unwrap();
+    let mut child = s.ferry.command().spawn().unwrap();
+    let status = ferry_tests::wait_timeout(&mut child, std::time::Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "ferryd started: {err}"
+    );
+    assert!(
+        err.contains(&key.display().to_string()) && err.contains("2 stored secrets"),
+        "{err}"
+    );
+    assert!(!key.exists(), "a new key was made");
+}
