@@ -130,9 +130,10 @@ enum EndpointCmd {
         port: u16,
         #[arg(long, value_enum, default_value = "starttls")]
         tls: TlsArg,
-        /// A CA certificate to trust besides the system's.
+        /// A CA certificate to trust besides the system's (under one of the
+        /// config file's [endpoints] path_roots).
         #[arg(long)]
-        ca_file: Option<String>,
+        ca_file: Option<PathBuf>,
         /// Admin (master) user that can open every mailbox.
         #[arg(long, requires = "password_file")]
         admin_user: Option<String>,
@@ -141,11 +142,13 @@ enum EndpointCmd {
         password_file: Option<PathBuf>,
         #[arg(long)]
         max_connections: Option<u32>,
-        /// XOAUTH2: a file whose first line is the access token.
+        /// XOAUTH2: a file whose first line is the access token (under one
+        /// of the config file's [endpoints] path_roots).
         #[arg(long, conflicts_with_all = ["admin_user", "oauth_token_command"])]
         oauth_token_file: Option<PathBuf>,
-        /// XOAUTH2: a command that prints an access token.
-        #[arg(long, conflicts_with = "admin_user")]
+        /// XOAUTH2: the name of a command in ferryd's config file
+        /// ([endpoints] token_commands) that prints an access token.
+        #[arg(long, value_name = "NAME", conflicts_with = "admin_user")]
         oauth_token_command: Option<String>,
     },
     /// Log in and report capabilities.
@@ -434,6 +437,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             oauth_token_file,
             oauth_token_command,
         }) => {
+            let ca_file = match ca_file {
+                Some(f) => Some(std::path::absolute(&f)?.display().to_string()),
+                None => None,
+            };
             let oauth = match (oauth_token_file, oauth_token_command) {
                 (Some(f), _) => Some(ferry_events::TokenSource::File(
                     std::path::absolute(&f)?.display().to_string(),

@@ -397,3 +397,60 @@ async fn a_lost_key_file_stops_ferryd_and_orphaned_secrets_are_removed() {
     );
     assert!(!key.exists(), "a new key was made");
 }
+
+/// Defect 6: over the socket, a user names only paths under the config
+/// file's roots and only the config file's token commands.
+#[test]
+fn socket_users_reach_only_the_paths_and_programs_the_config_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let allowed = tmp.path().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    std::os::unix::fs::symlink("/etc", allowed.join("etc")).unwrap();
+    let pwned = tmp.path().join("pwned");
+    let config = format!(
+        "[endpoints]\npath_roots = [{:?}]\ntoken_commands = {{ m365 = \"echo token\" }}\n",
+        allowed.display().to_string()
+    );
+    let f = Ferryd::start_with_config(&config);
+    let inside = allowed.join("mail").display().to_string();
+    let dotted = format!("{}/../outside", allowed.display());
+    let through_link = allowed.join("etc").display().to_string();
+    let run = format!("touch {}", pwned.display());
+    let imap = ["--kind", "imap", "--host", "127.0.0.1", "--port", "143"];
+    let refused: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--kind", "maildir", "--host", "/etc"], "path_roots"),
+        (vec!["--kind", "maildir", "--host", &dotted], "'..'"),
+        (
+            vec!["--kind", "maildir", "--host", &through_link],
+            "path_roots",
+        ),
+        (
+            [&imap[..], &["--ca-file", "/etc/shadow"]].concat(),
+            "path_roots",
+        ),
+        (
+            [&imap[..], &["--oauth-token-file", "/etc/passwd"]].concat(),
+            "path_roots",
+        ),
+        (
+            [&imap[..], &["--oauth-token-command", &run]].concat(),
+            "only from the config file",
+        ),
+    ];
+    for (args, why) in refused {
+        let mut a = vec!["endpoint", "add", "e"];
+        a.extend(&args);
+        let err = f.ctl_err(&a);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    assert!(f.events_of("EndpointRegistered").is_empty());
+    f.ctl_ok(&[
+        "endpoint", "add", "m", "--kind", "maildir", "--host", &inside,
+    ]);
+    let mut a = vec!["endpoint", "add", "o"];
+    a.extend(imap);
+    a.extend(["--oauth-token-command", "m365"]);
+    f.ctl_ok(&a);
+    assert_eq!(f.events_of("EndpointRegistered").len(), 2);
+    assert!(!pwned.exists());
+}

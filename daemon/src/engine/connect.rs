@@ -96,6 +96,10 @@ pub async fn open(
             &mailbox.destination_secret,
         ),
     };
+    // Checked again at use: the roots may have narrowed since the endpoint
+    // was registered.
+    let allowed = app.config.read().unwrap().endpoints.check_spec(spec);
+    allowed.map_err(EngineError::Unsupported)?;
     let session: Box<dyn MailSession> = match spec.kind {
         EndpointKind::Maildir => {
             let root = maildir_root(&spec.host, &address)?;
@@ -116,7 +120,7 @@ pub async fn open(
                 },
                 (login, None) if spec.oauth.is_some() => ImapAuth::XOAuth2 {
                     user: login.unwrap_or(address.clone()),
-                    token: token(spec.oauth.as_ref().expect("checked"), timeout).await?,
+                    token: token(app, spec.oauth.as_ref().expect("checked"), timeout).await?,
                 },
                 (login, None) => match (&spec.admin_user, secret(app, &spec.admin_secret)?) {
                     (Some(admin), Some(password)) => ImapAuth::Plain {
@@ -177,31 +181,44 @@ fn maildir_uid_dir(app: &App, root: &Path) -> PathBuf {
     data_dir.join("maildir-uids").join(&id[..32])
 }
 
-/// A fresh OAuth access token from the endpoint's source.
-async fn token(source: &TokenSource, timeout: Duration) -> Result<String, EngineError> {
+/// A fresh OAuth access token from the endpoint's source: a file, or a
+/// command of the config file's named by the endpoint (messages name it by
+/// that name, so the command line never reaches an event).
+async fn token(app: &App, source: &TokenSource, timeout: Duration) -> Result<String, EngineError> {
     let text = match source {
         TokenSource::File(path) => std::fs::read_to_string(path)
             .map_err(|e| EngineError::Token(format!("reading {path}: {e}")))?,
-        TokenSource::Command(cmd) => {
+        TokenSource::Command(name) => {
+            let cmd = app
+                .config
+                .read()
+                .unwrap()
+                .endpoints
+                .token_command(name)
+                .map_err(EngineError::Token)?
+                .to_string();
             let run = tokio::process::Command::new("sh")
                 .arg("-c")
-                .arg(cmd)
+                .arg(&cmd)
                 .stdin(std::process::Stdio::null())
                 .kill_on_drop(true)
                 .output();
             let out = tokio::time::timeout(timeout, run)
                 .await
-                .map_err(|_| EngineError::Token(format!("`{cmd}` did not finish in time")))?
-                .map_err(|e| EngineError::Token(format!("running `{cmd}`: {e}")))?;
+                .map_err(|_| {
+                    EngineError::Token(format!("token command {name} did not finish in time"))
+                })?
+                .map_err(|e| EngineError::Token(format!("running token command {name}: {e}")))?;
             if !out.status.success() {
                 return Err(EngineError::Token(format!(
-                    "`{cmd}` failed ({}): {}",
+                    "token command {name} failed ({}): {}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
                 )));
             }
-            String::from_utf8(out.stdout)
-                .map_err(|_| EngineError::Token(format!("`{cmd}` printed no UTF-8 token")))?
+            String::from_utf8(out.stdout).map_err(|_| {
+                EngineError::Token(format!("token command {name} printed no UTF-8 token"))
+            })?
         }
     };
     let t = text.lines().next().unwrap_or("").trim().to_string();
