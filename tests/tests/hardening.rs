@@ -454,3 +454,46 @@ fn socket_users_reach_only_the_paths_and_programs_the_config_names() {
     assert_eq!(f.events_of("EndpointRegistered").len(), 2);
     assert!(!pwned.exists());
 }
+
+/// Defect 7: runbook files of two users never share a name, and batch
+/// names are unique regardless of case and never `.` or `..`.
+#[test]
+fn runbook_files_cannot_collide_and_batch_names_are_unique_regardless_of_case() {
+    let d = Ferryd::start();
+    for name in ["src", "dst"] {
+        let root = d.dir().join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        d.add_maildir_endpoint(name, &root);
+    }
+    d.create_batch("b", "src", "dst", &["o'brien", "o+brien"], &[]);
+    let out = d.dir().join("runbooks");
+    d.ctl_ok(&["runbook", "b", "-o", out.to_str().unwrap()]);
+    let mut texts: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    texts.sort();
+    assert_eq!(texts.len(), 6);
+    for user in ["o'brien", "o+brien"] {
+        let own = texts
+            .iter()
+            .filter(|t| t.contains(&format!("{user}@old.example")));
+        assert_eq!(own.count(), 3, "{user}");
+    }
+
+    let csv = d.file(
+        "c.csv",
+        "SourceEmail,DestinationEmail\nzoe@a.example,zoe@b.example\n",
+    );
+    for (name, why) in [
+        ("B", "batch b already exists"),
+        ("..", "not only dots"),
+        (".", "not only dots"),
+    ] {
+        let args = ["--source", "src", "--destination", "dst", "--csv"];
+        let mut a: Vec<&str> = ["batch", "create", name].into_iter().chain(args).collect();
+        a.push(csv.to_str().unwrap());
+        let err = d.ctl_err(&a);
+        assert!(err.contains(why), "{name}: {err}");
+    }
+}

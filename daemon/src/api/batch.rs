@@ -60,8 +60,10 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
         let views = app.views.read().unwrap();
         let expected = match &create {
             Some((source, destination, options)) => {
-                if views.batches.contains_key(&name) {
-                    return Err(conflict(format!("batch {name} already exists")));
+                // Exchange's group, connector and rule names built from it
+                // are case-insensitive, as are runbook files on Windows.
+                if let Some(other) = views.batches.keys().find(|b| b.eq_ignore_ascii_case(&name)) {
+                    return Err(conflict(format!("batch {other} already exists")));
                 }
                 for ep in [source, destination] {
                     if !views.endpoints.contains_key(ep) {
