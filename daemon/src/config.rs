@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub snapshot_every: Option<u64>,
     /// Connections served at once on the control socket.
     pub max_connections: Option<usize>,
+    /// Seconds a control connection has to send its request, header and
+    /// body; idle or half-sent connections are closed after it.
+    pub request_timeout_s: Option<u64>,
     #[serde(default)]
     pub engine: EngineConfig,
     #[serde(default)]
@@ -344,6 +347,7 @@ pub struct Config {
     pub log_json: bool,
     pub snapshot_every: u64,
     pub max_connections: usize,
+    pub request_timeout: std::time::Duration,
     pub engine: EngineConfig,
     pub notify: NotifyConfig,
     pub dns: DnsConfig,
@@ -420,6 +424,9 @@ impl Config {
             log_json: log_json || file.log_json.unwrap_or(false),
             snapshot_every: file.snapshot_every.unwrap_or(100_000).max(1),
             max_connections: file.max_connections.unwrap_or(64).max(1),
+            request_timeout: std::time::Duration::from_secs(
+                file.request_timeout_s.unwrap_or(10).max(1),
+            ),
             engine: file.engine,
             notify: file.notify,
             dns: file.dns,

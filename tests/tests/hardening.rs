@@ -497,3 +497,36 @@ fn runbook_files_cannot_collide_and_batch_names_are_unique_regardless_of_case() 
         assert!(err.contains(why), "{name}: {err}");
     }
 }
+
+/// Defect 8: idle and half-sent control connections are closed after the
+/// request timeout, so they cannot hold every connection slot.
+#[test]
+fn idle_and_half_sent_control_connections_time_out() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let f = Ferryd::start_with_config("max_connections = 2\nrequest_timeout_s = 1\n");
+    let idle = UnixStream::connect(&f.socket).unwrap();
+    let mut half = UnixStream::connect(&f.socket).unwrap();
+    half.write_all(b"POST /v1 HTTP/1.1\r\nhost: ferryd\r\n")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut ctl = std::process::Command::new(ferry_tests::bin("ferryctl"))
+        .args(["--socket", f.socket.to_str().unwrap(), "status"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = ferry_tests::wait_timeout(&mut ctl, std::time::Duration::from_secs(10));
+    if status.is_none() {
+        let _ = ctl.kill();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "status did not get a slot"
+    );
+    for mut held in [idle, half] {
+        held.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut rest = Vec::new();
+        held.read_to_end(&mut rest).expect("closed by ferryd");
+    }
+}
