@@ -530,3 +530,32 @@ fn idle_and_half_sent_control_connections_time_out() {
         held.read_to_end(&mut rest).expect("closed by ferryd");
     }
 }
+
+/// Defect 9: a folder name decoding to terminal escapes is printed escaped.
+#[test]
+fn folder_names_with_terminal_escapes_are_printed_escaped() {
+    let f = Ferryd::start();
+    let src = f.dir().join("src");
+    let user = src.join("anna@old.example");
+    // `&ABs-` is ESC in modified UTF-7: clear the screen, then red.
+    let evil = user.join(".&ABs-[2J&ABs-[31mEvil");
+    for dir in [&user, &evil] {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+    }
+    std::fs::write(
+        evil.join("cur/1700000000.a.host:2,S"),
+        "Subject: x\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    let dst = f.dir().join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    f.add_maildir_endpoint("old", &src);
+    f.add_maildir_endpoint("new", &dst);
+    f.create_batch("b", "old", "new", &["anna"], &[]);
+    f.run_pass("b", "full");
+    let shown = f.ctl_ok(&["mailbox", "show", "anna@old.example"]);
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    assert!(shown.contains("\\u{1b}[31mEvil"), "{shown}");
+}
