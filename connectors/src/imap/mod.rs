@@ -115,6 +115,10 @@ pub struct ImapSession {
     item_limit: u64,
 }
 
+/// Most message bytes asked for in one FETCH: async-imap refuses an answer
+/// over 512 MiB and the connection with it.
+const LITERAL_MAX: u64 = 500 << 20;
+
 /// UIDs per metadata window at most, however sparse the folder is; it keeps
 /// one window's answer small even where the UIDs turn dense again.
 const MAX_WINDOW: u32 = 1 << 16;
@@ -411,10 +415,16 @@ impl MailSession for ImapSession {
         let mut wanted: HashSet<u32> = uids.iter().copied().collect();
         let mut items: Vec<Item> = Vec::new();
         let limit = self.item_limit;
+        // A partial FETCH of one byte past the cap: a larger message costs
+        // cap + 1 bytes and its own skip, never the connection.
+        let cap = limit.min(LITERAL_MAX);
         self.conn
             .run(
                 "fetch",
-                &format!("UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"),
+                &format!(
+                    "UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]<0.{}>)",
+                    cap + 1
+                ),
                 ErrorClass::Item,
                 |r| {
                     // A UID is taken once: a server repeating its answer
@@ -425,10 +435,14 @@ impl MailSession for ImapSession {
                         && wanted.remove(&meta.uid)
                     {
                         let received = body.len() as u64;
-                        let body = if received > limit {
+                        let body = if received > cap {
+                            let why = if received > limit {
+                                format!("over the limit of {limit} bytes")
+                            } else {
+                                format!("over the {LITERAL_MAX} bytes one IMAP answer may hold")
+                            };
                             meta.refused = Some(format!(
-                                "the server sent {received} bytes (announced {}), \
-                                 over the limit of {limit} bytes",
+                                "the server sent {received} bytes or more (announced {}), {why}",
                                 meta.size
                             ));
                             Bytes::new()
