@@ -114,6 +114,22 @@ async fn a_maildir_source_is_never_written_and_its_symlinks_are_not_followed() {
         "Subject: newline\r\n\r\nx\r\n",
     )
     .unwrap();
+    // Another user's Maildir, linked in as a folder and as `new/` of one.
+    let other = outside.join("other");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(other.join(sub)).unwrap();
+    }
+    std::fs::write(
+        other.join("cur/1700000002.o.host:2,S"),
+        "Subject: other\r\n\r\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&other, user.join(".Linked")).unwrap();
+    let half = user.join(".Half");
+    for sub in ["cur", "tmp"] {
+        std::fs::create_dir_all(half.join(sub)).unwrap();
+    }
+    std::os::unix::fs::symlink(other.join("cur"), half.join("new")).unwrap();
     let before = tree(&s.root);
 
     s.ferry.create_batch(

@@ -14,7 +14,7 @@
 //! `BODY.PEEK[]` so a migration never marks the source's mail as read.
 
 mod auth;
-mod parse;
+pub mod parse;
 mod session;
 mod tls;
 

@@ -181,6 +181,40 @@ pub(crate) fn body_bytes<'a>(attrs: &'a [AttributeValue<'_>]) -> Option<&'a [u8]
     })
 }
 
+/// Reads one server answer from the front of `data` as a session does and
+/// folds what it carries: item metadata and body, folder names and
+/// attributes, a tagged answer's APPENDUID set and class. Returns the bytes
+/// consumed, `None` when `data` holds no whole answer. The fuzz target
+/// `imap_response` and its corpus test call it; nothing else needs it.
+pub fn read_answer(data: &[u8]) -> Option<usize> {
+    use async_imap::imap_proto::{MailboxDatum, Response};
+    let (rest, response) = Response::parse(data).ok()?;
+    match &response {
+        Response::Fetch(_, attrs) => {
+            let _ = (item_meta(attrs), body_bytes(attrs));
+        }
+        Response::MailboxData(MailboxDatum::List(l)) => {
+            let delimiter = l.delimiter.as_deref().and_then(|d| d.chars().next());
+            let _ = folder_name(&l.name, delimiter);
+            let _ = (
+                special_use(&l.name_attributes),
+                selectable(&l.name_attributes),
+            );
+        }
+        Response::Done {
+            status, outcome, ..
+        } => {
+            let tagged = crate::imap::session::Tagged::new(status, outcome);
+            let _ = classify(&tagged.text, ErrorClass::Other);
+            if let Some((_, members)) = &tagged.append_uid_set {
+                let _ = expand_uid_set(members, 1000);
+            }
+        }
+        _ => {}
+    }
+    Some(data.len() - rest.len())
+}
+
 pub(crate) fn special_use(attrs: &[NameAttribute<'_>]) -> Option<SpecialUse> {
     attrs.iter().find_map(|a| match a {
         NameAttribute::All => Some(SpecialUse::All),

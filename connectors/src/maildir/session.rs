@@ -81,10 +81,11 @@ pub fn open_source(root: &Path, uid_dir: &Path) -> Result<MaildirSession> {
     })
 }
 
-/// A real directory (not a symlink to one) holding a real `cur/`.
+/// A real directory (not a symlink to one) holding real `cur/` and `new/`:
+/// a symlinked one would lead files opened below it anywhere.
 fn is_maildir(dir: &Path) -> bool {
     let real_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
-    real_dir(dir) && real_dir(&dir.join("cur"))
+    real_dir(dir) && real_dir(&dir.join("cur")) && real_dir(&dir.join("new"))
 }
 
 fn check_maildir(root: &Path, endpoint: &str) -> Result<()> {
@@ -95,7 +96,7 @@ fn check_maildir(root: &Path, endpoint: &str) -> Result<()> {
         endpoint: endpoint.to_string(),
         op: "open",
         class: ErrorClass::Folder,
-        text: "not a Maildir (no cur/ directory, or a symbolic link)".into(),
+        text: "not a Maildir (no cur/ and new/ directories, or a symbolic link)".into(),
     })
 }
 
