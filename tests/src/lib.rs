@@ -1,6 +1,7 @@
 //! Harness for the integration tests: ferryd and ferryctl as real processes
 //! on a temporary data directory, driven the way an administrator drives them.
 
+pub mod fuzzing;
 pub mod loggen;
 pub mod mailcmp;
 pub mod pair;

@@ -13,6 +13,13 @@ use ferry_testservers::Dovecot;
 
 const PW: &str = "pw";
 
+/// Creates `dir` with the given Maildir subfolders.
+fn make_dirs(dir: &Path, subs: &[&str]) {
+    for sub in subs {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+}
+
 /// Every entry under `root` (symlinks not followed): its kind and the
 /// SHA-256 of its bytes (a file's contents, a symlink's target), by path.
 fn tree(root: &Path) -> BTreeMap<PathBuf, (&'static str, String)> {
@@ -116,9 +123,7 @@ async fn a_maildir_source_is_never_written_and_its_symlinks_are_not_followed() {
     .unwrap();
     // Another user's Maildir, linked in as a folder and as `new/` of one.
     let other = outside.join("other");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(other.join(sub)).unwrap();
-    }
+    make_dirs(&other, &["cur", "new", "tmp"]);
     std::fs::write(
         other.join("cur/1700000002.o.host:2,S"),
         "Subject: other\r\n\r\n",
@@ -126,9 +131,7 @@ async fn a_maildir_source_is_never_written_and_its_symlinks_are_not_followed() {
     .unwrap();
     std::os::unix::fs::symlink(&other, user.join(".Linked")).unwrap();
     let half = user.join(".Half");
-    for sub in ["cur", "tmp"] {
-        std::fs::create_dir_all(half.join(sub)).unwrap();
-    }
+    make_dirs(&half, &["cur", "tmp"]);
     std::os::unix::fs::symlink(other.join("cur"), half.join("new")).unwrap();
     let before = tree(&s.root);
 
@@ -558,9 +561,7 @@ fn folder_names_with_terminal_escapes_are_printed_escaped() {
     // `&ABs-` is ESC in modified UTF-7: clear the screen, then red.
     let evil = user.join(".&ABs-[2J&ABs-[31mEvil");
     for dir in [&user, &evil] {
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
+        make_dirs(dir, &["cur", "new", "tmp"]);
     }
     std::fs::write(
         evil.join("cur/1700000000.a.host:2,S"),
