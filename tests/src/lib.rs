@@ -1,7 +1,6 @@
 //! Harness for the integration tests: ferryd and ferryctl as real processes
 //! on a temporary data directory, driven the way an administrator drives them.
 
-pub mod fuzzing;
 pub mod loggen;
 pub mod mailcmp;
 pub mod pair;
@@ -298,6 +297,9 @@ pub fn token_command_config(command: &str) -> String {
 
 /// A TCP proxy that drops, resets and stalls connections on command.
 pub mod faultproxy;
+
+/// The fuzz targets' bodies, replayed on stable by `tests/fuzz_corpora.rs`.
+pub mod fuzzing;
 
 impl Ferryd {
     /// Like [`Ferryd::launch`], but the daemon's stderr (its log) is
