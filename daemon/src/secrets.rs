@@ -188,6 +188,23 @@ fn stored(dir: &Path) -> Result<Vec<String>, SecretError> {
     Ok(out)
 }
 
+/// The secrets a batch refers to: its mailboxes' passwords and its webhook.
+pub fn of_batch(
+    views: &ferry_projections::Projections,
+    batch: &ferry_projections::BatchView,
+) -> Vec<SecretRef> {
+    let mailboxes = batch
+        .mailboxes
+        .iter()
+        .filter_map(|a| views.mailboxes.get(a))
+        .flat_map(|m| [&m.spec.source_secret, &m.spec.destination_secret]);
+    mailboxes
+        .chain([&batch.notify.webhook])
+        .flatten()
+        .cloned()
+        .collect()
+}
+
 /// Every secret the views refer to: endpoints' admin passwords, mailboxes'
 /// passwords, batches' webhooks and the webhooks of reports still owed.
 pub fn referenced(views: &ferry_projections::Projections) -> HashSet<String> {

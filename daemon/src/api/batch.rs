@@ -234,6 +234,7 @@ pub async fn delete(
     force: bool,
 ) -> Result<Response, ApiError> {
     let mut force_noted = false;
+    let mut owned = Vec::new();
     let envs = command(
         app,
         actor,
@@ -242,6 +243,7 @@ pub async fn delete(
         None,
         |views, b| {
             force_noted = force && rules::mx_hold(views, b, now_us()).is_some();
+            owned = crate::secrets::of_batch(views, b);
             Ok(Event::BatchDeleted {
                 batch: name.to_string(),
                 forced: force_noted,
@@ -249,6 +251,12 @@ pub async fn delete(
         },
     )
     .await?;
+    // Its passwords and webhook go with it, unless a report still owed
+    // needs the webhook.
+    let keep = crate::secrets::referenced(&app.views.read().unwrap());
+    for r in owned.iter().filter(|r| !keep.contains(&r.0)) {
+        app.secrets.remove(r);
+    }
     let how = if force_noted {
         " (forced within 72 h of the MX switch; recorded)"
     } else {
