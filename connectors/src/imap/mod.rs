@@ -276,15 +276,18 @@ impl ImapSession {
             .map(|m| format!(" (CHANGEDSINCE {m})"))
             .unwrap_or_default();
         let mut items = Vec::new();
+        let mut seen = HashSet::new();
         self.conn
             .run(
                 "fetch",
                 &format!("UID FETCH {range} (UID FLAGS INTERNALDATE RFC822.SIZE{modseq}){since}"),
                 ErrorClass::Other,
                 |r| {
+                    // One answer per UID is kept, as it arrives.
                     if let Response::Fetch(_, attrs) = r
                         && let Some(meta) = parse::item_meta(attrs)
                         && (lo..=hi).contains(&meta.uid)
+                        && seen.insert(meta.uid)
                     {
                         items.push(meta);
                     }
