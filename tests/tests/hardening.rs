@@ -201,14 +201,14 @@ async fn csv_addresses_cannot_name_a_maildir_outside_the_root() {
     assert!(s.ferry.events_of("BatchCreated").is_empty());
 }
 
-/// A proxy to 127.0.0.1:`target` that rewrites every `RFC822.SIZE n` the
-/// server sends to `RFC822.SIZE 1`: a server announcing less than it sends.
-fn lying_proxy(target: u16) -> u16 {
+/// A proxy to 127.0.0.1:`target` that rewrites, in what the server sends,
+/// every `pattern` and the digits after it to `replacement`: a server that
+/// announces less than it sends, or answers what a parser chokes on.
+fn rewriting_proxy(target: u16, pattern: &'static [u8], replacement: &'static [u8]) -> u16 {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
-    const PATTERN: &[u8] = b"RFC822.SIZE ";
-    fn down(mut from: TcpStream, mut to: TcpStream) {
+    let down = move |mut from: TcpStream, mut to: TcpStream| {
         from.set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let mut held: Vec<u8> = Vec::new();
@@ -227,18 +227,18 @@ fn lying_proxy(target: u16) -> u16 {
             let mut out = Vec::with_capacity(held.len());
             let mut i = 0;
             while i < held.len() {
-                if held[i..].starts_with(PATTERN) {
-                    let digits = held[i + PATTERN.len()..]
+                if held[i..].starts_with(pattern) {
+                    let digits = held[i + pattern.len()..]
                         .iter()
                         .take_while(|b| b.is_ascii_digit())
                         .count();
-                    let end = i + PATTERN.len() + digits;
+                    let end = i + pattern.len() + digits;
                     if end == held.len() && !quiet {
                         break; // the number may go on in the next read
                     }
-                    out.extend_from_slice(b"RFC822.SIZE 1");
+                    out.extend_from_slice(replacement);
                     i = end;
-                } else if !quiet && PATTERN.starts_with(&held[i..]) {
+                } else if !quiet && pattern.starts_with(&held[i..]) {
                     break; // a pattern cut by the read
                 } else {
                     out.push(held[i]);
@@ -251,7 +251,7 @@ fn lying_proxy(target: u16) -> u16 {
             }
         }
         let _ = to.shutdown(std::net::Shutdown::Both);
-    }
+    };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -294,7 +294,7 @@ async fn an_item_larger_than_announced_is_skipped_by_the_bytes_received() {
         let body = message(subject, lines);
         imap.append(&inbox, &[], None, body).await.unwrap();
     }
-    let proxy = lying_proxy(src.port());
+    let proxy = rewriting_proxy(src.port(), b"RFC822.SIZE ", b"RFC822.SIZE 1");
     let tmp = tempfile::tempdir().unwrap();
     let ferry = Ferryd::start();
     ferry.add_imap_endpoint("old", proxy, src.master_user());
@@ -584,4 +584,28 @@ fn folder_names_with_terminal_escapes_are_printed_escaped() {
     let shown = f.ctl_ok(&["mailbox", "show", "anna@old.example"]);
     assert!(!shown.contains('\u{1b}'), "{shown:?}");
     assert!(shown.contains("\\u{1b}[31mEvil"), "{shown}");
+}
+
+/// An answer that breaks the IMAP parser (a non-ASCII byte right after a
+/// response code) fails that mailbox with the reason, not its task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_breaks_the_imap_parser_fails_the_mailbox_with_a_reason() {
+    let src = Dovecot::start().unwrap();
+    src.add_user("anna", PW).unwrap();
+    let proxy = rewriting_proxy(src.port(), b"[READ-ONLY] ", b"[READ-ONLY]\xbf\xbf ");
+    let tmp = tempfile::tempdir().unwrap();
+    let ferry = Ferryd::start_with_config("[engine]\nretries = 1\nbackoff_ms = 50\n");
+    ferry.add_imap_endpoint("old", proxy, src.master_user());
+    ferry.add_maildir_endpoint("new", tmp.path());
+    ferry.create_batch("b", "old", "new", &["anna"], &[]);
+    ferry.ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    assert!(
+        !ferry
+            .ctl(&["batch", "wait", "b", "--timeout", "120"])
+            .status
+            .success()
+    );
+    let shown = ferry.ctl_json(&["mailbox", "show", "anna@old.example"]);
+    let detail = shown["data"]["last_pass"]["detail"].to_string();
+    assert!(detail.contains("could not be parsed"), "{shown}");
 }

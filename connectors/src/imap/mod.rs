@@ -15,6 +15,9 @@
 
 mod auth;
 pub mod parse;
+
+/// The parser async-imap reads answers with (for the fuzz target).
+pub use async_imap::imap_proto;
 mod session;
 mod tls;
 
@@ -86,7 +89,17 @@ pub struct ImapConfig {
 /// Connects, secures the line as configured, logs in and reads the
 /// capabilities.
 pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
-    let conn = auth::open(cfg, auth).await?;
+    use futures::FutureExt;
+    // As in `Conn::next`: a greeting or login answer that breaks the
+    // parser fails this login, not the task.
+    let opened = std::panic::AssertUnwindSafe(auth::open(cfg, auth))
+        .catch_unwind()
+        .await;
+    let conn = opened.map_err(|_| ConnectorError::Protocol {
+        endpoint: format!("{}:{}", cfg.host, cfg.port),
+        op: "login",
+        text: session::UNPARSEABLE.into(),
+    })??;
     let mut session = ImapSession {
         conn,
         caps: Vec::new(),

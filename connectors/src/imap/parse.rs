@@ -181,15 +181,13 @@ pub(crate) fn body_bytes<'a>(attrs: &'a [AttributeValue<'_>]) -> Option<&'a [u8]
     })
 }
 
-/// Reads one server answer from the front of `data` as a session does and
-/// folds what it carries: item metadata and body, folder names and
-/// attributes, a tagged answer's APPENDUID set and class. Returns the bytes
-/// consumed, `None` when `data` holds no whole answer. The fuzz target
-/// `imap_response` and its corpus test call it; nothing else needs it.
-pub fn read_answer(data: &[u8]) -> Option<usize> {
+/// Folds one parsed server answer as a session does: item metadata and
+/// body, folder names and attributes, a tagged answer's APPENDUID set and
+/// class. The fuzz target `imap_response` and its corpus test call it on
+/// whatever imap-proto parses; nothing else needs it.
+pub fn fold_answer(response: &async_imap::imap_proto::Response<'_>) {
     use async_imap::imap_proto::{MailboxDatum, Response};
-    let (rest, response) = Response::parse(data).ok()?;
-    match &response {
+    match response {
         Response::Fetch(_, attrs) => {
             let _ = (item_meta(attrs), body_bytes(attrs));
         }
@@ -212,7 +210,6 @@ pub fn read_answer(data: &[u8]) -> Option<usize> {
         }
         _ => {}
     }
-    Some(data.len() - rest.len())
 }
 
 pub(crate) fn special_use(attrs: &[NameAttribute<'_>]) -> Option<SpecialUse> {
