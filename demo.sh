@@ -30,7 +30,9 @@ echo "== generating $n messages for each of $users"
 mkdir -p "$work/new"
 
 echo "== starting ferryd (log in $work/ferryd.log)"
-"$bin/ferryd" --data-dir "$work/data" --socket "$sock" 2>"$work/ferryd.log" &
+# Maildir folders given over the socket must lie under a root the config names.
+printf '[endpoints]\npath_roots = ["%s"]\n' "$work" >"$work/ferryd.toml"
+"$bin/ferryd" --data-dir "$work/data" --socket "$sock" --config "$work/ferryd.toml" 2>"$work/ferryd.log" &
 pid=$!
 for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
 ctl status

@@ -23,6 +23,10 @@ pub use model::*;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+/// Largest item a session reads when the caller sets no limit: 150 MB,
+/// Exchange Online's own limit.
+pub const DEFAULT_ITEM_LIMIT: u64 = 150 * 1024 * 1024;
+
 /// One logged-in connection to one user's mailbox.
 ///
 /// A session has at most one folder open at a time; item calls act on it.
@@ -98,4 +102,8 @@ pub trait MailSession: Send {
 
     /// Ends the session politely.
     async fn logout(&mut self) -> Result<()>;
+
+    /// Items over `max_bytes` are listed and fetched with a reason in
+    /// [`ItemMeta::refused`] and no body, however large they say they are.
+    fn limit_items(&mut self, _max_bytes: u64) {}
 }

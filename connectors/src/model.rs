@@ -55,6 +55,11 @@ pub struct ItemMeta {
     pub flags: Vec<Flag>,
     pub internal_date: Option<DateTime<FixedOffset>>,
     pub modseq: Option<u64>,
+    /// Why the item cannot be copied (not a regular file, over the size
+    /// limit, a name it cannot carry); the engine skips it with this reason.
+    /// An item fetched with a reason has an empty body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone)]

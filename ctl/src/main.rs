@@ -4,16 +4,26 @@
 //! JSON for scripts; on failure it prints one line and exits non-zero.
 
 /// `println!` that ends quietly (exit 0) when the reader has gone away,
-/// as with `ferryctl ... | head`; the std one panics.
+/// as with `ferryctl ... | head` (the std one panics), and escapes control
+/// characters (server answers and folder names reach every table).
 macro_rules! println {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+        let text = format!($($t)*);
+        if let Err(e) = writeln!(std::io::stdout(), "{}", ferry_ctl::printable(&text)) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 std::process::exit(0);
             }
             panic!("writing to stdout: {e}");
         }
+    }};
+}
+
+/// `eprintln!` with control characters escaped, as `println!` above.
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        let text = format!($($t)*);
+        std::eprintln!("{}", ferry_ctl::printable(&text));
     }};
 }
 
@@ -130,9 +140,10 @@ enum EndpointCmd {
         port: u16,
         #[arg(long, value_enum, default_value = "starttls")]
         tls: TlsArg,
-        /// A CA certificate to trust besides the system's.
+        /// A CA certificate to trust besides the system's (under one of the
+        /// config file's [endpoints] path_roots).
         #[arg(long)]
-        ca_file: Option<String>,
+        ca_file: Option<PathBuf>,
         /// Admin (master) user that can open every mailbox.
         #[arg(long, requires = "password_file")]
         admin_user: Option<String>,
@@ -141,11 +152,13 @@ enum EndpointCmd {
         password_file: Option<PathBuf>,
         #[arg(long)]
         max_connections: Option<u32>,
-        /// XOAUTH2: a file whose first line is the access token.
+        /// XOAUTH2: a file whose first line is the access token (under one
+        /// of the config file's [endpoints] path_roots).
         #[arg(long, conflicts_with_all = ["admin_user", "oauth_token_command"])]
         oauth_token_file: Option<PathBuf>,
-        /// XOAUTH2: a command that prints an access token.
-        #[arg(long, conflicts_with = "admin_user")]
+        /// XOAUTH2: the name of a command in ferryd's config file
+        /// ([endpoints] token_commands) that prints an access token.
+        #[arg(long, value_name = "NAME", conflicts_with = "admin_user")]
         oauth_token_command: Option<String>,
     },
     /// Log in and report capabilities.
@@ -170,7 +183,8 @@ enum BatchCmd {
         csv: PathBuf,
         #[arg(long)]
         max_concurrent: Option<u32>,
-        /// Skip items larger than this (e.g. 50MB); each skip is recorded.
+        /// Skip items larger than this (e.g. 50MB; 150MB when not given);
+        /// each skip is recorded.
         #[arg(long, value_parser = parse_size)]
         max_item_size: Option<u64>,
         /// Failed items a mailbox may collect in a pass before it fails.
@@ -433,6 +447,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             oauth_token_file,
             oauth_token_command,
         }) => {
+            let ca_file = match ca_file {
+                Some(f) => Some(std::path::absolute(&f)?.display().to_string()),
+                None => None,
+            };
             let oauth = match (oauth_token_file, oauth_token_command) {
                 (Some(f), _) => Some(ferry_events::TokenSource::File(
                     std::path::absolute(&f)?.display().to_string(),

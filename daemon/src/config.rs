@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub snapshot_every: Option<u64>,
     /// Connections served at once on the control socket.
     pub max_connections: Option<usize>,
+    /// Seconds a control connection has to send its request, header and
+    /// body; idle or half-sent connections are closed after it.
+    pub request_timeout_s: Option<u64>,
     #[serde(default)]
     pub engine: EngineConfig,
     #[serde(default)]
@@ -30,6 +33,91 @@ pub struct FileConfig {
     #[serde(default)]
     pub cutover: CutoverConfig,
     pub metrics: Option<MetricsConfig>,
+    #[serde(default)]
+    pub endpoints: EndpointsConfig,
+}
+
+/// `[endpoints]`: what a user of the control socket may make ferryd read
+/// or run. Reloaded on SIGHUP.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointsConfig {
+    /// Folders under which every path given over the socket (a Maildir
+    /// `--host`, `--ca-file`, `--oauth-token-file`) must lie; none set, no
+    /// such path is accepted.
+    pub path_roots: Vec<PathBuf>,
+    /// OAuth token commands by name (run with `sh -c`); an endpoint's
+    /// `--oauth-token-command` names one. The only programs a socket user
+    /// can have ferryd run, and they are the config file's.
+    pub token_commands: std::collections::BTreeMap<String, String>,
+}
+
+impl EndpointsConfig {
+    /// Whether `path`, given for `flag` over the socket, lies under one of
+    /// [`path_roots`](Self::path_roots), as written and with its symlinks
+    /// resolved; the refusal says what to change.
+    pub fn check_path(&self, flag: &str, path: &str) -> Result<(), String> {
+        use std::path::Component;
+        let p = Path::new(path);
+        if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+            return Err(format!(
+                "{flag} {path:?} must be an absolute path without '..'"
+            ));
+        }
+        let real = std::fs::canonicalize(p).ok();
+        let under = |root: &PathBuf| {
+            let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            p.starts_with(root) && real.as_ref().is_none_or(|r| r.starts_with(&real_root))
+        };
+        if self.path_roots.iter().any(under) {
+            return Ok(());
+        }
+        let roots: Vec<String> = self
+            .path_roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect();
+        let roots = if roots.is_empty() {
+            "none is set".to_string()
+        } else {
+            roots.join(", ")
+        };
+        Err(format!(
+            "{flag} {path} is not under a folder named in the config file's \
+             [endpoints] path_roots ({roots}); paths given over the control socket must be"
+        ))
+    }
+
+    /// Checks what an endpoint makes ferryd read or run: its Maildir folder,
+    /// CA file and token file lie under the roots, its token command is one
+    /// of the config file's.
+    pub fn check_spec(&self, spec: &ferry_events::EndpointSpec) -> Result<(), String> {
+        use ferry_events::{EndpointKind, TokenSource};
+        if spec.kind == EndpointKind::Maildir {
+            self.check_path("--host", &spec.host)?;
+        }
+        if let Some(ca) = &spec.ca_file {
+            self.check_path("--ca-file", ca)?;
+        }
+        match &spec.oauth {
+            Some(TokenSource::File(path)) => self.check_path("--oauth-token-file", path),
+            Some(TokenSource::Command(name)) => self.token_command(name).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// The command an endpoint's `--oauth-token-command NAME` runs.
+    pub fn token_command(&self, name: &str) -> Result<&str, String> {
+        self.token_commands
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| {
+                format!(
+                    "--oauth-token-command {name:?} is not a command named in the config file's \
+                     [endpoints] token_commands; programs are run only from the config file"
+                )
+            })
+    }
 }
 
 /// What happens for each user cut over, after the final delta pass.
@@ -259,12 +347,14 @@ pub struct Config {
     pub log_json: bool,
     pub snapshot_every: u64,
     pub max_connections: usize,
+    pub request_timeout: std::time::Duration,
     pub engine: EngineConfig,
     pub notify: NotifyConfig,
     pub dns: DnsConfig,
     pub cutover: CutoverConfig,
     /// Where `/metrics` is served (loopback only), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub endpoints: EndpointsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -334,10 +424,14 @@ impl Config {
             log_json: log_json || file.log_json.unwrap_or(false),
             snapshot_every: file.snapshot_every.unwrap_or(100_000).max(1),
             max_connections: file.max_connections.unwrap_or(64).max(1),
+            request_timeout: std::time::Duration::from_secs(
+                file.request_timeout_s.unwrap_or(10).max(1),
+            ),
             engine: file.engine,
             notify: file.notify,
             dns: file.dns,
             cutover: file.cutover,
+            endpoints: file.endpoints,
             metrics_listen: file
                 .metrics
                 .as_ref()
@@ -372,6 +466,7 @@ impl Config {
         next.notify = file.notify;
         next.cutover = file.cutover;
         next.dns = file.dns;
+        next.endpoints = file.endpoints;
         Ok(next)
     }
 }

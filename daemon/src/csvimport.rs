@@ -162,8 +162,10 @@ pub fn parse(text: &str) -> Result<Vec<Row>, CsvError> {
                 destination_password: get("destinationpassword"),
             },
         };
-        if !row.address.contains('@') || !row.destination_address.contains('@') {
-            return Err(err(line, "an address has no '@'"));
+        for address in [&row.address, &row.destination_address] {
+            if let Some(why) = address_problem(address) {
+                return Err(err(line, format!("address {address:?} {why}")));
+            }
         }
         if let Some(prev) = rows.iter().find(|r: &&Row| r.address == row.address) {
             return Err(err(
@@ -177,6 +179,29 @@ pub fn parse(text: &str) -> Result<Vec<Row>, CsvError> {
         return Err(err(2, "the file has a header but no rows"));
     }
     Ok(rows)
+}
+
+/// Why `address` is not a plain `local@domain`, or `None`. An address also
+/// names a folder (a Maildir endpoint's user, runbook files), so it must be
+/// one harmless file name: no `/`, no NUL or other control character, no
+/// leading `.`.
+pub fn address_problem(address: &str) -> Option<&'static str> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Some("has no '@'");
+    };
+    if local.is_empty() || domain.is_empty() {
+        return Some("has nothing before or after its '@'");
+    }
+    if address.contains('/') {
+        return Some("holds a '/'");
+    }
+    if address.chars().any(char::is_control) {
+        return Some("holds a control character");
+    }
+    if address.starts_with('.') {
+        return Some("starts with '.'");
+    }
+    None
 }
 
 #[cfg(test)]

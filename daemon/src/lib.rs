@@ -64,6 +64,12 @@ pub async fn run(
     let admin_group = config.admin_group.clone();
     server::refuse_if_in_use(&socket).await?;
     let app = Arc::new(tokio::task::block_in_place(|| App::open(config))?);
+    let keep = secrets::referenced(&app.views.read().unwrap());
+    match app.secrets.sweep(&keep) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "secrets nothing refers to any more removed"),
+        Err(e) => tracing::warn!(error = %e, "secrets not swept"),
+    }
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let engine = engine::spawn(app.clone(), shutdown_rx.clone());

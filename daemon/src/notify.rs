@@ -32,6 +32,17 @@ pub fn stream(batch: &str) -> String {
 
 type Key = (String, u64, NotifyChannel, String);
 
+/// A target as a log line may show it: a webhook set before its path was
+/// kept out of the log still has it in its events, never in log lines.
+fn logged(n: &OwedNotice) -> String {
+    match n.channel {
+        NotifyChannel::Webhook => {
+            crate::api::notify::webhook_shown(&n.target).unwrap_or_else(|_| "(webhook)".into())
+        }
+        NotifyChannel::Email => n.target.clone(),
+    }
+}
+
 fn key(n: &OwedNotice) -> Key {
     (n.batch.clone(), n.pass_id, n.channel, n.target.clone())
 }
@@ -112,7 +123,7 @@ async fn deliver(app: &Arc<App>, n: OwedNotice) {
         };
         let (event, wait) = match result {
             Ok(()) => {
-                tracing::info!(batch = %n.batch, pass = n.pass_id, target = %n.target, attempt, "pass report sent");
+                tracing::info!(batch = %n.batch, pass = n.pass_id, target = %logged(&n), attempt, "pass report sent");
                 (
                     Event::NotificationSent {
                         batch: n.batch.clone(),
@@ -126,7 +137,7 @@ async fn deliver(app: &Arc<App>, n: OwedNotice) {
             }
             Err(f) => {
                 let retry = f.retriable && attempt < cfg.attempts.max(1);
-                tracing::warn!(batch = %n.batch, pass = n.pass_id, target = %n.target, attempt, retry, reason = %f.reason, "pass report not sent");
+                tracing::warn!(batch = %n.batch, pass = n.pass_id, target = %logged(&n), attempt, retry, reason = %f.reason, "pass report not sent");
                 (
                     Event::NotificationFailed {
                         batch: n.batch.clone(),

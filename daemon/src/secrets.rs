@@ -4,7 +4,12 @@
 //! the XChaCha20-Poly1305 ciphertext, bound to its id. The key is a file of
 //! its own (mode 0600), created on first start. Events hold only the id
 //! ([`SecretRef`]), so no export of the log can carry a secret.
+//!
+//! A lost key is never replaced while secrets need it: ferryd refuses to
+//! start, naming the key file. Secrets nothing refers to any more (a deleted
+//! batch's passwords, a command that failed half-way) are removed.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -32,6 +37,15 @@ pub enum SecretError {
     Missing(String),
     #[error("secret {0} does not decrypt with this key (wrong key file or a damaged secret)")]
     Undecryptable(String),
+    #[error(
+        "key file {key} is missing and {count} stored secrets in {dir} cannot be opened without it: \
+         restore the key file, or move {dir} away to start without those secrets"
+    )]
+    LostKey {
+        key: PathBuf,
+        dir: PathBuf,
+        count: usize,
+    },
 }
 
 pub struct SecretStore {
@@ -48,7 +62,8 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Se
 }
 
 impl SecretStore {
-    /// Opens the store under `dir`, creating it and the key file when absent.
+    /// Opens the store under `dir`, creating it and the key file when absent;
+    /// a missing key file while secrets are stored is an error.
     pub fn open(dir: &Path, key_file: &Path) -> Result<SecretStore, SecretError> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -67,6 +82,14 @@ impl SecretStore {
                 k
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let count = stored(dir)?.len();
+                if count > 0 {
+                    return Err(SecretError::LostKey {
+                        key: key_file.to_path_buf(),
+                        dir: dir.to_path_buf(),
+                        count,
+                    });
+                }
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
                 write_private(key_file, &key)?;
                 key
@@ -135,6 +158,70 @@ impl SecretStore {
     pub fn remove(&self, r: &SecretRef) {
         let _ = std::fs::remove_file(self.dir.join(&r.0));
     }
+
+    /// Removes every stored secret whose id is not in `keep`; returns how
+    /// many. Only while no command can be storing one (at start).
+    pub fn sweep(&self, keep: &HashSet<String>) -> Result<usize, SecretError> {
+        let mut removed = 0;
+        for id in stored(&self.dir)? {
+            if !keep.contains(&id) {
+                self.remove(&SecretRef(id));
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The ids of the secrets stored in `dir`.
+fn stored(dir: &Path) -> Result<Vec<String>, SecretError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io("listing", dir))? {
+        let name = entry.map_err(io("listing", dir))?.file_name();
+        if let Some(name) = name.to_str()
+            && name.starts_with("sec-")
+            && !name.ends_with(".tmp")
+        {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The secrets a batch refers to: its mailboxes' passwords and its webhook.
+pub fn of_batch(
+    views: &ferry_projections::Projections,
+    batch: &ferry_projections::BatchView,
+) -> Vec<SecretRef> {
+    let mailboxes = batch
+        .mailboxes
+        .iter()
+        .filter_map(|a| views.mailboxes.get(a))
+        .flat_map(|m| [&m.spec.source_secret, &m.spec.destination_secret]);
+    mailboxes
+        .chain([&batch.notify.webhook])
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// Every secret the views refer to: endpoints' admin passwords, mailboxes'
+/// passwords, batches' webhooks and the webhooks of reports still owed.
+pub fn referenced(views: &ferry_projections::Projections) -> HashSet<String> {
+    let endpoints = views.endpoints.values().map(|e| &e.spec.admin_secret);
+    let mailboxes = views
+        .mailboxes
+        .values()
+        .flat_map(|m| [&m.spec.source_secret, &m.spec.destination_secret]);
+    let webhooks = views.batches.values().map(|b| &b.notify.webhook);
+    let owed = views.notices.owed.iter().map(|n| &n.webhook);
+    endpoints
+        .chain(mailboxes)
+        .chain(webhooks)
+        .chain(owed)
+        .flatten()
+        .map(|r| r.0.clone())
+        .collect()
 }
 
 /// Writes a file readable only by this user, durably (temp, fsync, rename).
@@ -177,8 +264,9 @@ mod tests {
         // Reopened with the same key it still reads; with another key it does not.
         let again = SecretStore::open(&dir.path().join("s"), &key).unwrap();
         assert_eq!(again.get(&r).unwrap(), "hunter2-päss");
-        let other =
-            SecretStore::open(&dir.path().join("s"), &dir.path().join("other.key")).unwrap();
+        let other_key = dir.path().join("other.key");
+        write_private(&other_key, &[9u8; 32]).unwrap();
+        let other = SecretStore::open(&dir.path().join("s"), &other_key).unwrap();
         assert!(matches!(other.get(&r), Err(SecretError::Undecryptable(_))));
         assert!(matches!(
             store.get(&SecretRef("sec-none".into())),
@@ -188,6 +276,28 @@ mod tests {
             store.get(&SecretRef("../secret.key".into())),
             Err(SecretError::Missing(_))
         ));
+    }
+
+    #[test]
+    fn a_lost_key_is_not_replaced_while_secrets_need_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("secret.key");
+        let store = SecretStore::open(&dir.path().join("s"), &key).unwrap();
+        let kept = store.put("a").unwrap();
+        store.put("b").unwrap();
+        std::fs::remove_file(&key).unwrap();
+        let err = SecretStore::open(&dir.path().join("s"), &key)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, SecretError::LostKey { count: 2, .. }),
+            "{err}"
+        );
+        assert!(!key.exists());
+
+        let keep = HashSet::from([kept.0.clone()]);
+        assert_eq!(store.sweep(&keep).unwrap(), 1);
+        assert_eq!(stored(&dir.path().join("s")).unwrap(), vec![kept.0]);
     }
 
     #[test]

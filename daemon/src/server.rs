@@ -6,7 +6,9 @@
 //! daemon is removed; one that answers means another ferryd runs, and we
 //! refuse to start. Each connection's peer uid becomes the actor of what it
 //! appends. Request bodies are capped; a malformed request gets a 4xx and
-//! nothing else happens.
+//! nothing else happens. A request's header and body must arrive within
+//! `request_timeout_s`, and a connection closes after its answer, so idle or
+//! half-sent connections cannot hold the `max_connections` slots.
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
@@ -95,7 +97,10 @@ pub async fn bind(path: &Path, admin_group: Option<&str>) -> Result<UnixListener
 /// Serves connections until `shutdown` turns true, then waits for the
 /// connections in flight to finish.
 pub async fn serve(app: Arc<App>, listener: UnixListener, mut shutdown: watch::Receiver<bool>) {
-    let max = app.config.read().unwrap().max_connections;
+    let (max, timeout) = {
+        let cfg = app.config.read().unwrap();
+        (cfg.max_connections, cfg.request_timeout)
+    };
     let slots = Arc::new(Semaphore::new(max));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
@@ -124,9 +129,12 @@ pub async fn serve(app: Arc<App>, listener: UnixListener, mut shutdown: watch::R
                 let app = app.clone();
                 let actor = actor.clone();
                 let shutdown = shutdown.clone();
-                async move { Ok::<_, Infallible>(handle(app, actor, req, shutdown).await) }
+                async move { Ok::<_, Infallible>(handle(app, actor, req, shutdown, timeout).await) }
             });
             if let Err(e) = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeout)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {
@@ -203,6 +211,7 @@ async fn handle(
     actor: Actor,
     req: http::Request<Incoming>,
     shutdown: watch::Receiver<bool>,
+    timeout: std::time::Duration,
 ) -> http::Response<Body> {
     let path = req.uri().path().to_string();
     if req.method() != Method::POST {
@@ -211,10 +220,14 @@ async fn handle(
             format!("{} {path}: only POST is served", req.method()),
         ));
     }
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
-        .collect()
-        .await
-    {
+    let body = Limited::new(req.into_body(), MAX_REQUEST_BYTES).collect();
+    let Ok(body) = tokio::time::timeout(timeout, body).await else {
+        return error_response(&ApiError::new(
+            ErrorCode::BadRequest,
+            format!("request body not received within {}s", timeout.as_secs()),
+        ));
+    };
+    let body = match body {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             let msg = if e.is::<http_body_util::LengthLimitError>() {

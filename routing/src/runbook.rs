@@ -132,20 +132,22 @@ fn comment_safe(s: &str) -> String {
         .collect()
 }
 
-/// `s` reduced to letters, digits and `.-@`, as runbook file
-/// names carry batch names and addresses.
+/// `s` as part of a file name that no other `s` gives: letters, digits,
+/// `-` and `@` stay (lower-cased; addresses and batch names are unique
+/// regardless of case), every other character becomes `_HEX_`, its code
+/// point, and so do `_` itself and a leading `.`: `o'brien` and `o+brien`
+/// get two files, and `.`/`..` never name a folder's own or its parent.
 pub fn file_part(s: &str) -> String {
-    // Letters of any script stay, so that josé and josè get two files.
-    s.to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '.' | '-' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::new();
+    for (i, c) in s.to_lowercase().chars().enumerate() {
+        // Letters of any script stay, so that josé and josè get two files.
+        if c.is_alphanumeric() || matches!(c, '-' | '@') || (c == '.' && i > 0) {
+            out.push(c);
+        } else {
+            let _ = write!(out, "_{:x}_", c as u32);
+        }
+    }
+    out
 }
 
 const BOM: char = '\u{FEFF}';
@@ -457,10 +459,29 @@ mod tests {
         assert_eq!(
             names,
             [
-                "cutover-q1_sales-josé.o_brien@src.example-exo.ps1",
-                "cutover-q1_sales-josé.o_brien@src.example-forward.ps1",
-                "cutover-q1_sales-josé.o_brien@src.example-mailuser.ps1",
+                "cutover-q1_2f_sales-josé.o_27_brien@src.example-exo.ps1",
+                "cutover-q1_2f_sales-josé.o_27_brien@src.example-forward.ps1",
+                "cutover-q1_2f_sales-josé.o_27_brien@src.example-mailuser.ps1",
             ]
         );
+    }
+
+    #[test]
+    fn file_names_cannot_collide() {
+        let parts: Vec<String> = [
+            "o'brien@a.com",
+            "o+brien@a.com",
+            "o_brien@a.com",
+            "o_2b_brien@a.com",
+            ".",
+            "..",
+            "_2e_",
+        ]
+        .iter()
+        .map(|s| file_part(s))
+        .collect();
+        let unique: std::collections::HashSet<&String> = parts.iter().collect();
+        assert_eq!(unique.len(), parts.len(), "{parts:?}");
+        assert!(parts.iter().all(|p| !p.starts_with('.')), "{parts:?}");
     }
 }

@@ -38,24 +38,23 @@ pub struct Ferryd {
 }
 
 impl Ferryd {
-    /// Starts ferryd on a fresh temporary directory.
+    /// Starts ferryd on a fresh temporary directory, with paths under the
+    /// system's temporary folder allowed over the socket.
     pub fn start() -> Ferryd {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let mut d = Ferryd {
-            data_dir: tmp.path().join("data"),
-            socket: tmp.path().join("ferryd.sock"),
-            config: None,
-            child: None,
-            _tmp: Some(tmp),
-        };
-        d.launch();
-        d
+        Ferryd::start_with_config("")
     }
 
-    /// Starts ferryd with a config file holding `toml`.
+    /// Starts ferryd with a config file holding `toml`; unless it has an
+    /// `[endpoints]` table, one allowing paths under the temporary folder
+    /// is added.
     pub fn start_with_config(toml: &str) -> Ferryd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let config = tmp.path().join("ferryd.toml");
+        let mut toml = toml.to_string();
+        if !toml.contains("[endpoints") {
+            let roots = format!("{:?}", std::env::temp_dir().display().to_string());
+            toml.push_str(&format!("\n[endpoints]\npath_roots = [{roots}]\n"));
+        }
         std::fs::write(&config, toml).unwrap();
         let mut d = Ferryd {
             data_dir: tmp.path().join("data"),
@@ -290,8 +289,18 @@ pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<std::process::Exit
     }
 }
 
+/// A config file's text that names `command` as the OAuth token command
+/// `tok` and allows paths under the temporary folder.
+pub fn token_command_config(command: &str) -> String {
+    let roots = std::env::temp_dir().display().to_string();
+    format!("[endpoints]\npath_roots = [{roots:?}]\ntoken_commands = {{ tok = {command:?} }}\n")
+}
+
 /// A TCP proxy that drops, resets and stalls connections on command.
 pub mod faultproxy;
+
+/// The fuzz targets' bodies, replayed on stable by `tests/fuzz_corpora.rs`.
+pub mod fuzzing;
 
 impl Ferryd {
     /// Like [`Ferryd::launch`], but the daemon's stderr (its log) is

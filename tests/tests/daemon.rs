@@ -922,7 +922,9 @@ fn sighup_with_a_broken_config_keeps_ferryd_running() {
     let d = Ferryd::start_with_config("log = \"info\"\nsnapshot_every = 1000\n");
     let cfg = d.config.clone().unwrap();
     // A good reload first, then a broken file.
-    std::fs::write(&cfg, "log = \"debug\"\n").unwrap();
+    let roots = std::env::temp_dir().display().to_string();
+    let good = format!("log = \"debug\"\n[endpoints]\npath_roots = [{roots:?}]\n");
+    std::fs::write(&cfg, good).unwrap();
     signal(d.pid(), libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(300));
     d.ctl_ok(&["status"]);

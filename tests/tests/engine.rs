@@ -190,12 +190,13 @@ async fn xoauth2_tokens_come_from_a_command_and_never_reach_the_log() {
         .await
         .unwrap();
     }
-    let ferry = Ferryd::start();
     // Dovecot without an oauth2 passdb checks the bearer token as the
     // password, which lets a real server accept our XOAUTH2 exchange.
-    let tokens = ferry.file("token", &format!("{PW}\n"));
-    let cmd = format!("cat {}", tokens.display());
-    oauth_endpoints(&ferry, &src, &dst, &cmd);
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tokens.path(), format!("{PW}\n")).unwrap();
+    let cmd = format!("cat {}", tokens.path().display());
+    let ferry = Ferryd::start_with_config(&ferry_tests::token_command_config(&cmd));
+    oauth_endpoints(&ferry, &src, &dst, "tok");
     ferry.create_batch("wave1", "old", "new", &["anna"], &[]);
     run_pass(&ferry, "full");
     assert_eq!(
@@ -203,12 +204,19 @@ async fn xoauth2_tokens_come_from_a_command_and_never_reach_the_log() {
         Vec::<String>::new()
     );
     let log = ferry.ctl_ok(&["--json", "events"]);
-    assert!(log.contains("\"Command\":\"cat "), "the source is recorded");
-    assert!(!log.contains(PW), "the token is not");
+    assert!(
+        log.contains("\"Command\":\"tok\""),
+        "the source is recorded by name"
+    );
+    assert!(
+        !log.contains("cat ") && !log.contains(PW),
+        "not its command line nor the token"
+    );
 
     // A failing token command fails the mailbox with the command's words.
-    let ferry2 = Ferryd::start();
-    oauth_endpoints(&ferry2, &src, &dst, "echo no token for you >&2; exit 3");
+    let failing = ferry_tests::token_command_config("echo no token for you >&2; exit 3");
+    let ferry2 = Ferryd::start_with_config(&failing);
+    oauth_endpoints(&ferry2, &src, &dst, "tok");
     let csv = ferry2.file(
         "b.csv",
         "SourceEmail,DestinationEmail\nanna@old.example,anna@new.example\n",
@@ -273,7 +281,7 @@ async fn a_tight_byte_budget_slows_workers_but_never_blocks_them() {
 }
 
 /// Endpoints `old` and `new` on `src` and `dst` that log users in with
-/// XOAUTH2, tokens printed by `cmd`.
+/// XOAUTH2, tokens printed by the config file's command named `cmd`.
 fn oauth_endpoints(ferry: &Ferryd, src: &Dovecot, dst: &Dovecot, cmd: &str) {
     for (name, d) in [("old", src), ("new", dst)] {
         ferry.ctl_ok(&[

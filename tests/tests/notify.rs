@@ -95,7 +95,7 @@ impl Hook {
     }
 
     fn shown(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks/ferry", self.port)
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     fn received(&self) -> Vec<Got> {

@@ -221,7 +221,10 @@ async fn a_uidvalidity_change_rematches_by_content_and_copies_nothing() {
 
     // The source forgets its UIDs: every INBOX item gets a new key.
     std::thread::sleep(Duration::from_millis(1100));
-    std::fs::remove_file(s.root.join(ADDR).join("mailferry-uidlist")).unwrap();
+    let kept = s.ferry.data_dir.join("maildir-uids");
+    for tree in std::fs::read_dir(kept).unwrap() {
+        std::fs::remove_file(tree.unwrap().path().join("INBOX.uidlist")).unwrap();
+    }
     assert!(pass(&s.ferry, &["delta"]));
     let changed = events(&s.ferry, "UidValidityChanged");
     assert_eq!(changed.len(), 1, "{changed:?}");

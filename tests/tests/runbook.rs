@@ -37,9 +37,9 @@ fn runbooks_carry_the_batch_users() {
         names,
         [
             "batch-setup-sales-q1.ps1",
-            "cutover-sales-q1-sean.o_brien@old.example-exo.ps1",
-            "cutover-sales-q1-sean.o_brien@old.example-forward.ps1",
-            "cutover-sales-q1-sean.o_brien@old.example-mailuser.ps1",
+            "cutover-sales-q1-sean.o_27_brien@old.example-exo.ps1",
+            "cutover-sales-q1-sean.o_27_brien@old.example-forward.ps1",
+            "cutover-sales-q1-sean.o_27_brien@old.example-mailuser.ps1",
             "cutover-sales-q1-zoe@old.example-exo.ps1",
             "cutover-sales-q1-zoe@old.example-forward.ps1",
             "cutover-sales-q1-zoe@old.example-mailuser.ps1",
@@ -57,7 +57,7 @@ fn runbooks_carry_the_batch_users() {
         setup.contains("$users = @(\n    'zoe@new.example',\n    'sean.o''brien@new.example'\n)\n"),
         "{setup}"
     );
-    let forward = read("cutover-sales-q1-sean.o_brien@old.example-forward.ps1");
+    let forward = read("cutover-sales-q1-sean.o_27_brien@old.example-forward.ps1");
     assert!(
         forward.contains("$source = 'sean.o''brien@old.example'\n"),
         "{forward}"

@@ -14,7 +14,10 @@
 //! `BODY.PEEK[]` so a migration never marks the source's mail as read.
 
 mod auth;
-mod parse;
+pub mod parse;
+
+/// The parser async-imap reads answers with (for the fuzz target).
+pub use async_imap::imap_proto;
 mod session;
 mod tls;
 
@@ -86,12 +89,23 @@ pub struct ImapConfig {
 /// Connects, secures the line as configured, logs in and reads the
 /// capabilities.
 pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
-    let conn = auth::open(cfg, auth).await?;
+    use futures::FutureExt;
+    // As in `Conn::next`: a greeting or login answer that breaks the
+    // parser fails this login, not the task.
+    let opened = std::panic::AssertUnwindSafe(auth::open(cfg, auth))
+        .catch_unwind()
+        .await;
+    let conn = opened.map_err(|_| ConnectorError::Protocol {
+        endpoint: format!("{}:{}", cfg.host, cfg.port),
+        op: "login",
+        text: session::UNPARSEABLE.into(),
+    })??;
     let mut session = ImapSession {
         conn,
         caps: Vec::new(),
         delimiter: None,
         selected: None,
+        item_limit: crate::DEFAULT_ITEM_LIMIT,
     };
     session.caps = session.fetch_capabilities().await?;
     Ok(session)
@@ -109,7 +123,14 @@ pub struct ImapSession {
     /// The personal namespace's delimiter, once asked (`LIST "" ""`).
     delimiter: Option<Option<char>>,
     selected: Option<Selected>,
+    /// Message bodies over this many bytes are refused, whatever
+    /// RFC822.SIZE announced.
+    item_limit: u64,
 }
+
+/// Most message bytes asked for in one FETCH: async-imap refuses an answer
+/// over 512 MiB and the connection with it.
+const LITERAL_MAX: u64 = 500 << 20;
 
 /// UIDs per metadata window at most, however sparse the folder is; it keeps
 /// one window's answer small even where the UIDs turn dense again.
@@ -268,15 +289,18 @@ impl ImapSession {
             .map(|m| format!(" (CHANGEDSINCE {m})"))
             .unwrap_or_default();
         let mut items = Vec::new();
+        let mut seen = HashSet::new();
         self.conn
             .run(
                 "fetch",
                 &format!("UID FETCH {range} (UID FLAGS INTERNALDATE RFC822.SIZE{modseq}){since}"),
                 ErrorClass::Other,
                 |r| {
+                    // One answer per UID is kept, as it arrives.
                     if let Response::Fetch(_, attrs) = r
                         && let Some(meta) = parse::item_meta(attrs)
                         && (lo..=hi).contains(&meta.uid)
+                        && seen.insert(meta.uid)
                     {
                         items.push(meta);
                     }
@@ -404,23 +428,45 @@ impl MailSession for ImapSession {
         if set.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut wanted: HashSet<u32> = uids.iter().copied().collect();
         let mut items: Vec<Item> = Vec::new();
+        let limit = self.item_limit;
+        // A partial FETCH of one byte past the cap: a larger message costs
+        // cap + 1 bytes and its own skip, never the connection.
+        let cap = limit.min(LITERAL_MAX);
         self.conn
             .run(
                 "fetch",
-                &format!("UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"),
+                &format!(
+                    "UID FETCH {set} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]<0.{}>)",
+                    cap + 1
+                ),
                 ErrorClass::Item,
                 |r| {
+                    // A UID is taken once: a server repeating its answer
+                    // cannot make us hold the same bytes again.
                     if let Response::Fetch(_, attrs) = r
-                        && let Some(meta) = parse::item_meta(attrs)
-                        && wanted.contains(&meta.uid)
+                        && let Some(mut meta) = parse::item_meta(attrs)
                         && let Some(body) = parse::body_bytes(attrs)
+                        && wanted.remove(&meta.uid)
                     {
-                        items.push(Item {
-                            meta,
-                            body: Bytes::copy_from_slice(body),
-                        });
+                        let received = body.len() as u64;
+                        let body = if received > cap {
+                            let why = if received > limit {
+                                format!("over the limit of {limit} bytes")
+                            } else {
+                                format!("over the {LITERAL_MAX} bytes one IMAP answer may hold")
+                            };
+                            meta.refused = Some(format!(
+                                "the server sent {received} bytes or more (announced {}), {why}",
+                                meta.size
+                            ));
+                            Bytes::new()
+                        } else {
+                            meta.size = received;
+                            Bytes::copy_from_slice(body)
+                        };
+                        items.push(Item { meta, body });
                     }
                     Ok(())
                 },
@@ -589,6 +635,10 @@ impl MailSession for ImapSession {
             )
             .await?;
         Ok(())
+    }
+
+    fn limit_items(&mut self, max_bytes: u64) {
+        self.item_limit = max_bytes;
     }
 
     async fn logout(&mut self) -> Result<()> {

@@ -147,6 +147,7 @@ pub(crate) fn item_meta(attrs: &[AttributeValue<'_>]) -> Option<ItemMeta> {
         flags: Vec::new(),
         internal_date: None,
         modseq: None,
+        refused: None,
     };
     for attr in attrs {
         match attr {
@@ -178,6 +179,37 @@ pub(crate) fn body_bytes<'a>(attrs: &'a [AttributeValue<'_>]) -> Option<&'a [u8]
         AttributeValue::Rfc822(Some(data)) => Some(data.as_ref()),
         _ => None,
     })
+}
+
+/// Folds one parsed server answer as a session does: item metadata and
+/// body, folder names and attributes, a tagged answer's APPENDUID set and
+/// class. The fuzz target `imap_response` and its corpus test call it on
+/// whatever imap-proto parses; nothing else needs it.
+pub fn fold_answer(response: &async_imap::imap_proto::Response<'_>) {
+    use async_imap::imap_proto::{MailboxDatum, Response};
+    match response {
+        Response::Fetch(_, attrs) => {
+            let _ = (item_meta(attrs), body_bytes(attrs));
+        }
+        Response::MailboxData(MailboxDatum::List(l)) => {
+            let delimiter = l.delimiter.as_deref().and_then(|d| d.chars().next());
+            let _ = folder_name(&l.name, delimiter);
+            let _ = (
+                special_use(&l.name_attributes),
+                selectable(&l.name_attributes),
+            );
+        }
+        Response::Done {
+            status, outcome, ..
+        } => {
+            let tagged = crate::imap::session::Tagged::new(status, outcome);
+            let _ = classify(&tagged.text, ErrorClass::Other);
+            if let Some((_, members)) = &tagged.append_uid_set {
+                let _ = expand_uid_set(members, 1000);
+            }
+        }
+        _ => {}
+    }
 }
 
 pub(crate) fn special_use(attrs: &[NameAttribute<'_>]) -> Option<SpecialUse> {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_imap::Session;
 use async_imap::imap_proto::rfc4315::UidSetMember;
 use async_imap::imap_proto::{Outcome, RequestId, Response, ResponseCode, Status};
+use futures::FutureExt;
 use tokio::io::AsyncWriteExt;
 
 use super::parse::classify;
@@ -88,6 +89,9 @@ pub(crate) struct Conn {
     /// Text of an untagged BYE, to explain the close that follows it.
     bye: Option<String>,
 }
+
+/// Why a connection was dropped when the server's answer broke the parser.
+pub(crate) const UNPARSEABLE: &str = "the server sent an answer that could not be parsed";
 
 impl Conn {
     pub fn new(session: Session<Stream>, endpoint: String, timeout: Duration) -> Conn {
@@ -179,10 +183,18 @@ impl Conn {
         op: &'static str,
         f: impl FnOnce(&Response<'_>) -> T,
     ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, self.session.read_response()).await {
+        // imap-proto panics on some malformed answers (a non-ASCII byte
+        // right after a response code): that is the server's fault, so it
+        // fails this connection, never the task that reads it.
+        let read = std::panic::AssertUnwindSafe(self.session.read_response()).catch_unwind();
+        match tokio::time::timeout(self.timeout, read).await {
             Err(_) => Err(self.timed_out(op)),
-            Ok(Err(e)) => Err(self.io_error(op, e)),
-            Ok(Ok(Some(r))) => {
+            Ok(Err(_)) => {
+                self.broken = true;
+                Err(self.protocol_error(op, UNPARSEABLE))
+            }
+            Ok(Ok(Err(e))) => Err(self.io_error(op, e)),
+            Ok(Ok(Ok(Some(r)))) => {
                 if let Response::Data {
                     status: Status::Bye,
                     outcome,
@@ -192,7 +204,7 @@ impl Conn {
                 }
                 Ok(f(r.parsed()))
             }
-            Ok(Ok(None)) => {
+            Ok(Ok(Ok(None))) => {
                 self.broken = true;
                 match self.bye.take() {
                     // A server that hangs up saying "too many connections"

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::model::Flag;
 
-use super::{io_err, write_atomically};
+use super::{read_meta, write_atomically};
 
 /// File name of a folder's keyword table.
 pub const KEYWORDS_FILE: &str = "dovecot-keywords";
@@ -52,22 +52,18 @@ impl Keywords {
     pub fn load(dir: &Path) -> Result<Keywords> {
         let path = dir.join(KEYWORDS_FILE);
         let mut names: [Option<String>; 26] = Default::default();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                for line in text.lines() {
-                    let Some((idx, name)) = line.split_once(' ') else {
-                        continue;
-                    };
-                    if let Ok(idx) = idx.parse::<usize>()
-                        && idx < 26
-                        && !name.is_empty()
-                    {
-                        names[idx] = Some(name.to_string());
-                    }
+        if let Some(bytes) = read_meta(&path)? {
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let Some((idx, name)) = line.split_once(' ') else {
+                    continue;
+                };
+                if let Ok(idx) = idx.parse::<usize>()
+                    && idx < 26
+                    && !name.is_empty()
+                {
+                    names[idx] = Some(name.to_string());
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("read", &path)(e)),
         }
         Ok(Keywords { path, names })
     }

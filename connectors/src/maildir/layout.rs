@@ -12,7 +12,7 @@ use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::model::FolderName;
 use crate::utf7;
 
-use super::{io_err, write_atomically};
+use super::{read_meta, write_atomically};
 
 /// Hierarchy delimiter our folder names carry, as Dovecot's inbox namespace
 /// with `separator = /` shows them over IMAP.
@@ -113,14 +113,13 @@ const SUBSCRIPTIONS_V2: &str = "V\t2\n\n";
 /// the older one-name-a-line format (`.`-separated).
 pub fn read_subscriptions(root: &Path) -> Result<Vec<Vec<String>>> {
     let path = root.join("subscriptions");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("read", &path)(e)),
+    let Some(bytes) = read_meta(&path)? else {
+        return Ok(Vec::new());
     };
+    let text = String::from_utf8_lossy(&bytes);
     let (body, separator) = match text.strip_prefix(SUBSCRIPTIONS_V2) {
         Some(body) => (body, '\t'),
-        None => (text.as_str(), '.'),
+        None => (&*text, '.'),
     };
     Ok(body
         .lines()

@@ -3,17 +3,24 @@
 //! A folder's contents are read when it is opened (EXAMINE/SELECT), like an
 //! IMAP server's view: files another program drops in later show up at the
 //! next open, with fresh UIDs. Opening a folder writes its uidlist, even
-//! read-only, since that is what keeps UIDs stable. The session assumes it is
-//! the only mailferry writer of the tree; Dovecot or a delivery agent may
-//! add files alongside.
+//! read-only, since that is what keeps UIDs stable: beside the messages for
+//! a tree we write ([`open`]), in a directory of the caller's for a source
+//! ([`open_source`]), which is never written. The session assumes it is the
+//! only mailferry writer of the tree; Dovecot or a delivery agent may add
+//! files alongside.
+//!
+//! A file that is not a regular file (a symlink, a FIFO) or whose name holds
+//! a control character is listed with the reason it cannot be copied
+//! ([`ItemMeta::refused`]) and never read; a file read past the session's
+//! item limit (whatever its size said) is fetched with that reason instead.
 //!
 //! File system calls are blocking, so each trait call runs on tokio's
 //! blocking pool; a call cancelled half-way leaves the session unusable
 //! (later calls fail), never the tree inconsistent.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -22,14 +29,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 
-use crate::MailSession;
 use crate::error::{ConnectorError, ErrorClass, Result};
 use crate::model::{AppendUid, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta, SpecialUse};
+use crate::{DEFAULT_ITEM_LIMIT, MailSession};
 
 use super::flags::{self, Keywords};
 use super::layout;
-use super::uidlist::UidList;
-use super::{io_err, sync_dir};
+use super::uidlist::{UIDLIST_FILE, UidList};
+use super::{create_new, describe, io_err, open_regular, read_capped, sync_dir};
 
 /// Opens the Maildir++ tree at `root` (INBOX). With `create`, a missing
 /// root gets `cur/ new/ tmp/`; without, a root lacking `cur/` is an error.
@@ -37,21 +44,59 @@ pub fn open(root: &Path, create: bool) -> Result<MaildirSession> {
     let endpoint = format!("maildir:{}", root.display());
     if create {
         make_maildir(root)?;
-    } else if !root.join("cur").is_dir() {
-        return Err(ConnectorError::Refused {
-            endpoint,
-            op: "open",
-            class: ErrorClass::Folder,
-            text: "not a Maildir (no cur/)".into(),
-        });
     }
+    check_maildir(root, &endpoint)?;
     Ok(MaildirSession {
         inner: Some(Store {
             root: root.to_path_buf(),
             endpoint,
             host: hostname(),
+            uid_dir: None,
+            item_limit: DEFAULT_ITEM_LIMIT,
             open: None,
         }),
+    })
+}
+
+/// Opens the Maildir++ tree at `root` as a source: read-only, never written
+/// (every write is refused); its folders' UIDs are kept in `uid_dir`, which
+/// is created (mode 0700) when missing.
+pub fn open_source(root: &Path, uid_dir: &Path) -> Result<MaildirSession> {
+    let endpoint = format!("maildir:{}", root.display());
+    check_maildir(root, &endpoint)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(uid_dir)
+        .map_err(io_err("create directory", uid_dir))?;
+    Ok(MaildirSession {
+        inner: Some(Store {
+            root: root.to_path_buf(),
+            endpoint,
+            host: hostname(),
+            uid_dir: Some(uid_dir.to_path_buf()),
+            item_limit: DEFAULT_ITEM_LIMIT,
+            open: None,
+        }),
+    })
+}
+
+/// A real directory (not a symlink to one) holding real `cur/` and `new/`:
+/// a symlinked one would lead files opened below it anywhere.
+fn is_maildir(dir: &Path) -> bool {
+    let real_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    real_dir(dir) && real_dir(&dir.join("cur")) && real_dir(&dir.join("new"))
+}
+
+fn check_maildir(root: &Path, endpoint: &str) -> Result<()> {
+    if is_maildir(root) {
+        return Ok(());
+    }
+    Err(ConnectorError::Refused {
+        endpoint: endpoint.to_string(),
+        op: "open",
+        class: ErrorClass::Folder,
+        text: "not a Maildir (no cur/ and new/ directories, or a symbolic link)".into(),
     })
 }
 
@@ -131,6 +176,7 @@ impl MailSession for MaildirSession {
     async fn subscribe(&mut self, folder: &FolderName) -> Result<()> {
         let folder = folder.clone();
         self.run(move |s| {
+            s.writable("subscribe")?;
             let segments = s.segments(&folder)?;
             layout::add_subscription(&s.root, &segments)
         })
@@ -160,6 +206,12 @@ impl MailSession for MaildirSession {
         }
         Ok(())
     }
+
+    fn limit_items(&mut self, max_bytes: u64) {
+        if let Some(store) = self.inner.as_mut() {
+            store.item_limit = max_bytes;
+        }
+    }
 }
 
 /// Where a message file is now.
@@ -183,6 +235,11 @@ struct Store {
     root: PathBuf,
     endpoint: String,
     host: String,
+    /// Where a source's uidlists live; `None`: beside the messages, and the
+    /// tree may be written.
+    uid_dir: Option<PathBuf>,
+    /// Items over this many bytes are refused, never read whole.
+    item_limit: u64,
     open: Option<OpenFolder>,
 }
 
@@ -203,6 +260,26 @@ impl Store {
             class,
             text,
         }
+    }
+
+    /// Refuses every write to a source tree.
+    fn writable(&self, op: &'static str) -> Result<()> {
+        match self.uid_dir {
+            None => Ok(()),
+            Some(_) => Err(self.refuse(op, ErrorClass::Folder, "a source is never written".into())),
+        }
+    }
+
+    /// The uidlist of the folder in `dir` with these segments.
+    fn uidlist(&self, segments: &[String], dir: &Path) -> Result<UidList> {
+        let path = match &self.uid_dir {
+            None => dir.join(UIDLIST_FILE),
+            Some(uid_dir) => {
+                let name = layout::dir_name(segments, &self.endpoint)?;
+                uid_dir.join(format!("{}.uidlist", name.as_deref().unwrap_or("INBOX")))
+            }
+        };
+        UidList::load_or_create(path, &self.endpoint)
     }
 
     fn segments(&self, folder: &FolderName) -> Result<Vec<String>> {
@@ -236,10 +313,11 @@ impl Store {
             let Some(segments) = layout::parse_dir_name(&name) else {
                 continue;
             };
-            if !entry.path().is_dir() {
+            // A symlinked folder could lead anywhere: not ours to read.
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let selectable = entry.path().join("cur").is_dir();
+            let selectable = is_maildir(&entry.path());
             // Maildir++ needs no directory for a parent: show it as \NoSelect.
             for depth in 1..segments.len() {
                 found.entry(segments[..depth].to_vec()).or_insert(false);
@@ -273,14 +351,15 @@ impl Store {
     fn open_folder(&mut self, folder: &FolderName, read_only: bool) -> Result<FolderStatus> {
         self.open = None;
         let (segments, dir) = self.dir_of(folder)?;
-        if !dir.join("cur").is_dir() {
+        if !is_maildir(&dir) {
             return Err(self.refuse(
                 "open folder",
                 ErrorClass::Folder,
                 format!("no folder {:?}", folder.raw),
             ));
         }
-        let mut uids = UidList::load_or_create(&dir, &self.endpoint)?;
+        let read_only = read_only || self.uid_dir.is_some();
+        let mut uids = self.uidlist(&segments, &dir)?;
         let keywords = Keywords::load(&dir)?;
         let entries = scan(&dir, &mut uids)?;
         let status = FolderStatus {
@@ -315,12 +394,14 @@ impl Store {
             let Some((path, entry)) = locate(open, uid)? else {
                 continue;
             };
-            let meta = match std::fs::metadata(&path) {
+            let meta = match std::fs::symlink_metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("stat", &path)(e)),
             };
-            out.push(item_meta(uid, &entry, &meta, &open.keywords));
+            let mut item = item_meta(uid, &entry, &meta, &open.keywords);
+            item.refused = refusal(&entry.file_name, &meta);
+            out.push(item);
         }
         Ok(out)
     }
@@ -335,38 +416,61 @@ impl Store {
             let Some((path, entry)) = locate(open, uid)? else {
                 continue;
             };
-            let (body, meta) = match File::open(&path).and_then(|mut f| {
-                let meta = f.metadata()?;
-                let mut body = Vec::with_capacity(meta.len() as usize);
-                std::io::Read::read_to_end(&mut f, &mut body)?;
-                Ok((body, meta))
-            }) {
-                Ok(read) => read,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("read", &path)(e)),
+            let refused = |meta: ItemMeta, why: String| Item {
+                meta: ItemMeta {
+                    refused: Some(why),
+                    ..meta
+                },
+                body: Bytes::new(),
             };
-            let mut meta = item_meta(uid, &entry, &meta, &open.keywords);
-            meta.size = body.len() as u64;
-            out.push(Item {
-                meta,
-                body: Bytes::from(body),
-            });
+            let lstat = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("stat", &path)(e)),
+            };
+            let meta = item_meta(uid, &entry, &lstat, &open.keywords);
+            if let Some(why) = refusal(&entry.file_name, &lstat) {
+                out.push(refused(meta, why));
+                continue;
+            }
+            // Opened without following a symlink swapped in since the stat,
+            // and read through the limit whatever the size said.
+            let read = open_regular(&path).and_then(|f| read_capped(f, self.item_limit));
+            match read {
+                Ok(Ok(body)) => out.push(Item {
+                    meta: ItemMeta {
+                        size: body.len() as u64,
+                        ..meta
+                    },
+                    body: Bytes::from(body),
+                }),
+                Ok(Err(read)) => {
+                    let why = over_limit(read, self.item_limit);
+                    out.push(refused(meta, why));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    out.push(refused(meta, e.to_string()));
+                }
+                Err(e) => return Err(io_err("read", &path)(e)),
+            }
         }
         Ok(out)
     }
 
     fn create_folder(&mut self, folder: &FolderName) -> Result<()> {
-        let (_, dir) = self.dir_of(folder)?;
+        self.writable("create folder")?;
+        let (segments, dir) = self.dir_of(folder)?;
         make_maildir(&dir)?;
         if dir != self.root {
             let marker = dir.join("maildirfolder");
-            if !marker.exists() {
-                File::create(&marker).map_err(io_err("create", &marker))?;
+            if std::fs::symlink_metadata(&marker).is_err() {
+                create_new(&marker).map_err(io_err("create", &marker))?;
                 sync_dir(&dir)?;
             }
         }
         // Fixes UIDVALIDITY at creation.
-        UidList::load_or_create(&dir, &self.endpoint)?;
+        self.uidlist(&segments, &dir)?;
         Ok(())
     }
 
@@ -377,8 +481,9 @@ impl Store {
         internal_date: Option<DateTime<FixedOffset>>,
         body: &[u8],
     ) -> Result<AppendUid> {
-        let (_, dir) = self.dir_of(folder)?;
-        if !dir.join("cur").is_dir() {
+        self.writable("append")?;
+        let (segments, dir) = self.dir_of(folder)?;
+        if !is_maildir(&dir) {
             // IMAP's [TRYCREATE]: the caller creates the folder and retries.
             return Err(self.refuse(
                 "append",
@@ -393,10 +498,7 @@ impl Store {
             let open = self.open.as_mut().expect("checked above");
             (&mut open.uids, &mut open.keywords)
         } else {
-            loaded = (
-                UidList::load_or_create(&dir, &endpoint)?,
-                Keywords::load(&dir)?,
-            );
+            loaded = (self.uidlist(&segments, &dir)?, Keywords::load(&dir)?);
             (&mut loaded.0, &mut loaded.1)
         };
 
@@ -409,11 +511,7 @@ impl Store {
 
         let base = unique_base(&self.host, body.len());
         let tmp = dir.join("tmp").join(&base);
-        let mut file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
+        let mut file = create_new(&tmp).map_err(io_err("create", &tmp))?;
         file.write_all(body).map_err(io_err("write", &tmp))?;
         if let Some(date) = internal_date {
             let when = SystemTime::from(date.with_timezone(&Utc));
@@ -448,6 +546,7 @@ impl Store {
     }
 
     fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()> {
+        self.writable("store flags")?;
         let endpoint = self.endpoint.clone();
         let open = self.open.as_mut().ok_or(ConnectorError::NoFolder)?;
         if open.read_only {
@@ -558,7 +657,7 @@ fn locate(open: &mut OpenFolder, uid: u32) -> Result<Option<(PathBuf, Entry)>> {
         return Ok(None);
     };
     let path = open.dir.join(entry.sub).join(&entry.file_name);
-    if path.exists() {
+    if std::fs::symlink_metadata(&path).is_ok() {
         return Ok(Some((path, entry)));
     }
     let base = flags::split_file_name(&entry.file_name).0.to_string();
@@ -595,7 +694,28 @@ fn item_meta(uid: u32, entry: &Entry, meta: &std::fs::Metadata, keywords: &Keywo
             .ok()
             .map(|t| DateTime::<Utc>::from(t).fixed_offset()),
         modseq: None,
+        refused: None,
     }
+}
+
+/// Why a message file is not copied, seen from its name and `lstat`: a
+/// control character in the name, not a regular file. (A size over the
+/// limit the engine sees itself; reads stop at the limit whatever the size.)
+fn refusal(file_name: &str, lstat: &std::fs::Metadata) -> Option<String> {
+    if file_name.chars().any(char::is_control) {
+        return Some(format!("file name {file_name:?} holds a control character"));
+    }
+    if !lstat.file_type().is_file() {
+        return Some(format!(
+            "not a regular file but {}",
+            describe(lstat.file_type())
+        ));
+    }
+    None
+}
+
+fn over_limit(size: u64, limit: u64) -> String {
+    format!("{size} bytes or more, over the limit of {limit} bytes")
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -14,15 +14,21 @@
 //! is cut off when the file is next loaded. Keys are file *bases*, the name
 //! before `:2,`, which flag changes leave alone. We keep our own file rather
 //! than Dovecot's `dovecot-uidlist`, whose rules (and locks) Dovecot owns.
+//!
+//! A base that starts with a space or holds a control character (a newline
+//! would forge a line) is written as a space and its bytes in hex:
+//! `3  0a41` is the base `"\nA"`. Where the list lives is the caller's
+//! choice: beside the messages for a tree we write, elsewhere for a source.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 
 use crate::error::{ConnectorError, Result};
 
-use super::{io_err, write_atomically};
+use super::{io_err, open_append, read_meta, write_atomically};
 
 pub const UIDLIST_FILE: &str = "mailferry-uidlist";
 const MAGIC: &str = "mailferry-uidlist";
@@ -36,16 +42,11 @@ pub struct UidList {
 }
 
 impl UidList {
-    /// Loads `dir/mailferry-uidlist`, creating it (UIDVALIDITY = now, in
-    /// seconds) when absent.
-    pub fn load_or_create(dir: &Path, endpoint: &str) -> Result<UidList> {
-        let path = dir.join(UIDLIST_FILE);
-        let text = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Self::create(path, fresh_uidvalidity());
-            }
-            Err(e) => return Err(io_err("read", &path)(e)),
+    /// Loads the list at `path` (`DIR/mailferry-uidlist` for a tree we
+    /// write), creating it (UIDVALIDITY = now, in seconds) when absent.
+    pub fn load_or_create(path: PathBuf, endpoint: &str) -> Result<UidList> {
+        let Some(text) = read_meta(&path)? else {
+            return Self::create(path, fresh_uidvalidity());
         };
         let corrupt = |text: String| ConnectorError::Protocol {
             endpoint: endpoint.to_string(),
@@ -57,6 +58,7 @@ impl UidList {
         if complete < text.len() {
             let file = OpenOptions::new()
                 .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(io_err("open", &path))?;
             file.set_len(complete as u64)
@@ -71,12 +73,15 @@ impl UidList {
             parse_header(header).ok_or_else(|| corrupt(format!("bad header {header:?}")))?;
         let mut by_base = HashMap::new();
         for (n, line) in lines.enumerate() {
-            let parsed = line
-                .split_once(' ')
-                .and_then(|(uid, base)| Some((uid.parse::<u32>().ok().filter(|&u| u > 0)?, base)));
+            let parsed = line.split_once(' ').and_then(|(uid, base)| {
+                Some((
+                    uid.parse::<u32>().ok().filter(|&u| u > 0)?,
+                    decode_base(base)?,
+                ))
+            });
             let (uid, base) =
                 parsed.ok_or_else(|| corrupt(format!("bad line {}: {line:?}", n + 2)))?;
-            by_base.entry(base.to_string()).or_insert(uid);
+            by_base.entry(base).or_insert(uid);
             next_uid = next_uid.max(uid.saturating_add(1));
         }
         Ok(UidList {
@@ -119,14 +124,11 @@ impl UidList {
         let mut uids = Vec::with_capacity(bases.len());
         let mut next = self.next_uid;
         for base in bases {
-            text.push_str(&format!("{next} {base}\n"));
+            text.push_str(&format!("{next} {}\n", encode_base(base)));
             uids.push(next);
             next += 1;
         }
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(io_err("open", &self.path))?;
+        let mut file = open_append(&self.path).map_err(io_err("open", &self.path))?;
         file.write_all(text.as_bytes())
             .map_err(io_err("append", &self.path))?;
         file.sync_data().map_err(io_err("fsync", &self.path))?;
@@ -135,6 +137,23 @@ impl UidList {
         }
         self.next_uid = next;
         Ok(uids)
+    }
+}
+
+/// A base as written on its line: as it is, unless a space at its start or
+/// a control character would make the line mean something else.
+fn encode_base(base: &str) -> String {
+    if base.starts_with(' ') || base.chars().any(char::is_control) {
+        format!(" {}", hex::encode(base))
+    } else {
+        base.to_string()
+    }
+}
+
+fn decode_base(field: &str) -> Option<String> {
+    match field.strip_prefix(' ') {
+        Some(hex) => String::from_utf8(hex::decode(hex).ok()?).ok(),
+        None => Some(field.to_string()),
     }
 }
 
@@ -169,18 +188,18 @@ mod tests {
     #[test]
     fn uids_persist_and_torn_lines_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let mut list = UidList::load_or_create(dir.path(), "t").unwrap();
+        let path = dir.path().join(UIDLIST_FILE);
+        let mut list = UidList::load_or_create(path.clone(), "t").unwrap();
         let validity = list.uidvalidity();
         assert_eq!(list.assign(&["a".into(), "b".into()]).unwrap(), vec![1, 2]);
         drop(list);
 
         // A crash mid-append leaves half a line.
-        let path = dir.path().join(UIDLIST_FILE);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"3 c-half").unwrap();
         drop(f);
 
-        let mut list = UidList::load_or_create(dir.path(), "t").unwrap();
+        let mut list = UidList::load_or_create(path.clone(), "t").unwrap();
         assert_eq!(list.uidvalidity(), validity);
         assert_eq!(
             (list.uid("a"), list.uid("b"), list.uid("c-half")),
@@ -196,13 +215,34 @@ mod tests {
     fn corrupt_files_are_reported_with_their_path() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(UIDLIST_FILE), "something else\n").unwrap();
-        let err = UidList::load_or_create(dir.path(), "t").unwrap_err();
+        let err = UidList::load_or_create(dir.path().join(UIDLIST_FILE), "t").unwrap_err();
         assert!(err.to_string().contains(UIDLIST_FILE), "{err}");
         std::fs::write(
             dir.path().join(UIDLIST_FILE),
             "mailferry-uidlist 1 V5 N1\nx y\n",
         )
         .unwrap();
-        assert!(UidList::load_or_create(dir.path(), "t").is_err());
+        assert!(UidList::load_or_create(dir.path().join(UIDLIST_FILE), "t").is_err());
+    }
+
+    #[test]
+    fn a_base_cannot_forge_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(UIDLIST_FILE);
+        let mut list = UidList::load_or_create(path.clone(), "t").unwrap();
+        let forged = "x\n9 y".to_string();
+        let spaced = " z".to_string();
+        list.assign(&[forged.clone(), spaced.clone(), "w".into()])
+            .unwrap();
+        let list = UidList::load_or_create(path, "t").unwrap();
+        assert_eq!(
+            (
+                list.uid(&forged),
+                list.uid(&spaced),
+                list.uid("y"),
+                list.next_uid()
+            ),
+            (Some(1), Some(2), None, 4)
+        );
     }
 }

@@ -60,8 +60,10 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
         let views = app.views.read().unwrap();
         let expected = match &create {
             Some((source, destination, options)) => {
-                if views.batches.contains_key(&name) {
-                    return Err(conflict(format!("batch {name} already exists")));
+                // Exchange's group, connector and rule names built from it
+                // are case-insensitive, as are runbook files on Windows.
+                if let Some(other) = views.batches.keys().find(|b| b.eq_ignore_ascii_case(&name)) {
+                    return Err(conflict(format!("batch {other} already exists")));
                 }
                 for ep in [source, destination] {
                     if !views.endpoints.contains_key(ep) {
@@ -232,6 +234,7 @@ pub async fn delete(
     force: bool,
 ) -> Result<Response, ApiError> {
     let mut force_noted = false;
+    let mut owned = Vec::new();
     let envs = command(
         app,
         actor,
@@ -240,6 +243,7 @@ pub async fn delete(
         None,
         |views, b| {
             force_noted = force && rules::mx_hold(views, b, now_us()).is_some();
+            owned = crate::secrets::of_batch(views, b);
             Ok(Event::BatchDeleted {
                 batch: name.to_string(),
                 forced: force_noted,
@@ -247,6 +251,12 @@ pub async fn delete(
         },
     )
     .await?;
+    // Its passwords and webhook go with it, unless a report still owed
+    // needs the webhook.
+    let keep = crate::secrets::referenced(&app.views.read().unwrap());
+    for r in owned.iter().filter(|r| !keep.contains(&r.0)) {
+        app.secrets.remove(r);
+    }
     let how = if force_noted {
         " (forced within 72 h of the MX switch; recorded)"
     } else {

@@ -67,6 +67,13 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response,
         max_connections,
         oauth,
     };
+    let allowed = app.config.read().unwrap().endpoints.check_spec(&spec);
+    if let Err(why) = allowed {
+        if let Some(s) = &admin_secret {
+            app.secrets.remove(s);
+        }
+        return Err(invalid(why));
+    }
     let res = app
         .append(
             &stream::endpoint(&name),

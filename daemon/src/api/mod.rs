@@ -152,8 +152,10 @@ pub fn done(message: impl Into<String>, envs: &[Envelope]) -> Response {
 
 /// Names of endpoints and batches: letters, digits, `.`, `_`, `-`; up to 64.
 pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    // "." and ".." would name a runbook folder's own or its parent.
     let ok = !name.is_empty()
         && name.len() <= 64
+        && !name.chars().all(|c| c == '.')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -161,7 +163,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(invalid(format!(
-            "{what} name {name:?} must be 1-64 letters, digits, '.', '_' or '-'"
+            "{what} name {name:?} must be 1-64 letters, digits, '.', '_' or '-', not only dots"
         )))
     }
 }

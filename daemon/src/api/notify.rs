@@ -108,8 +108,9 @@ pub async fn set(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response,
     Ok(done(message, &envs))
 }
 
-/// Checks a webhook URL and returns what may be shown of it: scheme, host,
-/// port and path; never its query or user info, which may hold a token.
+/// Checks a webhook URL and returns what may be shown of it: scheme, host
+/// and port; never its path (Slack, Teams and Discord put the token there),
+/// query or user info.
 pub fn webhook_shown(url: &str) -> Result<String, String> {
     let u = reqwest::Url::parse(url.trim()).map_err(|e| format!("--webhook is not a URL ({e})"))?;
     if !matches!(u.scheme(), "http" | "https") {
@@ -122,7 +123,7 @@ pub fn webhook_shown(url: &str) -> Result<String, String> {
         return Err("--webhook has no host".into());
     };
     let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-    Ok(format!("{}://{host}{port}{}", u.scheme(), u.path()))
+    Ok(format!("{}://{host}{port}", u.scheme()))
 }
 
 #[cfg(test)]
@@ -133,11 +134,15 @@ mod tests {
     fn shown_webhook_drops_tokens() {
         assert_eq!(
             webhook_shown("https://bob:s3cret@hooks.example:8443/t/x?token=abc#f").unwrap(),
-            "https://hooks.example:8443/t/x"
+            "https://hooks.example:8443"
+        );
+        assert_eq!(
+            webhook_shown("https://hooks.slack.com/services/T0/B0/XyZsecret").unwrap(),
+            "https://hooks.slack.com"
         );
         assert_eq!(
             webhook_shown("http://127.0.0.1/").unwrap(),
-            "http://127.0.0.1/"
+            "http://127.0.0.1"
         );
         assert!(
             webhook_shown("ftp://x/")

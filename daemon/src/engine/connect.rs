@@ -7,7 +7,7 @@
 //! Maildir per address.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,11 +96,20 @@ pub async fn open(
             &mailbox.destination_secret,
         ),
     };
+    // Checked again at use: the roots may have narrowed since the endpoint
+    // was registered.
+    let allowed = app.config.read().unwrap().endpoints.check_spec(spec);
+    allowed.map_err(EngineError::Unsupported)?;
     let session: Box<dyn MailSession> = match spec.kind {
         EndpointKind::Maildir => {
-            let root = Path::new(&spec.host).join(&address);
-            let create = side == Side::Destination;
-            Box::new(maildir::open(&root, create)?)
+            let root = maildir_root(&spec.host, &address)?;
+            match side {
+                Side::Source => {
+                    let uid_dir = maildir_uid_dir(app, &root);
+                    Box::new(maildir::open_source(&root, &uid_dir)?)
+                }
+                Side::Destination => Box::new(maildir::open(&root, true)?),
+            }
         }
         EndpointKind::Imap => {
             let user_secret = secret(app, secret_ref)?;
@@ -111,7 +120,7 @@ pub async fn open(
                 },
                 (login, None) if spec.oauth.is_some() => ImapAuth::XOAuth2 {
                     user: login.unwrap_or(address.clone()),
-                    token: token(spec.oauth.as_ref().expect("checked"), timeout).await?,
+                    token: token(app, spec.oauth.as_ref().expect("checked"), timeout).await?,
                 },
                 (login, None) => match (&spec.admin_user, secret(app, &spec.admin_secret)?) {
                     (Some(admin), Some(password)) => ImapAuth::Plain {
@@ -143,31 +152,73 @@ pub async fn open(
     })
 }
 
-/// A fresh OAuth access token from the endpoint's source.
-async fn token(source: &TokenSource, timeout: Duration) -> Result<String, EngineError> {
+/// A user's Maildir under the endpoint's folder: the address must be one
+/// file name (see [`crate::csvimport::address_problem`]) and the joined path
+/// one level below the folder.
+fn maildir_root(host: &str, address: &str) -> Result<PathBuf, EngineError> {
+    let refuse = |why: &str| {
+        EngineError::Unsupported(format!(
+            "address {address:?} cannot name a Maildir under {host}: {why}"
+        ))
+    };
+    if let Some(why) = crate::csvimport::address_problem(address) {
+        return Err(refuse(why));
+    }
+    let base = Path::new(host);
+    let root = base.join(address);
+    if root.parent() != Some(base) {
+        return Err(refuse("it leaves the endpoint's folder"));
+    }
+    Ok(root)
+}
+
+/// Where a Maildir source's UIDs are kept: in ferryd's data directory, one
+/// folder per source tree, never in the tree itself.
+fn maildir_uid_dir(app: &App, root: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let id = hex::encode(Sha256::digest(root.as_os_str().as_encoded_bytes()));
+    let data_dir = app.config.read().unwrap().data_dir.clone();
+    data_dir.join("maildir-uids").join(&id[..32])
+}
+
+/// A fresh OAuth access token from the endpoint's source: a file, or a
+/// command of the config file's named by the endpoint (messages name it by
+/// that name, so the command line never reaches an event).
+async fn token(app: &App, source: &TokenSource, timeout: Duration) -> Result<String, EngineError> {
     let text = match source {
         TokenSource::File(path) => std::fs::read_to_string(path)
             .map_err(|e| EngineError::Token(format!("reading {path}: {e}")))?,
-        TokenSource::Command(cmd) => {
+        TokenSource::Command(name) => {
+            let cmd = app
+                .config
+                .read()
+                .unwrap()
+                .endpoints
+                .token_command(name)
+                .map_err(EngineError::Token)?
+                .to_string();
             let run = tokio::process::Command::new("sh")
                 .arg("-c")
-                .arg(cmd)
+                .arg(&cmd)
                 .stdin(std::process::Stdio::null())
                 .kill_on_drop(true)
                 .output();
             let out = tokio::time::timeout(timeout, run)
                 .await
-                .map_err(|_| EngineError::Token(format!("`{cmd}` did not finish in time")))?
-                .map_err(|e| EngineError::Token(format!("running `{cmd}`: {e}")))?;
+                .map_err(|_| {
+                    EngineError::Token(format!("token command {name} did not finish in time"))
+                })?
+                .map_err(|e| EngineError::Token(format!("running token command {name}: {e}")))?;
             if !out.status.success() {
                 return Err(EngineError::Token(format!(
-                    "`{cmd}` failed ({}): {}",
+                    "token command {name} failed ({}): {}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
                 )));
             }
-            String::from_utf8(out.stdout)
-                .map_err(|_| EngineError::Token(format!("`{cmd}` printed no UTF-8 token")))?
+            String::from_utf8(out.stdout).map_err(|_| {
+                EngineError::Token(format!("token command {name} printed no UTF-8 token"))
+            })?
         }
     };
     let t = text.lines().next().unwrap_or("").trim().to_string();

@@ -124,7 +124,24 @@ fn groups(metas: Vec<ItemMeta>, max_count: usize, max_bytes: u64) -> Vec<Vec<Ite
     out
 }
 
-/// Copies the given items (already known not done), skipping oversize ones.
+/// The largest item a batch copies: its `--max-item-size`, else 150 MB.
+pub fn item_limit(options: &ferry_events::BatchOptions) -> u64 {
+    options
+        .max_item_bytes
+        .unwrap_or(ferry_connectors::DEFAULT_ITEM_LIMIT)
+}
+
+fn skip(mailbox: &str, f: &Folder, st: &FolderStatus, m: &ItemMeta, reason: String) -> Event {
+    Event::ItemSkipped {
+        mailbox: mailbox.to_string(),
+        key: key(f, st, m.uid),
+        size: m.size,
+        reason,
+    }
+}
+
+/// Copies the given items (already known not done), skipping oversize ones
+/// and those the source refuses to give (see `ItemMeta::refused`).
 pub async fn copy_items(
     w: &mut Work<'_>,
     f: &Folder,
@@ -137,16 +154,19 @@ pub async fn copy_items(
     }
     let mut skipped = Vec::new();
     let mut todo = Vec::new();
+    let max = item_limit(&w.options);
     for m in metas {
-        match w.options.max_item_bytes {
-            Some(max) if m.size > max => skipped.push(Event::ItemSkipped {
-                mailbox: w.mailbox.address.clone(),
-                key: key(f, st, m.uid),
-                size: m.size,
-                reason: format!("{} bytes is over the batch's limit of {max} bytes", m.size),
-            }),
-            _ => todo.push(m),
-        }
+        let reason = match &m.refused {
+            Some(why) => why.clone(),
+            None if m.size > max => {
+                format!("{} bytes is over the batch's limit of {max} bytes", m.size)
+            }
+            None => {
+                todo.push(m);
+                continue;
+            }
+        };
+        skipped.push(skip(&w.mailbox.address, f, st, &m, reason));
     }
     w.record(skipped).await?;
     // Half the budget per group: one group is appended while the next is fetched.
@@ -217,6 +237,23 @@ async fn append_group(
     st: &FolderStatus,
     items: Vec<Item>,
 ) -> Result<u32, WorkErr> {
+    // Refused only once read (a file swapped for a symlink, a server that
+    // sent more than it announced): skipped, never written.
+    let (refused, items): (Vec<Item>, Vec<Item>) =
+        items.into_iter().partition(|it| it.meta.refused.is_some());
+    let stream = ferry_events::stream::mailbox(mailbox);
+    let any = ferry_events::ExpectedVersion::Any;
+    let engine = ferry_events::Actor::Engine;
+    if !refused.is_empty() {
+        let skipped = refused
+            .into_iter()
+            .map(|it| {
+                let why = it.meta.refused.clone().unwrap_or_default();
+                skip(mailbox, f, st, &it.meta, why)
+            })
+            .collect();
+        app.append(&stream, any, engine.clone(), skipped).await?;
+    }
     if items.is_empty() {
         return Ok(0);
     }
@@ -235,9 +272,6 @@ async fn append_group(
             dest_uidnext: Some(uidnext),
         })
         .collect();
-    let stream = ferry_events::stream::mailbox(mailbox);
-    let any = ferry_events::ExpectedVersion::Any;
-    let engine = ferry_events::Actor::Engine;
     app.append(&stream, any, engine.clone(), intents).await?;
 
     let copied = |it: &Item, digest: String, uid: Option<AppendUid>| Event::ItemCopied {
@@ -334,7 +368,8 @@ async fn dest_digests(
             .filter(|m| !claimed.contains(&m.uid) && sizes.contains(&m.size))
             .collect();
         for g in groups(wanted, max_count, per_group) {
-            for it in fetch(dst.session.as_mut(), &g).await? {
+            let fetched = fetch(dst.session.as_mut(), &g).await?;
+            for it in fetched.into_iter().filter(|it| it.meta.refused.is_none()) {
                 out.entry(it.digest()).or_default().push(it.meta.uid);
             }
         }
@@ -447,7 +482,7 @@ pub async fn rematch(
         let mut events = Vec::new();
         for g in groups(page, max_count, per_group) {
             let items = fetch(src(w), &g).await?;
-            for it in items {
+            for it in items.into_iter().filter(|it| it.meta.refused.is_none()) {
                 let d = it.digest();
                 if let Some(u) = found.get_mut(&d).and_then(|v| v.pop()) {
                     events.push(Event::ItemCopied {

@@ -57,17 +57,34 @@ pub async fn run(
         let engine = engine.clone();
         let batch = batch.clone();
         let slots = slots.clone();
-        tasks.push(tokio::spawn(async move {
-            let _slot = slots.acquire_owned().await.expect("never closed");
-            worker::run(&engine, &batch, pass_id, kind, older_than_days, mb).await
-        }));
+        let address = mb.address.clone();
+        tasks.push((
+            address,
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.expect("never closed");
+                worker::run(&engine, &batch, pass_id, kind, older_than_days, mb).await
+            }),
+        ));
     }
     let mut ended = Vec::new();
-    for t in tasks {
+    for (address, t) in tasks {
         match t.await {
             Ok(e) => ended.push(e),
             Err(e) => {
-                tracing::error!(%batch, error = %e, "mailbox task panicked");
+                // Recorded, or the pass would count only the mailboxes
+                // that ended well and say it succeeded.
+                tracing::error!(%batch, mailbox = %address, error = %e, "mailbox task panicked");
+                let failed = Event::MailboxPassFinished {
+                    mailbox: address.clone(),
+                    pass_id,
+                    outcome: Outcome::Failed,
+                    detail: format!("internal error: {e}"),
+                };
+                let stream = stream::mailbox(&address);
+                let app = &engine.app;
+                let _ = app
+                    .append(&stream, ExpectedVersion::Any, Actor::Engine, vec![failed])
+                    .await;
                 ended.push(Ended::Done(Outcome::Failed));
             }
         }

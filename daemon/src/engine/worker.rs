@@ -238,8 +238,11 @@ impl Work<'_> {
             };
             if conn.is_none() {
                 let caps = &self.engine.caps;
-                let opened =
+                let mut opened =
                     connect::open(self.app, caps, name, spec, &self.mailbox, side, timeout).await?;
+                opened
+                    .session
+                    .limit_items(super::copy::item_limit(&self.options));
                 *conn = Some(opened);
             }
         }

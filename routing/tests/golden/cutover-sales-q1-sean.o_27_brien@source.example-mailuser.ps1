@@ -12,7 +12,7 @@ $ErrorActionPreference = 'Stop'
 
 $source = 'sean.o''brien@source.example'
 $target = 'sean.o''brien@target.example'
-$saved = Join-Path $PSScriptRoot 'cutover-sales-q1-sean.o_brien@source.example-mailbox.xml'
+$saved = Join-Path $PSScriptRoot 'cutover-sales-q1-sean.o_27_brien@source.example-mailbox.xml'
 
 $mbx = Get-Mailbox -Identity $source -ErrorAction SilentlyContinue
 if ($mbx) {
