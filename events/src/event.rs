@@ -317,7 +317,7 @@ pub enum Event {
         not_before_us: Option<i64>,
     },
     /// Where a batch's pass reports go. A webhook URL may carry a token, so
-    /// it is kept as a secret; `webhook_shown` is its scheme, host and path.
+    /// it is kept as a secret; `webhook_shown` is its scheme, host and port.
     NotifySet {
         batch: String,
         emails: Vec<String>,
