@@ -75,15 +75,7 @@ fn a_torn_tail_is_cut_and_shown_and_damage_stops_the_start() {
     let root = d.dir().join("maildirs");
     std::fs::create_dir_all(&root).unwrap();
     for name in ["one", "two", "three"] {
-        d.ctl_ok(&[
-            "endpoint",
-            "add",
-            name,
-            "--kind",
-            "maildir",
-            "--host",
-            root.to_str().unwrap(),
-        ]);
+        d.add_maildir_endpoint(name, &root);
     }
     assert_eq!(metric(port, "ferry_event_log_truncated_bytes"), "0");
     let head = d.head();

@@ -288,14 +288,11 @@ impl Log {
             Some((_, segment, end)) => (segments.binary_search(&segment).expect("checked"), end),
             None => {
                 if self.index.read().unwrap().streams.is_empty() && segments[0] != 1 {
-                    return Err(StoreError::Damaged {
-                        segment: segment_path(&self.segments_dir, segments[0])
-                            .display()
-                            .to_string(),
-                        offset: 0,
-                        seq: 1,
-                        what: "the log's first segment does not start at sequence 1".into(),
-                    });
+                    return Err(self.damaged(
+                        segments[0],
+                        0,
+                        "the log's first segment does not start at sequence 1",
+                    ));
                 }
                 (0, 0)
             }
