@@ -16,6 +16,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod cron;
 pub mod csvimport;
 pub mod engine;
 pub mod metrics;
@@ -23,6 +24,7 @@ pub mod notify;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;
+pub mod shutdown;
 
 use std::sync::Arc;
 
@@ -71,7 +73,7 @@ pub async fn run(
         Err(e) => tracing::warn!(error = %e, "secrets not swept"),
     }
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = shutdown::channel();
     let engine = engine::spawn(app.clone(), shutdown_rx.clone());
     let scheduler = scheduler::spawn(app.clone(), shutdown_rx.clone());
     let notifier = notify::spawn(app.clone(), shutdown_rx.clone());
@@ -114,7 +116,7 @@ pub async fn run(
     tracing::info!("draining: no new work; finishing what is in flight");
     app.draining
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let _ = shutdown_tx.send(true);
+    shutdown_tx.fire();
     let _ = server.await;
     let _ = engine.await;
     let _ = scheduler.await;

@@ -14,9 +14,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::app::App;
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
 #[error("metrics listener on {addr}: {source}")]
@@ -124,7 +124,7 @@ pub fn render(app: &App) -> String {
         .batches
         .values()
         .filter_map(|b| {
-            let t = crate::scheduler::next_fire(b, now)?;
+            let t = crate::cron::next_fire(b, now)?;
             Some((
                 format!("{{batch=\"{}\"}}", label(&b.name)),
                 (t / 1_000_000) as u64,
@@ -150,7 +150,7 @@ fn reply(status: u16, content_type: &str, body: String) -> http::Response<Full<B
 }
 
 /// Serves scrapes until `shutdown` turns true.
-pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: Shutdown) {
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -161,7 +161,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Re
                     continue;
                 }
             },
-            () = crate::server::stopped(&mut shutdown) => break,
+            () = shutdown.wait() => break,
         };
         let app = app.clone();
         tokio::spawn(async move {

@@ -17,12 +17,12 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use ferry_events::{Event, EventStore, ExpectedVersion, NotifyChannel, Outcome};
 use ferry_projections::OwedNotice;
 use serde::Serialize;
-use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::app::App;
 use crate::config::{NotifyConfig, SmtpTls};
-use crate::scheduler::rfc3339;
+use crate::shutdown::Shutdown;
+use ferry_events::time::rfc3339;
 
 /// The stream notification outcomes go on: apart from the batch's own, so
 /// they never make a command's expected batch version stale.
@@ -49,7 +49,7 @@ fn key(n: &OwedNotice) -> Key {
 
 /// Starts the notifier; it stops when `shutdown` turns true, abandoning
 /// attempts in flight (they stay owed and are made after the restart).
-pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(app: Arc<App>, shutdown: Shutdown) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut head = app.views_head.subscribe();
         let mut stop = shutdown;
@@ -82,7 +82,7 @@ pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
                         inflight.remove(&k);
                     }
                 }
-                () = crate::server::stopped(&mut stop) => break,
+                () = stop.wait() => break,
             }
         }
         tasks.abort_all();

@@ -1,137 +1,24 @@
 //! Cron delta schedules and timed completions.
 //!
-//! A schedule's fires are computed, never stored: the log holds when the
-//! schedule was set and every fire handled (fired, skipped, missed), so
-//! after a restart the scheduler knows exactly which fires are owed.
-//!
-//! Time zones: the cron fields are matched against local wall-clock time.
-//! A local time that does not exist (spring forward) fires at the first
-//! instant after the gap, once; a local time that happens twice (fall back)
-//! fires at its first occurrence only, unless the expression runs every hour,
-//! in which case both hours get their fires (as cronie does).
+//! A schedule's fires are computed ([`crate::cron`]), never stored: the log
+//! holds when the schedule was set and every fire handled (fired, skipped,
+//! missed), so after a restart the scheduler knows exactly which fires are
+//! owed.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
-use cron::TimeUnitSpec;
+use ferry_events::time::{now_us, rfc3339};
 use ferry_events::{Actor, Event, ExpectedVersion, PassKind, stream};
-use ferry_projections::{BatchState, BatchView};
-use tokio::sync::watch;
+use ferry_projections::rules::busy_reason;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScheduleError {
-    #[error(
-        "cron expression {expr:?} has {fields} fields; give 5 (minute hour day-of-month month day-of-week) or 6-7 (seconds first, optional year)"
-    )]
-    Fields { expr: String, fields: usize },
-    #[error("cron expression {expr:?}: {reason}")]
-    Cron { expr: String, reason: String },
-    #[error("unknown time zone {0:?}: use an IANA name such as Europe/Paris or UTC")]
-    Zone(String),
-    #[error("cron expression {0:?} never fires")]
-    Never(String),
-}
-
-/// A parsed schedule in its time zone.
-#[derive(Debug, Clone)]
-pub struct Cron {
-    schedule: cron::Schedule,
-    tz: Tz,
-    every_hour: bool,
-}
+use crate::cron::Cron;
+use crate::shutdown::Shutdown;
 
 /// Fires examined at most per planning round; older ones are summarised.
 const MAX_LISTED_MISSES: usize = 100;
-
-/// How far before a query instant to look for wall-clock candidates, so
-/// that times shifted by a DST transition are still seen.
-const DST_LOOKBACK_H: i64 = 3;
-
-impl Cron {
-    /// Parses a crontab line (5 fields) or a `cron` crate line (6 or 7).
-    pub fn parse(expr: &str, tz: &str) -> Result<Cron, ScheduleError> {
-        let expr = expr.trim();
-        let fields = expr.split_whitespace().count();
-        let full = match fields {
-            5 => format!("0 {expr}"),
-            6 | 7 => expr.to_string(),
-            _ => {
-                return Err(ScheduleError::Fields {
-                    expr: expr.to_string(),
-                    fields,
-                });
-            }
-        };
-        let schedule = cron::Schedule::from_str(&full).map_err(|e| ScheduleError::Cron {
-            expr: expr.to_string(),
-            reason: e.to_string(),
-        })?;
-        let tz = Tz::from_str(tz).map_err(|_| ScheduleError::Zone(tz.to_string()))?;
-        let every_hour = schedule.hours().is_all();
-        let c = Cron {
-            schedule,
-            tz,
-            every_hour,
-        };
-        if c.next_after(Utc::now().timestamp_micros()).is_none() {
-            return Err(ScheduleError::Never(expr.to_string()));
-        }
-        Ok(c)
-    }
-
-    /// The instants a wall-clock time stands for, earliest first.
-    fn instants(&self, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
-        match self.tz.from_local_datetime(&local) {
-            LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
-            LocalResult::Ambiguous(first, second) if self.every_hour => {
-                vec![first.with_timezone(&Utc), second.with_timezone(&Utc)]
-            }
-            LocalResult::Ambiguous(first, _) => vec![first.with_timezone(&Utc)],
-            LocalResult::None => {
-                // In a gap: the first whole minute that exists.
-                let mut t = local
-                    .with_second(0)
-                    .and_then(|t| t.with_nanosecond(0))
-                    .unwrap_or(local);
-                for _ in 0..(24 * 60) {
-                    t += chrono::Duration::minutes(1);
-                    if let Some(x) = self.tz.from_local_datetime(&t).earliest() {
-                        return vec![x.with_timezone(&Utc)];
-                    }
-                }
-                Vec::new()
-            }
-        }
-    }
-
-    /// The first fire strictly after `after_us`.
-    pub fn next_after(&self, after_us: i64) -> Option<i64> {
-        let after = DateTime::from_timestamp_micros(after_us)?;
-        let local = after.with_timezone(&self.tz).naive_local();
-        let from = (local - chrono::Duration::hours(DST_LOOKBACK_H)).and_utc();
-        // The schedule walks wall-clock times; UTC carries them unchanged.
-        for candidate in self.schedule.after(&from).take(1_000_000) {
-            for t in self.instants(candidate.naive_utc()) {
-                if t > after {
-                    return Some(t.timestamp_micros());
-                }
-            }
-        }
-        None
-    }
-
-    /// Every fire in `(after_us, until_us]`, oldest first.
-    pub fn fires(&self, after_us: i64, until_us: i64) -> impl Iterator<Item = i64> + '_ {
-        std::iter::successors(self.next_after(after_us), move |t| self.next_after(*t))
-            .take_while(move |t| *t <= until_us)
-    }
-}
 
 /// What to record for one fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,29 +89,6 @@ pub fn plan(
     out
 }
 
-/// Why a batch cannot take a delta pass now, if it cannot.
-pub fn busy_reason(b: &BatchView) -> Option<String> {
-    if let Some(p) = b.running_pass() {
-        return Some(format!("a {} pass is still running", p.pass.as_str()));
-    }
-    if let Some(p) = b.pending.first() {
-        return Some(format!(
-            "a {} pass is already waiting to start",
-            p.pass.as_str()
-        ));
-    }
-    match b.state {
-        BatchState::Stopped
-        | BatchState::Stopping
-        | BatchState::Completing
-        | BatchState::Completed
-        | BatchState::CompletedWithErrors
-        | BatchState::Removing => Some(format!("batch is {}", b.state)),
-        _ if b.mailboxes.is_empty() => Some("batch has no mailboxes".into()),
-        _ => None,
-    }
-}
-
 /// The events recording `decisions` for `batch`.
 pub fn events(batch: &str, decisions: &[Decision]) -> Vec<Event> {
     let mut out = Vec::new();
@@ -256,27 +120,13 @@ pub fn events(batch: &str, decisions: &[Decision]) -> Vec<Event> {
     out
 }
 
-/// The next fire of a batch's schedule after `now_us`, if it has one.
-pub fn next_fire(b: &BatchView, now_us: i64) -> Option<i64> {
-    let s = b.schedule.as_ref()?;
-    let cron = Cron::parse(&s.cron, &s.tz).ok()?;
-    cron.next_after(now_us.max(s.last_due_us.unwrap_or(s.set_us)))
-}
-
 /// Longest sleep between two looks at the schedules.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Shortest interval between two looks prompted by the log moving.
 const SETTLE: Duration = Duration::from_millis(200);
 
-/// A time in µs as RFC 3339 to the second, as messages and reports show it.
-pub fn rfc3339(us: i64) -> String {
-    DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
-
 /// Fires schedules as they come due, until `shutdown`.
-pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(app: Arc<App>, shutdown: Shutdown) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut head = app.views_head.subscribe();
         let mut stop = shutdown;
@@ -284,7 +134,7 @@ pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
             let wake = round(&app).await;
             let sleep = wake
                 .map(|t| {
-                    let ms = (t - Utc::now().timestamp_micros()).max(0) / 1000 + 1;
+                    let ms = (t - now_us()).max(0) / 1000 + 1;
                     Duration::from_millis(ms as u64).min(MAX_SLEEP)
                 })
                 .unwrap_or(MAX_SLEEP);
@@ -295,7 +145,7 @@ pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
                     tokio::time::sleep(SETTLE.min(sleep)).await;
                 }
                 _ = tokio::time::sleep(sleep) => {}
-                () = crate::server::stopped(&mut stop) => break,
+                () = stop.wait() => break,
             }
         }
     })
@@ -303,7 +153,7 @@ pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
 
 /// One look at every schedule; returns when the next one is due.
 async fn round(app: &Arc<App>) -> Option<i64> {
-    let now = Utc::now().timestamp_micros();
+    let now = now_us();
     let deadline_us = app.config.read().unwrap().engine.schedule_catch_up_s as i64 * 1_000_000;
     // The earliest fire after now across schedules (every fire up to now
     // is being handled, so it does not depend on what this round records).

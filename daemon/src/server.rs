@@ -27,10 +27,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 use crate::api;
 use crate::app::App;
+use crate::shutdown::Shutdown;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -96,7 +97,7 @@ pub async fn bind(path: &Path, admin_group: Option<&str>) -> Result<UnixListener
 
 /// Serves connections until `shutdown` turns true, then waits for the
 /// connections in flight to finish.
-pub async fn serve(app: Arc<App>, listener: UnixListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(app: Arc<App>, listener: UnixListener, mut shutdown: Shutdown) {
     let (max, timeout) = {
         let cfg = app.config.read().unwrap();
         (cfg.max_connections, cfg.request_timeout)
@@ -106,7 +107,7 @@ pub async fn serve(app: Arc<App>, listener: UnixListener, mut shutdown: watch::R
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("semaphore never closes"),
-            () = stopped(&mut shutdown) => break,
+            () = shutdown.wait() => break,
         };
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -118,7 +119,7 @@ pub async fn serve(app: Arc<App>, listener: UnixListener, mut shutdown: watch::R
                     continue;
                 }
             },
-            () = stopped(&mut shutdown) => break,
+            () = shutdown.wait() => break,
         };
         let actor = peer_actor(&stream);
         let app = app.clone();
@@ -147,11 +148,6 @@ pub async fn serve(app: Arc<App>, listener: UnixListener, mut shutdown: watch::R
     drop(done_tx);
     // Every connection task holds a sender; all dropped means all finished.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(15), done_rx.recv()).await;
-}
-
-/// Resolves once shutdown is asked for.
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// The peer's uid (and name) as the actor; uid 0 name "root".
@@ -210,7 +206,7 @@ async fn handle(
     app: Arc<App>,
     actor: Actor,
     req: http::Request<Incoming>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     timeout: std::time::Duration,
 ) -> http::Response<Body> {
     let path = req.uri().path().to_string();

@@ -5,8 +5,8 @@
 use ferry_events::{
     Actor, BatchOptions, Event, ExpectedVersion, ItemKey, MailboxSpec, Outcome, PassKind, Sequencer,
 };
+use ferry_projections::rules::{Command, MX_HOLD_US, check};
 use ferry_projections::{BatchState, Projections};
-use ferryd::api::rules::{Command, MX_HOLD_US, check};
 
 const T0: i64 = 1_790_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;

@@ -1,7 +1,8 @@
 //! The scheduler on an injected clock: every instant is given, none read.
 
 use chrono::{DateTime, TimeZone, Utc};
-use ferryd::scheduler::{Cron, Decision, plan};
+use ferryd::cron::Cron;
+use ferryd::scheduler::{Decision, plan};
 
 fn us(s: &str) -> i64 {
     DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros()

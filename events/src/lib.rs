@@ -6,7 +6,8 @@
 //! - [`codec`]: the on-disk and on-wire bytes of an envelope (a format byte,
 //!   a schema version, then bincode);
 //! - [`store`]: the [`EventStore`] trait, the segment store (segment files,
-//!   a small index in sled, group commit), and an in-memory store for tests.
+//!   a small index in sled, group commit), and an in-memory store for tests;
+//! - [`time`]: µs since the epoch, parsed and formatted in one place.
 //!
 //! Nothing here knows about IMAP or the daemon.
 
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod envelope;
 pub mod event;
 pub mod store;
+pub mod time;
 
 pub use envelope::{Actor, Envelope, Hash, ZERO_HASH};
 pub use event::*;

@@ -78,6 +78,8 @@ pub struct PassRecord {
     pub finished_us: Option<i64>,
     pub outcome: Option<Outcome>,
     pub purpose: PassPurpose,
+    /// A pre-stage pass's cut-off, from its request (kept for a resume).
+    pub older_than_days: Option<u32>,
     /// Items copied, skipped and failed during this pass, with bytes copied.
     pub counts: Counts,
 }
@@ -143,6 +145,11 @@ impl NotifyTargets {
 impl BatchView {
     pub fn running_pass(&self) -> Option<&PassRecord> {
         self.passes.last().filter(|p| p.outcome.is_none())
+    }
+
+    /// Whether a pass runs or waits to run.
+    pub fn has_pass_in_flight(&self) -> bool {
+        self.running_pass().is_some() || !self.pending.is_empty()
     }
 
     /// Whether `batch complete` was asked for and has not yet finished.
@@ -241,9 +248,12 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
             },
         }),
         Event::PassStarted { pass_id, pass, .. } => {
-            let purpose = match b.pending.iter().position(|p| p.id == *pass_id) {
-                Some(i) => b.pending.remove(i).purpose,
-                None => PassPurpose::Sync,
+            let (purpose, older_than_days) = match b.pending.iter().position(|p| p.id == *pass_id) {
+                Some(i) => {
+                    let p = b.pending.remove(i);
+                    (p.purpose, p.older_than_days)
+                }
+                None => (PassPurpose::Sync, None),
             };
             b.state = if purpose == PassPurpose::Completion {
                 BatchState::Completing
@@ -257,6 +267,7 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
                 finished_us: None,
                 outcome: None,
                 purpose,
+                older_than_days,
                 counts: Counts::default(),
             });
         }

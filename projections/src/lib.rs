@@ -5,7 +5,8 @@
 //! - [`mailboxes`]: each mailbox, its state, per-folder progress, its
 //!   unresolved errors;
 //! - [`watermarks`]: per mailbox and source folder, what is known copied;
-//! - [`stats`]: counters across the whole log.
+//! - [`stats`]: counters across the whole log;
+//! - [`rules`]: what each batch state accepts, read by every caller.
 //!
 //! `apply` takes no clock, does no I/O and cannot fail: a rebuild from
 //! sequence 0 always equals the live view. [`snapshot`] encodes the whole
@@ -14,6 +15,7 @@
 pub mod batches;
 pub mod mailboxes;
 pub mod notices;
+pub mod rules;
 pub mod snapshot;
 pub mod stats;
 pub mod watermarks;
@@ -42,6 +44,8 @@ pub struct EndpointView {
 pub struct DomainView {
     /// Target host and time (µs) of the last MX switch.
     pub mx_switched: Option<(String, i64)>,
+    /// Outcome and detail of the last verification since that switch.
+    pub mx_verified: Option<(bool, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +108,15 @@ impl Projections {
                 }
             }
             Event::MxSwitched { domain, to, .. } => {
-                self.domains.entry(domain.clone()).or_default().mx_switched =
-                    Some((to.clone(), env.time_us));
+                let d = self.domains.entry(domain.clone()).or_default();
+                d.mx_switched = Some((to.clone(), env.time_us));
+                d.mx_verified = None;
+            }
+            Event::MxVerified {
+                domain, ok, detail, ..
+            } => {
+                self.domains.entry(domain.clone()).or_default().mx_verified =
+                    Some((*ok, detail.clone()));
             }
             _ => {}
         }

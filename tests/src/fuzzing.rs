@@ -92,7 +92,7 @@ pub fn schedule_expr(data: &[u8]) {
     let mut lines = text.splitn(2, '\n');
     let expr = lines.next().unwrap_or("");
     let tz = lines.next().unwrap_or("UTC");
-    if let Ok(cron) = ferryd::scheduler::Cron::parse(expr, tz) {
+    if let Ok(cron) = ferryd::cron::Cron::parse(expr, tz) {
         let now = 1_796_000_000_000_000;
         if let Some(next) = cron.next_after(now) {
             assert!(next > now, "{expr:?} {tz:?}: {next} is not after {now}");

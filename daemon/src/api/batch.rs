@@ -9,11 +9,12 @@ use ferry_events::{
 };
 use ferry_projections::{BatchView, Projections};
 
-use super::rules::{self, Command};
 use super::{check_name, conflict, done, invalid, not_found, now_us, parse_time, store_error};
 use crate::app::App;
+use crate::cron::Cron;
 use crate::csvimport::{self, MAX_ROWS};
-use crate::scheduler::{Cron, rfc3339};
+use ferry_events::time::rfc3339;
+use ferry_projections::rules::{self, Command};
 
 /// Pre-stage cut-off when `--older-than` is not given.
 const DEFAULT_PRESTAGE_DAYS: u32 = 90;

@@ -6,46 +6,11 @@ use std::sync::Arc;
 
 use ferry_ctl::ApiError;
 use ferry_ctl::wire::Response;
-use ferry_events::{Actor, Event, ExpectedVersion, Outcome, stream};
-use ferry_projections::{CutoverStage, Projections};
+use ferry_events::{Actor, Event, ExpectedVersion, stream};
 
-use super::rules::{self, Command};
 use super::{conflict, done, invalid, not_found, now_us, store_error};
 use crate::app::App;
-
-/// Why `address` may not be cut over: (refusal, whether `--force` overrides it).
-fn refusals(views: &Projections, address: &str) -> Vec<(String, bool)> {
-    let Some(m) = views.mailboxes.get(address) else {
-        return vec![(format!("{address} is in no batch"), false)];
-    };
-    let mut out = Vec::new();
-    match views.cutover_stage(address) {
-        CutoverStage::Done => out.push((format!("{address} is already cut over"), false)),
-        CutoverStage::Waiting(_) | CutoverStage::Routing { .. } => {
-            out.push((format!("{address} has a cutover under way"), false))
-        }
-        CutoverStage::None => {}
-    }
-    match &m.last_pass {
-        None => out.push((format!("{address} was never copied"), true)),
-        Some(p) if p.outcome == Some(Outcome::Failed) => out.push((
-            format!(
-                "{address}: its last {} pass failed: {}",
-                p.pass.as_str(),
-                p.detail
-            ),
-            true,
-        )),
-        _ => {}
-    }
-    if !m.errors.is_empty() {
-        out.push((
-            format!("{address} has {} unresolved errors", m.errors.len()),
-            true,
-        ));
-    }
-    out
-}
+use ferry_projections::rules::{self, Command, cutover_refusals};
 
 pub async fn cutover(
     app: &Arc<App>,
@@ -80,7 +45,7 @@ pub async fn cutover(
                 .entry(b.name.clone())
                 .or_insert_with(|| (b.version, Vec::new(), Vec::new()));
             entry.1.push(a.clone());
-            for (why, forceable) in refusals(&views, a) {
+            for (why, forceable) in cutover_refusals(&views, a) {
                 if forceable {
                     entry.2.push(why.clone());
                     soft.push(why);

@@ -9,6 +9,7 @@ use ferry_ctl::report::{Bucket, MailboxReport, ReportData};
 use ferry_ctl::wire::Response;
 use ferry_events::{Actor, Event, EventStore, ExpectedVersion, stream};
 use ferry_projections::Projections;
+use ferry_projections::rules::domain_of;
 use sha2::Digest;
 
 use super::export::{self, Selection};
@@ -100,7 +101,7 @@ pub async fn report(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
     };
     let app = app.clone();
     tokio::task::spawn_blocking(move || {
-        let now = chrono::Utc::now().timestamp_micros();
+        let now = ferry_events::time::now_us();
         let start = batch
             .passes
             .first()
@@ -125,9 +126,7 @@ pub async fn report(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
         let mut domains = BTreeSet::new();
         for view in views {
             for a in [&view.address, &view.spec.destination_address] {
-                if let Some((_, d)) = a.rsplit_once('@') {
-                    domains.insert(d.to_lowercase());
-                }
+                domains.extend(domain_of(a));
             }
             let mut m = MailboxReport {
                 view,
@@ -177,7 +176,7 @@ pub async fn report(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
         }
         milestones.sort_by_key(|e| e.seq);
         Ok(Response::Report(Box::new(ReportData {
-            generated: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            generated: ferry_events::time::rfc3339(ferry_events::time::now_us()),
             head,
             batch,
             mailboxes,

@@ -11,21 +11,20 @@ pub mod history;
 pub mod mx;
 pub mod notify;
 pub mod query;
-pub mod rules;
 
 use std::sync::Arc;
 
 use ferry_ctl::wire::{ApiError, ErrorCode, Request, Response};
 use ferry_events::{Actor, Envelope, StoreError};
-use tokio::sync::watch;
 
 use crate::app::App;
+use crate::shutdown::Shutdown;
 
 pub async fn dispatch(
     app: &Arc<App>,
     actor: Actor,
     req: Request,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<Response, ApiError> {
     let mutating = !matches!(
         req,

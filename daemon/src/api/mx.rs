@@ -13,13 +13,14 @@ use ferry_ctl::wire::{
 };
 use ferry_ctl::{ApiError, ErrorCode};
 use ferry_dns::{DnsError, TsigKey};
-use ferry_events::{Actor, EndpointKind, Event, EventStore, ExpectedVersion, stream};
-use ferry_projections::EndpointView;
+use ferry_events::time::{display as display_time, now_us};
+use ferry_events::{Actor, EndpointKind, Event, ExpectedVersion, stream};
+use ferry_projections::{DomainView, EndpointView};
 
-use super::rules::domain_of;
 use super::{conflict, invalid, not_found, store_error};
 use crate::app::App;
 use crate::config::DnsConfig;
+use ferry_projections::rules::{MX_HOLD_US, domain_name, domain_of};
 
 fn dns_config(app: &App) -> DnsConfig {
     app.config.read().unwrap().dns.clone()
@@ -27,22 +28,7 @@ fn dns_config(app: &App) -> DnsConfig {
 
 /// A domain as the log keeps it: lower case, no final dot, a valid name.
 fn domain_arg(what: &str, raw: &str) -> Result<String, ApiError> {
-    let d = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if ok {
-        Ok(d)
-    } else {
-        Err(invalid(format!("{what} {raw:?} is not a domain name")))
-    }
+    domain_name(raw).ok_or_else(|| invalid(format!("{what} {raw:?} is not a domain name")))
 }
 
 fn dns_error(e: DnsError) -> ApiError {
@@ -297,12 +283,6 @@ pub async fn switch(
     }))
 }
 
-fn show_time(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
-}
-
 fn item(phase: &str, item: &str, done: bool, detail: String) -> ChecklistItem {
     ChecklistItem {
         phase: phase.into(),
@@ -336,14 +316,9 @@ pub async fn checklist(app: &Arc<App>, batch: &str) -> Result<Response, ApiError
             domains.extend(doms.iter().cloned());
             mailboxes.push((m.address.clone(), m.cut_over_us.is_some(), doms));
         }
-        let switched: Vec<(String, Option<(String, i64)>)> = domains
+        let switched: Vec<(String, DomainView)> = domains
             .iter()
-            .map(|d| {
-                (
-                    d.clone(),
-                    views.domains.get(d).and_then(|v| v.mx_switched.clone()),
-                )
-            })
+            .map(|d| (d.clone(), views.domains.get(d).cloned().unwrap_or_default()))
             .collect();
         (mailboxes, domains, switched)
     };
@@ -353,9 +328,16 @@ pub async fn checklist(app: &Arc<App>, batch: &str) -> Result<Response, ApiError
         )));
     }
     let ns = dns_config(app).nameserver_addrs();
-    let now_us = chrono::Utc::now().timestamp_micros();
+    let now_us = now_us();
     let mut out = Vec::new();
-    for (domain, switched) in switched {
+    for (
+        domain,
+        DomainView {
+            mx_switched: switched,
+            mx_verified: verified,
+        },
+    ) in switched
+    {
         let mut items = Vec::new();
         let (ttl_ok, ttl_detail) = match ferry_dns::lookup_mx(&domain, &ns).await {
             Ok(a) => (
@@ -412,10 +394,9 @@ pub async fn checklist(app: &Arc<App>, batch: &str) -> Result<Response, ApiError
             cname_detail,
         ));
 
-        let verified = last_verification(app, &domain);
         match &switched {
             Some((to, at)) => {
-                let mut detail = format!("to {to} at {}", show_time(*at));
+                let mut detail = format!("to {to} at {}", display_time(*at));
                 if let Some((ok, d)) = verified {
                     detail.push_str(if ok {
                         "; verified on the authoritative servers"
@@ -427,15 +408,15 @@ pub async fn checklist(app: &Arc<App>, batch: &str) -> Result<Response, ApiError
                     }
                 }
                 items.push(item("after", "MX switched", true, detail));
-                let until = at + super::rules::MX_HOLD_US;
+                let until = at + MX_HOLD_US;
                 let passed = now_us >= until;
                 let detail = if passed {
-                    format!("72 hours passed on {}", show_time(until))
+                    format!("72 hours passed on {}", display_time(until))
                 } else {
                     let left_h = (until - now_us + 3_599_999_999) / 3_600_000_000;
                     format!(
                         "keep the batches until {} (about {left_h} h from now)",
-                        show_time(until)
+                        display_time(until)
                     )
                 };
                 items.push(item("after", "72 hours since the switch", passed, detail));
@@ -463,20 +444,6 @@ pub async fn checklist(app: &Arc<App>, batch: &str) -> Result<Response, ApiError
         domains: out,
         all_done,
     }))
-}
-
-/// The outcome of the last verification after the last switch of `domain`.
-fn last_verification(app: &App, domain: &str) -> Option<(bool, String)> {
-    let envs = app.store.read_stream(&stream::domain(domain), 0).ok()?;
-    let mut last = None;
-    for env in envs {
-        match env.event {
-            Event::MxSwitched { .. } => last = None,
-            Event::MxVerified { ok, detail, .. } => last = Some((ok, detail)),
-            _ => {}
-        }
-    }
-    last
 }
 
 #[cfg(test)]

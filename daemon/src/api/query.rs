@@ -8,10 +8,10 @@ use ferry_ctl::audit;
 use ferry_ctl::wire::{BatchDetail, Response, StatusView};
 use ferry_events::EventStore;
 use ferry_projections::Projections;
-use tokio::sync::watch;
 
 use super::not_found;
 use crate::app::App;
+use crate::shutdown::Shutdown;
 
 pub fn status(app: &Arc<App>) -> Response {
     let views = app.views.read().unwrap();
@@ -60,7 +60,7 @@ pub fn batch_detail(views: &Projections, name: &str, now_us: i64) -> Option<Batc
         .iter()
         .filter_map(|m| views.mailboxes.get(m))
         .collect();
-    let next = crate::scheduler::next_fire(b, now_us);
+    let next = crate::cron::next_fire(b, now_us);
     Some(BatchDetail::of(b, &mailboxes, next))
 }
 
@@ -95,7 +95,7 @@ pub async fn events(
     since: u64,
     limit: Option<u32>,
     wait_ms: Option<u64>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> Result<Response, ApiError> {
     let since = since.max(1);
     let limit = limit.unwrap_or(1000).clamp(1, MAX_EVENTS) as usize;
@@ -106,7 +106,7 @@ pub async fn events(
         let wait = head.wait_for(|h| *h >= since);
         tokio::select! {
             _ = tokio::time::timeout(Duration::from_millis(ms.min(60_000)), wait) => {}
-            () = crate::server::stopped(&mut shutdown) => {}
+            () = shutdown.wait() => {}
         }
     }
     let folded = *app.views_head.borrow();

@@ -30,11 +30,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_events::{EndpointSpec, Event, EventStore, ExpectedVersion, stream};
-use tokio::sync::watch;
+use ferry_events::time::now_us;
+use ferry_events::{EndpointSpec, Event, ExpectedVersion, stream};
+use ferry_projections::rules::pass_to_run;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -101,50 +103,33 @@ pub struct Engine {
     pub caps: connect::Caps,
     /// Message bytes in flight across every mailbox worker.
     pub budget: Arc<Budget>,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: Shutdown,
     running: Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
 impl Engine {
     pub fn draining(&self) -> bool {
-        *self.shutdown.borrow()
+        self.shutdown.is_shutdown()
     }
 
     /// Starts what is due: resumed passes first, then pending ones.
     async fn scan(self: &Arc<Self>) {
-        let now = chrono::Utc::now().timestamp_micros();
-        let mut to_start = Vec::new();
-        {
+        let now = now_us();
+        let to_start: Vec<_> = {
             let mut running = self.running.lock().unwrap();
             running.retain(|_, h| !h.is_finished());
             let views = self.app.views.read().unwrap();
-            for b in views.batches.values() {
-                if running.contains_key(&b.name) {
-                    continue;
-                }
-                if let Some(p) = b.running_pass() {
-                    to_start.push((b.name.clone(), p.id, p.pass, None, true, b.version));
-                } else if b.state.is_active()
-                    && let Some(p) = b.pending.first()
-                    && p.not_before_us.is_none_or(|t| t <= now)
-                {
-                    to_start.push((
-                        b.name.clone(),
-                        p.id,
-                        p.pass,
-                        p.older_than_days,
-                        false,
-                        b.version,
-                    ));
-                }
-            }
-        }
-        for (batch, id, kind, older, resumed, version) in to_start {
-            let older = if resumed {
-                self.older_than_of(id)
-            } else {
-                older
-            };
+            views
+                .batches
+                .values()
+                .filter(|b| !running.contains_key(&b.name))
+                .filter_map(|b| {
+                    let (p, resumed) = pass_to_run(b, now)?;
+                    Some((b.name.clone(), p, resumed, b.version))
+                })
+                .collect()
+        };
+        for (batch, p, resumed, version) in to_start {
             if !resumed {
                 let res = self
                     .app
@@ -154,8 +139,8 @@ impl Engine {
                         ferry_events::Actor::Engine,
                         vec![Event::PassStarted {
                             batch: batch.clone(),
-                            pass_id: id,
-                            pass: kind,
+                            pass_id: p.id,
+                            pass: p.pass,
                         }],
                     )
                     .await;
@@ -165,34 +150,21 @@ impl Engine {
                     continue;
                 }
             } else {
-                tracing::info!(%batch, pass = kind.as_str(), "resuming interrupted pass");
+                tracing::info!(%batch, pass = p.pass.as_str(), "resuming interrupted pass");
             }
             let engine = self.clone();
             let name = batch.clone();
             let handle = tokio::spawn(async move {
-                pass::run(engine, name, id, kind, older).await;
+                pass::run(engine, name, p.id, p.pass, p.older_than_days).await;
             });
             self.running.lock().unwrap().insert(batch, handle);
-        }
-    }
-
-    /// The pre-stage cut-off of a pass, from its request event.
-    fn older_than_of(&self, pass_id: u64) -> Option<u32> {
-        match self.app.store.read_all(pass_id).next() {
-            Some(Ok(env)) if env.seq == pass_id => match env.event {
-                Event::PassRequested {
-                    older_than_days, ..
-                } => older_than_days,
-                _ => None,
-            },
-            _ => None,
         }
     }
 }
 
 /// Starts the engine; it stops taking work when `shutdown` turns true and
 /// returns once the passes in flight have reached a safe point.
-pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(app: Arc<App>, shutdown: Shutdown) -> JoinHandle<()> {
     tokio::spawn(async move {
         let max = app.config.read().unwrap().engine.max_bytes_in_flight;
         let engine = Arc::new(Engine {
@@ -210,7 +182,7 @@ pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
             tokio::select! {
                 _ = head.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                () = crate::server::stopped(&mut stop) => break,
+                () = stop.wait() => break,
             }
         }
         let handles: Vec<_> = engine.running.lock().unwrap().drain().collect();

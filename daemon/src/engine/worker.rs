@@ -271,7 +271,7 @@ impl Work<'_> {
         let mut stop = self.engine.shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
-            () = crate::server::stopped(&mut stop) => Err(WorkErr::Drain),
+            () = stop.wait() => Err(WorkErr::Drain),
         }
     }
 

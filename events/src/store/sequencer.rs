@@ -130,6 +130,4 @@ impl Sequencer {
     }
 }
 
-pub(crate) fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
+pub(crate) use crate::time::now_us;

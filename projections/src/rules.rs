@@ -1,10 +1,14 @@
-//! Which batch commands each state accepts, as one pure function of the
-//! views, so the rules are tested apart from the socket.
+//! The batch rules, in one place: which command each state accepts, why
+//! a batch cannot take a pass, what stands in the way of a cutover, and how
+//! domains are written. Pure functions of the views, used by the daemon's
+//! handlers, its scheduler and engine, and by ferryctl.
 
 use std::collections::BTreeSet;
 
-use ferry_events::PassKind;
-use ferry_projections::{BatchState, BatchView, Projections};
+use ferry_events::{Outcome, PassKind};
+
+use crate::batches::{BatchState, BatchView, PendingPass};
+use crate::{CutoverStage, Projections};
 
 /// Batch deletion is held this long after the domain's MX switch.
 pub const MX_HOLD_US: i64 = 72 * 3600 * 1_000_000;
@@ -128,12 +132,34 @@ pub fn check(views: &Projections, b: &BatchView, cmd: &Command, now_us: i64) -> 
     }
 }
 
-/// The domain of an address as the log keys domains: lower case, no final dot.
+/// A domain as the log keys domains: trimmed, lower case, no final dot.
+pub fn normal_domain(raw: &str) -> String {
+    raw.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The domain of an address, normalised; `None` without one.
 pub fn domain_of(address: &str) -> Option<String> {
     address
         .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+        .map(|(_, d)| normal_domain(d))
         .filter(|d| !d.is_empty())
+}
+
+/// A domain name given by a person, normalised, when it is one (labels of
+/// letters, digits, `-` and `_`, up to 63 each and 253 in all).
+pub fn domain_name(raw: &str) -> Option<String> {
+    let d = normal_domain(raw);
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    ok.then_some(d)
 }
 
 /// Why deleting `b` must wait: an MX switch of one of its mailboxes'
@@ -157,4 +183,100 @@ pub fn mx_hold(views: &Projections, b: &BatchView, now_us: i64) -> Option<String
             )
         })
     })
+}
+
+/// Why a batch cannot take a delta pass now, if it cannot.
+pub fn busy_reason(b: &BatchView) -> Option<String> {
+    if let Some(p) = b.running_pass() {
+        return Some(format!("a {} pass is still running", p.pass.as_str()));
+    }
+    if let Some(p) = b.pending.first() {
+        return Some(format!(
+            "a {} pass is already waiting to start",
+            p.pass.as_str()
+        ));
+    }
+    match b.state {
+        BatchState::Stopped
+        | BatchState::Stopping
+        | BatchState::Completing
+        | BatchState::Completed
+        | BatchState::CompletedWithErrors
+        | BatchState::Removing => Some(format!("batch is {}", b.state)),
+        _ if b.mailboxes.is_empty() => Some("batch has no mailboxes".into()),
+        _ => None,
+    }
+}
+
+/// The pass the engine should run for `b` now, if any: the interrupted one
+/// (resumed, `true`), else the first pending pass that is due.
+pub fn pass_to_run(b: &BatchView, now_us: i64) -> Option<(PendingPass, bool)> {
+    if let Some(p) = b.running_pass() {
+        let resumed = PendingPass {
+            id: p.id,
+            pass: p.pass,
+            older_than_days: p.older_than_days,
+            not_before_us: None,
+            requested_us: p.started_us,
+            purpose: p.purpose.clone(),
+        };
+        return Some((resumed, true));
+    }
+    let p = b.pending.first()?;
+    (b.state.is_active() && p.not_before_us.is_none_or(|t| t <= now_us)).then(|| (p.clone(), false))
+}
+
+/// Why `address` may not be cut over: (refusal, whether `--force` overrides it).
+pub fn cutover_refusals(views: &Projections, address: &str) -> Vec<(String, bool)> {
+    let Some(m) = views.mailboxes.get(address) else {
+        return vec![(format!("{address} is in no batch"), false)];
+    };
+    let mut out = Vec::new();
+    match views.cutover_stage(address) {
+        CutoverStage::Done => out.push((format!("{address} is already cut over"), false)),
+        CutoverStage::Waiting(_) | CutoverStage::Routing { .. } => {
+            out.push((format!("{address} has a cutover under way"), false))
+        }
+        CutoverStage::None => {}
+    }
+    match &m.last_pass {
+        None => out.push((format!("{address} was never copied"), true)),
+        Some(p) if p.outcome == Some(Outcome::Failed) => out.push((
+            format!(
+                "{address}: its last {} pass failed: {}",
+                p.pass.as_str(),
+                p.detail
+            ),
+            true,
+        )),
+        _ => {}
+    }
+    if !m.errors.is_empty() {
+        out.push((
+            format!("{address} has {} unresolved errors", m.errors.len()),
+            true,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_are_written_one_way() {
+        assert_eq!(
+            domain_of("Ann@Example.COM.").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(domain_of("ann"), None);
+        assert_eq!(domain_of("ann@."), None);
+        assert_eq!(
+            domain_name(" Example.com. ").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(domain_name("-bad.example"), None);
+        assert_eq!(domain_name("a..b"), None);
+    }
 }

@@ -1,0 +1,127 @@
+//! A cron schedule in its time zone, as a pure function of time.
+//!
+//! Time zones: the cron fields are matched against local wall-clock time.
+//! A local time that does not exist (spring forward) fires at the first
+//! instant after the gap, once; a local time that happens twice (fall back)
+//! fires at its first occurrence only, unless the expression runs every hour,
+//! in which case both hours get their fires (as cronie does).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use cron::TimeUnitSpec;
+use ferry_projections::BatchView;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "cron expression {expr:?} has {fields} fields; give 5 (minute hour day-of-month month day-of-week) or 6-7 (seconds first, optional year)"
+    )]
+    Fields { expr: String, fields: usize },
+    #[error("cron expression {expr:?}: {reason}")]
+    Cron { expr: String, reason: String },
+    #[error("unknown time zone {0:?}: use an IANA name such as Europe/Paris or UTC")]
+    Zone(String),
+    #[error("cron expression {0:?} never fires")]
+    Never(String),
+}
+
+/// A parsed schedule in its time zone.
+#[derive(Debug, Clone)]
+pub struct Cron {
+    schedule: cron::Schedule,
+    tz: Tz,
+    every_hour: bool,
+}
+
+/// How far before a query instant to look for wall-clock candidates, so
+/// that times shifted by a DST transition are still seen.
+const DST_LOOKBACK_H: i64 = 3;
+
+impl Cron {
+    /// Parses a crontab line (5 fields) or a `cron` crate line (6 or 7).
+    pub fn parse(expr: &str, tz: &str) -> Result<Cron, ScheduleError> {
+        let expr = expr.trim();
+        let fields = expr.split_whitespace().count();
+        let full = match fields {
+            5 => format!("0 {expr}"),
+            6 | 7 => expr.to_string(),
+            _ => {
+                return Err(ScheduleError::Fields {
+                    expr: expr.to_string(),
+                    fields,
+                });
+            }
+        };
+        let schedule = cron::Schedule::from_str(&full).map_err(|e| ScheduleError::Cron {
+            expr: expr.to_string(),
+            reason: e.to_string(),
+        })?;
+        let tz = Tz::from_str(tz).map_err(|_| ScheduleError::Zone(tz.to_string()))?;
+        let every_hour = schedule.hours().is_all();
+        let c = Cron {
+            schedule,
+            tz,
+            every_hour,
+        };
+        if c.next_after(ferry_events::time::now_us()).is_none() {
+            return Err(ScheduleError::Never(expr.to_string()));
+        }
+        Ok(c)
+    }
+
+    /// The instants a wall-clock time stands for, earliest first.
+    fn instants(&self, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
+        match self.tz.from_local_datetime(&local) {
+            LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
+            LocalResult::Ambiguous(first, second) if self.every_hour => {
+                vec![first.with_timezone(&Utc), second.with_timezone(&Utc)]
+            }
+            LocalResult::Ambiguous(first, _) => vec![first.with_timezone(&Utc)],
+            LocalResult::None => {
+                // In a gap: the first whole minute that exists.
+                let mut t = local
+                    .with_second(0)
+                    .and_then(|t| t.with_nanosecond(0))
+                    .unwrap_or(local);
+                for _ in 0..(24 * 60) {
+                    t += chrono::Duration::minutes(1);
+                    if let Some(x) = self.tz.from_local_datetime(&t).earliest() {
+                        return vec![x.with_timezone(&Utc)];
+                    }
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// The first fire strictly after `after_us`.
+    pub fn next_after(&self, after_us: i64) -> Option<i64> {
+        let after = DateTime::from_timestamp_micros(after_us)?;
+        let local = after.with_timezone(&self.tz).naive_local();
+        let from = (local - chrono::Duration::hours(DST_LOOKBACK_H)).and_utc();
+        // The schedule walks wall-clock times; UTC carries them unchanged.
+        for candidate in self.schedule.after(&from).take(1_000_000) {
+            for t in self.instants(candidate.naive_utc()) {
+                if t > after {
+                    return Some(t.timestamp_micros());
+                }
+            }
+        }
+        None
+    }
+
+    /// Every fire in `(after_us, until_us]`, oldest first.
+    pub fn fires(&self, after_us: i64, until_us: i64) -> impl Iterator<Item = i64> + '_ {
+        std::iter::successors(self.next_after(after_us), move |t| self.next_after(*t))
+            .take_while(move |t| *t <= until_us)
+    }
+}
+
+/// The next fire of a batch's schedule after `now_us`, if it has one.
+pub fn next_fire(b: &BatchView, now_us: i64) -> Option<i64> {
+    let s = b.schedule.as_ref()?;
+    let cron = Cron::parse(&s.cron, &s.tz).ok()?;
+    cron.next_after(now_us.max(s.last_due_us.unwrap_or(s.set_us)))
+}
