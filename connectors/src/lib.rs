@@ -5,7 +5,8 @@
 //! - `imap`: IMAP4rev1 over TCP, STARTTLS or implicit TLS (async-imap);
 //! - `maildir`: a local Maildir++ tree, Dovecot-compatible;
 //! - `utf7`: modified UTF-7 folder names (RFC 3501 §5.1.3);
-//! - `mapping`: special-use and regex folder mapping, include/exclude filters.
+//! - `mapping`: special-use and regex folder mapping, include/exclude filters;
+//! - [`paging`]: a folder's items a page at a time.
 //!
 //! Sessions never touch the event log: they move bytes and report facts.
 
@@ -14,6 +15,7 @@ pub mod imap;
 pub mod maildir;
 pub mod mapping;
 pub mod model;
+pub mod paging;
 pub mod sample;
 pub mod utf7;
 

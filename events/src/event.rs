@@ -54,6 +54,9 @@ pub enum TokenSource {
     Command(String),
 }
 
+/// A pre-stage pass copies items older than this many days unless told.
+pub const DEFAULT_PRESTAGE_DAYS: u32 = 90;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PassKind {
     Verify,

@@ -16,9 +16,6 @@ use crate::csvimport::{self, MAX_ROWS};
 use ferry_events::time::rfc3339;
 use ferry_projections::rules::{self, Command};
 
-/// Pre-stage cut-off when `--older-than` is not given.
-const DEFAULT_PRESTAGE_DAYS: u32 = 90;
-
 /// `batch create` and `batch add-users`: both import a CSV into a batch.
 pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response, ApiError> {
     let (name, csv, create, expected_version) = match req {
@@ -185,7 +182,7 @@ pub async fn start(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respons
     };
     let not_before_us = at.as_deref().map(|t| parse_time("--at", t)).transpose()?;
     let older_than_days = match (pass, older_than_days) {
-        (PassKind::Prestage, d) => Some(d.unwrap_or(DEFAULT_PRESTAGE_DAYS)),
+        (PassKind::Prestage, d) => Some(d.unwrap_or(ferry_events::DEFAULT_PRESTAGE_DAYS)),
         (_, Some(_)) => return Err(invalid("--older-than applies only to a prestage pass")),
         (_, None) => None,
     };

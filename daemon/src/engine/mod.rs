@@ -5,9 +5,9 @@
 //!   but not finished (the daemon was stopped or killed during it);
 //! - [`pass`]: one pass over a batch, mailboxes in parallel up to the
 //!   batch's `max_concurrent`;
-//! - [`worker`]: one mailbox: folders, mapping, and the pass's work per folder;
-//! - [`copy`]: exactly-once copying: intents, appends, settling in-doubt
-//!   items and re-matching after a UIDVALIDITY change by content digest;
+//! - [`mailbox`]: one mailbox's share: folders and mapping, then per folder
+//!   counting, exactly-once copying, settling in-doubt items and
+//!   re-matching after a UIDVALIDITY change by content digest, flags;
 //! - [`cutover`]: after a cutover's final delta pass, routing per user;
 //! - [`connect`]: sessions within each endpoint's connection cap;
 //! - [`retry`]: backoff with jitter.
@@ -20,11 +20,10 @@
 //! matched by digest, and only unmatched items are appended again.
 
 pub mod connect;
-pub mod copy;
 pub mod cutover;
+pub mod mailbox;
 pub mod pass;
 pub mod retry;
-pub mod worker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

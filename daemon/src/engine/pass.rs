@@ -7,7 +7,7 @@ use ferry_projections::batches::PassPurpose;
 use tokio::sync::Semaphore;
 
 use super::Engine;
-use super::worker::{self, Ended};
+use super::mailbox::{self, Ended};
 use crate::app::App;
 
 pub async fn run(
@@ -62,7 +62,7 @@ pub async fn run(
             address,
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("never closed");
-                worker::run(&engine, &batch, pass_id, kind, older_than_days, mb).await
+                mailbox::run(&engine, &batch, pass_id, kind, older_than_days, mb).await
             }),
         ));
     }

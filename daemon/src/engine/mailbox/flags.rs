@@ -1,0 +1,139 @@
+//! Flag and keyword changes of copied items, brought to their copies.
+
+use std::collections::{HashMap, HashSet};
+
+use ferry_connectors::paging::{Pages, metas_in};
+use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
+use ferry_events::Event;
+use ferry_projections::FolderMark;
+
+use super::copy::{key, src};
+use super::{Work, WorkErr, copies};
+
+pub(super) fn flags_to_copy(flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .cloned()
+        .collect()
+}
+
+/// Propagates flag and keyword changes of copied items to their copies.
+///
+/// With CONDSTORE and a known MODSEQ only the items changed since are
+/// looked at; otherwise every item's flags are compared with its copy's,
+/// page by page, so a large folder is never listed whole.
+pub(super) async fn sync_flags(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    mark: &FolderMark,
+) -> Result<(), WorkErr> {
+    if mark.uidvalidity != st.uidvalidity {
+        return Ok(());
+    }
+    let since = match (mark.highest_modseq, st.highest_modseq) {
+        (Some(old), Some(now)) if old == now => return Ok(()),
+        (Some(old), Some(_)) => Some(old),
+        _ => None,
+    };
+    // Source UID → destination UID, from the log.
+    let copies = copies_of(w, &f.name.raw, st.uidvalidity, &dname.raw);
+    if copies.is_empty() {
+        return Ok(());
+    }
+    let dst_uidvalidity = w
+        .dst
+        .as_mut()
+        .expect("connected")
+        .select(dname)
+        .await?
+        .uidvalidity;
+    let changed = match since {
+        Some(old) => {
+            w.src
+                .as_mut()
+                .expect("connected")
+                .changed_since(old)
+                .await?
+        }
+        None => None,
+    };
+    if let Some(list) = changed {
+        return sync_page(w, f, st, &copies, dst_uidvalidity, list).await;
+    }
+    let mut pages = Pages::from(1);
+    while let Some(page) = {
+        w.check_stop()?;
+        pages.next(src(w)).await?
+    } {
+        sync_page(w, f, st, &copies, dst_uidvalidity, page).await?;
+    }
+    Ok(())
+}
+
+/// Brings the copies of `metas` to the source's flags.
+async fn sync_page(
+    w: &mut Work<'_>,
+    f: &Folder,
+    st: &FolderStatus,
+    copies: &HashMap<u32, (u32, u32)>,
+    dst_uidvalidity: u32,
+    metas: Vec<ItemMeta>,
+) -> Result<(), WorkErr> {
+    let pairs: Vec<(ItemMeta, u32)> = metas
+        .into_iter()
+        .filter_map(|m| match copies.get(&m.uid) {
+            Some((v, du)) if *v == dst_uidvalidity => Some((m, *du)),
+            _ => None,
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let dest_uids: Vec<u32> = pairs.iter().map(|(_, du)| *du).collect();
+    let dst = w.dst.as_mut().expect("connected");
+    let have: HashMap<u32, Vec<String>> = metas_in(dst.session.as_mut(), &dest_uids)
+        .await?
+        .into_iter()
+        .map(|m| (m.uid, m.flags))
+        .collect();
+    let mut events = Vec::new();
+    for (m, du) in pairs {
+        let want = flags_to_copy(&m.flags);
+        let Some(have) = have.get(&du) else {
+            continue;
+        };
+        if same_flags(&want, &flags_to_copy(have)) {
+            continue;
+        }
+        dst.store_flags(du, &want).await?;
+        events.push(Event::FlagsSynced {
+            mailbox: w.mailbox.address.clone(),
+            key: key(f, st, m.uid),
+            flags: want,
+        });
+    }
+    w.record(events).await
+}
+
+fn same_flags(a: &[String], b: &[String]) -> bool {
+    let norm =
+        |v: &[String]| -> HashSet<String> { v.iter().map(|s| s.to_ascii_lowercase()).collect() };
+    norm(a) == norm(b)
+}
+
+/// Source UID → (destination UIDVALIDITY, UID) of the copies in `dest_folder`.
+fn copies_of(
+    w: &Work<'_>,
+    folder: &str,
+    uidvalidity: u32,
+    dest_folder: &str,
+) -> HashMap<u32, (u32, u32)> {
+    copies(w, |k, df, _| {
+        k.folder == folder && k.uidvalidity == uidvalidity && df == dest_folder
+    })
+    .map(|(k, _, du)| (k.uid, du))
+    .collect()
+}

@@ -1,0 +1,324 @@
+//! One folder's share of a pass: the destination folder made and
+//! subscribed, what changed about the folder recorded, what a crash left in
+//! doubt settled, then the pass's own work.
+
+use std::collections::HashMap;
+
+use ferry_connectors::mapping::FolderPlan;
+use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, ItemMeta, SpecialUse};
+use ferry_events::{Event, FolderCount, PassKind, Side};
+use ferry_projections::FolderMark;
+
+use super::{Work, WorkErr, copy, flags, settle, verify};
+use crate::engine::retry;
+
+/// What a copying pass does in each folder; a verify pass only counts.
+enum Job {
+    Full,
+    /// Items received before the cut-off only.
+    Prestage(chrono::DateTime<chrono::Utc>),
+    /// New items past the checkpoint, then flag changes.
+    Delta,
+    /// The items whose failure is still unresolved.
+    RetryErrors,
+}
+
+impl Job {
+    fn of(kind: PassKind, older_than_days: Option<u32>) -> Option<Job> {
+        Some(match kind {
+            PassKind::Verify => return None,
+            PassKind::Full => Job::Full,
+            PassKind::Prestage => {
+                let days = older_than_days.unwrap_or(ferry_events::DEFAULT_PRESTAGE_DAYS);
+                Job::Prestage(chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+            }
+            PassKind::Delta => Job::Delta,
+            PassKind::RetryErrors => Job::RetryErrors,
+        })
+    }
+}
+
+impl Work<'_> {
+    pub(super) async fn work(&mut self) -> Result<(), WorkErr> {
+        let plan = FolderPlan::new(
+            &self.options.folder_rules,
+            &self.options.include_folders,
+            &self.options.exclude_folders,
+        )
+        .map_err(WorkErr::Conn)?;
+        let mut delays = retry::delays(&self.cfg);
+        let (src_folders, dst_folders) = loop {
+            match self.list_both().await {
+                Ok(x) => break x,
+                Err(e) => self.recover(e, &mut delays, "listing folders").await?,
+            }
+        };
+        let special: HashMap<SpecialUse, FolderName> = dst_folders
+            .iter()
+            .filter_map(|f| f.special_use.map(|u| (u, f.name.clone())))
+            .collect();
+        let delimiter = dst_folders
+            .iter()
+            .find_map(|f| f.name.delimiter)
+            .or(Some('/'));
+        self.dst_folders = dst_folders.iter().map(|f| f.name.raw.clone()).collect();
+        self.dst_subscribed = dst_folders
+            .iter()
+            .filter(|f| f.subscribed)
+            .map(|f| f.name.raw.clone())
+            .collect();
+
+        let mut tally = verify::Tally::default();
+        for f in src_folders.iter().filter(|f| f.selectable) {
+            let Some(dname) = plan.map(f, &special, delimiter) else {
+                continue;
+            };
+            let mut delays = retry::delays(&self.cfg);
+            let res = loop {
+                let before = self.progress();
+                let attempt = match self.check_stop() {
+                    Ok(()) => match self.connect().await {
+                        Ok(()) => self.folder(f, &dname, &mut tally).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                match attempt {
+                    Ok(()) => break Ok(()),
+                    Err(e) => {
+                        // Retries are for a line that stays down, not for a
+                        // long folder over a flaky one: progress earns a fresh set.
+                        if self.progress() > before {
+                            delays = retry::delays(&self.cfg);
+                        }
+                        if let Err(e) = self.recover(e, &mut delays, &f.name.raw).await {
+                            break Err(e);
+                        }
+                    }
+                }
+            };
+            match res {
+                Ok(()) => {}
+                Err(WorkErr::Conn(e)) if matches!(e.class(), ErrorClass::Folder) => {
+                    self.folder_errors
+                        .push(format!("folder {}: {e}", f.name.raw));
+                    self.record(vec![Event::FolderFailed {
+                        mailbox: self.mailbox.address.clone(),
+                        folder: f.name.raw.clone(),
+                        class: format!("{:?}", e.class()),
+                        reason: e.to_string(),
+                    }])
+                    .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.kind == PassKind::Verify {
+            verify::record(self, tally).await?;
+        }
+        Ok(())
+    }
+
+    fn mark(&self, folder: &str) -> Option<FolderMark> {
+        self.app
+            .views
+            .read()
+            .unwrap()
+            .watermarks
+            .get(&self.mailbox.address, folder)
+            .cloned()
+    }
+
+    /// The pass's work on one folder, from the log's current view.
+    async fn folder(
+        &mut self,
+        f: &Folder,
+        dname: &FolderName,
+        tally: &mut verify::Tally,
+    ) -> Result<(), WorkErr> {
+        let Some(job) = Job::of(self.kind, self.older_than_days) else {
+            return verify::count(self, f, dname, tally).await;
+        };
+        self.ensure_destination(f, dname).await?;
+        let st = self
+            .src
+            .as_mut()
+            .expect("connected")
+            .examine(&f.name)
+            .await?;
+        // Read before anything is recorded about the folder.
+        let mark = self.mark(&f.name.raw);
+        self.note_folder(f, dname, &st, mark.as_ref()).await?;
+        let mark = self.reconcile(f, dname, &st, mark).await?;
+        match job {
+            Job::Full => copy::scan(self, f, dname, &st, 1, |_| true).await?,
+            Job::Prestage(cutoff) => {
+                copy::scan(self, f, dname, &st, 1, move |m: &ItemMeta| {
+                    m.internal_date.is_some_and(|d| d < cutoff)
+                })
+                .await?
+            }
+            Job::Delta => {
+                let from = mark.scanned_to.saturating_add(1).max(1);
+                copy::scan(self, f, dname, &st, from, |_| true).await?;
+                flags::sync_flags(self, f, dname, &st, &mark).await?;
+            }
+            Job::RetryErrors => self.retry_errors(f, dname, &st).await?,
+        }
+        if matches!(job, Job::Full | Job::Delta) {
+            self.checkpoint(f, &st, &mark).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the destination folder if missing and subscribes it like the
+    /// source's; checked every pass, so a crash between the two heals.
+    async fn ensure_destination(&mut self, f: &Folder, dname: &FolderName) -> Result<(), WorkErr> {
+        if !self.dst_folders.contains(&dname.raw) {
+            self.dst
+                .as_mut()
+                .expect("connected")
+                .create_folder(dname)
+                .await?;
+            self.dst_folders.insert(dname.raw.clone());
+        }
+        if f.subscribed && !self.dst_subscribed.contains(&dname.raw) {
+            self.dst
+                .as_mut()
+                .expect("connected")
+                .subscribe(dname)
+                .await?;
+            self.dst_subscribed.insert(dname.raw.clone());
+        }
+        Ok(())
+    }
+
+    /// Records the folder's item count and its mapping when they changed,
+    /// so a quiet delta writes nothing.
+    async fn note_folder(
+        &mut self,
+        f: &Folder,
+        dname: &FolderName,
+        st: &FolderStatus,
+        mark: Option<&FolderMark>,
+    ) -> Result<(), WorkErr> {
+        let (mapped, known_items) = self
+            .app
+            .views
+            .read()
+            .unwrap()
+            .mailboxes
+            .get(&self.mailbox.address)
+            .and_then(|m| m.folders.get(&f.name.raw))
+            .map(|p| (p.destination.clone(), p.source_items))
+            .unwrap_or_default();
+        // Totals for progress views (bytes only a verify pass measures).
+        if known_items != Some(u64::from(st.exists)) {
+            self.record(vec![Event::FolderCounted {
+                mailbox: self.mailbox.address.clone(),
+                side: Side::Source,
+                counts: vec![FolderCount {
+                    folder: f.name.raw.clone(),
+                    items: u64::from(st.exists),
+                    bytes: 0,
+                }],
+            }])
+            .await?;
+        }
+        if mapped.as_deref() != Some(dname.raw.as_str())
+            || mark.is_some_and(|m| m.uidvalidity != st.uidvalidity)
+        {
+            self.record(vec![Event::FolderMapped {
+                mailbox: self.mailbox.address.clone(),
+                source: f.name.raw.clone(),
+                destination: dname.raw.clone(),
+                uidvalidity: st.uidvalidity,
+            }])
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The folder's mark once a UIDVALIDITY change is re-matched and
+    /// in-doubt intents are settled.
+    async fn reconcile(
+        &mut self,
+        f: &Folder,
+        dname: &FolderName,
+        st: &FolderStatus,
+        mark: Option<FolderMark>,
+    ) -> Result<FolderMark, WorkErr> {
+        match mark {
+            Some(m) if m.uidvalidity != st.uidvalidity && m.uidvalidity != 0 => {
+                self.record(vec![Event::UidValidityChanged {
+                    mailbox: self.mailbox.address.clone(),
+                    folder: f.name.raw.clone(),
+                    old: m.uidvalidity,
+                    new: st.uidvalidity,
+                }])
+                .await?;
+                let dst_st = self.dst.as_mut().expect("connected").select(dname).await?;
+                settle::rematch(self, f, dname, st, &dst_st).await?;
+            }
+            Some(m) if !m.in_doubt.is_empty() => {
+                let dst_st = self.dst.as_mut().expect("connected").select(dname).await?;
+                settle::settle(self, f, dname, st, &dst_st, &m).await?;
+            }
+            Some(_) => {}
+            None => return Ok(FolderMark::default()),
+        }
+        Ok(self.mark(&f.name.raw).unwrap_or_default())
+    }
+
+    /// Copies again the items of this folder whose failure is unresolved.
+    async fn retry_errors(
+        &mut self,
+        f: &Folder,
+        dname: &FolderName,
+        st: &FolderStatus,
+    ) -> Result<(), WorkErr> {
+        let uids: Vec<u32> = {
+            let views = self.app.views.read().unwrap();
+            views
+                .mailboxes
+                .get(&self.mailbox.address)
+                .map(|m| {
+                    m.errors
+                        .keys()
+                        .filter(|k| k.folder == f.name.raw && k.uidvalidity == st.uidvalidity)
+                        .map(|k| k.uid)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let src = self.src.as_mut().expect("connected");
+        let metas = ferry_connectors::paging::metas_in(src.session.as_mut(), &uids).await?;
+        copy::copy_items(self, f, dname, st, metas).await
+    }
+
+    /// Records how far the folder is scanned, when that moved.
+    async fn checkpoint(
+        &mut self,
+        f: &Folder,
+        st: &FolderStatus,
+        mark: &FolderMark,
+    ) -> Result<(), WorkErr> {
+        let moved = mark.scanned_to != st.uidnext.saturating_sub(1)
+            || mark.highest_modseq != st.highest_modseq
+            || mark.uidvalidity != st.uidvalidity;
+        if moved {
+            self.record(vec![Event::Checkpoint {
+                mailbox: self.mailbox.address.clone(),
+                folder: f.name.raw.clone(),
+                uidvalidity: st.uidvalidity,
+                highest_uid: st.uidnext.saturating_sub(1),
+                highest_modseq: st.highest_modseq,
+            }])
+            .await?;
+        }
+        Ok(())
+    }
+}

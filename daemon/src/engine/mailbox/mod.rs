@@ -1,0 +1,327 @@
+//! One mailbox's share of a pass.
+//!
+//! The worker connects to both sides, lists and maps folders, and runs the
+//! pass's work folder by folder ([`folder`]): counting ([`verify`]),
+//! copying exactly once ([`copy`]), settling what a crash left in doubt
+//! ([`settle`]) and bringing flags along ([`flags`]). A transient failure (dropped line,
+//! throttling) drops both sessions, waits with backoff and redoes the
+//! folder from the log's point of view: what is recorded copied is never
+//! copied again, and what is in doubt is settled first.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ferry_connectors::{ConnectorError, Folder};
+use ferry_events::{
+    BatchOptions, EndpointSpec, Event, ExpectedVersion, ItemKey, MailboxSpec, Outcome, PassKind,
+    Side, stream,
+};
+use ferry_projections::BatchState;
+
+use super::connect::{self, Conn};
+use super::{Engine, EngineError};
+use crate::app::App;
+use crate::config::EngineConfig;
+
+mod copy;
+mod flags;
+mod folder;
+mod settle;
+mod verify;
+
+/// How a mailbox's part of a pass ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Recorded with this outcome.
+    Done(Outcome),
+    /// Interrupted by shutdown; nothing recorded, the pass resumes later.
+    Drained,
+}
+
+/// Why work stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkErr {
+    #[error(transparent)]
+    Conn(#[from] ConnectorError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("error budget of {0} failed items spent")]
+    Budget(u32),
+    #[error("the daemon is shutting down")]
+    Drain,
+    #[error("the batch was stopped")]
+    Stopped,
+}
+
+impl From<ferry_events::StoreError> for WorkErr {
+    fn from(e: ferry_events::StoreError) -> Self {
+        WorkErr::Engine(EngineError::Store(e))
+    }
+}
+
+impl WorkErr {
+    fn is_transient(&self) -> bool {
+        match self {
+            WorkErr::Conn(e) => e.is_transient(),
+            WorkErr::Engine(EngineError::Connector(e)) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Everything a mailbox worker needs, fixed for the pass.
+pub struct Work<'a> {
+    pub engine: &'a Arc<Engine>,
+    pub app: &'a App,
+    pub cfg: EngineConfig,
+    pub batch: String,
+    pub options: BatchOptions,
+    pub pass_id: u64,
+    pub kind: PassKind,
+    pub older_than_days: Option<u32>,
+    pub mailbox: MailboxSpec,
+    pub source: (String, EndpointSpec),
+    pub destination: (String, EndpointSpec),
+    pub src: Option<Conn>,
+    pub dst: Option<Conn>,
+    /// Items that failed in this pass, against the error budget.
+    pub failed: u32,
+    /// Folders that could not be opened or created, with the reason.
+    pub folder_errors: Vec<String>,
+    /// Destination folders known to exist.
+    pub dst_folders: HashSet<String>,
+    /// Destination folders known to be subscribed.
+    pub dst_subscribed: HashSet<String>,
+}
+
+pub async fn run(
+    engine: &Arc<Engine>,
+    batch: &str,
+    pass_id: u64,
+    kind: PassKind,
+    older_than_days: Option<u32>,
+    mailbox: MailboxSpec,
+) -> Ended {
+    let app = engine.app.as_ref();
+    let cfg = app.config.read().unwrap().engine.clone();
+    let setup = {
+        let views = app.views.read().unwrap();
+        views.batches.get(batch).and_then(|b| {
+            let s = views.endpoints.get(&b.source)?;
+            let d = views.endpoints.get(&b.destination)?;
+            Some((
+                b.options.clone(),
+                (b.source.clone(), s.spec.clone()),
+                (b.destination.clone(), d.spec.clone()),
+            ))
+        })
+    };
+    let Some((options, source, destination)) = setup else {
+        return Ended::Done(Outcome::Failed);
+    };
+    let address = mailbox.address.clone();
+    let started = app
+        .append(
+            &stream::mailbox(&address),
+            ExpectedVersion::Any,
+            ferry_events::Actor::Engine,
+            vec![Event::MailboxPassStarted {
+                mailbox: address.clone(),
+                batch: batch.to_string(),
+                pass_id,
+                pass: kind,
+            }],
+        )
+        .await;
+    if let Err(e) = started {
+        tracing::error!(mailbox = %address, error = %e, "cannot record pass start");
+        return Ended::Drained;
+    }
+    let mut w = Work {
+        engine,
+        app,
+        cfg,
+        batch: batch.to_string(),
+        options,
+        pass_id,
+        kind,
+        older_than_days,
+        mailbox,
+        source,
+        destination,
+        src: None,
+        dst: None,
+        failed: 0,
+        folder_errors: Vec::new(),
+        dst_folders: HashSet::new(),
+        dst_subscribed: HashSet::new(),
+    };
+    let result = w.work().await;
+    if let Some(s) = w.src.as_mut() {
+        let _ = s.logout().await;
+    }
+    if let Some(d) = w.dst.as_mut() {
+        let _ = d.logout().await;
+    }
+    let (outcome, detail) = match result {
+        Ok(()) if w.failed == 0 && w.folder_errors.is_empty() => {
+            (Outcome::Succeeded, String::new())
+        }
+        Ok(()) => (
+            Outcome::SucceededWithErrors,
+            summary(w.failed, &w.folder_errors),
+        ),
+        Err(WorkErr::Drain) => return Ended::Drained,
+        Err(WorkErr::Stopped) => (Outcome::Stopped, "the batch was stopped".into()),
+        Err(e) => (Outcome::Failed, e.to_string()),
+    };
+    tracing::info!(mailbox = %address, ?outcome, %detail, "mailbox pass ended");
+    let res = app
+        .append(
+            &stream::mailbox(&address),
+            ExpectedVersion::Any,
+            ferry_events::Actor::Engine,
+            vec![Event::MailboxPassFinished {
+                mailbox: address.clone(),
+                pass_id,
+                outcome,
+                detail,
+            }],
+        )
+        .await;
+    match res {
+        Ok(_) => Ended::Done(outcome),
+        Err(_) => Ended::Drained,
+    }
+}
+
+fn summary(failed: u32, folders: &[String]) -> String {
+    let mut parts = Vec::new();
+    if failed > 0 {
+        parts.push(format!("{failed} items failed"));
+    }
+    parts.extend(folders.iter().cloned());
+    parts.join("; ")
+}
+
+impl Work<'_> {
+    /// Stops at a safe point when the daemon drains or the batch is stopped.
+    pub fn check_stop(&self) -> Result<(), WorkErr> {
+        if self.engine.draining() {
+            return Err(WorkErr::Drain);
+        }
+        let views = self.app.views.read().unwrap();
+        match views.batches.get(&self.batch).map(|b| b.state) {
+            None | Some(BatchState::Stopping | BatchState::Stopped) => Err(WorkErr::Stopped),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn record(&mut self, events: Vec<Event>) -> Result<(), WorkErr> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.app
+            .append(
+                &stream::mailbox(&self.mailbox.address),
+                ExpectedVersion::Any,
+                ferry_events::Actor::Engine,
+                events,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn connect(&mut self) -> Result<(), WorkErr> {
+        let timeout = std::time::Duration::from_secs(self.cfg.io_timeout_s.max(1));
+        for side in [Side::Source, Side::Destination] {
+            let (conn, (name, spec)) = match side {
+                Side::Source => (&mut self.src, &self.source),
+                Side::Destination => (&mut self.dst, &self.destination),
+            };
+            if conn.is_none() {
+                let caps = &self.engine.caps;
+                let mut opened =
+                    connect::open(self.app, caps, name, spec, &self.mailbox, side, timeout).await?;
+                opened.session.limit_items(copy::item_limit(&self.options));
+                *conn = Some(opened);
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed attempt: for a transient failure, drops both sessions
+    /// and waits the next backoff delay (Ok: try again); otherwise, or when
+    /// the retries are spent, gives the failure back.
+    async fn recover(
+        &mut self,
+        e: WorkErr,
+        delays: &mut (impl Iterator<Item = std::time::Duration> + Send),
+        what: &str,
+    ) -> Result<(), WorkErr> {
+        if !e.is_transient() {
+            return Err(e);
+        }
+        self.src = None;
+        self.dst = None;
+        let Some(delay) = delays.next() else {
+            return Err(e);
+        };
+        tracing::warn!(mailbox = %self.mailbox.address, %what, error = %e, ?delay,
+            "transient failure; retrying");
+        let mut stop = self.engine.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            () = stop.wait() => Err(WorkErr::Drain),
+        }
+    }
+
+    async fn list_both(&mut self) -> Result<(Vec<Folder>, Vec<Folder>), WorkErr> {
+        self.check_stop()?;
+        self.connect().await?;
+        let s = self.src.as_mut().expect("connected").list_folders().await?;
+        let d = self.dst.as_mut().expect("connected").list_folders().await?;
+        Ok((s, d))
+    }
+
+    /// Items settled for this mailbox so far (copied, skipped or failed).
+    fn progress(&self) -> u64 {
+        self.app
+            .views
+            .read()
+            .unwrap()
+            .mailboxes
+            .get(&self.mailbox.address)
+            .map_or(0, |m| m.totals.copied + m.totals.skipped + m.totals.failed)
+    }
+
+    /// Counts one failed item against the budget.
+    pub fn charge(&mut self) -> Result<(), WorkErr> {
+        self.failed += 1;
+        if self.failed > self.options.error_budget {
+            return Err(WorkErr::Budget(self.options.error_budget));
+        }
+        Ok(())
+    }
+}
+
+/// The recorded copies of this mailbox that `keep` selects: (source key,
+/// destination folder, destination (UIDVALIDITY, UID)). The stream is read
+/// lazily, so only the selected copies are held in memory.
+pub(super) fn copies<'a>(
+    w: &'a Work<'_>,
+    keep: impl Fn(&ItemKey, &str, (u32, u32)) -> bool + 'a,
+) -> impl Iterator<Item = (ItemKey, String, (u32, u32))> + 'a {
+    let stream = ferry_events::stream::mailbox(&w.mailbox.address);
+    ferry_events::EventStore::scan_stream(w.app.store.as_ref(), &stream, 1)
+        .filter_map(Result::ok)
+        .filter_map(move |e| match e.event {
+            Event::ItemCopied {
+                key,
+                dest_folder,
+                dest_uid: Some(du),
+                ..
+            } if keep(&key, &dest_folder, du) => Some((key, dest_folder, du)),
+            _ => None,
+        })
+}
