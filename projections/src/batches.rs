@@ -1,6 +1,6 @@
 //! Batches and their state machine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferry_events::{BatchOptions, Envelope, Event, Outcome, PassKind, SecretRef};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,51 @@ pub struct PassRecord {
     pub older_than_days: Option<u32>,
     /// Items copied, skipped and failed during this pass, with bytes copied.
     pub counts: Counts,
+    /// Mailboxes that took part (counted once across a resume).
+    pub mailboxes: u64,
+    /// Who took part while the pass runs; emptied when it ends.
+    pub taking_part: BTreeSet<String>,
+    /// Mailboxes whose share failed items or did not succeed.
+    pub troubled: BTreeMap<String, MailboxTrouble>,
+}
+
+/// One mailbox's trouble in one pass, as its report names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxTrouble {
+    pub failed: u64,
+    pub outcome: Option<Outcome>,
+    pub detail: String,
+}
+
+impl PassRecord {
+    /// Folds a mailbox's own pass events and failed items into the pass.
+    pub(crate) fn apply_mailbox(&mut self, env: &Envelope) {
+        match &env.event {
+            Event::MailboxPassStarted {
+                mailbox, pass_id, ..
+            } if *pass_id == self.id => {
+                self.taking_part.insert(mailbox.clone());
+                self.mailboxes = self.taking_part.len() as u64;
+            }
+            Event::ItemFailed { mailbox, .. } if self.taking_part.contains(mailbox) => {
+                self.troubled.entry(mailbox.clone()).or_default().failed += 1;
+            }
+            Event::MailboxPassFinished {
+                mailbox,
+                pass_id,
+                outcome,
+                detail,
+            } if *pass_id == self.id && self.taking_part.contains(mailbox) => {
+                let bad = matches!(outcome, Outcome::Failed | Outcome::SucceededWithErrors);
+                if bad || self.troubled.contains_key(mailbox) {
+                    let t = self.troubled.entry(mailbox.clone()).or_default();
+                    t.outcome = Some(*outcome);
+                    t.detail = detail.clone();
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl PassRecord {
@@ -269,6 +314,9 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
                 purpose,
                 older_than_days,
                 counts: Counts::default(),
+                mailboxes: 0,
+                taking_part: BTreeSet::new(),
+                troubled: BTreeMap::new(),
             });
         }
         Event::PassFinished {
@@ -277,6 +325,7 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
             if let Some(p) = b.passes.iter_mut().rev().find(|p| p.id == *pass_id) {
                 p.finished_us = Some(env.time_us);
                 p.outcome = Some(*outcome);
+                p.taking_part.clear();
             }
             b.state = match (b.state, outcome) {
                 (BatchState::Stopping, _) | (_, Outcome::Stopped) => BatchState::Stopped,

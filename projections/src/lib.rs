@@ -140,28 +140,38 @@ impl Projections {
         }
     }
 
-    /// Item outcomes also count toward the running pass of the mailbox's batch.
+    /// Item outcomes also count toward the running pass of the mailbox's
+    /// batch, and a mailbox's share of a pass toward that pass's report.
     fn count_in_pass(&mut self, env: &Envelope) {
-        let (mailbox, copied, skipped, failed, bytes) = match &env.event {
-            Event::ItemCopied { mailbox, size, .. } => (mailbox, 1, 0, 0, *size),
-            Event::ItemSkipped { mailbox, .. } => (mailbox, 0, 1, 0, 0),
-            Event::ItemFailed { mailbox, .. } => (mailbox, 0, 0, 1, 0),
+        let mailbox = match &env.event {
+            Event::ItemCopied { mailbox, .. }
+            | Event::ItemSkipped { mailbox, .. }
+            | Event::ItemFailed { mailbox, .. }
+            | Event::MailboxPassStarted { mailbox, .. }
+            | Event::MailboxPassFinished { mailbox, .. } => mailbox,
             _ => return,
         };
         let Some(m) = self.mailboxes.get(mailbox) else {
             return;
         };
-        if let Some(p) = self
+        let Some(p) = self
             .batches
             .get_mut(&m.batch)
             .and_then(|b| b.passes.last_mut())
             .filter(|p| p.outcome.is_none())
-        {
-            p.counts.copied += copied;
-            p.counts.skipped += skipped;
-            p.counts.failed += failed;
-            p.counts.bytes += bytes;
+        else {
+            return;
+        };
+        match &env.event {
+            Event::ItemCopied { size, .. } => {
+                p.counts.copied += 1;
+                p.counts.bytes += size;
+            }
+            Event::ItemSkipped { .. } => p.counts.skipped += 1,
+            Event::ItemFailed { .. } => p.counts.failed += 1,
+            _ => {}
         }
+        p.apply_mailbox(env);
     }
 
     /// Folds every envelope of `log` in order.

@@ -9,6 +9,7 @@ use ferry_events::{Envelope, Event, NotifyChannel, Outcome, SecretRef};
 use serde::{Deserialize, Serialize};
 
 use crate::BatchView;
+use crate::batches::PassRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwedNotice {
@@ -25,6 +26,10 @@ pub struct OwedNotice {
     pub finished_us: i64,
     /// Attempts already made (each recorded as a failure).
     pub attempts: u32,
+    /// The pass as it ended, for the summary (absent if never started).
+    pub pass: Option<PassRecord>,
+    pub source: String,
+    pub destination: String,
 }
 
 impl OwedNotice {
@@ -56,6 +61,7 @@ impl Notices {
                 let Some(b) = batches.get(batch) else {
                     return;
                 };
+                let pass = b.passes.iter().rev().find(|p| p.id == *pass_id);
                 let owe = |channel, target: &str, webhook: Option<SecretRef>| OwedNotice {
                     batch: batch.clone(),
                     pass_id: *pass_id,
@@ -66,6 +72,9 @@ impl Notices {
                     finished_seq: env.seq,
                     finished_us: env.time_us,
                     attempts: 0,
+                    pass: pass.cloned(),
+                    source: b.source.clone(),
+                    destination: b.destination.clone(),
                 };
                 if let (Some(url), Some(shown)) = (&b.notify.webhook, &b.notify.webhook_shown) {
                     self.owed

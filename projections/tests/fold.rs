@@ -262,3 +262,114 @@ fn a_full_pass_moves_batch_and_mailbox_states() {
     assert_eq!(p.mailboxes["a@x"].totals.bytes, 100);
     assert_eq!(p.stats.items_failed, 1);
 }
+
+/// A pass's summary counts only its own items, each mailbox once across a
+/// resume, and names the mailboxes with errors; an owed notice carries it.
+#[test]
+fn a_finished_pass_keeps_its_summary_for_the_notice() {
+    let copied = |mailbox: &str, uid, size| Event::ItemCopied {
+        mailbox: mailbox.into(),
+        key: key(0, uid, 1),
+        size,
+        digest: String::new(),
+        dest_folder: "INBOX".into(),
+        dest_uid: None,
+    };
+    let started = |mailbox: &str, batch: &str, pass_id| Event::MailboxPassStarted {
+        mailbox: mailbox.into(),
+        batch: batch.into(),
+        pass_id,
+        pass: PassKind::Full,
+    };
+    let mut events = Vec::new();
+    for b in ["b", "other"] {
+        events.push(Event::BatchCreated {
+            name: b.into(),
+            source: "s".into(),
+            destination: "d".into(),
+            options: BatchOptions::default(),
+        });
+    }
+    for (b, m) in [("b", "a@x"), ("b", "c@x"), ("other", "z@x")] {
+        events.push(Event::MailboxAdded {
+            batch: b.into(),
+            mailbox: spec(m),
+        });
+    }
+    events.extend([
+        Event::NotifySet {
+            batch: "b".into(),
+            emails: vec!["ops@x".into()],
+            webhook: None,
+            webhook_shown: None,
+        },
+        Event::PassRequested {
+            batch: "b".into(),
+            pass: PassKind::Full,
+            older_than_days: None,
+            not_before_us: None,
+        },
+        Event::PassStarted {
+            batch: "b".into(),
+            pass_id: 7,
+            pass: PassKind::Full,
+        },
+        started("a@x", "b", 7),
+        started("c@x", "b", 7),
+        // Resumed after a restart: still one mailbox.
+        started("c@x", "b", 7),
+        // Another batch's mailbox copies meanwhile.
+        copied("z@x", 1, 5_000),
+        copied("a@x", 1, 100),
+        copied("c@x", 1, 10),
+        Event::ItemSkipped {
+            mailbox: "a@x".into(),
+            key: key(0, 2, 1),
+            size: 9,
+            reason: "too large".into(),
+        },
+        Event::ItemFailed {
+            mailbox: "c@x".into(),
+            key: key(0, 2, 1),
+            class: "permanent".into(),
+            reason: "refused".into(),
+        },
+        Event::MailboxPassFinished {
+            mailbox: "a@x".into(),
+            pass_id: 7,
+            outcome: Outcome::Succeeded,
+            detail: String::new(),
+        },
+        Event::MailboxPassFinished {
+            mailbox: "c@x".into(),
+            pass_id: 7,
+            outcome: Outcome::SucceededWithErrors,
+            detail: "1 item failed".into(),
+        },
+        Event::PassFinished {
+            batch: "b".into(),
+            pass_id: 7,
+            outcome: Outcome::SucceededWithErrors,
+        },
+        // After the pass: not counted.
+        copied("a@x", 3, 1_000),
+    ]);
+    let p = Projections::rebuild(&log(events));
+    let owed = &p.notices.owed;
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    let pass = owed[0].pass.as_ref().expect("the pass ran");
+    assert_eq!(pass.pass, PassKind::Full);
+    assert_eq!(pass.mailboxes, 2);
+    let c = pass.counts;
+    assert_eq!((c.copied, c.bytes, c.skipped, c.failed), (2, 110, 1, 1));
+    let troubled: Vec<_> = pass.troubled.iter().collect();
+    assert_eq!(troubled.len(), 1);
+    assert_eq!(troubled[0].0, "c@x");
+    assert_eq!(troubled[0].1.failed, 1);
+    assert_eq!(troubled[0].1.outcome, Some(Outcome::SucceededWithErrors));
+    assert!(pass.taking_part.is_empty(), "emptied when the pass ends");
+    assert_eq!(
+        (owed[0].source.as_str(), owed[0].destination.as_str()),
+        ("s", "d")
+    );
+}

@@ -8,6 +8,7 @@ use ferry_events::{Actor, Event, ExpectedVersion, stream};
 
 use super::{done, invalid, not_found, store_error};
 use crate::app::App;
+use crate::notify::webhook_shown;
 
 /// Most addresses one batch reports to.
 const MAX_EMAILS: usize = 50;
@@ -106,49 +107,4 @@ pub async fn set(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response,
         format!("batch {name}: pass reports go to {}", to.join(", "))
     };
     Ok(done(message, &envs))
-}
-
-/// Checks a webhook URL and returns what may be shown of it: scheme, host
-/// and port; never its path (Slack, Teams and Discord put the token there),
-/// query or user info.
-pub fn webhook_shown(url: &str) -> Result<String, String> {
-    let u = reqwest::Url::parse(url.trim()).map_err(|e| format!("--webhook is not a URL ({e})"))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!(
-            "--webhook must be an http or https URL, not {}:",
-            u.scheme()
-        ));
-    }
-    let Some(host) = u.host_str() else {
-        return Err("--webhook has no host".into());
-    };
-    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-    Ok(format!("{}://{host}{port}", u.scheme()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::webhook_shown;
-
-    #[test]
-    fn shown_webhook_drops_tokens() {
-        assert_eq!(
-            webhook_shown("https://bob:s3cret@hooks.example:8443/t/x?token=abc#f").unwrap(),
-            "https://hooks.example:8443"
-        );
-        assert_eq!(
-            webhook_shown("https://hooks.slack.com/services/T0/B0/XyZsecret").unwrap(),
-            "https://hooks.slack.com"
-        );
-        assert_eq!(
-            webhook_shown("http://127.0.0.1/").unwrap(),
-            "http://127.0.0.1"
-        );
-        assert!(
-            webhook_shown("ftp://x/")
-                .unwrap_err()
-                .contains("http or https")
-        );
-        assert!(webhook_shown("not a url").is_err());
-    }
 }
