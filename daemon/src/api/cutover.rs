@@ -1,5 +1,5 @@
 //! `cutover ADDRESS...`: a final delta pass for those mailboxes, then
-//! their routing actions (the engine's [`crate::engine::cutover`]).
+//! their routing actions (the engine's [`crate::engine::routing`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

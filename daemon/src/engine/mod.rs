@@ -8,7 +8,7 @@
 //! - [`mailbox`]: one mailbox's share: folders and mapping, then per folder
 //!   counting, exactly-once copying, settling in-doubt items and
 //!   re-matching after a UIDVALIDITY change by content digest, flags;
-//! - [`cutover`]: after a cutover's final delta pass, routing per user;
+//! - [`routing`]: after a cutover's final delta pass, each user's routing actions;
 //! - [`connect`]: sessions within each endpoint's connection cap;
 //! - [`retry`]: backoff with jitter.
 //!
@@ -20,7 +20,7 @@
 //! matched by digest, and only unmatched items are appended again.
 
 pub mod connect;
-pub mod cutover;
+pub mod routing;
 pub mod mailbox;
 pub mod pass;
 pub mod retry;
@@ -175,7 +175,7 @@ pub fn spawn(app: Arc<App>, shutdown: Shutdown) -> JoinHandle<()> {
         });
         let mut head = app.views_head.subscribe();
         let mut stop = shutdown;
-        cutover::resume(&engine).await;
+        routing::resume(&engine).await;
         loop {
             engine.scan().await;
             tokio::select! {

@@ -125,7 +125,7 @@ pub async fn run(
         }
     }
     if let PassPurpose::Cutover { mailboxes } = purpose {
-        super::cutover::route(&engine, &batch, pass_id, &mailboxes).await;
+        super::routing::route(&engine, &batch, pass_id, &mailboxes).await;
     }
 }
 
