@@ -189,7 +189,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// How pass reports are sent; reloaded on SIGHUP.
+/// How pass summaries are sent; reloaded on SIGHUP.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {

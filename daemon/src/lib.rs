@@ -6,7 +6,9 @@
 //! - [`api`]: one handler file per area of the control API;
 //! - [`engine`]: passes, mailbox workers, connectors;
 //! - [`scheduler`]: cron delta schedules, fired from the log's facts;
-//! - [`notify`]: pass reports by webhook and email;
+//! - [`cron`]: the pure schedule: fires as a function of time and zone;
+//! - [`shutdown`]: the drain signal every long-running task holds;
+//! - [`notify`]: pass summaries by webhook and email;
 //! - [`csvimport`]: batch CSV files by Microsoft's rules;
 //! - [`secrets`]: the encrypted secret store events refer to;
 //! - [`metrics`]: Prometheus text on an optional loopback port.

@@ -1,4 +1,4 @@
-//! `batch notify`: where a batch's pass reports go.
+//! `batch notify`: where a batch's pass summaries go.
 
 use std::sync::Arc;
 
