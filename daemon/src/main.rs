@@ -28,7 +28,7 @@ struct Args {
 
 fn main() {
     if let Err(e) = real_main() {
-        eprintln!("ferryd: {}", ferry_ctl::one_line(e.chain()));
+        eprintln!("ferryd: {}", ferry_api::one_line(e.chain()));
         std::process::exit(1);
     }
 }
