@@ -1,8 +1,8 @@
 //! Tables for people, JSON for scripts.
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use ferry_ctl::Response;
-use ferry_ctl::wire::BatchDetail;
+use ferry_api::Response;
+use ferry_api::wire::{BatchDetail, ChecklistView, MxCheckView, MxSwitchView};
 use ferry_projections::MailboxView;
 use ferry_projections::batches::PassPurpose;
 
@@ -85,7 +85,7 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_mx_check(v: &ferry_ctl::wire::MxCheckView) {
+fn print_mx_check(v: &MxCheckView) {
     println!("{} MX, TTL {} s, from {}", v.domain, v.ttl, v.server);
     let mut t = table(&["preference", "host", "endpoint"]);
     for h in &v.hosts {
@@ -101,7 +101,7 @@ fn print_mx_check(v: &ferry_ctl::wire::MxCheckView) {
     }
 }
 
-fn print_mx_switch(v: &ferry_ctl::wire::MxSwitchView) {
+fn print_mx_switch(v: &MxSwitchView) {
     println!("{} MX → {}: {}", v.domain, v.to, v.applied);
     let mut t = table(&["authoritative server", "answers new MX", "answer"]);
     for s in &v.servers {
@@ -123,7 +123,7 @@ fn print_mx_switch(v: &ferry_ctl::wire::MxSwitchView) {
     );
 }
 
-fn print_checklist(v: &ferry_ctl::wire::ChecklistView) {
+fn print_checklist(v: &ChecklistView) {
     let mut t = table(&["domain", "phase", "item", "done", "detail"]);
     for d in &v.domains {
         for i in &d.items {

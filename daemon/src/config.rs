@@ -410,7 +410,7 @@ impl Config {
             .ok_or(ConfigError::NoDataDir)?;
         let socket = socket
             .or(file.socket.clone())
-            .unwrap_or_else(ferry_ctl::default_socket);
+            .unwrap_or_else(ferry_api::default_socket);
         let secret_key_file = file
             .secret_key_file
             .clone()

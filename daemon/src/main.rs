@@ -1,40 +1,32 @@
 //! ferryd's entry point: flags, logging, signals, systemd readiness.
 
-use std::path::PathBuf;
+mod flags;
 
 use anyhow::Context;
-use clap::Parser;
 use ferryd::{Config, Control};
 use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing_subscriber::{EnvFilter, prelude::*, reload};
 
-#[derive(Parser)]
-#[command(name = "ferryd", version, about = "The mailferry migration daemon")]
-struct Args {
-    /// Where the event log, snapshots and secrets live.
-    #[arg(long, env = "FERRY_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// The control socket (default from FERRY_SOCKET, then the built-in path).
-    #[arg(long, env = "FERRY_SOCKET")]
-    socket: Option<PathBuf>,
-    /// A TOML configuration file; re-read on SIGHUP.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Log as JSON lines instead of text.
-    #[arg(long)]
-    log_json: bool,
-}
-
 fn main() {
-    if let Err(e) = real_main() {
-        eprintln!("ferryd: {}", ferry_ctl::one_line(e.chain()));
+    let args = match flags::parse(std::env::args_os(), |name| std::env::var_os(name)) {
+        Ok(flags::Parsed::Run(args)) => args,
+        Ok(flags::Parsed::Print(text)) => {
+            print!("{text}");
+            std::process::exit(0);
+        }
+        Err(flags::Refused(text)) => {
+            eprint!("{text}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = real_main(args) {
+        eprintln!("ferryd: {}", ferry_api::one_line(e.chain()));
         std::process::exit(1);
     }
 }
 
-fn real_main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn real_main(args: flags::Flags) -> anyhow::Result<()> {
     let config = Config::load(args.data_dir, args.socket, args.config, args.log_json)?;
 
     let (filter, filter_handle) = reload::Layer::new(

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_ctl::wire::{ApiError, ErrorCode, MAX_REQUEST_BYTES};
+use ferry_api::wire::{ApiError, ErrorCode, MAX_REQUEST_BYTES};
 use ferry_events::Actor;
 use futures::Stream;
 use http::{Method, StatusCode};

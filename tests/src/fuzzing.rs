@@ -27,9 +27,9 @@ pub fn csv_import(data: &[u8]) {
 /// Control requests as they arrive on the socket: one that reads writes
 /// back to the same request.
 pub fn control_request(data: &[u8]) {
-    if let Ok(request) = serde_json::from_slice::<ferry_ctl::Request>(data) {
+    if let Ok(request) = serde_json::from_slice::<ferry_api::Request>(data) {
         let written = serde_json::to_vec(&request).expect("a request serializes");
-        let again: ferry_ctl::Request =
+        let again: ferry_api::Request =
             serde_json::from_slice(&written).expect("a written request reads back");
         assert_eq!(again, request);
     }
@@ -103,5 +103,5 @@ pub fn schedule_expr(data: &[u8]) {
 
 /// `audit verify` input: any file is judged, never a panic.
 pub fn audit_verify(data: &[u8]) {
-    let _ = ferry_ctl::audit::verify_reader(data);
+    let _ = ferry_ctl::verify::verify_reader(data);
 }

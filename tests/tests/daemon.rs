@@ -552,7 +552,7 @@ fn a_strangers_malformed_requests_get_4xx_and_change_nothing() {
     // (b) Not JSON; (c) an op that does not exist; (d) over the size cap.
     let b = post(b"endpoint add x --kind imap");
     let c = post(br#"{"op":"format_disk","really":true}"#);
-    let big = vec![b' '; ferry_ctl::wire::MAX_REQUEST_BYTES + 1];
+    let big = vec![b' '; ferry_api::wire::MAX_REQUEST_BYTES + 1];
     let dd = post(&big);
     // (e) A GET.
     let e = d.raw_exchange(b"GET /v1 HTTP/1.1\r\nHost: ferryd\r\nConnection: close\r\n\r\n");

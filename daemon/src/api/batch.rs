@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ferry_ctl::ApiError;
-use ferry_ctl::wire::{Request, Response};
+use ferry_api::ApiError;
+use ferry_api::wire::{BatchAddUsers, BatchCreate, BatchStart, Response};
 use ferry_events::{
     Actor, BatchOptions, Envelope, Event, ExpectedVersion, MailboxSpec, PassKind, SecretRef, stream,
 };
@@ -16,10 +16,16 @@ use crate::csvimport::{self, MAX_ROWS};
 use ferry_events::time::rfc3339;
 use ferry_projections::rules::{self, Command};
 
+/// The requests that import a CSV into a batch.
+pub enum Import {
+    Create(BatchCreate),
+    AddUsers(BatchAddUsers),
+}
+
 /// `batch create` and `batch add-users`: both import a CSV into a batch.
-pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response, ApiError> {
+pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Response, ApiError> {
     let (name, csv, create, expected_version) = match req {
-        Request::BatchCreate {
+        Import::Create(BatchCreate {
             name,
             source,
             destination,
@@ -30,7 +36,7 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
             folder_rules,
             include_folders,
             exclude_folders,
-        } => {
+        }) => {
             let defaults = BatchOptions::default();
             let options = BatchOptions {
                 max_concurrent: max_concurrent.unwrap_or(defaults.max_concurrent),
@@ -42,12 +48,11 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
             };
             (name, csv, Some((source, destination, options)), None)
         }
-        Request::BatchAddUsers {
+        Import::AddUsers(BatchAddUsers {
             name,
             csv,
             expected_version,
-        } => (name, csv, None, expected_version),
-        _ => unreachable!("dispatched by op"),
+        }) => (name, csv, None, expected_version),
     };
     check_name("batch", &name)?;
     let rows = csvimport::parse(&csv).map_err(|e| invalid(format!("CSV {e}")))?;
@@ -123,7 +128,7 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
                 let r = app
                     .secrets
                     .put(s)
-                    .map_err(|e| ApiError::new(ferry_ctl::ErrorCode::Internal, e.to_string()))?;
+                    .map_err(|e| ApiError::new(ferry_api::ErrorCode::Internal, e.to_string()))?;
                 stored.push(r.clone());
                 Ok(Some(r))
             }
@@ -169,17 +174,14 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Request) -> Result<Respon
     }
 }
 
-pub async fn start(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response, ApiError> {
-    let Request::BatchStart {
+pub async fn start(app: &Arc<App>, actor: Actor, req: BatchStart) -> Result<Response, ApiError> {
+    let BatchStart {
         name,
         pass,
         older_than_days,
         at,
         expected_version,
-    } = req
-    else {
-        unreachable!("dispatched by op")
-    };
+    } = req;
     let not_before_us = at.as_deref().map(|t| parse_time("--at", t)).transpose()?;
     let older_than_days = match (pass, older_than_days) {
         (PassKind::Prestage, d) => Some(d.unwrap_or(ferry_events::DEFAULT_PRESTAGE_DAYS)),

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferry_ctl::ApiError;
-use ferry_ctl::wire::Response;
+use ferry_api::ApiError;
+use ferry_api::wire::Response;
 use ferry_events::{Actor, Event, ExpectedVersion, stream};
 
 use super::{conflict, done, invalid, not_found, now_us, store_error};

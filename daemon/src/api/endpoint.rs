@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
-use ferry_ctl::wire::{Request, Response};
-use ferry_ctl::{ApiError, ErrorCode};
+use ferry_api::wire::{EndpointAdd, Response};
+use ferry_api::{ApiError, ErrorCode};
 use ferry_events::{Actor, EndpointKind, EndpointSpec, Event, ExpectedVersion, stream};
 
 use super::{check_name, conflict, done, invalid, not_found, store_error};
 use crate::app::App;
 
-pub async fn add(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response, ApiError> {
-    let Request::EndpointAdd {
+pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Response, ApiError> {
+    let EndpointAdd {
         name,
         kind,
         host,
@@ -21,10 +21,7 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response,
         password,
         max_connections,
         oauth,
-    } = req
-    else {
-        unreachable!("dispatched by op")
-    };
+    } = req;
     check_name("endpoint", &name)?;
     if host.trim().is_empty() {
         return Err(invalid("--host is empty"));

@@ -4,7 +4,7 @@
 //! small channel, so memory stays flat however long the log is. A range
 //! (time or sequence) is contiguous and verified by the log's chain; a
 //! selection by batch, mailbox or event type is a filtered export (see
-//! [`ferry_ctl::audit::Writer`] for how it stays verifiable).
+//! [`ferry_api::audit::Writer`] for how it stays verifiable).
 //!
 //! Archived batches stay in live exports: the log is append-only and a whole
 //! export must verify as one chain; an archive is a verifiable copy of a
@@ -14,42 +14,13 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_ctl::ApiError;
-use ferry_ctl::audit::{Format, Writer};
+use ferry_api::ApiError;
+use ferry_api::audit::{ExportQuery, Format, Writer};
 use ferry_events::{Envelope, Event, EventStore, codec, stream};
-use serde::Deserialize;
 
 use super::{invalid, not_found, parse_time};
 use crate::app::App;
 use crate::server::{self, Body};
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportQuery {
-    pub format: Format,
-    /// RFC 3339 bounds on the event time: since ≤ time < until.
-    pub since: Option<String>,
-    pub until: Option<String>,
-    /// Sequence bounds, both inclusive.
-    #[serde(default)]
-    pub from_seq: Option<u64>,
-    #[serde(default)]
-    pub to_seq: Option<u64>,
-    /// Events of this batch: its stream, events naming it, and the streams
-    /// of its mailboxes while they belong to it.
-    #[serde(default)]
-    pub batch: Option<String>,
-    /// Events of this mailbox: its stream and events naming it.
-    #[serde(default)]
-    pub mailbox: Option<String>,
-    /// Only these event types (any of them).
-    #[serde(default)]
-    pub types: Vec<String>,
-    /// A deleted batch's events from its creation to its deletion, for
-    /// `batch archive` (no other selection may be given with it).
-    #[serde(default)]
-    pub archive: Option<String>,
-}
 
 /// Whether an event names the mailbox `address`.
 pub fn names_mailbox(e: &Event, address: &str) -> bool {

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ferry_ctl::ApiError;
-use ferry_ctl::audit::{self, Format};
-use ferry_ctl::report::{Bucket, MailboxReport, ReportData};
-use ferry_ctl::wire::Response;
+use ferry_api::ApiError;
+use ferry_api::audit::{self, Format};
+use ferry_api::report::{Bucket, MailboxReport, ReportData};
+use ferry_api::wire::Response;
 use ferry_events::{Actor, Event, EventStore, ExpectedVersion, stream};
 use ferry_projections::Projections;
 use ferry_projections::rules::domain_of;
@@ -17,7 +17,7 @@ use super::{conflict, done, not_found, parse_time, store_error};
 use crate::app::App;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ferry_ctl::ErrorCode::Internal, e.to_string())
+    ApiError::new(ferry_api::ErrorCode::Internal, e.to_string())
 }
 
 /// The views as they stood at `time`: every event up to the last one
@@ -41,7 +41,7 @@ async fn as_of(app: &Arc<App>, t: i64) -> Result<Projections, ApiError> {
 
 fn absent(what: &str, name: &str, time: &str) -> ApiError {
     ApiError::new(
-        ferry_ctl::ErrorCode::NotFound,
+        ferry_api::ErrorCode::NotFound,
         format!("no {what} named {name:?} as of {time}"),
     )
 }

@@ -14,7 +14,11 @@ pub mod query;
 
 use std::sync::Arc;
 
-use ferry_ctl::wire::{ApiError, ErrorCode, Request, Response};
+use ferry_api::wire::{
+    ApiError, BatchArchive, BatchComplete, BatchDelete, BatchSchedule, BatchShow, BatchShowAsOf,
+    BatchStop, Checklist, Cutover, EndpointVerify, ErrorCode, Events, MailboxShow, MailboxShowAsOf,
+    MxCheck, MxSwitch, Report, Request, Response,
+};
 use ferry_events::{Actor, Envelope, StoreError};
 
 use crate::app::App;
@@ -26,20 +30,7 @@ pub async fn dispatch(
     req: Request,
     shutdown: Shutdown,
 ) -> Result<Response, ApiError> {
-    let mutating = !matches!(
-        req,
-        Request::Status
-            | Request::EndpointList
-            | Request::BatchShow { .. }
-            | Request::BatchList
-            | Request::MailboxShow { .. }
-            | Request::Events { .. }
-            | Request::Checklist { .. }
-            | Request::BatchShowAsOf { .. }
-            | Request::MailboxShowAsOf { .. }
-            | Request::Report { .. }
-    );
-    if mutating && app.is_draining() {
+    if req.is_mutating() && app.is_draining() {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
             "ferryd is shutting down and takes no new commands",
@@ -49,50 +40,53 @@ pub async fn dispatch(
     match req {
         Request::Status => Ok(query::status(app)),
         Request::EndpointList => Ok(query::endpoints(app)),
-        Request::BatchShow { name } => query::batch(app, &name),
+        Request::BatchShow(BatchShow { name }) => query::batch(app, &name),
         Request::BatchList => Ok(query::batches(app)),
-        Request::MailboxShow { address } => query::mailbox(app, &address),
-        Request::Events {
+        Request::MailboxShow(MailboxShow { address }) => query::mailbox(app, &address),
+        Request::Events(Events {
             since,
             limit,
             wait_ms,
-        } => query::events(app, since, limit, wait_ms, shutdown).await,
-        Request::EndpointAdd { .. } => endpoint::add(app, actor, req).await,
-        Request::EndpointVerify { name, as_user } => {
+        }) => query::events(app, since, limit, wait_ms, shutdown).await,
+        Request::EndpointAdd(r) => endpoint::add(app, actor, r).await,
+        Request::EndpointVerify(EndpointVerify { name, as_user }) => {
             endpoint::verify(app, actor, &name, as_user.as_deref()).await
         }
-        Request::BatchCreate { .. } | Request::BatchAddUsers { .. } => {
-            batch::import(app, actor, req).await
+        Request::BatchCreate(r) => batch::import(app, actor, batch::Import::Create(r)).await,
+        Request::BatchAddUsers(r) => batch::import(app, actor, batch::Import::AddUsers(r)).await,
+        Request::BatchStart(r) => batch::start(app, actor, r).await,
+        Request::BatchStop(BatchStop { name }) => batch::stop(app, actor, &name).await,
+        Request::BatchDelete(BatchDelete { name, force }) => {
+            batch::delete(app, actor, &name, force).await
         }
-        Request::BatchStart { .. } => batch::start(app, actor, req).await,
-        Request::BatchStop { name } => batch::stop(app, actor, &name).await,
-        Request::BatchDelete { name, force } => batch::delete(app, actor, &name, force).await,
-        Request::BatchSchedule { name, delta, tz } => {
+        Request::BatchSchedule(BatchSchedule { name, delta, tz }) => {
             batch::schedule(app, actor, &name, &delta, tz.as_deref()).await
         }
-        Request::BatchComplete { name, at } => {
+        Request::BatchComplete(BatchComplete { name, at }) => {
             batch::complete(app, actor, &name, at.as_deref()).await
         }
-        Request::Cutover { addresses, force } => {
+        Request::Cutover(Cutover { addresses, force }) => {
             cutover::cutover(app, actor, addresses, force).await
         }
-        Request::MxCheck { domain } => mx::check(app, actor, &domain).await,
-        Request::MxSwitch { domain, to, manual } => {
+        Request::MxCheck(MxCheck { domain }) => mx::check(app, actor, &domain).await,
+        Request::MxSwitch(MxSwitch { domain, to, manual }) => {
             mx::switch(app, actor, &domain, &to, manual).await
         }
-        Request::Checklist { batch } => mx::checklist(app, &batch).await,
-        Request::BatchNotify { .. } => notify::set(app, actor, req).await,
-        Request::BatchShowAsOf { name, time } => history::batch_as_of(app, &name, &time).await,
-        Request::MailboxShowAsOf { address, time } => {
+        Request::Checklist(Checklist { batch }) => mx::checklist(app, &batch).await,
+        Request::BatchNotify(r) => notify::set(app, actor, r).await,
+        Request::BatchShowAsOf(BatchShowAsOf { name, time }) => {
+            history::batch_as_of(app, &name, &time).await
+        }
+        Request::MailboxShowAsOf(MailboxShowAsOf { address, time }) => {
             history::mailbox_as_of(app, &address, &time).await
         }
-        Request::Report { batch } => history::report(app, &batch).await,
-        Request::BatchArchive {
+        Request::Report(Report { batch }) => history::report(app, &batch).await,
+        Request::BatchArchive(BatchArchive {
             name,
             file,
             events,
             sha256,
-        } => history::archive(app, actor, &name, &file, events, &sha256).await,
+        }) => history::archive(app, actor, &name, &file, events, &sha256).await,
     }
 }
 

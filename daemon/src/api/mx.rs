@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_ctl::wire::{
+use ferry_api::wire::{
     ChecklistItem, ChecklistView, DomainChecklist, MX_TTL_ADVICE_S, MxCheckView, MxHostView,
     MxSwitchView, Response, ServerAnswer,
 };
-use ferry_ctl::{ApiError, ErrorCode};
+use ferry_api::{ApiError, ErrorCode};
 use ferry_dns::{DnsError, TsigKey};
 use ferry_events::time::{display as display_time, now_us};
 use ferry_events::{Actor, EndpointKind, Event, ExpectedVersion, stream};

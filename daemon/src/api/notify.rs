@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ferry_ctl::wire::{Request, Response};
-use ferry_ctl::{ApiError, ErrorCode};
+use ferry_api::wire::{BatchNotify, Response};
+use ferry_api::{ApiError, ErrorCode};
 use ferry_events::{Actor, Event, ExpectedVersion, stream};
 
 use super::{done, invalid, not_found, store_error};
@@ -13,16 +13,13 @@ use crate::notify::webhook_shown;
 /// Most addresses one batch reports to.
 const MAX_EMAILS: usize = 50;
 
-pub async fn set(app: &Arc<App>, actor: Actor, req: Request) -> Result<Response, ApiError> {
-    let Request::BatchNotify {
+pub async fn set(app: &Arc<App>, actor: Actor, req: BatchNotify) -> Result<Response, ApiError> {
+    let BatchNotify {
         name,
         emails,
         webhook,
         clear,
-    } = req
-    else {
-        unreachable!("dispatched by op")
-    };
+    } = req;
     if !clear && emails.is_empty() && webhook.is_none() {
         return Err(invalid(
             "give --email ADDR and/or --webhook URL, or --clear",

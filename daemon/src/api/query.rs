@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_ctl::ApiError;
-use ferry_ctl::audit;
-use ferry_ctl::wire::{BatchDetail, Response, StatusView};
+use ferry_api::ApiError;
+use ferry_api::audit;
+use ferry_api::wire::{BatchDetail, Response, StatusView};
 use ferry_events::EventStore;
 use ferry_projections::Projections;
 

@@ -20,10 +20,10 @@
 //! matched by digest, and only unmatched items are appended again.
 
 pub mod connect;
-pub mod routing;
 pub mod mailbox;
 pub mod pass;
 pub mod retry;
+pub mod routing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

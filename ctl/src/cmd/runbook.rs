@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use ferry_ctl::{Client, Request, Response};
+use ferry_api::wire::BatchShow;
+use ferry_api::{Client, Request, Response};
 use ferry_routing::runbook::{self, BatchRunbook, CutoverRunbook, Runbook, User};
 
 pub async fn run(
@@ -15,9 +16,9 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<i32> {
     let resp = client
-        .call(&Request::BatchShow {
+        .call(&Request::BatchShow(BatchShow {
             name: batch.to_string(),
-        })
+        }))
         .await?;
     let Response::Batch(view) = resp else {
         bail!("ferryd answered batch show with something else");

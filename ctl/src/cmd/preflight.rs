@@ -1,28 +1,9 @@
 //! `ferryctl preflight`: checks run locally on exported files, no daemon.
 
-use std::path::PathBuf;
-
-use clap::Subcommand;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use ferry_routing::preflight::{self, Options};
 
-#[derive(Subcommand)]
-pub enum PreflightCmd {
-    /// Check exports of the source mailboxes and the target MailUsers
-    /// (CSV or JSON) against the cross-tenant move rules. Exits 0 when all
-    /// is well, 1 when there are findings, 2 when a file cannot be read.
-    CrossTenant {
-        /// Source mailboxes (Get-Mailbox | Export-Csv or ConvertTo-Json).
-        #[arg(long)]
-        source: PathBuf,
-        /// Target MailUsers (Get-MailUser | Export-Csv or ConvertTo-Json).
-        #[arg(long)]
-        target: PathBuf,
-        /// Accepted domains of the target tenant (default: from the target export).
-        #[arg(long, value_delimiter = ',')]
-        target_domains: Vec<String>,
-    },
-}
+use crate::cli::PreflightCmd;
 
 pub fn run(cmd: PreflightCmd, json: bool) -> anyhow::Result<i32> {
     let PreflightCmd::CrossTenant {

@@ -7,7 +7,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use ferry_ctl::{Client, Request, Response};
+use ferry_api::wire::{BatchShow, Events, MailboxShow};
+use ferry_api::{Client, ErrorCode, Request, Response};
 use ferry_events::{Event, Side};
 use ferry_projections::{BatchView, MailboxView};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -112,9 +113,9 @@ impl Watch {
 
 async fn batch(client: &Client, name: &str) -> anyhow::Result<BatchView> {
     match client
-        .call(&Request::BatchShow {
+        .call(&Request::BatchShow(BatchShow {
             name: name.to_string(),
-        })
+        }))
         .await?
     {
         Response::Batch(b) => Ok(b.batch),
@@ -124,14 +125,14 @@ async fn batch(client: &Client, name: &str) -> anyhow::Result<BatchView> {
 
 async fn mailbox(client: &Client, address: &str) -> anyhow::Result<Option<MailboxView>> {
     match client
-        .call(&Request::MailboxShow {
+        .call(&Request::MailboxShow(MailboxShow {
             address: address.to_string(),
-        })
+        }))
         .await
     {
         Ok(Response::Mailbox(m)) => Ok(Some(*m)),
         Ok(_) => bail!("ferryd answered mailbox show with something else"),
-        Err(e) if e.code() == Some(ferry_ctl::ErrorCode::NotFound) => Ok(None),
+        Err(e) if e.code() == Some(ErrorCode::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -189,11 +190,11 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
     let mut since = log_head(client).await? + 1;
     while !watched.is_empty() {
         let Response::Events { events, .. } = client
-            .call(&Request::Events {
+            .call(&Request::Events(Events {
                 since,
                 limit: Some(5000),
                 wait_ms: Some(2000),
-            })
+            }))
             .await?
         else {
             bail!("ferryd answered events with something else");

@@ -1,0 +1,632 @@
+//! Requests and responses of the control API.
+//!
+//! Every request is `POST /v1` with a JSON [`Request`]; the answer is a JSON
+//! [`Response`] with status 200, or an [`ApiError`] with a 4xx/5xx status.
+//! Secrets (passwords, tokens) travel only in requests, over the local
+//! socket, and are never echoed back.
+
+use ferry_events::{EndpointKind, PassKind, TlsMode};
+use ferry_projections::mailboxes::{Counts, LastPass};
+use ferry_projections::{BatchView, EndpointView, MailboxState, MailboxView};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::EventRecord;
+use crate::report::ReportData;
+
+/// `batch show`: the batch, how each of its mailboxes stands, and when
+/// its schedule fires next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchDetail {
+    #[serde(flatten)]
+    pub batch: BatchView,
+    pub mailbox_stats: Vec<MailboxStats>,
+    /// Summed over the mailboxes.
+    pub totals: Counts,
+    /// Items seen at the sources and not yet copied (see [`MailboxView::lag`]).
+    pub lag: u64,
+    pub next_fire_us: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxStats {
+    pub address: String,
+    pub destination: String,
+    pub state: MailboxState,
+    pub totals: Counts,
+    pub errors: usize,
+    pub lag: u64,
+    pub passes_run: u64,
+    pub last_pass: Option<LastPass>,
+    pub last_delta_us: Option<i64>,
+    pub cut_over_us: Option<i64>,
+}
+
+impl MailboxStats {
+    pub fn of(m: &MailboxView) -> MailboxStats {
+        MailboxStats {
+            address: m.address.clone(),
+            destination: m.spec.destination_address.clone(),
+            state: m.state,
+            totals: m.totals,
+            errors: m.errors.len(),
+            lag: m.lag(),
+            passes_run: m.passes_run,
+            last_pass: m.last_pass.clone(),
+            last_delta_us: m.last_delta_us,
+            cut_over_us: m.cut_over_us,
+        }
+    }
+}
+
+impl BatchDetail {
+    pub fn of(b: &BatchView, mailboxes: &[&MailboxView], next_fire_us: Option<i64>) -> Self {
+        let mailbox_stats: Vec<MailboxStats> =
+            mailboxes.iter().map(|m| MailboxStats::of(m)).collect();
+        let mut totals = Counts::default();
+        for m in &mailbox_stats {
+            totals.copied += m.totals.copied;
+            totals.skipped += m.totals.skipped;
+            totals.failed += m.totals.failed;
+            totals.bytes += m.totals.bytes;
+        }
+        BatchDetail {
+            batch: b.clone(),
+            lag: mailbox_stats.iter().map(|m| m.lag).sum(),
+            mailbox_stats,
+            totals,
+            next_fire_us,
+        }
+    }
+}
+
+/// Largest request body ferryd reads (a 2,000-row CSV fits many times over).
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    EndpointAdd(EndpointAdd),
+    EndpointVerify(EndpointVerify),
+    EndpointList,
+    BatchCreate(BatchCreate),
+    BatchAddUsers(BatchAddUsers),
+    BatchStart(BatchStart),
+    BatchSchedule(BatchSchedule),
+    BatchShow(BatchShow),
+    BatchList,
+    BatchStop(BatchStop),
+    BatchComplete(BatchComplete),
+    BatchDelete(BatchDelete),
+    MailboxShow(MailboxShow),
+    Cutover(Cutover),
+    MxCheck(MxCheck),
+    MxSwitch(MxSwitch),
+    /// Events with `seq >= since`, at most `limit`; when none exist yet,
+    /// waits up to `wait_ms` for one (long poll, for `--follow`).
+    Events(Events),
+    /// Where the batch's pass reports go. The webhook URL may carry a
+    /// token: ferryd keeps it in its secret store.
+    BatchNotify(BatchNotify),
+    /// What remains before and after the MX switch for a batch's domains.
+    Checklist(Checklist),
+    /// `batch show NAME --as-of TIME`: the views rebuilt up to `time` (RFC 3339).
+    BatchShowAsOf(BatchShowAsOf),
+    /// `mailbox show ADDRESS --as-of TIME`.
+    MailboxShowAsOf(MailboxShowAsOf),
+    /// What `ferryctl report` renders.
+    Report(Report),
+    /// Records that a deleted batch's export (`audit export` with
+    /// `archive`) was written to `file`; ferryd exports again and checks
+    /// `events` and `sha256` before recording.
+    BatchArchive(BatchArchive),
+}
+
+impl Request {
+    /// The verb, for logs (never the secret-bearing fields).
+    pub fn op(&self) -> &'static str {
+        self.kind().0
+    }
+
+    /// Whether it changes state: a draining ferryd refuses these.
+    pub fn is_mutating(&self) -> bool {
+        self.kind().1 == Access::Write
+    }
+
+    /// Verb and access of every request, in one table so they cannot drift.
+    fn kind(&self) -> (&'static str, Access) {
+        use Access::{Read, Write};
+        match self {
+            Request::Status => ("status", Read),
+            Request::EndpointAdd(_) => ("endpoint_add", Write),
+            Request::EndpointVerify(_) => ("endpoint_verify", Write),
+            Request::EndpointList => ("endpoint_list", Read),
+            Request::BatchCreate(_) => ("batch_create", Write),
+            Request::BatchAddUsers(_) => ("batch_add_users", Write),
+            Request::BatchStart(_) => ("batch_start", Write),
+            Request::BatchSchedule(_) => ("batch_schedule", Write),
+            Request::BatchShow(_) => ("batch_show", Read),
+            Request::BatchList => ("batch_list", Read),
+            Request::BatchStop(_) => ("batch_stop", Write),
+            Request::BatchComplete(_) => ("batch_complete", Write),
+            Request::BatchDelete(_) => ("batch_delete", Write),
+            Request::MailboxShow(_) => ("mailbox_show", Read),
+            Request::Cutover(_) => ("cutover", Write),
+            Request::MxCheck(_) => ("mx_check", Write),
+            Request::MxSwitch(_) => ("mx_switch", Write),
+            Request::Events(_) => ("events", Read),
+            Request::BatchNotify(_) => ("batch_notify", Write),
+            Request::Checklist(_) => ("checklist", Read),
+            Request::BatchShowAsOf(_) => ("batch_show_as_of", Read),
+            Request::MailboxShowAsOf(_) => ("mailbox_show_as_of", Read),
+            Request::Report(_) => ("report", Read),
+            Request::BatchArchive(_) => ("batch_archive", Write),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointAdd {
+    pub name: String,
+    pub kind: EndpointKind,
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub admin_user: Option<String>,
+    /// Read by ferryctl from `--password-file`; stored in the secret store.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// Log users in with SASL XOAUTH2, tokens from here.
+    #[serde(default)]
+    pub oauth: Option<ferry_events::TokenSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointVerify {
+    pub name: String,
+    /// Log in as the admin acting for this user (proves impersonation).
+    #[serde(default)]
+    pub as_user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCreate {
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+    /// The CSV file's contents.
+    pub csv: String,
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Items larger than this many bytes are skipped, with the reason.
+    #[serde(default)]
+    pub max_item_bytes: Option<u64>,
+    /// Failed items a mailbox may collect in a pass before it fails.
+    #[serde(default)]
+    pub error_budget: Option<u32>,
+    /// `REGEX->REPLACEMENT` folder rules, first match wins.
+    #[serde(default)]
+    pub folder_rules: Vec<String>,
+    #[serde(default)]
+    pub include_folders: Vec<String>,
+    #[serde(default)]
+    pub exclude_folders: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchAddUsers {
+    pub name: String,
+    pub csv: String,
+    #[serde(default)]
+    pub expected_version: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchStart {
+    pub name: String,
+    pub pass: PassKind,
+    #[serde(default)]
+    pub older_than_days: Option<u32>,
+    /// Not before this time (RFC 3339).
+    #[serde(default)]
+    pub at: Option<String>,
+    /// The batch stream version the caller saw; refused when stale.
+    #[serde(default)]
+    pub expected_version: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSchedule {
+    pub name: String,
+    pub delta: String,
+    #[serde(default)]
+    pub tz: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchShow {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchStop {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchComplete {
+    pub name: String,
+    /// CompleteAfter: not before this time (RFC 3339).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchDelete {
+    pub name: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxShow {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cutover {
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MxCheck {
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MxSwitch {
+    pub domain: String,
+    pub to: String,
+    /// The MX was changed by hand; record it and verify it.
+    #[serde(default)]
+    pub manual: bool,
+}
+
+/// Events with `seq >= since`, at most `limit`; when none exist yet,
+/// waits up to `wait_ms` for one (long poll, for `--follow`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Events {
+    pub since: u64,
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// Where the batch's pass reports go. The webhook URL may carry a
+/// token: ferryd keeps it in its secret store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNotify {
+    pub name: String,
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Remove every target first (alone: no more reports).
+    #[serde(default)]
+    pub clear: bool,
+}
+
+/// What remains before and after the MX switch for a batch's domains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checklist {
+    pub batch: String,
+}
+
+/// `batch show NAME --as-of TIME`: the views rebuilt up to `time` (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchShowAsOf {
+    pub name: String,
+    pub time: String,
+}
+
+/// `mailbox show ADDRESS --as-of TIME`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxShowAsOf {
+    pub address: String,
+    pub time: String,
+}
+
+/// What `ferryctl report` renders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub batch: String,
+}
+
+/// Records that a deleted batch's export (`audit export` with
+/// `archive`) was written to `file`; ferryd exports again and checks
+/// `events` and `sha256` before recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchArchive {
+    pub name: String,
+    pub file: String,
+    pub events: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub pid: u32,
+    pub data_dir: String,
+    pub head: u64,
+    pub uptime_s: u64,
+    pub endpoints: usize,
+    pub batches: usize,
+    pub mailboxes: usize,
+    pub passes_running: usize,
+    pub draining: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Response {
+    /// A command was recorded; `seq` is the last event it appended.
+    Done {
+        message: String,
+        seq: u64,
+    },
+    Status(StatusView),
+    Endpoint(Box<EndpointView>),
+    Endpoints(Vec<EndpointView>),
+    Batch(Box<BatchDetail>),
+    Batches(Vec<BatchView>),
+    Mailbox(Box<MailboxView>),
+    Events {
+        events: Vec<EventRecord>,
+        head: u64,
+    },
+    MxCheck(MxCheckView),
+    MxSwitch(MxSwitchView),
+    Checklist(ChecklistView),
+    Report(Box<ReportData>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request could not be read (not JSON, unknown op, too large).
+    BadRequest,
+    /// The request was understood but its content is invalid (a bad CSV, cron, address).
+    Invalid,
+    NotFound,
+    /// The state does not allow it (stale version, delete while syncing).
+    Conflict,
+    /// The daemon is draining for shutdown.
+    Unavailable,
+    /// The feature behind this command is not built yet.
+    NotImplemented,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Invalid => 422,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::NotImplemented => 501,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// MX TTLs above this are a warning: lower them before the switch.
+pub const MX_TTL_ADVICE_S: u32 = 3600;
+
+/// `mx check`: what the domain's MX answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MxCheckView {
+    pub domain: String,
+    pub hosts: Vec<MxHostView>,
+    pub ttl: u32,
+    /// Set when the TTL is above [`MX_TTL_ADVICE_S`].
+    pub warning: Option<String>,
+    /// The servers asked.
+    pub server: String,
+    /// The `MxChecked` event.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MxHostView {
+    pub preference: u16,
+    pub host: String,
+    /// The registered endpoint(s) this host belongs to, or `unknown`.
+    pub endpoint: String,
+}
+
+/// `mx switch`: how it was applied and what the authoritative servers answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MxSwitchView {
+    pub domain: String,
+    pub to: String,
+    pub manual: bool,
+    /// `RFC 2136 update to IP:PORT (key NAME)` or `recorded as a manual switch`.
+    pub applied: String,
+    /// Every authoritative server answered the new MX in time.
+    pub verified: bool,
+    pub servers: Vec<ServerAnswer>,
+    /// The `MxVerified` event.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAnswer {
+    pub server: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// `checklist`: per domain of the batch's mailboxes, each step and whether it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistView {
+    pub batch: String,
+    pub domains: Vec<DomainChecklist>,
+    pub all_done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainChecklist {
+    pub domain: String,
+    pub items: Vec<ChecklistItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistItem {
+    /// `before` or `after` the MX switch.
+    pub phase: String,
+    pub item: String,
+    pub done: bool,
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests serialize exactly as ferryctl has always sent them.
+    #[test]
+    fn requests_keep_their_json() {
+        let cases = [
+            (Request::Status, r#"{"op":"status"}"#),
+            (
+                Request::EndpointAdd(EndpointAdd {
+                    name: "a".into(),
+                    kind: EndpointKind::Imap,
+                    host: "h".into(),
+                    port: 143,
+                    tls: TlsMode::StartTls,
+                    ca_file: None,
+                    admin_user: None,
+                    password: None,
+                    max_connections: None,
+                    oauth: None,
+                }),
+                r#"{"op":"endpoint_add","name":"a","kind":"Imap","host":"h","port":143,"tls":"StartTls","ca_file":null,"admin_user":null,"password":null,"max_connections":null,"oauth":null}"#,
+            ),
+            (
+                Request::BatchCreate(BatchCreate {
+                    name: "b".into(),
+                    source: "s".into(),
+                    destination: "d".into(),
+                    csv: "x,y\n".into(),
+                    max_concurrent: None,
+                    max_item_bytes: None,
+                    error_budget: None,
+                    folder_rules: vec![],
+                    include_folders: vec![],
+                    exclude_folders: vec![],
+                }),
+                r#"{"op":"batch_create","name":"b","source":"s","destination":"d","csv":"x,y\n","max_concurrent":null,"max_item_bytes":null,"error_budget":null,"folder_rules":[],"include_folders":[],"exclude_folders":[]}"#,
+            ),
+            (
+                Request::BatchStart(BatchStart {
+                    name: "b".into(),
+                    pass: PassKind::RetryErrors,
+                    older_than_days: None,
+                    at: None,
+                    expected_version: None,
+                }),
+                r#"{"op":"batch_start","name":"b","pass":"RetryErrors","older_than_days":null,"at":null,"expected_version":null}"#,
+            ),
+            (
+                Request::Cutover(Cutover {
+                    addresses: vec![],
+                    force: false,
+                }),
+                r#"{"op":"cutover","addresses":[],"force":false}"#,
+            ),
+            (
+                Request::BatchArchive(BatchArchive {
+                    name: "b".into(),
+                    file: "/f".into(),
+                    events: 3,
+                    sha256: "ab".into(),
+                }),
+                r#"{"op":"batch_archive","name":"b","file":"/f","events":3,"sha256":"ab"}"#,
+            ),
+        ];
+        for (req, json) in cases {
+            assert_eq!(serde_json::to_string(&req).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Request>(json).unwrap(), req);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err =
+            serde_json::from_str::<Request>(r#"{"op":"batch_show","name":"b","x":1}"#).unwrap_err();
+        assert_eq!(err.to_string(), "unknown field `x`, expected `name`");
+    }
+
+    #[test]
+    fn reads_are_not_mutating() {
+        let show = Request::BatchShow(BatchShow { name: "b".into() });
+        assert_eq!((show.op(), show.is_mutating()), ("batch_show", false));
+        let stop = Request::BatchStop(BatchStop { name: "b".into() });
+        assert_eq!((stop.op(), stop.is_mutating()), ("batch_stop", true));
+    }
+}
