@@ -119,9 +119,7 @@ pub const CSV_HEADER_FILTERED: &str =
 pub fn record(env: &Envelope) -> EventRecord {
     EventRecord {
         seq: env.seq,
-        time: env
-            .time()
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        time: ferry_events::time::rfc3339_micros(env.time_us),
         stream: env.stream.clone(),
         stream_version: env.stream_version,
         actor: env.actor.to_string(),

@@ -24,11 +24,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn time(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
-}
+use ferry_events::time::display as time;
 
 fn bytes(n: u64) -> String {
     match n {
@@ -257,9 +253,7 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
         .series
         .iter()
         .map(|bk| {
-            let at = chrono::DateTime::from_timestamp_micros(bk.start_us)
-                .map(|t| t.format("%H:%M:%S%.3f").to_string())
-                .unwrap_or_default();
+            let at = ferry_events::time::clock(bk.start_us);
             (at, (bk.items as f64 / secs).round() as u64)
         })
         .collect();

@@ -18,11 +18,7 @@ fn folder(raw: &str) -> String {
     ferry_connectors::utf7::decode(raw).unwrap_or_else(|| raw.to_string())
 }
 
-fn time(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
-}
+use ferry_events::time::table as time;
 
 pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
     if json {
@@ -204,7 +200,7 @@ fn print_batch(d: &BatchDetail) {
         to.extend(b.notify.webhook_shown.clone());
         println!("notify: {}", to.join(", "));
     }
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = ferry_events::time::now_us();
     println!(
         "copied {} ({}), skipped {}, failed {}; lag {} items; {} passes; last delta {}",
         d.totals.copied,

@@ -119,7 +119,7 @@ pub fn render(app: &App) -> String {
         "Events in the log not yet folded into the views.",
         &[(String::new(), head.saturating_sub(views.head))],
     );
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = ferry_events::time::now_us();
     let fires: Vec<(String, u64)> = views
         .batches
         .values()

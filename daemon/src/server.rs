@@ -18,7 +18,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferry_api::wire::{ApiError, ErrorCode, MAX_REQUEST_BYTES};
 use ferry_events::Actor;
-use futures::Stream;
 use http::{Method, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
@@ -189,12 +188,17 @@ pub fn error_response(e: &ApiError) -> http::Response<Body> {
     json_response(e.code.http_status(), e)
 }
 
-pub fn stream_response(
+/// An answer whose body is sent as the chunks arrive.
+fn stream_response(
     content_type: &str,
-    chunks: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+    chunks: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> http::Response<Body> {
-    use futures::StreamExt;
-    let body = StreamBody::new(chunks.map(|r| r.map(Frame::data)));
+    let chunks =
+        futures::stream::unfold(
+            chunks,
+            |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+        );
+    let body = StreamBody::new(futures::StreamExt::map(chunks, |r| r.map(Frame::data)));
     http::Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, content_type)
@@ -246,7 +250,10 @@ async fn handle(
             )),
         },
         "/v1/export" => match serde_json::from_slice(&body) {
-            Ok(q) => api::export::export(&app, q),
+            Ok(q) => match api::export::export(&app, q) {
+                Ok(e) => stream_response(e.content_type, e.chunks),
+                Err(e) => error_response(&e),
+            },
             Err(e) => error_response(&ApiError::new(
                 ErrorCode::BadRequest,
                 format!("not an export request: {e}"),

@@ -1,5 +1,5 @@
-//! Time as the log keeps it (µs since the Unix epoch, UTC) and the three
-//! ways people read or give it. Every crate parses and formats time here.
+//! Time as the log keeps it (µs since the Unix epoch, UTC) and the ways
+//! people read or give it. Every crate parses and formats time here.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -30,6 +30,20 @@ pub fn display(us: i64) -> String {
         .unwrap_or_default()
 }
 
+/// `2026-11-21 22:00:00`: a table's column, where the heading says UTC.
+pub fn table(us: i64) -> String {
+    DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// `22:00:00.250`: a chart's axis, where the day is known.
+pub fn clock(us: i64) -> String {
+    DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_default()
+}
+
 /// An RFC 3339 time given by a person, in µs; `what` names it in the error
 /// (a flag such as `--at`).
 pub fn parse_rfc3339(what: &str, text: &str) -> Result<i64, String> {
@@ -47,6 +61,8 @@ mod tests {
         let us = parse_rfc3339("--at", "2026-11-21T22:00:00+01:00").unwrap();
         assert_eq!(rfc3339(us), "2026-11-21T21:00:00Z");
         assert_eq!(display(us), "2026-11-21 21:00:00 UTC");
+        assert_eq!(table(us), "2026-11-21 21:00:00");
+        assert_eq!(clock(us + 250_000), "21:00:00.250");
         assert_eq!(rfc3339_micros(us + 7), "2026-11-21T21:00:00.000007Z");
         let e = parse_rfc3339("--at", "tomorrow").unwrap_err();
         assert!(e.starts_with("--at \"tomorrow\":"), "{e}");

@@ -130,7 +130,7 @@ async fn wait(
             bail!("ferryd answered batch show with something else");
         };
         let b = &detail.batch;
-        if b.running_pass().is_none() && b.pending.is_empty() {
+        if !b.has_pass_in_flight() {
             output::print(&resp, json)?;
             let failed = b
                 .passes

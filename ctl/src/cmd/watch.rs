@@ -138,7 +138,7 @@ async fn mailbox(client: &Client, address: &str) -> anyhow::Result<Option<Mailbo
 }
 
 fn busy(b: &BatchView) -> bool {
-    b.running_pass().is_some() || !b.pending.is_empty()
+    b.has_pass_in_flight()
 }
 
 pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {

@@ -18,9 +18,8 @@ use ferry_api::ApiError;
 use ferry_api::audit::{ExportQuery, Format, Writer};
 use ferry_events::{Envelope, Event, EventStore, codec, stream};
 
-use super::{invalid, not_found, parse_time};
+use super::{conflict, invalid, not_found, parse_time, store_error};
 use crate::app::App;
-use crate::server::{self, Body};
 
 /// Whether an event names the mailbox `address`.
 pub fn names_mailbox(e: &Event, address: &str) -> bool {
@@ -80,7 +79,7 @@ impl Selection {
             if other {
                 return Err(invalid("an archive takes no other selection"));
             }
-            return super::history::archive_selection(app, name);
+            return Selection::archived(app, name);
         }
         let since_us = q
             .since
@@ -129,6 +128,13 @@ impl Selection {
             types: q.types.iter().cloned().collect(),
             members: HashSet::new(),
         })
+    }
+
+    /// The archive of deleted batch `name`: its events from its creation
+    /// to its deletion.
+    pub fn archived(app: &App, name: &str) -> Result<Selection, ApiError> {
+        let (from, to) = deleted_span(app, name)?;
+        Ok(Selection::archive(name, from, to))
     }
 
     /// A selection of one deleted batch's events, from its creation to its deletion.
@@ -235,11 +241,16 @@ pub fn write(
 /// Flush to the client after this many bytes.
 const CHUNK: usize = 64 << 10;
 
-pub fn export(app: &Arc<App>, q: ExportQuery) -> http::Response<Body> {
-    let sel = match Selection::parse(app, &q) {
-        Ok(s) => s,
-        Err(e) => return server::error_response(&e),
-    };
+/// An export under way: its media type and its chunks, as the blocking
+/// writer produces them.
+pub struct Export {
+    pub content_type: &'static str,
+    pub chunks: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+/// Checks the query, then starts writing the selected records.
+pub fn export(app: &Arc<App>, q: ExportQuery) -> Result<Export, ApiError> {
+    let sel = Selection::parse(app, &q)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let app = app.clone();
     let format = q.format;
@@ -249,11 +260,34 @@ pub fn export(app: &Arc<App>, q: ExportQuery) -> http::Response<Body> {
             let _ = tx.blocking_send(Err(e));
         }
     });
-    let chunks =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    let content_type = match format {
-        Format::Jsonl => "application/x-ndjson",
-        Format::Csv => "text/csv",
-    };
-    server::stream_response(content_type, chunks)
+    Ok(Export {
+        content_type: match format {
+            Format::Jsonl => "application/x-ndjson",
+            Format::Csv => "text/csv",
+        },
+        chunks: rx,
+    })
+}
+
+/// The sequences of a deleted batch's last life: (created, deleted).
+/// Refused while the batch exists, or when it never did.
+pub fn deleted_span(app: &App, name: &str) -> Result<(u64, u64), ApiError> {
+    if app.views.read().unwrap().batches.contains_key(name) {
+        return Err(conflict(format!(
+            "batch {name} is not deleted; only a deleted batch is archived"
+        )));
+    }
+    let (mut created, mut deleted) = (None, None);
+    for env in app.store.scan_stream(&stream::batch(name), 1) {
+        let env = env.map_err(store_error)?;
+        match env.event {
+            Event::BatchCreated { .. } => (created, deleted) = (Some(env.seq), None),
+            Event::BatchDeleted { .. } => deleted = Some(env.seq),
+            _ => {}
+        }
+    }
+    match (created, deleted) {
+        (Some(c), Some(d)) => Ok((c, d)),
+        _ => Err(not_found("batch", name)),
+    }
 }

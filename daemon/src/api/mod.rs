@@ -3,14 +3,16 @@
 //! One file per area. A handler returns a [`Response`] or an [`ApiError`]
 //! whose code becomes the HTTP status; nothing is appended on error.
 
+pub mod archive;
+pub mod as_of;
 pub mod batch;
 pub mod cutover;
 pub mod endpoint;
 pub mod export;
-pub mod history;
 pub mod mx;
-pub mod notify;
+pub mod notify_targets;
 pub mod query;
+pub mod report;
 
 use std::sync::Arc;
 
@@ -73,37 +75,34 @@ pub async fn dispatch(
             mx::switch(app, actor, &domain, &to, manual).await
         }
         Request::Checklist(Checklist { batch }) => mx::checklist(app, &batch).await,
-        Request::BatchNotify(r) => notify::set(app, actor, r).await,
+        Request::BatchNotify(r) => notify_targets::set(app, actor, r).await,
         Request::BatchShowAsOf(BatchShowAsOf { name, time }) => {
-            history::batch_as_of(app, &name, &time).await
+            as_of::batch_as_of(app, &name, &time).await
         }
         Request::MailboxShowAsOf(MailboxShowAsOf { address, time }) => {
-            history::mailbox_as_of(app, &address, &time).await
+            as_of::mailbox_as_of(app, &address, &time).await
         }
-        Request::Report(Report { batch }) => history::report(app, &batch).await,
+        Request::Report(Report { batch }) => report::report(app, &batch).await,
         Request::BatchArchive(BatchArchive {
             name,
             file,
             events,
             sha256,
-        }) => history::archive(app, actor, &name, &file, events, &sha256).await,
+        }) => archive::archive(app, actor, &name, &file, events, &sha256).await,
     }
 }
 
-pub fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
+pub use ferry_events::time::now_us;
 
 /// A time given as RFC 3339 on the command line, in µs; `flag` names it
 /// in the refusal.
 pub fn parse_time(flag: &str, t: &str) -> Result<i64, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|t| t.timestamp_micros())
-        .map_err(|e| {
-            invalid(format!(
-                "{flag} {t:?}: {e} (give RFC 3339, e.g. 2026-11-21T22:00:00Z)"
-            ))
-        })
+    ferry_events::time::parse_rfc3339(flag, t).map_err(invalid)
+}
+
+/// A failure of ferryd itself (a task that died, a log it cannot read).
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, e.to_string())
 }
 
 pub fn not_yet(what: &str) -> ApiError {

@@ -1,6 +1,7 @@
 //! `mx check`, `mx switch` and `checklist`: the domain's MX from DNS, the
 //! switch as a TSIG-signed dynamic update (or recorded as done by hand),
 //! its verification on the authoritative servers, and what remains to do.
+//! Which endpoint an MX host belongs to is [`hosts`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -14,13 +15,17 @@ use ferry_api::wire::{
 use ferry_api::{ApiError, ErrorCode};
 use ferry_dns::{DnsError, TsigKey};
 use ferry_events::time::{display as display_time, now_us};
-use ferry_events::{Actor, EndpointKind, Event, ExpectedVersion, stream};
+use ferry_events::{Actor, Event, ExpectedVersion, stream};
 use ferry_projections::{DomainView, EndpointView};
 
 use super::{conflict, invalid, not_found, store_error};
 use crate::app::App;
 use crate::config::DnsConfig;
+
+mod hosts;
+
 use ferry_projections::rules::{MX_HOLD_US, domain_name, domain_of};
+pub use hosts::endpoint_of;
 
 fn dns_config(app: &App) -> DnsConfig {
     app.config.read().unwrap().dns.clone()
@@ -39,72 +44,6 @@ fn dns_error(e: DnsError) -> ApiError {
         _ => ErrorCode::Internal,
     };
     ApiError::new(code, format!("{e}; nothing was recorded"))
-}
-
-/// The endpoints an MX host belongs to: the same host, else one under the
-/// same parent domain (or the same provider's mail domains); `unknown` if none.
-pub fn endpoint_of(host: &str, endpoints: &[&EndpointView]) -> String {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let imap: Vec<(&str, String)> = endpoints
-        .iter()
-        .filter(|e| e.spec.kind == EndpointKind::Imap)
-        .map(|e| {
-            (
-                e.name.as_str(),
-                e.spec.host.trim_end_matches('.').to_ascii_lowercase(),
-            )
-        })
-        .collect();
-    let exact: Vec<&str> = imap
-        .iter()
-        .filter(|(_, h)| *h == host)
-        .map(|(n, _)| *n)
-        .collect();
-    if !exact.is_empty() {
-        return exact.join(", ");
-    }
-    let family = mail_family(&host);
-    let same: Vec<&str> = imap
-        .iter()
-        .filter(|(_, h)| family.is_some() && mail_family(h) == family)
-        .map(|(n, _)| *n)
-        .collect();
-    if same.is_empty() {
-        "unknown".into()
-    } else {
-        same.join(", ")
-    }
-}
-
-/// Providers whose MX and IMAP hosts sit under different domains.
-const PROVIDERS: &[&[&str]] = &[
-    &[
-        "outlook.com",
-        "office365.com",
-        "office.com",
-        "microsoft.com",
-    ],
-    &["google.com", "gmail.com", "googlemail.com"],
-];
-
-/// What two hosts must share to belong together: the provider, else the
-/// parent domain (the last two labels; three under a two-letter
-/// second-level label such as `co.uk`).
-fn mail_family(host: &str) -> Option<String> {
-    let labels: Vec<&str> = host.split('.').filter(|l| !l.is_empty()).collect();
-    if labels.len() < 2 {
-        return None;
-    }
-    let take = |n: usize| labels[labels.len().saturating_sub(n)..].join(".");
-    let two = take(2);
-    if let Some(p) = PROVIDERS.iter().position(|fam| fam.contains(&two.as_str())) {
-        return Some(format!("provider:{p}"));
-    }
-    let sld = labels[labels.len() - 2];
-    if labels.len() >= 3 && labels[labels.len() - 1].len() == 2 && sld.len() <= 3 {
-        return Some(take(3));
-    }
-    Some(two)
 }
 
 pub async fn check(app: &Arc<App>, actor: Actor, domain: &str) -> Result<Response, ApiError> {
@@ -449,43 +388,6 @@ pub async fn checklist(app: &Arc<App>, batch: &str) -> Result<Response, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_events::{EndpointSpec, TlsMode};
-
-    fn ep(name: &str, host: &str) -> EndpointView {
-        EndpointView {
-            name: name.into(),
-            spec: EndpointSpec {
-                kind: EndpointKind::Imap,
-                host: host.into(),
-                port: 143,
-                tls: TlsMode::None,
-                ca_file: None,
-                admin_user: None,
-                admin_secret: None,
-                max_connections: 1,
-                oauth: None,
-            },
-            verified: None,
-            capabilities: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn mx_hosts_map_to_endpoints() {
-        let old = ep("old", "imap.example.test");
-        let m365 = ep("m365", "outlook.office365.com");
-        let uk = ep("uk", "mail.shop.co.uk");
-        let eps = [&old, &m365, &uk];
-        assert_eq!(endpoint_of("imap.example.test.", &eps), "old");
-        assert_eq!(endpoint_of("mx1.example.test", &eps), "old");
-        assert_eq!(
-            endpoint_of("contoso-com.mail.protection.outlook.com", &eps),
-            "m365"
-        );
-        assert_eq!(endpoint_of("mx.shop.co.uk", &eps), "uk");
-        assert_eq!(endpoint_of("mx.other.co.uk", &eps), "unknown");
-        assert_eq!(endpoint_of("mx.elsewhere.test", &eps), "unknown");
-    }
 
     #[test]
     fn domains_are_checked() {
