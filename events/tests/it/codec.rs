@@ -1,6 +1,6 @@
 //! The codec's bytes are frozen: committed fixtures must decode forever.
 
-mod common;
+use crate::common;
 
 use ferry_events::codec::{self, CodecError};
 use ferry_events::envelope::{ChainVerifier, hash_bytes};

@@ -295,7 +295,12 @@ struct Round {
 fn run_child(dir: &Path, delay: Duration, from_ready: bool) -> Round {
     let mut child = Guard(
         Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "log_crash::crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DIR_ENV, dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,6 +1,6 @@
 //! The store's contract, held by both implementations.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
