@@ -14,7 +14,6 @@ pub mod imap;
 pub mod maildir;
 pub mod mapping;
 pub mod model;
-pub mod sample;
 pub mod utf7;
 
 pub use error::{ConnectorError, ErrorClass, Result};

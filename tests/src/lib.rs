@@ -5,6 +5,7 @@ pub mod bench;
 pub mod loggen;
 pub mod mailcmp;
 pub mod pair;
+pub mod sample;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

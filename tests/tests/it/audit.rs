@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession, maildir};
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_tests::{Ferryd, wait_timeout};
 use ferry_testservers::Dovecot;
 use serde_json::{Value, json};

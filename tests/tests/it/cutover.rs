@@ -3,8 +3,8 @@
 //! in order; refusals for a mailbox with errors or already cut over; a
 //! failing hook leaves the user where they were.
 
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_tests::pair::{Pair, contents, count, login};
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::Dovecot;
 
 async fn add_mail(d: &Dovecot, user: &str, seed: u64, messages: usize) {

@@ -7,10 +7,10 @@
 //! target/cyrus-root); without it these tests print why and pass.
 
 use ferry_connectors::imap;
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession};
 use ferry_tests::Ferryd;
 use ferry_tests::mailcmp::{self, Contents};
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::{Cyrus, CyrusOptions, Dovecot};
 
 const PW: &str = "pässword-1";

@@ -2,11 +2,11 @@
 //! through ferryctl: every pass kind, compared item by item.
 
 use ferry_connectors::imap;
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession};
 use ferry_tests::Ferryd;
 use ferry_tests::mailcmp;
 use ferry_tests::pair::{self, PW, Pair, contents, count};
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::Dovecot;
 
 async fn login(d: &Dovecot, user: &str) -> imap::ImapSession {

@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession};
 use ferry_events::{Event, EventStore, ItemKey, Outcome, SegmentStore};
 use ferry_tests::mailcmp::{self, Contents};
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_tests::{Ferryd, settled_in_log};
 use ferry_testservers::Dovecot;
 use rand::{Rng, SeedableRng};

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use ferry_connectors::MailSession;
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_events::{Event, EventStore, ItemKey, Outcome, SegmentStore};
 use ferry_tests::faultproxy::{Dir, Fault, FaultProxy, Fired};
 use ferry_tests::mailcmp::{self, Contents};
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_tests::{Ferryd, settled_in_log};
 use ferry_testservers::Dovecot;
 use rand::seq::SliceRandom;

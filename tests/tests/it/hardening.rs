@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{MailSession, digest, maildir};
 use ferry_tests::Ferryd;
 use ferry_tests::mailcmp;
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::Dovecot;
 
 const PW: &str = "pw";

@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_tests::Ferryd;
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::{Dovecot, Smtpd};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{FolderName, MailSession, maildir};
 use ferry_tests::Ferryd;
 use ferry_tests::mailcmp::{self, Contents, Seen};
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::Dovecot;
 
 const PW: &str = "pw-ünïcode";

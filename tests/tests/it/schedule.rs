@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_tests::mailcmp;
 use ferry_tests::pair::{Pair, contents, count, login};
+use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::Dovecot;
 
 async fn add_mail(d: &Dovecot, user: &str, seed: u64, messages: usize) {

@@ -11,7 +11,7 @@ use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use rand::{Rng as _, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{FolderName, MailSession, Result};
+use ferry_connectors::{FolderName, MailSession, Result};
 
 /// What to generate for one mailbox.
 #[derive(Debug, Clone)]
@@ -232,7 +232,7 @@ pub fn folder_name(segments: &[String], delimiter: Option<char>) -> FolderName {
         raw: if segments == ["INBOX"] {
             "INBOX".into()
         } else {
-            crate::utf7::encode(&joined.join(&d.to_string()))
+            ferry_connectors::utf7::encode(&joined.join(&d.to_string()))
         },
         delimiter,
         segments: joined,
