@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
-use ferry_routing::preflight::{self, Options};
+use ferry_exchange::preflight::{self, Options};
 
 #[derive(Subcommand)]
 pub enum PreflightCmd {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use ferry_ctl::{Client, Request, Response};
-use ferry_routing::runbook::{self, BatchRunbook, CutoverRunbook, Runbook, User};
+use ferry_exchange::runbook::{self, BatchRunbook, CutoverRunbook, Runbook, User};
 
 pub async fn run(
     client: &Client,

@@ -1,11 +1,11 @@
-//! `ferryctl preflight cross-tenant` on the crafted exports of ferry-routing.
+//! `ferryctl preflight cross-tenant` on the crafted exports of ferry-exchange.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../routing/tests/fixtures")
+        .join("../exchange/tests/fixtures")
         .join(name)
 }
 

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_routing::preflight::{self, Options, Rule};
-use ferry_routing::runbook::{self, BatchRunbook, CutoverRunbook, User};
+use ferry_exchange::preflight::{self, Options, Rule};
+use ferry_exchange::runbook::{self, BatchRunbook, CutoverRunbook, User};
 
 fn dir(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

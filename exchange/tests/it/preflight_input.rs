@@ -1,6 +1,6 @@
 //! Bad exports give one clear error naming the file, line and field.
 
-use ferry_routing::preflight::{self, LoadError};
+use ferry_exchange::preflight::{self, LoadError};
 
 fn load(name: &str, text: &[u8]) -> (tempfile::TempDir, Result<usize, LoadError>) {
     let tmp = tempfile::tempdir().unwrap();
