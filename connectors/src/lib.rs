@@ -16,7 +16,6 @@ pub mod maildir;
 pub mod mapping;
 pub mod model;
 pub mod paging;
-pub mod sample;
 pub mod utf7;
 
 pub use error::{ConnectorError, ErrorClass, Result};

@@ -126,7 +126,7 @@ impl EndpointsConfig {
 pub struct CutoverConfig {
     /// Run per user with a JSON payload: `{ command = "..." }` (sh -c) or
     /// `{ webhook = "https://..." }`.
-    pub hook: Option<ferry_routing::hooks::Hook>,
+    pub hook: Option<ferry_exchange::hooks::Hook>,
     pub hook_timeout_s: u64,
     /// Where the per-user PowerShell runbooks go; default `DATA_DIR/runbooks`.
     pub runbook_dir: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! The fuzz targets' bodies, one per input that ferryd or ferryctl reads
 //! from outside. `fuzz/` (cargo-fuzz, nightly, outside the workspace) runs
-//! them under libFuzzer; `tests/fuzz_corpora.rs` replays the committed
+//! them under libFuzzer; `tests/it/fuzz_corpora.rs` replays the committed
 //! corpora through them on stable, so CI keeps every input that once
 //! mattered. Each returns normally or panics on a broken invariant.
 

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod loggen;
 pub mod mailcmp;
 pub mod pair;
+pub mod sample;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -299,7 +300,7 @@ pub fn token_command_config(command: &str) -> String {
 /// A TCP proxy that drops, resets and stalls connections on command.
 pub mod faultproxy;
 
-/// The fuzz targets' bodies, replayed on stable by `tests/fuzz_corpora.rs`.
+/// The fuzz targets' bodies, replayed on stable by `tests/it/fuzz_corpora.rs`.
 pub mod fuzzing;
 
 impl Ferryd {

@@ -1,7 +1,7 @@
 //! `ferryctl preflight`: checks run locally on exported files, no daemon.
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
-use ferry_routing::preflight::{self, Options};
+use ferry_exchange::preflight::{self, Options};
 
 use crate::cli::PreflightCmd;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use ferry_api::wire::BatchShow;
 use ferry_api::{Client, Request, Response};
-use ferry_routing::runbook::{self, BatchRunbook, CutoverRunbook, Runbook, User};
+use ferry_exchange::runbook::{self, BatchRunbook, CutoverRunbook, Runbook, User};
 
 pub async fn run(
     client: &Client,

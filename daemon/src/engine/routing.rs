@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_events::{Actor, Event, ExpectedVersion, Outcome, stream};
+use ferry_exchange::hooks::{self, Payload};
+use ferry_exchange::runbook::{self, CutoverRunbook, User};
 use ferry_projections::CutoverStage;
 use ferry_projections::mailboxes::ABANDONED;
-use ferry_routing::hooks::{self, Payload};
-use ferry_routing::runbook::{self, CutoverRunbook, User};
 
 use super::Engine;
 

@@ -36,10 +36,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
-use ferry_connectors::sample::{self, Sample, SampleSpec};
 use ferry_connectors::{FolderName, MailSession};
 use ferry_tests::Ferryd;
 use ferry_tests::mailcmp::{self, Contents, Seen};
+use ferry_tests::sample::{self, Sample, SampleSpec};
 use ferry_testservers::Dovecot;
 
 const PW: &str = "bench-pw-1";

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig, TlsMode};
-use ferry_connectors::sample::{self, SampleSpec};
 use ferry_connectors::{MailSession, maildir};
+use ferry_tests::sample::{self, SampleSpec};
 
 #[derive(Parser)]
 #[command(about = "Generate sample mailboxes")]

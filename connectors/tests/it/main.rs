@@ -1,0 +1,4 @@
+//! The connectors' integration tests, one binary.
+
+mod imap;
+mod maildir;

@@ -1,0 +1,3 @@
+//! ferryctl's integration tests, one binary.
+
+mod preflight;

@@ -1,0 +1,5 @@
+//! Integration tests, one binary.
+
+mod golden;
+mod hooks;
+mod preflight_input;

@@ -1,0 +1,3 @@
+//! The projections' integration tests, one binary.
+
+mod fold;

@@ -1,0 +1,21 @@
+//! ferryd and ferryctl against real servers: one test binary, so the
+//! workspace's dependency tree is linked once. The crash tests re-execute
+//! it by a test's full path (`log_crash::crash_child`).
+
+mod audit;
+mod cutover;
+mod cyrus;
+mod daemon;
+mod dns;
+mod engine;
+mod engine_crash;
+mod engine_faults;
+mod fuzz_corpora;
+mod hardening;
+mod layout;
+mod log_crash;
+mod notify;
+mod passes;
+mod runbook;
+mod schedule;
+mod upgrade;

@@ -1,0 +1,284 @@
+//! Schedules and completion over two real Dovecot servers: delta passes
+//! fired by cron on their own, fires skipped while a pass runs, catch-up
+//! after downtime, and a batch completed by a final delta pass.
+
+use std::time::Duration;
+
+use ferry_tests::mailcmp;
+use ferry_tests::pair::{Pair, contents, count, login};
+use ferry_tests::sample::{self, SampleSpec};
+use ferry_testservers::Dovecot;
+
+async fn add_mail(d: &Dovecot, user: &str, seed: u64, messages: usize) {
+    let mut s = login(d, user).await;
+    sample::fill(
+        &mut s,
+        &SampleSpec {
+            seed,
+            messages,
+            attachment_percent: 5,
+            huge: 0,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// A field of an event record's event (`{"Type": {fields}}` in JSON).
+fn field<'a>(e: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    &e["event"][e["event_type"].as_str().unwrap()][name]
+}
+
+fn due(e: &serde_json::Value) -> i64 {
+    field(e, "due_us").as_i64().expect("due_us")
+}
+
+fn time_us(e: &serde_json::Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(e["time"].as_str().unwrap())
+        .unwrap()
+        .timestamp_micros()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_batch_runs_its_own_delta_passes() {
+    let p = Pair::start("wave", &["anna"], None);
+    add_mail(&p.src, "anna", 1, 30).await;
+    p.ferry.run_pass("wave", "full");
+    assert_eq!(count(&contents(&p.dst, "anna").await), 30);
+
+    p.ferry
+        .ctl_ok(&["batch", "schedule", "wave", "--delta", "*/2 * * * * *"]);
+    // Mail that arrives between passes is copied by the next fire.
+    add_mail(&p.src, "anna", 2, 5).await;
+    let dst = &p.dst;
+    let mut copied = 0;
+    for _ in 0..600 {
+        copied = count(&contents(dst, "anna").await);
+        if copied >= 35 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(copied, 35, "the scheduled delta copied the new mail");
+    add_mail(&p.src, "anna", 3, 3).await;
+    for _ in 0..600 {
+        copied = count(&contents(dst, "anna").await);
+        if copied >= 38 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(copied, 38, "and the next one too");
+
+    // Each fire is an event, recorded with the delta pass it asked for.
+    let events = p.ferry.events();
+    let fired: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["event_type"] == "ScheduleFired")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(fired.len() >= 2, "{} fires", fired.len());
+    for i in &fired {
+        let next = &events[i + 1];
+        assert_eq!(next["event_type"], "PassRequested");
+        assert_eq!(field(next, "pass"), "Delta");
+        assert_eq!(events[*i]["actor"], "scheduler", "{}", events[*i]);
+        assert_eq!(due(&events[*i]) % 2_000_000, 0, "fires on even seconds");
+    }
+    let deltas = p.ferry.events_of("PassStarted");
+    assert!(
+        deltas
+            .iter()
+            .filter(|e| field(e, "pass") == "Delta")
+            .count()
+            >= 2
+    );
+
+    // Removed, it fires no more.
+    p.ferry
+        .ctl_ok(&["batch", "schedule", "wave", "--delta", "off"]);
+    let before = p.ferry.events_of("ScheduleFired").len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(p.ferry.events_of("ScheduleFired").len(), before);
+
+    p.ferry
+        .ctl_ok(&["batch", "wait", "wave", "--timeout", "60"]);
+    let src = contents(&p.src, "anna").await;
+    assert_eq!(
+        mailcmp::diff(&src, &contents(dst, "anna").await),
+        Vec::<String>::new()
+    );
+    // No duplicate: exactly one copy event per source item.
+    assert_eq!(p.ferry.events_of("ItemCopied").len(), 38);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_while_a_pass_runs_is_skipped_not_queued() {
+    let p = Pair::start("wave", &["anna", "bert"], None);
+    add_mail(&p.src, "anna", 4, 400).await;
+    add_mail(&p.src, "bert", 5, 400).await;
+    p.ferry
+        .ctl_ok(&["batch", "start", "wave", "--pass", "full"]);
+    p.ferry
+        .ctl_ok(&["batch", "schedule", "wave", "--delta", "* * * * * *"]);
+    p.ferry.wait_for(120, "a skipped fire", |f| {
+        !f.events_of("ScheduleSkipped").is_empty()
+    });
+    let skipped = p.ferry.events_of("ScheduleSkipped");
+    assert!(
+        field(&skipped[0], "reason")
+            .as_str()
+            .unwrap()
+            .contains("a full pass is still running"),
+        "{}",
+        skipped[0]
+    );
+    // Skipped fires were not queued: once the full pass ends, at most one
+    // delta pass waits or runs at a time.
+    p.ferry
+        .ctl_ok(&["batch", "schedule", "wave", "--delta", "off"]);
+    p.ferry
+        .ctl_ok(&["batch", "wait", "wave", "--timeout", "300"]);
+    let requested = p.ferry.events_of("PassRequested");
+    let fired = p.ferry.events_of("ScheduleFired");
+    assert_eq!(requested.len(), 1 + fired.len());
+    let b = p.ferry.ctl_json(&["batch", "show", "wave"]);
+    assert!(b["data"]["pending"].as_array().unwrap().is_empty(), "{b}");
+    assert!(
+        b["data"]["schedule"].is_null(),
+        "schedule removed: {}",
+        b["data"]["schedule"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fires_missed_while_down_run_once_within_the_deadline() {
+    let mut p = Pair::start(
+        "wave",
+        &["anna"],
+        Some("[engine]\nschedule_catch_up_s = 4\n"),
+    );
+    add_mail(&p.src, "anna", 6, 10).await;
+    p.ferry.run_pass("wave", "full");
+    // Fires at ten seconds that all fall while ferryd is down, so that no
+    // pass runs when it stops.
+    let s0 = now_us() / 1_000_000;
+    let seconds: Vec<String> = (3..13).map(|k| ((s0 + k) % 60).to_string()).collect();
+    let expr = format!("{} * * * * *", seconds.join(","));
+    p.ferry
+        .ctl_ok(&["batch", "schedule", "wave", "--delta", &expr]);
+    p.ferry.stop();
+    let down = now_us();
+    assert!(down < (s0 + 3) * 1_000_000, "ferryd took too long to stop");
+    add_mail(&p.src, "anna", 7, 4).await;
+    std::thread::sleep(Duration::from_micros(
+        ((s0 + 14) * 1_000_000 - now_us()) as u64,
+    ));
+    let up = now_us();
+    p.ferry.launch();
+    p.ferry.wait_for(30, "the catch-up fire", |f| {
+        f.events_of("ScheduleFired")
+            .iter()
+            .any(|e| (down..up).contains(&due(e)))
+    });
+    let in_downtime = |kind: &str| -> Vec<i64> {
+        p.ferry
+            .events_of(kind)
+            .iter()
+            .map(due)
+            .filter(|d| (down..up).contains(d))
+            .collect()
+    };
+    let fired = in_downtime("ScheduleFired");
+    let missed = in_downtime("ScheduleMissed");
+    let skipped = in_downtime("ScheduleSkipped");
+    assert_eq!(fired.len(), 1, "one catch-up run for the whole outage");
+    assert_eq!(fired[0], (s0 + 12) * 1_000_000, "the latest fire runs");
+    assert!(missed.len() >= 4, "{missed:?}");
+    // Missed ones are those older than the deadline when ferryd came back.
+    assert!(missed.iter().all(|m| *m < fired[0]), "{missed:?} {fired:?}");
+    assert!(
+        missed.iter().all(|m| up - m > 4_000_000 - 1_500_000),
+        "{missed:?}"
+    );
+    assert!(!skipped.is_empty(), "recent fires folded into the catch-up");
+    // Every fire of the outage is accounted for exactly once.
+    let mut all: Vec<i64> = [fired, missed, skipped].concat();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(all.len(), n, "a fire was recorded twice");
+    assert_eq!(n, 10, "every fire of the outage is recorded");
+    p.ferry
+        .ctl_ok(&["batch", "schedule", "wave", "--delta", "off"]);
+    p.ferry
+        .ctl_ok(&["batch", "wait", "wave", "--timeout", "60"]);
+    assert_eq!(count(&contents(&p.dst, "anna").await), 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_runs_a_final_delta_then_the_batch_is_completed() {
+    let p = Pair::start("wave", &["anna"], None);
+    add_mail(&p.src, "anna", 8, 12).await;
+    p.ferry.run_pass("wave", "full");
+    add_mail(&p.src, "anna", 9, 3).await;
+    // CompleteAfter: nothing happens before the time.
+    p.ferry.ctl_ok(&["batch", "complete", "wave", "--at", "3s"]);
+    let b = p.ferry.ctl_json(&["batch", "show", "wave"]);
+    assert_eq!(b["data"]["state"], "Synced");
+    assert_eq!(b["data"]["pending"][0]["purpose"], "Completion");
+    let why = p.ferry.ctl_err(&["batch", "complete", "wave"]);
+    assert!(why.contains("completion is already requested"), "{why}");
+    p.ferry.wait_for(60, "completion", |f| {
+        f.ctl_json(&["batch", "show", "wave"])["data"]["state"] == "Completed"
+    });
+    assert_eq!(count(&contents(&p.dst, "anna").await), 15);
+    let done = p.ferry.events_of("BatchCompleted");
+    assert_eq!(done.len(), 1);
+    assert_eq!(field(&done[0], "with_errors"), false);
+    let started = p.ferry.events_of("PassStarted");
+    let last = started.last().unwrap();
+    assert_eq!(field(last, "pass"), "Delta");
+    let requested = p.ferry.events_of("CompletionRequested");
+    assert_eq!(field(last, "pass_id"), &requested[0]["seq"]);
+    assert!(time_us(last) >= field(&requested[0], "not_before_us").as_i64().unwrap());
+
+    // Statistics per batch and mailbox, per pass.
+    let b = &p.ferry.ctl_json(&["batch", "show", "wave"])["data"];
+    assert_eq!(b["totals"]["copied"], 15);
+    assert_eq!(b["lag"], 0);
+    let passes = b["passes"].as_array().unwrap();
+    assert_eq!(passes.len(), 2);
+    assert_eq!(passes[0]["counts"]["copied"], 12);
+    assert_eq!(passes[1]["counts"]["copied"], 3);
+    assert_eq!(passes[1]["purpose"], "Completion");
+    assert!(passes[1]["counts"]["bytes"].as_u64().unwrap() > 0);
+    let m = &b["mailbox_stats"][0];
+    assert_eq!(m["address"], "anna@old.example");
+    assert_eq!(m["state"], "Synced");
+    assert_eq!(m["totals"]["copied"], 15);
+    assert_eq!(m["passes_run"], 2);
+    assert_eq!(m["last_pass"]["counts"]["copied"], 3);
+    assert!(m["last_delta_us"].as_i64().is_some());
+    let table = p.ferry.ctl_ok(&["batch", "show", "wave"]);
+    for needle in [
+        "copied 15",
+        "lag 0 items",
+        "delta (completion)",
+        "anna@old.example",
+    ] {
+        assert!(table.contains(needle), "{needle:?} in {table}");
+    }
+
+    let why = p
+        .ferry
+        .ctl_err(&["batch", "start", "wave", "--pass", "delta"]);
+    assert!(why.contains("batch wave is Completed"), "{why}");
+    // A completed batch no longer holds its mailboxes.
+    p.ferry.create_batch("again", "old", "new", &["anna"], &[]);
+}
