@@ -114,7 +114,7 @@ async fn deliver(app: &Arc<App>, n: OwedNotice) {
         };
         let (event, wait) = match result {
             Ok(()) => {
-                tracing::info!(batch = %n.batch, pass = n.pass_id, target = %logged(&n), attempt, "pass summary sent");
+                tracing::info!(batch = %n.batch, pass = n.pass_id, target = %logged(&n), attempt, "pass report sent");
                 (
                     Event::NotificationSent {
                         batch: n.batch.clone(),
@@ -128,7 +128,7 @@ async fn deliver(app: &Arc<App>, n: OwedNotice) {
             }
             Err(f) => {
                 let retry = f.retriable && attempt < cfg.attempts.max(1);
-                tracing::warn!(batch = %n.batch, pass = n.pass_id, target = %logged(&n), attempt, retry, reason = %f.reason, "pass summary not sent");
+                tracing::warn!(batch = %n.batch, pass = n.pass_id, target = %logged(&n), attempt, retry, reason = %f.reason, "pass report not sent");
                 (
                     Event::NotificationFailed {
                         batch: n.batch.clone(),
