@@ -7,11 +7,13 @@
 //!   a schema version, then bincode);
 //! - [`store`]: the [`EventStore`] trait, the segment store (segment files,
 //!   a small index in sled, group commit), and an in-memory store for tests;
-//! - [`time`]: µs since the epoch, parsed and formatted in one place.
+//! - [`time`]: µs since the epoch, parsed and formatted in one place;
+//! - [`domain`]: domains written one way.
 //!
 //! Nothing here knows about IMAP or the daemon.
 
 pub mod codec;
+pub mod domain;
 pub mod envelope;
 pub mod event;
 pub mod store;

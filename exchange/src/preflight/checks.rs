@@ -177,7 +177,7 @@ pub fn check(
                 let foreign: Vec<&String> = t
                     .email_addresses
                     .iter()
-                    .filter(|p| is_smtp(p) && !owned.contains(&lower(domain(&p[5..]))))
+                    .filter(|p| is_smtp(p) && !owned.contains(&domain(&p[5..])))
                     .collect();
                 if !foreign.is_empty() {
                     find(
@@ -259,17 +259,14 @@ pub fn check(
 /// tenant's own; another tenant's would appear on a few at most).
 pub fn owned_domains(targets: &[TargetMailUser], opts: &Options) -> Vec<String> {
     let mut v: Vec<String> = if opts.target_domains.is_empty() {
-        let mut v: Vec<String> = targets
-            .iter()
-            .map(|t| lower(domain(&t.primary_smtp)))
-            .collect();
+        let mut v: Vec<String> = targets.iter().map(|t| domain(&t.primary_smtp)).collect();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for t in targets {
             let domains: HashSet<String> = t
                 .email_addresses
                 .iter()
                 .filter(|p| is_smtp(p))
-                .map(|p| lower(domain(&p[5..])))
+                .map(|p| domain(&p[5..]))
                 .filter(|d| d.ends_with(".onmicrosoft.com"))
                 .collect();
             for d in domains {
@@ -285,7 +282,7 @@ pub fn owned_domains(targets: &[TargetMailUser], opts: &Options) -> Vec<String> 
     } else {
         opts.target_domains
             .iter()
-            .map(|d| lower(d.trim()))
+            .map(|d| ferry_events::domain::normal_domain(d))
             .collect()
     };
     v.sort();

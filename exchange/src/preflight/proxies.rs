@@ -10,8 +10,9 @@ pub(super) fn local_part(a: &str) -> &str {
     a.split('@').next().unwrap_or(a)
 }
 
-pub(super) fn domain(a: &str) -> &str {
-    a.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+/// An address's domain as the log keys domains; empty without one.
+pub(super) fn domain(a: &str) -> String {
+    ferry_events::domain::domain_of(a).unwrap_or_default()
 }
 
 pub(super) fn is_smtp(proxy: &str) -> bool {
