@@ -26,14 +26,7 @@ pub fn esc(s: &str) -> String {
 
 use ferry_events::time::display as time;
 
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
+use crate::units::size;
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}\
@@ -193,7 +186,7 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
                 format!(" ({})", reasons.join("; "))
             },
             m.view.errors.len(),
-            bytes(t.bytes),
+            size(t.bytes),
         );
     }
     o.push_str("</table>");
@@ -246,7 +239,7 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
         "Bytes copied (cumulative)",
         &bytes_c,
         span,
-        bytes,
+        size,
     ));
     let secs = (r.bucket_us as f64 / 1e6).max(1e-6);
     let throughput: Vec<(String, u64)> = r

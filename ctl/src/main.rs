@@ -12,6 +12,7 @@ mod files;
 mod html;
 mod output;
 mod send;
+mod units;
 
 use clap::Parser;
 use ferry_api::wire::{Checklist, Cutover};

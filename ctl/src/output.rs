@@ -20,6 +20,8 @@ fn folder(raw: &str) -> String {
 
 use ferry_events::time::table as time;
 
+use crate::units::size;
+
 pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(resp)?);
@@ -204,7 +206,7 @@ fn print_batch(d: &BatchDetail) {
     println!(
         "copied {} ({}), skipped {}, failed {}; lag {} items; {} passes; last delta {}",
         d.totals.copied,
-        bytes(d.totals.bytes),
+        size(d.totals.bytes),
         d.totals.skipped,
         d.totals.failed,
         d.lag,
@@ -227,8 +229,8 @@ fn print_batch(d: &BatchDetail) {
                     .map(|o| format!("{o:?}"))
                     .unwrap_or_else(|| "running".into()),
                 p.counts.copied.to_string(),
-                bytes(p.counts.bytes),
-                format!("{}/s", bytes(p.throughput(now) as u64)),
+                size(p.counts.bytes),
+                format!("{}/s", size(p.throughput(now) as u64)),
                 p.counts.failed.to_string(),
             ]);
         }
@@ -253,7 +255,7 @@ fn print_batch(d: &BatchDetail) {
                 m.totals.copied.to_string(),
                 m.totals.skipped.to_string(),
                 m.totals.failed.to_string(),
-                bytes(m.totals.bytes),
+                size(m.totals.bytes),
                 m.lag.to_string(),
                 m.errors.to_string(),
                 m.last_pass
@@ -274,21 +276,6 @@ fn purpose(p: &PassPurpose) -> String {
         PassPurpose::Sync => String::new(),
         PassPurpose::Completion => " (completion)".into(),
         PassPurpose::Cutover { mailboxes } => format!(" (cutover of {})", mailboxes.join(", ")),
-    }
-}
-
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

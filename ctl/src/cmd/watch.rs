@@ -13,6 +13,8 @@ use ferry_events::{Event, Side};
 use ferry_projections::{BatchView, MailboxView};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::units::{Rate, duration, per_second, size, thousands};
+
 /// One mailbox's progress as the events tell it.
 struct Progress {
     batch: String,
@@ -23,7 +25,13 @@ struct Progress {
     state: String,
     bar: Option<ProgressBar>,
     printed: Option<Instant>,
+    /// The recent pace, for the rate and the ETA.
+    rate: Rate,
+    started: Instant,
 }
+
+/// How far back the rate and ETA look.
+const RATE_WINDOW: Duration = Duration::from_secs(30);
 
 impl Progress {
     fn from_view(m: &MailboxView) -> Progress {
@@ -36,6 +44,8 @@ impl Progress {
             state: String::new(),
             bar: None,
             printed: None,
+            rate: Rate::new(RATE_WINDOW),
+            started: Instant::now(),
         };
         p.reset(m);
         p
@@ -57,17 +67,28 @@ impl Progress {
         self.source.values().sum::<u64>().max(self.done)
     }
 
-    fn message(&self) -> String {
-        format!(
-            "{} {:.1} MB{}",
-            self.state,
-            self.bytes as f64 / 1e6,
-            if self.failed > 0 {
-                format!(" {} failed", self.failed)
-            } else {
-                String::new()
-            }
-        )
+    /// State, bytes, recent rate and ETA, rounded.
+    fn message(&mut self) -> String {
+        self.rate
+            .note(self.started.elapsed(), self.done, self.bytes);
+        let mut m = format!("{} {}", self.state, size(self.bytes));
+        if let Some((items, bytes)) = self.rate.per_second() {
+            m.push_str(&format!(
+                ", {} items/s ({}/s)",
+                per_second(items),
+                size(bytes as u64)
+            ));
+        }
+        let left = self.known().saturating_sub(self.done);
+        if left > 0
+            && let Some(eta) = self.rate.eta(left)
+        {
+            m.push_str(&format!(", ETA {}", duration(eta)));
+        }
+        if self.failed > 0 {
+            m.push_str(&format!(", {} failed", thousands(self.failed)));
+        }
+        m
     }
 }
 
@@ -100,12 +121,12 @@ impl Watch {
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
             p.printed = Some(Instant::now());
+            let msg = p.message();
             println!(
-                "{address} [{}] {}/{} items, {}",
+                "{address} [{}] {}/{} items, {msg}",
                 p.batch,
-                p.done,
-                p.known(),
-                p.message()
+                thousands(p.done),
+                thousands(p.known()),
             );
         }
     }
@@ -150,11 +171,9 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
         } else {
             ProgressDrawTarget::hidden()
         }),
-        style: ProgressStyle::with_template(
-            "{prefix:<28} [{bar:30}] {pos:>6}/{len:<6} {per_sec:>10} {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
+        style: ProgressStyle::with_template("{prefix:<28} [{bar:30}] {pos:>6}/{len:<6} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
         mailboxes: BTreeMap::new(),
     };
     let batches: Vec<BatchView> = match only {

@@ -16,6 +16,7 @@ mod layout;
 mod log_crash;
 mod notify;
 mod passes;
+mod progress;
 mod runbook;
 mod schedule;
 mod upgrade;

@@ -68,6 +68,14 @@ impl Work<'_> {
             .map(|f| f.name.raw.clone())
             .collect();
 
+        if matches!(self.kind, PassKind::Full | PassKind::Prestage) {
+            let mapped: Vec<&Folder> = src_folders
+                .iter()
+                .filter(|f| f.selectable && plan.map(f, &special, delimiter).is_some())
+                .collect();
+            self.count_sources(&mapped).await?;
+        }
+
         let mut tally = verify::Tally::default();
         for f in src_folders.iter().filter(|f| f.selectable) {
             let Some(dname) = plan.map(f, &special, delimiter) else {
@@ -115,6 +123,53 @@ impl Work<'_> {
         }
         if self.kind == PassKind::Verify {
             verify::record(self, tally).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the item count of every source folder whose count the views
+    /// do not know yet, before anything is copied, so progress has its
+    /// totals from the start. Best effort: a folder that cannot be opened
+    /// here is met again, with its retries, when its turn comes.
+    async fn count_sources(&mut self, folders: &[&Folder]) -> Result<(), WorkErr> {
+        let known: HashMap<String, Option<u64>> = {
+            let views = self.app.views.read().unwrap();
+            let m = views.mailboxes.get(&self.mailbox.address);
+            folders
+                .iter()
+                .map(|f| {
+                    let n = m.and_then(|m| m.folders.get(&f.name.raw)?.source_items);
+                    (f.name.raw.clone(), n)
+                })
+                .collect()
+        };
+        let mut counts = Vec::new();
+        for f in folders {
+            let Some(src) = self.src.as_mut() else {
+                break;
+            };
+            match src.examine(&f.name).await {
+                Ok(st) if known.get(&f.name.raw) != Some(&Some(u64::from(st.exists))) => counts
+                    .push(FolderCount {
+                        folder: f.name.raw.clone(),
+                        items: u64::from(st.exists),
+                        bytes: 0,
+                    }),
+                Ok(_) => {}
+                Err(e) if e.is_transient() => {
+                    self.src = None;
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        if !counts.is_empty() {
+            let event = Event::FolderCounted {
+                mailbox: self.mailbox.address.clone(),
+                side: Side::Source,
+                counts,
+            };
+            self.record(vec![event]).await?;
         }
         Ok(())
     }
