@@ -251,7 +251,16 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         }
         Event::FolderCounted { side, counts, .. } => {
             for c in counts {
-                let f = progress(&mut m.folders, &c.folder);
+                // A destination count belongs to the source folder mapped to it.
+                let row = match side {
+                    Side::Destination => m
+                        .folders
+                        .iter()
+                        .find(|(_, f)| f.destination.as_deref() == Some(c.folder.as_str()))
+                        .map(|(name, _)| name.clone()),
+                    Side::Source => None,
+                };
+                let f = progress(&mut m.folders, row.as_deref().unwrap_or(&c.folder));
                 match side {
                     Side::Source => {
                         f.source_items = Some(c.items);

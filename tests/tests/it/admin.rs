@@ -4,6 +4,8 @@
 
 use ferry_tests::Ferryd;
 use ferry_tests::pair::{PW, Pair, add_mail, contents, count};
+use ferry_tests::sample::{self, SampleSpec};
+use ferry_testservers::Dovecot;
 
 fn field<'a>(e: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     &e["event"][e["event_type"].as_str().unwrap()][name]
@@ -370,4 +372,146 @@ fn a_second_ferryd_names_the_first_and_logs_carry_no_colour() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("ferryd ready"), "{text}");
     assert!(!text.contains('\u{1b}'), "{text}");
+}
+
+/// The report page of batch `name`.
+fn report(f: &Ferryd, name: &str) -> String {
+    let file = f.dir().join(format!("{name}.html"));
+    f.ctl_ok(&["report", name, "-o", file.to_str().unwrap()]);
+    std::fs::read_to_string(file).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_and_the_report_tell_what_is_unresolved() {
+    use ferry_connectors::{MailSession, maildir};
+    // A Maildir source: anna with 20 messages, one the destination refuses
+    // (empty) and one over the size limit; bert has no mailbox at all.
+    let root = tempfile::tempdir().unwrap();
+    let anna = root.path().join("anna@old.example");
+    let mut m = maildir::open(&anna, true).unwrap();
+    let spec = SampleSpec {
+        seed: 12,
+        messages: 20,
+        attachment_percent: 0,
+        huge: 0,
+    };
+    sample::fill(&mut m, &spec).await.unwrap();
+    let inbox = sample::folder_name(&["INBOX".into()], Some('/'));
+    m.append(&inbox, &[], None, bytes::Bytes::new())
+        .await
+        .unwrap();
+    let big = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(400_000));
+    m.append(&inbox, &[], None, big.into()).await.unwrap();
+    drop(m);
+    let dst = Dovecot::start().unwrap();
+    for u in ["anna", "bert"] {
+        dst.add_user(u, PW).unwrap();
+    }
+    let f = Ferryd::start();
+    f.add_maildir_endpoint("old", root.path());
+    f.add_imap_endpoint("new", dst.port(), dst.master_user());
+    f.create_batch(
+        "b",
+        "old",
+        "new",
+        &["anna", "bert"],
+        &["--max-item-size", "300KB"],
+    );
+
+    // A verify pass copies nothing and makes no mailbox Synced.
+    pass(&f, "b", "verify");
+    assert_eq!(mailbox(&f, "anna@old.example")["state"], "Queued");
+
+    pass(&f, "b", "full");
+    let a = mailbox(&f, "anna@old.example");
+    assert_eq!(a["state"], "SyncedWithErrors");
+    assert_eq!(
+        (
+            &a["totals"]["copied"],
+            &a["totals"]["skipped"],
+            &a["totals"]["failed"]
+        ),
+        (
+            &serde_json::json!(20),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        )
+    );
+    assert_eq!(mailbox(&f, "bert@old.example")["state"], "Failed");
+
+    // Verified again: still not Synced, and destination counts beside the source's.
+    pass(&f, "b", "verify");
+    let a = mailbox(&f, "anna@old.example");
+    assert_eq!(a["state"], "SyncedWithErrors");
+    let sum = |side: &str| -> u64 {
+        let folders = a["folders"].as_object().unwrap();
+        folders.values().map(|f| f[side].as_u64().unwrap()).sum()
+    };
+    assert_eq!((sum("source_items"), sum("destination_items")), (22, 20));
+    let shown = f.ctl_ok(&["mailbox", "show", "anna@old.example"]);
+    assert!(shown.contains("destination items"), "{shown}");
+
+    // The report names the failed mailbox, and each failed and skipped item by class.
+    let page = report(&f, "b");
+    let bert_reason = mailbox(&f, "bert@old.example")["last_pass"]["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!bert_reason.is_empty());
+    assert!(page.contains("<h3>Failed mailboxes</h3>"), "{page}");
+    assert!(page.contains(&ferry_ctl_escape(&bert_reason)), "{page}");
+    assert!(page.contains("not counted: the mailbox failed"), "{page}");
+    let skipped = f.events_of("ItemSkipped");
+    let reason = field(&skipped[0], "reason").as_str().unwrap();
+    assert!(page.contains(&ferry_ctl_escape(reason)), "{page}");
+    let failed = f.events_of("ItemFailed");
+    let class = field(&failed[0], "class").as_str().unwrap();
+    assert!(
+        page.contains(&format!(
+            "<tr class=\"class\"><th colspan=\"6\">{class} (1)"
+        )),
+        "{page}"
+    );
+
+    // Mended at the source, the item is copied by retry-errors: nothing is
+    // failed any more, and the first pass's own figures keep the failure.
+    let cur = anna.join("cur");
+    let broken = std::fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::metadata(p).unwrap().len() == 0)
+        .expect("the empty message");
+    std::fs::write(
+        &broken,
+        b"Subject: mended\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    pass(&f, "b", "retry-errors");
+    let a = mailbox(&f, "anna@old.example");
+    assert_eq!(a["totals"]["failed"], 0, "{a}");
+    let folders = a["folders"].as_object().unwrap();
+    assert!(folders.values().all(|f| f["counts"]["failed"] == 0), "{a}");
+    let b = batch(&f, "b");
+    assert_eq!(b["totals"]["failed"], 0);
+    let full = b["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pass"] == "Full")
+        .unwrap();
+    assert_eq!(full["counts"]["failed"], 1, "{full}");
+    assert!(
+        f.ctl_ok(&["mailbox", "show", "anna@old.example"])
+            .contains("failed 0")
+    );
+    assert!(report(&f, "b").contains("No unresolved failed items."));
+}
+
+/// Text as the report writes it (the HTML escapes of `ferryctl report`).
+fn ferry_ctl_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
