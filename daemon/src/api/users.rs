@@ -121,10 +121,10 @@ pub async fn remove(
     let _guard = app.commands.lock().await;
     let (m, version) = editable(app, &address)?;
     if m.batch != name {
-        return Err(not_found(
-            &format!("mailbox in batch {name}"),
-            &format!("{address} (it is in batch {})", m.batch),
-        ));
+        return Err(conflict(format!(
+            "{address} is in batch {}, not {name}",
+            m.batch
+        )));
     }
     let stage = app.views.read().unwrap().cutover_stage(&address);
     if matches!(

@@ -147,6 +147,11 @@ async fn users_and_endpoints_change_only_when_nothing_runs_over_them() {
     assert_eq!(f.events_of("MailboxRemoved").len(), 1);
     // Removed, the user may join another batch.
     f.create_batch("later", "old", "new", &["bert"], &[]);
+    let err = f.ctl_err(&["batch", "remove-user", "later", "anna@old.example"]);
+    assert!(
+        err.contains("anna@old.example is in batch wave, not later"),
+        "{err}"
+    );
 
     f.ctl_ok(&["endpoint", "update", "new", "--max-connections", "4"]);
     let eps = f.ctl_json(&["endpoint", "list"]);
