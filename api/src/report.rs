@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use ferry_events::ItemKey;
 use ferry_projections::{BatchView, MailboxView};
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +22,41 @@ pub struct Bucket {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MailboxReport {
     pub view: MailboxView,
-    /// Items skipped, by reason (every skip of every pass).
+    /// Items skipped, by the class of their reason (every skip of every pass).
     pub skipped_by_reason: BTreeMap<String, u64>,
     /// Failure events (every attempt) by class.
     pub failures_by_class: BTreeMap<String, u64>,
+    /// Items skipped and not copied since, each with its latest reason.
+    #[serde(default)]
+    pub skipped: Vec<SkippedItem>,
+}
+
+/// An item left out for a recorded reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedItem {
+    pub key: ItemKey,
+    pub size: u64,
+    pub reason: String,
+    pub time_us: i64,
+}
+
+/// A reason's class: its text with numbers (sizes, UIDs, limits) written
+/// as `N`, so items left out for the same cause group together.
+pub fn reason_class(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut in_number = false;
+    for c in reason.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl MailboxReport {

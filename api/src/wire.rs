@@ -120,6 +120,14 @@ pub enum Request {
     /// `archive`) was written to `file`; ferryd exports again and checks
     /// `events` and `sha256` before recording.
     BatchArchive(BatchArchive),
+    /// `mailbox set-credentials`: replace a mailbox's logins or passwords.
+    MailboxSetCredentials(MailboxSetCredentials),
+    /// `batch remove-user`: take a mailbox out of its batch.
+    BatchRemoveUser(BatchRemoveUser),
+    /// `endpoint update`: change how an endpoint is reached.
+    EndpointUpdate(EndpointUpdate),
+    /// `endpoint remove`: forget an endpoint no batch names.
+    EndpointRemove(EndpointRemove),
 }
 
 impl Request {
@@ -161,6 +169,10 @@ impl Request {
             Request::MailboxShowAsOf(_) => ("mailbox_show_as_of", Read),
             Request::Report(_) => ("report", Read),
             Request::BatchArchive(_) => ("batch_archive", Write),
+            Request::MailboxSetCredentials(_) => ("mailbox_set_credentials", Write),
+            Request::BatchRemoveUser(_) => ("batch_remove_user", Write),
+            Request::EndpointUpdate(_) => ("endpoint_update", Write),
+            Request::EndpointRemove(_) => ("endpoint_remove", Write),
         }
     }
 }
@@ -234,6 +246,10 @@ pub struct BatchAddUsers {
     pub csv: String,
     #[serde(default)]
     pub expected_version: Option<u64>,
+    /// Rows naming mailboxes already in the batch replace their logins
+    /// and passwords instead of being refused.
+    #[serde(default)]
+    pub update: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +295,10 @@ pub struct BatchComplete {
     /// CompleteAfter: not before this time (RFC 3339).
     #[serde(default)]
     pub at: Option<String>,
+    /// Complete although some mailboxes are neither cut over nor healthy
+    /// (recorded with what it overrode).
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,6 +349,15 @@ pub struct Events {
     pub limit: Option<u32>,
     #[serde(default)]
     pub wait_ms: Option<u64>,
+    /// Only this batch's events (its mailboxes' too).
+    #[serde(default)]
+    pub batch: Option<String>,
+    /// Only this mailbox's events.
+    #[serde(default)]
+    pub mailbox: Option<String>,
+    /// Only events of these types.
+    #[serde(default)]
+    pub types: Vec<String>,
 }
 
 /// Where the batch's pass reports go. The webhook URL may carry a
@@ -386,6 +415,59 @@ pub struct BatchArchive {
     pub file: String,
     pub events: u64,
     pub sha256: String,
+}
+
+/// A mailbox's logins and passwords; each one given replaces the current one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxSetCredentials {
+    pub address: String,
+    #[serde(default)]
+    pub source_login: Option<String>,
+    /// Read by ferryctl from a file; stored in the secret store.
+    #[serde(default)]
+    pub source_password: Option<String>,
+    #[serde(default)]
+    pub destination_login: Option<String>,
+    #[serde(default)]
+    pub destination_password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRemoveUser {
+    pub name: String,
+    pub address: String,
+}
+
+/// An endpoint's settings; each one given replaces the current one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointUpdate {
+    pub name: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: Option<TlsMode>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub admin_user: Option<String>,
+    /// Read by ferryctl from `--password-file`; stored in the secret store.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    #[serde(default)]
+    pub oauth: Option<ferry_events::TokenSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointRemove {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,6 +45,8 @@ pub enum Cmd {
         /// Keep printing new events as they are recorded.
         #[arg(long)]
         follow: bool,
+        #[command(flatten)]
+        filter: EventFilter,
     },
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -100,6 +102,8 @@ pub enum EndpointCmd {
         host: String,
         #[arg(long, default_value_t = 143)]
         port: u16,
+        /// How the connection is secured: none, starttls (STARTTLS on the
+        /// plain port) or tls (implicit TLS, usually port 993).
         #[arg(long, value_enum, default_value = "starttls")]
         tls: TlsArg,
         /// A CA certificate to trust besides the system's (under one of the
@@ -122,6 +126,34 @@ pub enum EndpointCmd {
         /// ([endpoints] token_commands) that prints an access token.
         #[arg(long, value_name = "NAME", conflicts_with = "admin_user")]
         oauth_token_command: Option<String>,
+    },
+    /// Change how a registered endpoint is reached: each option given
+    /// replaces the current one. Refused while a pass runs over it.
+    Update {
+        name: String,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long, value_enum)]
+        tls: Option<TlsArg>,
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        #[arg(long)]
+        admin_user: Option<String>,
+        /// File holding the new admin password (first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[arg(long)]
+        max_connections: Option<u32>,
+        #[arg(long, conflicts_with = "oauth_token_command")]
+        oauth_token_file: Option<PathBuf>,
+        #[arg(long, value_name = "NAME")]
+        oauth_token_command: Option<String>,
+    },
+    /// Forget an endpoint; refused while any batch names it.
+    Remove {
+        name: String,
     },
     /// Log in and report capabilities.
     Verify {
@@ -162,18 +194,30 @@ pub enum BatchCmd {
         #[arg(long = "exclude-folder")]
         exclude_folders: Vec<String>,
     },
+    /// Add the CSV's users to the batch.
     AddUsers {
         name: String,
         #[arg(long)]
         csv: PathBuf,
+        /// Rows naming users already in the batch replace their logins
+        /// and passwords (refused while a pass runs).
+        #[arg(long)]
+        update: bool,
         #[command(flatten)]
         expect: Expect,
+    },
+    /// Take a user out of the batch (refused while a pass runs); what was
+    /// copied stays at the destination.
+    RemoveUser {
+        name: String,
+        address: String,
     },
     Start {
         name: String,
         #[arg(long, value_parser = parse_pass)]
         pass: PassKind,
-        /// Pre-stage cut-off, e.g. 90d.
+        /// Pre-stage cut-off, e.g. 90d: only items older than this
+        /// (default 90d for a prestage pass).
         #[arg(long, value_parser = parse_days)]
         older_than: Option<u32>,
         /// Start later: an RFC 3339 time or a delay such as 10m.
@@ -208,12 +252,17 @@ pub enum BatchCmd {
     Stop {
         name: String,
     },
-    /// A final delta pass, then the batch is Completed.
+    /// A final delta pass, then the batch is Completed; its delta
+    /// schedule is removed. Refused while a mailbox is neither cut over
+    /// nor healthy.
     Complete {
         name: String,
         /// CompleteAfter: an RFC 3339 time or a delay such as 8h.
         #[arg(long)]
         at: Option<String>,
+        /// Complete anyway; what it overrode is recorded.
+        #[arg(long)]
+        force: bool,
     },
     Delete {
         name: String,
@@ -242,6 +291,20 @@ pub enum BatchCmd {
     },
 }
 
+/// Which events `events` and `audit export` select.
+#[derive(Args)]
+pub struct EventFilter {
+    /// Only this batch's events (its mailboxes' too).
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// Only this mailbox's events.
+    #[arg(long)]
+    pub mailbox: Option<String>,
+    /// Only events of this type (repeatable), e.g. ItemFailed.
+    #[arg(long = "type")]
+    pub types: Vec<String>,
+}
+
 #[derive(Args)]
 pub struct Expect {
     /// Refuse unless the batch is still at this version (from `batch show`).
@@ -256,6 +319,21 @@ pub enum MailboxCmd {
         /// The mailbox as it stood at this RFC 3339 time, rebuilt from the log.
         #[arg(long)]
         as_of: Option<String>,
+    },
+    /// Replace a user's logins or passwords (refused while a pass runs
+    /// over the user's batch); each option given replaces that one.
+    SetCredentials {
+        address: String,
+        #[arg(long)]
+        source_login: Option<String>,
+        /// File holding the source password (first line).
+        #[arg(long)]
+        source_password_file: Option<PathBuf>,
+        #[arg(long)]
+        destination_login: Option<String>,
+        /// File holding the destination password (first line).
+        #[arg(long)]
+        destination_password_file: Option<PathBuf>,
     },
 }
 
@@ -293,15 +371,8 @@ pub enum AuditCmd {
         /// Last sequence to export.
         #[arg(long)]
         to_seq: Option<u64>,
-        /// Only this batch's events (its mailboxes' too).
-        #[arg(long)]
-        batch: Option<String>,
-        /// Only this mailbox's events.
-        #[arg(long)]
-        mailbox: Option<String>,
-        /// Only events of this type (repeatable), e.g. ItemFailed.
-        #[arg(long = "type")]
-        types: Vec<String>,
+        #[command(flatten)]
+        filter: EventFilter,
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },

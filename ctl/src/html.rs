@@ -4,9 +4,11 @@
 //! Every string that comes from events (addresses, folder names, reasons)
 //! goes through [`esc`]: a folder may be named `<script>`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use ferry_api::report::{MailboxReport, ReportData};
+use ferry_api::report::{MailboxReport, ReportData, reason_class};
+use ferry_projections::MailboxState;
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -176,8 +178,13 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
 <td>{}{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(&m.view.address),
             m.view.state,
-            m.source_items()
-                .map_or_else(|| "not counted".to_string(), |n| n.to_string()),
+            m.source_items().map_or_else(
+                || match m.view.state {
+                    MailboxState::Failed => "not counted: the mailbox failed".to_string(),
+                    _ => "not counted".to_string(),
+                },
+                |n| n.to_string()
+            ),
             t.copied,
             t.skipped,
             if reasons.is_empty() {
@@ -269,40 +276,9 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
         &classes,
         "#c0392b",
     ));
-    o.push_str("<table><tr><th>mailbox</th><th>folder</th><th>UID</th><th>class</th><th>reason</th><th>attempts</th><th>last</th></tr>");
-    let mut any = false;
-    for m in &r.mailboxes {
-        for e in m.view.errors.values() {
-            any = true;
-            let _ = write!(
-                o,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                esc(&m.view.address),
-                esc(&e.key.folder),
-                e.key.uid,
-                esc(&e.class),
-                esc(&e.reason),
-                e.attempts,
-                time(e.time_us)
-            );
-        }
-        for (folder, f) in &m.view.folders {
-            if let Some(err) = &f.error {
-                any = true;
-                let _ = write!(
-                    o,
-                    "<tr><td>{}</td><td>{}</td><td></td><td>folder</td><td>{}</td><td></td><td></td></tr>",
-                    esc(&m.view.address),
-                    esc(folder),
-                    esc(err)
-                );
-            }
-        }
-    }
-    if !any {
-        o.push_str("<tr><td colspan=\"7\">No unresolved failed items.</td></tr>");
-    }
-    o.push_str("</table>");
+    o.push_str(&failed_mailboxes(&r.mailboxes));
+    o.push_str(&unresolved_items(&r.mailboxes));
+    o.push_str(&skipped_items(&r.mailboxes));
 
     o.push_str("<h2>Passes</h2><table><tr><th>id</th><th>pass</th><th>started</th><th>finished</th><th>outcome</th></tr>");
     for p in &b.passes {
@@ -338,6 +314,121 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
     }
     o.push_str("</table></body></html>\n");
     o
+}
+
+/// Mailboxes whose last pass failed, each with its reason.
+fn failed_mailboxes(mailboxes: &[MailboxReport]) -> String {
+    let mut o = String::from(
+        "<h3>Failed mailboxes</h3><table><tr><th>mailbox</th><th>pass</th><th>ended</th><th>reason</th></tr>",
+    );
+    let failed: Vec<&MailboxReport> = mailboxes
+        .iter()
+        .filter(|m| m.view.state == MailboxState::Failed)
+        .collect();
+    for m in &failed {
+        let p = m.view.last_pass.as_ref();
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&m.view.address),
+            p.map(|p| p.pass.as_str()).unwrap_or_default(),
+            p.and_then(|p| p.finished_us).map(time).unwrap_or_default(),
+            esc(p.map(|p| p.detail.as_str()).unwrap_or_default()),
+        );
+    }
+    if failed.is_empty() {
+        o.push_str("<tr><td colspan=\"4\">No mailbox failed.</td></tr>");
+    }
+    o.push_str("</table>");
+    o
+}
+
+/// A table of six columns whose rows are grouped under a heading row per
+/// class, naming how many follow; `none` stands alone when there are none.
+fn grouped_table<K: AsRef<str>>(
+    title: &str,
+    columns: [&str; 6],
+    by_class: &BTreeMap<K, Vec<String>>,
+    none: &str,
+) -> String {
+    let mut o = format!("<h3>{title}</h3><table><tr>");
+    for c in columns {
+        let _ = write!(o, "<th>{c}</th>");
+    }
+    o.push_str("</tr>");
+    for (class, rows) in by_class {
+        let _ = write!(
+            o,
+            "<tr class=\"class\"><th colspan=\"6\">{} ({})</th></tr>",
+            esc(class.as_ref()),
+            rows.len()
+        );
+        o.extend(rows.iter().map(String::as_str));
+    }
+    if by_class.is_empty() {
+        let _ = write!(o, "<tr><td colspan=\"6\">{none}</td></tr>");
+    }
+    o.push_str("</table>");
+    o
+}
+
+/// Failed items not since copied, and folders not copied, by class.
+fn unresolved_items(mailboxes: &[MailboxReport]) -> String {
+    let mut by_class: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for m in mailboxes {
+        for e in m.view.errors.values() {
+            by_class.entry(&e.class).or_default().push(format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                esc(&m.view.address),
+                esc(&e.key.folder),
+                e.key.uid,
+                esc(&e.reason),
+                e.attempts,
+                time(e.time_us)
+            ));
+        }
+        for (folder, f) in &m.view.folders {
+            if let Some(err) = &f.error {
+                by_class.entry("folder").or_default().push(format!(
+                    "<tr><td>{}</td><td>{}</td><td></td><td>{}</td><td></td><td></td></tr>",
+                    esc(&m.view.address),
+                    esc(folder),
+                    esc(err)
+                ));
+            }
+        }
+    }
+    grouped_table(
+        "Unresolved failed items",
+        ["mailbox", "folder", "UID", "reason", "attempts", "last"],
+        &by_class,
+        "No unresolved failed items.",
+    )
+}
+
+/// Items left out for a recorded reason and not copied since, by the
+/// class of their reason.
+fn skipped_items(mailboxes: &[MailboxReport]) -> String {
+    let mut by_class: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in mailboxes {
+        for s in &m.skipped {
+            by_class.entry(reason_class(&s.reason)).or_default().push(format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&m.view.address),
+                esc(&s.key.folder),
+                s.key.uid,
+                size(s.size),
+                esc(&s.reason),
+                time(s.time_us)
+            ));
+        }
+    }
+    grouped_table(
+        "Skipped items",
+        ["mailbox", "folder", "UID", "size", "reason", "when"],
+        &by_class,
+        "No item was skipped.",
+    )
 }
 
 #[cfg(test)]

@@ -61,7 +61,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             send::print(&client, &req, json).await
         }
         Cmd::Mx(c) => cmd::mx::run(&client, c, json).await,
-        Cmd::Events { since, follow } => cmd::events::run(&client, since, follow, json).await,
+        Cmd::Events {
+            since,
+            follow,
+            filter,
+        } => cmd::events::run(&client, since, follow, filter, json).await,
         Cmd::Audit(c) => cmd::audit::run(&client, c, json).await,
         Cmd::Watch { batch } => cmd::watch::watch(&client, batch.as_deref()).await,
         Cmd::Report { batch, output } => cmd::report::run(&client, &batch, &output, json).await,

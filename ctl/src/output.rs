@@ -309,6 +309,7 @@ fn print_mailbox(m: &MailboxView) {
         "folder",
         "→",
         "source items",
+        "destination items",
         "copied",
         "skipped",
         "failed",
@@ -319,6 +320,9 @@ fn print_mailbox(m: &MailboxView) {
             folder(name),
             f.destination.as_deref().map(folder).unwrap_or_default(),
             f.source_items.map(|n| n.to_string()).unwrap_or_default(),
+            f.destination_items
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
             f.counts.copied.to_string(),
             f.counts.skipped.to_string(),
             f.counts.failed.to_string(),

@@ -28,6 +28,8 @@ pub struct App {
     /// The views' head, changed after each fold: the engine wakes on it,
     /// not on the log's head, so it never looks at views not yet folded.
     pub views_head: tokio::sync::watch::Sender<u64>,
+    /// `DATA_DIR/ferryd.pid`, locked while this ferryd runs.
+    _pid_file: std::fs::File,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,46 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("data directory {dir} is in use by pid {pid}")]
+    InUse { dir: PathBuf, pid: String },
+}
+
+/// Locks `DATA_DIR/ferryd.pid` and writes this process's id in it; a
+/// ferryd already running there is named by its pid. The lock goes with
+/// the process, however it ends.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("ferryd.pid");
+    let io = |source| StartError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    if let Err(e) = f.try_lock() {
+        if let std::fs::TryLockError::Error(source) = e {
+            return Err(io(source));
+        }
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        let pid = match pid.trim() {
+            "" => "unknown (starting)".to_string(),
+            p => p.to_string(),
+        };
+        return Err(StartError::InUse {
+            dir: dir.to_path_buf(),
+            pid,
+        });
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    writeln!(f, "{}", std::process::id()).map_err(io)?;
+    Ok(f)
 }
 
 impl App {
@@ -56,6 +98,7 @@ impl App {
                 path: config.data_dir.clone(),
                 source,
             })?;
+        let pid_file = lock_data_dir(&config.data_dir)?;
         let store = Arc::new(SegmentStore::open(&config.data_dir.join("log"))?);
         let secrets = SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?;
         let mut views = load_views(&config, store.as_ref());
@@ -77,6 +120,7 @@ impl App {
             commands: tokio::sync::Mutex::new(()),
             snapshot_head: std::sync::Mutex::new(head),
             views_head: tokio::sync::watch::channel(head).0,
+            _pid_file: pid_file,
         };
         app.catch_up();
         Ok(app)

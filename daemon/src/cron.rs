@@ -21,6 +21,14 @@ pub enum ScheduleError {
     Fields { expr: String, fields: usize },
     #[error("cron expression {expr:?}: {reason}")]
     Cron { expr: String, reason: String },
+    #[error("cron expression {expr:?}: {field} {value} is out of range ({min}-{max})")]
+    Range {
+        expr: String,
+        field: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+    },
     #[error("unknown time zone {0:?}: use an IANA name such as Europe/Paris or UTC")]
     Zone(String),
     #[error("cron expression {0:?} never fires")]
@@ -40,19 +48,31 @@ pub struct Cron {
 const DST_LOOKBACK_H: i64 = 3;
 
 impl Cron {
-    /// Parses a crontab line (5 fields) or a `cron` crate line (6 or 7).
+    /// Parses a crontab line (5 fields, or `@daily` and the like) or a
+    /// `cron` crate line (6 or 7, seconds first). Values out of range are
+    /// refused in the user's own terms.
     pub fn parse(expr: &str, tz: &str) -> Result<Cron, ScheduleError> {
         let expr = expr.trim();
-        let fields = expr.split_whitespace().count();
-        let full = match fields {
-            5 => format!("0 {expr}"),
-            6 | 7 => expr.to_string(),
-            _ => {
+        let crontab = nickname(expr).unwrap_or(expr);
+        let fields: Vec<&str> = crontab.split_whitespace().collect();
+        let bounds: &[Bounds] = match fields.len() {
+            5 => &CRONTAB,
+            6 | 7 => &SECONDS_FIRST,
+            n => {
                 return Err(ScheduleError::Fields {
                     expr: expr.to_string(),
-                    fields,
+                    fields: n,
                 });
             }
+        };
+        for (field, b) in fields.iter().zip(bounds) {
+            check_field(expr, field, b)?;
+        }
+        let full = if fields.len() == 5 {
+            let dow = crontab_weekdays(fields[4]);
+            format!("0 {} {dow}", fields[..4].join(" "))
+        } else {
+            crontab.to_string()
         };
         let schedule = cron::Schedule::from_str(&full).map_err(|e| ScheduleError::Cron {
             expr: expr.to_string(),
@@ -117,6 +137,97 @@ impl Cron {
         std::iter::successors(self.next_after(after_us), move |t| self.next_after(*t))
             .take_while(move |t| *t <= until_us)
     }
+}
+
+/// A field's name and bounds, as the user wrote the expression.
+type Bounds = (&'static str, u32, u32);
+
+/// A crontab line: day of week 0-7, both 0 and 7 Sunday.
+const CRONTAB: [Bounds; 5] = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+];
+
+/// The `cron` crate's line: seconds first, day of week 1-7 from Sunday,
+/// an optional year.
+const SECONDS_FIRST: [Bounds; 7] = [
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 1, 7),
+    ("year", 1970, 2099),
+];
+
+/// The crontab line a `@name` stands for.
+fn nickname(expr: &str) -> Option<&'static str> {
+    Some(match expr.to_ascii_lowercase().as_str() {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        _ => return None,
+    })
+}
+
+/// Refuses a number outside the field's bounds, or a step of 0. Names
+/// (MON, JAN) are left to the parser.
+fn check_field(expr: &str, field: &str, (name, min, max): &Bounds) -> Result<(), ScheduleError> {
+    let bad = |value: u32, min: u32, max: u32| ScheduleError::Range {
+        expr: expr.to_string(),
+        field: name,
+        value,
+        min,
+        max,
+    };
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        if let Some(step) = step.and_then(|s| s.parse::<u32>().ok())
+            && step == 0
+        {
+            return Err(bad(0, 1, max - min + 1));
+        }
+        for n in range.split('-').filter_map(|v| v.parse::<u32>().ok()) {
+            if n < *min || n > *max {
+                return Err(bad(n, *min, *max));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A crontab day-of-week field (0-7, 0 and 7 Sunday) by name, as the
+/// `cron` crate counts days from 1.
+fn crontab_weekdays(field: &str) -> String {
+    const DAYS: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let day = |v: &str| match v.parse::<usize>() {
+        Ok(n) if n < DAYS.len() => DAYS[n].to_string(),
+        _ => v.to_string(),
+    };
+    field
+        .split(',')
+        .map(|item| {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, format!("/{s}")),
+                None => (item, String::new()),
+            };
+            match range.split_once('-') {
+                // Up to 7 is up to Saturday, and Sunday.
+                Some((a, "7")) if step.is_empty() && a != "0" => format!("{}-SAT,SUN", day(a)),
+                Some((a, b)) => format!("{}-{}{step}", day(a), day(b)),
+                None => format!("{}{step}", day(range)),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The next fire of a batch's schedule after `now_us`, if it has one.

@@ -92,6 +92,18 @@ pub fn parse(text: &str) -> Result<Vec<Row>, CsvError> {
         ));
     };
 
+    // The reader's own line count is off after CRLF line ends and blank
+    // lines: count the file's lines up to the record's first character.
+    let line_of = |pos: Option<&csv::Position>| {
+        pos.map_or(0, |p| {
+            let bytes = text.as_bytes();
+            let mut at = (p.byte() as usize).min(bytes.len());
+            while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+                at += 1;
+            }
+            1 + bytes[..at].iter().filter(|b| **b == b'\n').count() as u64
+        })
+    };
     let mut rows = Vec::new();
     for rec in reader.records() {
         let rec = rec.map_err(|e| match e.kind() {
@@ -100,15 +112,12 @@ pub fn parse(text: &str) -> Result<Vec<Row>, CsvError> {
                 expected_len,
                 len,
             } => err(
-                pos.as_ref().map_or(0, |p| p.line()),
+                line_of(pos.as_ref()),
                 format!("{len} columns where the header has {expected_len}"),
             ),
-            _ => err(
-                e.position().map_or(0, |p| p.line()),
-                format!("unreadable row: {e}"),
-            ),
+            _ => err(line_of(e.position()), format!("unreadable row: {e}")),
         })?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = line_of(rec.position());
         if rec.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -256,5 +265,17 @@ mod tests {
         assert!(e.reason.contains("more than 2000"), "{e}");
         let ok: String = big.lines().take(2001).map(|l| format!("{l}\n")).collect();
         assert_eq!(parse(&ok).unwrap().len(), 2000);
+    }
+
+    #[test]
+    fn crlf_files_name_their_own_lines() {
+        let crlf = "EmailAddress,UserName,Password\r\na@x,a,p\r\n\r\nb@x,b\r\n";
+        let e = parse(crlf).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        let quoted = "\u{feff}SourceEmail,DestinationEmail,SourceLogin\r\n\
+                      a@x,a@y,\"lo\r\ngin\"\r\nc@x,c@y,c\r\nc@x,d@y,d\r\n";
+        let e = parse(quoted).unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.reason.contains("already appears on line 4"), "{e}");
     }
 }

@@ -2,6 +2,8 @@
 
 mod flags;
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use ferryd::{Config, Control};
 use futures::StreamExt;
@@ -33,6 +35,8 @@ fn real_main(args: flags::Flags) -> anyhow::Result<()> {
         EnvFilter::try_new(&config.log).context("the log filter in the configuration")?,
     );
     let registry = tracing_subscriber::registry().with(filter);
+    // Colour only for a person at a terminal, never in a journal or a file.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     if config.log_json {
         registry
             .with(
@@ -43,7 +47,11 @@ fn real_main(args: flags::Flags) -> anyhow::Result<()> {
             .init();
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(colour)
+                    .with_writer(std::io::stderr),
+            )
             .init();
     }
 

@@ -383,6 +383,32 @@ pub enum Event {
         events: u64,
         sha256: String,
     },
+    /// A mailbox's row replaced in place (`batch add-users --update`,
+    /// `mailbox set-credentials`): new logins or secret references.
+    MailboxUpdated {
+        batch: String,
+        mailbox: MailboxSpec,
+    },
+    /// `batch remove-user`: the mailbox leaves the batch and the views.
+    MailboxRemoved {
+        batch: String,
+        address: String,
+    },
+    /// `endpoint update`: the endpoint's spec replaced.
+    EndpointUpdated {
+        name: String,
+        spec: EndpointSpec,
+    },
+    /// `endpoint remove`, allowed once no batch names it.
+    EndpointRemoved {
+        name: String,
+    },
+    /// `batch complete --force`: recorded just before its
+    /// [`Event::CompletionRequested`], with the refusals it overrode.
+    CompletionForced {
+        batch: String,
+        overridden: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -421,7 +447,10 @@ impl Event {
             | Event::NotificationFailed { batch, .. }
             | Event::CutoverRequested { batch, .. }
             | Event::RoutingAction { batch, .. }
-            | Event::BatchArchived { batch, .. } => batch,
+            | Event::BatchArchived { batch, .. }
+            | Event::MailboxUpdated { batch, .. }
+            | Event::MailboxRemoved { batch, .. }
+            | Event::CompletionForced { batch, .. } => batch,
             _ => return None,
         })
     }
@@ -466,6 +495,11 @@ impl Event {
             Event::MxChecked { .. } => "MxChecked",
             Event::MxVerified { .. } => "MxVerified",
             Event::BatchArchived { .. } => "BatchArchived",
+            Event::MailboxUpdated { .. } => "MailboxUpdated",
+            Event::MailboxRemoved { .. } => "MailboxRemoved",
+            Event::EndpointUpdated { .. } => "EndpointUpdated",
+            Event::EndpointRemoved { .. } => "EndpointRemoved",
+            Event::CompletionForced { .. } => "CompletionForced",
         }
     }
 }

@@ -261,6 +261,7 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
         Event::MailboxAdded { mailbox, .. } if !b.mailboxes.contains(&mailbox.address) => {
             b.mailboxes.push(mailbox.address.clone());
         }
+        Event::MailboxRemoved { address, .. } => b.mailboxes.retain(|a| a != address),
         Event::PassRequested {
             pass,
             older_than_days,

@@ -107,6 +107,17 @@ impl Projections {
                     ep.capabilities = capabilities.clone();
                 }
             }
+            Event::EndpointUpdated { name, spec } => {
+                if let Some(ep) = self.endpoints.get_mut(name) {
+                    ep.spec = spec.clone();
+                    // What was verified was the old spec.
+                    ep.verified = None;
+                    ep.capabilities.clear();
+                }
+            }
+            Event::EndpointRemoved { name } => {
+                self.endpoints.remove(name);
+            }
             Event::MxSwitched { domain, to, .. } => {
                 let d = self.domains.entry(domain.clone()).or_default();
                 d.mx_switched = Some((to.clone(), env.time_us));
@@ -126,6 +137,15 @@ impl Projections {
         self.watermarks.apply(env);
         self.stats.apply(env);
         self.notices.apply(&self.batches, env);
+        match &env.event {
+            Event::PassFinished { batch, .. }
+            | Event::BatchCompleted { batch, .. }
+            | Event::MailboxRemoved { batch, .. } => self.settle_batch_state(batch),
+            _ => {}
+        }
+        if let Event::MailboxRemoved { address, .. } = &env.event {
+            self.watermarks.forget_mailbox(address);
+        }
         if let Event::BatchDeleted { batch, .. } = &env.event {
             let gone: Vec<String> = self
                 .mailboxes
@@ -172,6 +192,31 @@ impl Projections {
             _ => {}
         }
         p.apply_mailbox(env);
+    }
+
+    /// A settled batch's state says how all its mailboxes stand, not only
+    /// how its last pass went (which may have run over a few of them).
+    fn settle_batch_state(&mut self, name: &str) {
+        use batches::BatchState::*;
+        let Some(b) = self.batches.get_mut(name) else {
+            return;
+        };
+        let members: Vec<&MailboxView> = b
+            .mailboxes
+            .iter()
+            .filter_map(|a| self.mailboxes.get(a))
+            .filter(|m| m.last_pass.is_some() && m.state != MailboxState::CutOver)
+            .collect();
+        let unhealthy = members.iter().any(|m| !m.is_healthy());
+        let all_failed =
+            !members.is_empty() && members.iter().all(|m| m.state == MailboxState::Failed);
+        b.state = match b.state {
+            Synced | SyncedWithErrors if all_failed => Failed,
+            Synced | SyncedWithErrors if unhealthy => SyncedWithErrors,
+            Synced | SyncedWithErrors => Synced,
+            Completed if unhealthy => CompletedWithErrors,
+            other => other,
+        };
     }
 
     /// Folds every envelope of `log` in order.

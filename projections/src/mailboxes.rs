@@ -86,12 +86,22 @@ pub struct MailboxView {
     /// The cutover asked for and not yet done: its pass id, and whether
     /// it was forced past refusals.
     pub cutover: Option<(u64, bool)>,
+    /// The outcome of the last pass that copied (any kind but verify): a
+    /// verify pass counts, it does not make a mailbox Synced.
+    #[serde(default)]
+    pub last_copy: Option<Outcome>,
 }
 
 impl MailboxView {
     /// Items the source was last seen holding that are neither copied nor
     /// skipped: the work a delta pass would still find (an estimate, since
     /// items deleted at the source after their copy still count as copied).
+    /// Cut over, or its last copying pass succeeded and no failed item is
+    /// unresolved.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self.state, MailboxState::Synced | MailboxState::CutOver)
+    }
+
     pub fn lag(&self) -> u64 {
         self.folders
             .values()
@@ -133,8 +143,19 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                     cut_over_us: None,
                     last_delta_us: None,
                     cutover: None,
+                    last_copy: None,
                 },
             );
+            return;
+        }
+        Event::MailboxUpdated { mailbox, .. } => {
+            if let Some(m) = mailboxes.get_mut(&mailbox.address) {
+                m.spec = mailbox.clone();
+            }
+            return;
+        }
+        Event::MailboxRemoved { address, .. } => {
+            mailboxes.remove(address);
             return;
         }
         Event::MailboxPassStarted { mailbox, .. }
@@ -184,6 +205,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             ..
         } => {
             m.passes_run += 1;
+            let mut verify = false;
             if let Some(lp) = m.last_pass.as_mut().filter(|lp| lp.id == *pass_id) {
                 lp.finished_us = Some(env.time_us);
                 lp.outcome = Some(*outcome);
@@ -191,15 +213,27 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 if lp.pass == PassKind::Delta {
                     m.last_delta_us = Some(env.time_us);
                 }
+                verify = lp.pass == PassKind::Verify;
+            }
+            // A verify pass copies nothing: unless it failed, the state is
+            // what the last copying pass left.
+            let basis = if verify && *outcome != Outcome::Failed {
+                m.last_copy
+            } else {
+                Some(*outcome)
+            };
+            if !verify {
+                m.last_copy = Some(*outcome);
             }
             if m.cut_over_us.is_none() {
-                m.state = match outcome {
-                    Outcome::Succeeded if m.errors.is_empty() => MailboxState::Synced,
-                    Outcome::Succeeded | Outcome::SucceededWithErrors => {
+                m.state = match basis {
+                    None => MailboxState::Queued,
+                    Some(Outcome::Succeeded) if m.errors.is_empty() => MailboxState::Synced,
+                    Some(Outcome::Succeeded | Outcome::SucceededWithErrors) => {
                         MailboxState::SyncedWithErrors
                     }
-                    Outcome::Failed => MailboxState::Failed,
-                    Outcome::Stopped => MailboxState::Stopped,
+                    Some(Outcome::Failed) => MailboxState::Failed,
+                    Some(Outcome::Stopped) => MailboxState::Stopped,
                 };
             }
         }
@@ -217,7 +251,16 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         }
         Event::FolderCounted { side, counts, .. } => {
             for c in counts {
-                let f = progress(&mut m.folders, &c.folder);
+                // A destination count belongs to the source folder mapped to it.
+                let row = match side {
+                    Side::Destination => m
+                        .folders
+                        .iter()
+                        .find(|(_, f)| f.destination.as_deref() == Some(c.folder.as_str()))
+                        .map(|(name, _)| name.clone()),
+                    Side::Source => None,
+                };
+                let f = progress(&mut m.folders, row.as_deref().unwrap_or(&c.folder));
                 match side {
                     Side::Source => {
                         f.source_items = Some(c.items);
@@ -241,7 +284,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 lp.counts.copied += 1;
                 lp.counts.bytes += size;
             }
-            m.errors.remove(key);
+            resolve(m, key);
         }
         Event::ItemSkipped { key, .. } => {
             progress(&mut m.folders, &key.folder).counts.skipped += 1;
@@ -249,13 +292,17 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             if let Some(lp) = m.last_pass.as_mut() {
                 lp.counts.skipped += 1;
             }
-            m.errors.remove(key);
+            resolve(m, key);
         }
         Event::ItemFailed {
             key, class, reason, ..
         } => {
-            progress(&mut m.folders, &key.folder).counts.failed += 1;
-            m.totals.failed += 1;
+            // `failed` counts unresolved items once; each pass's own
+            // figures keep every failure.
+            if !m.errors.contains_key(key) {
+                progress(&mut m.folders, &key.folder).counts.failed += 1;
+                m.totals.failed += 1;
+            }
             if let Some(lp) = m.last_pass.as_mut() {
                 lp.counts.failed += 1;
             }
@@ -278,6 +325,15 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         }
         Event::RoutingAction { action, .. } if action == ABANDONED => m.cutover = None,
         _ => {}
+    }
+}
+
+/// A failed item since copied or skipped no longer counts as failed.
+fn resolve(m: &mut MailboxView, key: &ItemKey) {
+    if m.errors.remove(key).is_some() {
+        let f = progress(&mut m.folders, &key.folder);
+        f.counts.failed = f.counts.failed.saturating_sub(1);
+        m.totals.failed = m.totals.failed.saturating_sub(1);
     }
 }
 

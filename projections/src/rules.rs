@@ -20,9 +20,13 @@ pub enum Command {
     Start(PassKind),
     Stop,
     Complete,
-    Delete { force: bool },
+    Delete {
+        force: bool,
+    },
     Schedule,
     AddUsers,
+    /// Replace a mailbox's credentials or remove it.
+    EditUsers,
     Cutover,
 }
 
@@ -35,6 +39,7 @@ impl Command {
             Command::Delete { .. } => "delete".into(),
             Command::Schedule => "schedule delta passes".into(),
             Command::AddUsers => "add users".into(),
+            Command::EditUsers => "change or remove its users".into(),
             Command::Cutover => "cut users over".into(),
         }
     }
@@ -122,6 +127,19 @@ pub fn check(views: &Projections, b: &BatchView, cmd: &Command, now_us: i64) -> 
             }
             _ => Ok(()),
         },
+        Command::EditUsers => {
+            if let Some(p) = running {
+                return refuse(&format!(
+                    "a {} pass is running; wait for it (batch wait) or stop it",
+                    p.pass.as_str()
+                ));
+            }
+            match b.state {
+                Stopping => refuse("wait until it is Stopped"),
+                Removing => refuse("it is being removed"),
+                _ => Ok(()),
+            }
+        }
         Command::Cutover => match b.state {
             Completing | Completed | CompletedWithErrors | Removing => {
                 refuse("cut users over before completing the batch")
@@ -230,4 +248,27 @@ pub fn cutover_refusals(views: &Projections, address: &str) -> Vec<(String, bool
         ));
     }
     out
+}
+
+/// Why `b` should not be completed yet: one line per mailbox that is
+/// neither cut over nor healthy (`batch complete --force` overrides them).
+pub fn completion_refusals(views: &Projections, b: &BatchView) -> Vec<String> {
+    b.mailboxes
+        .iter()
+        .filter_map(|a| views.mailboxes.get(a))
+        .filter(|m| !m.is_healthy())
+        .map(|m| {
+            let why = match &m.last_pass {
+                None => "was never copied".to_string(),
+                Some(p) if p.outcome == Some(Outcome::Failed) => {
+                    format!("its last {} pass failed: {}", p.pass.as_str(), p.detail)
+                }
+                _ if !m.errors.is_empty() => {
+                    format!("has {} unresolved failed items", m.errors.len())
+                }
+                _ => format!("is {}", m.state),
+            };
+            format!("{} {why}", m.address)
+        })
+        .collect()
 }

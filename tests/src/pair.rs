@@ -55,3 +55,16 @@ pub async fn contents(d: &Dovecot, user: &str) -> Contents {
 pub fn count(c: &Contents) -> usize {
     c.values().map(Vec::len).sum()
 }
+
+/// `messages` sample messages (no attachments) appended for `user` on `d`.
+pub async fn add_mail(d: &Dovecot, user: &str, seed: u64, messages: usize) {
+    use crate::sample::{self, SampleSpec};
+    let mut s = login(d, user).await;
+    let spec = SampleSpec {
+        seed,
+        messages,
+        attachment_percent: 0,
+        huge: 0,
+    };
+    sample::fill(&mut s, &spec).await.unwrap();
+}

@@ -19,9 +19,7 @@ pub async fn run(client: &Client, cmd: AuditCmd, json: bool) -> anyhow::Result<i
             until,
             from_seq,
             to_seq,
-            batch,
-            mailbox,
-            types,
+            filter,
             output,
         } => {
             let query = ExportQuery {
@@ -29,15 +27,24 @@ pub async fn run(client: &Client, cmd: AuditCmd, json: bool) -> anyhow::Result<i
                 until,
                 from_seq,
                 to_seq,
-                batch,
-                mailbox,
-                types,
+                batch: filter.batch,
+                mailbox: filter.mailbox,
+                types: filter.types,
                 ..ExportQuery::new(match format {
                     FormatArg::Jsonl => Format::Jsonl,
                     FormatArg::Csv => Format::Csv,
                 })
             };
-            export(client, &query, output).await.map(|_| 0)
+            let (records, _) = export(client, &query, output.clone()).await?;
+            // stdout may be the export itself: the confirmation goes to stderr.
+            if let Some(path) = output {
+                let bytes = std::fs::metadata(&path)?.len();
+                eprintln!(
+                    "ferryctl: wrote {records} records ({bytes} bytes) to {}",
+                    path.display()
+                );
+            }
+            Ok(0)
         }
         AuditCmd::Verify { file } => check(&file, json),
     }

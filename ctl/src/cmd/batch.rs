@@ -6,7 +6,7 @@ use anyhow::bail;
 use ferry_api::audit::{ExportQuery, Format};
 use ferry_api::wire::{
     BatchAddUsers, BatchArchive, BatchComplete, BatchCreate, BatchDelete, BatchNotify,
-    BatchSchedule, BatchShow, BatchShowAsOf, BatchStart, BatchStop,
+    BatchRemoveUser, BatchSchedule, BatchShow, BatchShowAsOf, BatchStart, BatchStop,
 };
 use ferry_api::{Client, Request, Response};
 use ferry_events::Outcome;
@@ -41,11 +41,20 @@ pub async fn run(client: &Client, cmd: BatchCmd, json: bool) -> anyhow::Result<i
             include_folders,
             exclude_folders,
         }),
-        BatchCmd::AddUsers { name, csv, expect } => Request::BatchAddUsers(BatchAddUsers {
+        BatchCmd::AddUsers {
+            name,
+            csv,
+            update,
+            expect,
+        } => Request::BatchAddUsers(BatchAddUsers {
             name,
             csv: read_text(&csv)?,
             expected_version: expect.expect_version,
+            update,
         }),
+        BatchCmd::RemoveUser { name, address } => {
+            Request::BatchRemoveUser(BatchRemoveUser { name, address })
+        }
         BatchCmd::Start {
             name,
             pass,
@@ -72,9 +81,10 @@ pub async fn run(client: &Client, cmd: BatchCmd, json: bool) -> anyhow::Result<i
             return wait(client, &name, timeout.map(Duration::from_secs), json).await;
         }
         BatchCmd::Stop { name } => Request::BatchStop(BatchStop { name }),
-        BatchCmd::Complete { name, at } => Request::BatchComplete(BatchComplete {
+        BatchCmd::Complete { name, at, force } => Request::BatchComplete(BatchComplete {
             name,
             at: at.as_deref().map(parse_at).transpose()?,
+            force,
         }),
         BatchCmd::Delete { name, force } => Request::BatchDelete(BatchDelete { name, force }),
         BatchCmd::Notify {

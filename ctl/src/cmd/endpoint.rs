@@ -1,12 +1,45 @@
-//! `ferryctl endpoint add|verify|list`.
+//! `ferryctl endpoint add|update|remove|verify|list`.
 
-use ferry_api::wire::{EndpointAdd, EndpointVerify};
+use std::path::PathBuf;
+
+use ferry_api::wire::{EndpointAdd, EndpointRemove, EndpointUpdate, EndpointVerify};
 use ferry_api::{Client, Request};
-use ferry_events::{EndpointKind, TlsMode};
+use ferry_events::{EndpointKind, TlsMode, TokenSource};
 
 use crate::cli::{EndpointCmd, KindArg, TlsArg};
 use crate::files::read_secret;
 use crate::send;
+
+fn tls_mode(tls: TlsArg) -> TlsMode {
+    match tls {
+        TlsArg::None => TlsMode::None,
+        TlsArg::Starttls => TlsMode::StartTls,
+        TlsArg::Tls => TlsMode::Tls,
+    }
+}
+
+/// A file given on the command line, as ferryd must read it: absolute.
+fn absolute(f: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    Ok(match f {
+        Some(f) => Some(std::path::absolute(&f)?.display().to_string()),
+        None => None,
+    })
+}
+
+fn token_source(
+    file: Option<PathBuf>,
+    command: Option<String>,
+) -> anyhow::Result<Option<TokenSource>> {
+    Ok(match (absolute(file)?, command) {
+        (Some(f), _) => Some(TokenSource::File(f)),
+        (None, Some(c)) => Some(TokenSource::Command(c)),
+        (None, None) => None,
+    })
+}
+
+fn password(file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    file.map(|f| read_secret(&f)).transpose()
+}
 
 pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Result<i32> {
     let req = match cmd {
@@ -22,42 +55,44 @@ pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Resul
             max_connections,
             oauth_token_file,
             oauth_token_command,
-        } => {
-            let ca_file = match ca_file {
-                Some(f) => Some(std::path::absolute(&f)?.display().to_string()),
-                None => None,
-            };
-            let oauth = match (oauth_token_file, oauth_token_command) {
-                (Some(f), _) => Some(ferry_events::TokenSource::File(
-                    std::path::absolute(&f)?.display().to_string(),
-                )),
-                (None, Some(c)) => Some(ferry_events::TokenSource::Command(c)),
-                (None, None) => None,
-            };
-            let password = match password_file {
-                Some(f) => Some(read_secret(&f)?),
-                None => None,
-            };
-            Request::EndpointAdd(EndpointAdd {
-                name,
-                kind: match kind {
-                    KindArg::Imap => EndpointKind::Imap,
-                    KindArg::Maildir => EndpointKind::Maildir,
-                },
-                host,
-                port,
-                tls: match tls {
-                    TlsArg::None => TlsMode::None,
-                    TlsArg::Starttls => TlsMode::StartTls,
-                    TlsArg::Tls => TlsMode::Tls,
-                },
-                ca_file,
-                admin_user,
-                password,
-                max_connections,
-                oauth,
-            })
-        }
+        } => Request::EndpointAdd(EndpointAdd {
+            name,
+            kind: match kind {
+                KindArg::Imap => EndpointKind::Imap,
+                KindArg::Maildir => EndpointKind::Maildir,
+            },
+            host,
+            port,
+            tls: tls_mode(tls),
+            ca_file: absolute(ca_file)?,
+            admin_user,
+            password: password(password_file)?,
+            max_connections,
+            oauth: token_source(oauth_token_file, oauth_token_command)?,
+        }),
+        EndpointCmd::Update {
+            name,
+            host,
+            port,
+            tls,
+            ca_file,
+            admin_user,
+            password_file,
+            max_connections,
+            oauth_token_file,
+            oauth_token_command,
+        } => Request::EndpointUpdate(EndpointUpdate {
+            name,
+            host,
+            port,
+            tls: tls.map(tls_mode),
+            ca_file: absolute(ca_file)?,
+            admin_user,
+            password: password(password_file)?,
+            max_connections,
+            oauth: token_source(oauth_token_file, oauth_token_command)?,
+        }),
+        EndpointCmd::Remove { name } => Request::EndpointRemove(EndpointRemove { name }),
         EndpointCmd::Verify { name, as_user } => {
             Request::EndpointVerify(EndpointVerify { name, as_user })
         }

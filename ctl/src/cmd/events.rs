@@ -1,4 +1,4 @@
-//! `ferryctl events [--follow]`.
+//! `ferryctl events [--follow] [--batch B] [--mailbox M] [--type T]...`.
 
 use std::io::Write;
 
@@ -6,7 +6,15 @@ use anyhow::bail;
 use ferry_api::wire::Events;
 use ferry_api::{Client, Request, Response};
 
-pub async fn run(client: &Client, since: u64, follow: bool, json: bool) -> anyhow::Result<i32> {
+use crate::cli::EventFilter;
+
+pub async fn run(
+    client: &Client,
+    since: u64,
+    follow: bool,
+    filter: EventFilter,
+    json: bool,
+) -> anyhow::Result<i32> {
     let mut next = since.max(1);
     let mut out = std::io::stdout().lock();
     loop {
@@ -15,9 +23,13 @@ pub async fn run(client: &Client, since: u64, follow: bool, json: bool) -> anyho
                 since: next,
                 limit: Some(1000),
                 wait_ms: follow.then_some(10_000),
+                // ferryd selects them as a filtered audit export does.
+                batch: filter.batch.clone(),
+                mailbox: filter.mailbox.clone(),
+                types: filter.types.clone(),
             }))
             .await?;
-        let Response::Events { events, .. } = resp else {
+        let Response::Events { events, head } = resp else {
             bail!("ferryd answered events with something else");
         };
         for e in &events {
@@ -36,6 +48,9 @@ pub async fn run(client: &Client, since: u64, follow: bool, json: bool) -> anyho
             next = last.seq + 1;
         } else if !follow {
             return Ok(0);
+        } else {
+            // Nothing selected up to `head`: look past it next time.
+            next = next.max(head + 1);
         }
     }
 }

@@ -1,9 +1,10 @@
-//! `ferryctl mailbox show`.
+//! `ferryctl mailbox show|set-credentials`.
 
-use ferry_api::wire::{MailboxShow, MailboxShowAsOf};
+use ferry_api::wire::{MailboxSetCredentials, MailboxShow, MailboxShowAsOf};
 use ferry_api::{Client, Request};
 
 use crate::cli::MailboxCmd;
+use crate::files::read_secret;
 use crate::send;
 
 pub async fn run(client: &Client, cmd: MailboxCmd, json: bool) -> anyhow::Result<i32> {
@@ -16,6 +17,21 @@ pub async fn run(client: &Client, cmd: MailboxCmd, json: bool) -> anyhow::Result
             address,
             as_of: Some(time),
         } => Request::MailboxShowAsOf(MailboxShowAsOf { address, time }),
+        MailboxCmd::SetCredentials {
+            address,
+            source_login,
+            source_password_file,
+            destination_login,
+            destination_password_file,
+        } => Request::MailboxSetCredentials(MailboxSetCredentials {
+            address,
+            source_login,
+            source_password: source_password_file.map(|f| read_secret(&f)).transpose()?,
+            destination_login,
+            destination_password: destination_password_file
+                .map(|f| read_secret(&f))
+                .transpose()?,
+        }),
     };
     send::print(client, &req, json).await
 }

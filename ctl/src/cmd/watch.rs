@@ -213,6 +213,9 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
                 since,
                 limit: Some(5000),
                 wait_ms: Some(2000),
+                batch: None,
+                mailbox: None,
+                types: Vec::new(),
             }))
             .await?
         else {

@@ -24,7 +24,7 @@ pub enum Import {
 
 /// `batch create` and `batch add-users`: both import a CSV into a batch.
 pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Response, ApiError> {
-    let (name, csv, create, expected_version) = match req {
+    let (name, csv, create, expected_version, update) = match req {
         Import::Create(BatchCreate {
             name,
             source,
@@ -46,19 +46,23 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
                 include_folders,
                 exclude_folders,
             };
-            (name, csv, Some((source, destination, options)), None)
+            (name, csv, Some((source, destination, options)), None, false)
         }
         Import::AddUsers(BatchAddUsers {
             name,
             csv,
             expected_version,
-        }) => (name, csv, None, expected_version),
+            update,
+        }) => (name, csv, None, expected_version, update),
     };
     check_name("batch", &name)?;
     let rows = csvimport::parse(&csv).map_err(|e| invalid(format!("CSV {e}")))?;
     let _guard = app.commands.lock().await;
 
     let mut events = Vec::new();
+    // Rows replacing a mailbox already in the batch, with the secrets they replace.
+    let mut updated: Vec<String> = Vec::new();
+    let mut replaced: Vec<SecretRef> = Vec::new();
     let expected = {
         let views = app.views.read().unwrap();
         let expected = match &create {
@@ -100,19 +104,45 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
                     .get(&name)
                     .ok_or_else(|| not_found("batch", &name))?;
                 rules::check(&views, b, &Command::AddUsers, now_us()).map_err(conflict)?;
-                if b.mailboxes.len() + rows.len() > MAX_ROWS {
+                if update {
+                    updated = rows
+                        .iter()
+                        .filter(|r| b.mailboxes.contains(&r.address))
+                        .map(|r| r.address.clone())
+                        .collect();
+                }
+                if !updated.is_empty() {
+                    rules::check(&views, b, &Command::EditUsers, now_us()).map_err(conflict)?;
+                }
+                let added = rows.len() - updated.len();
+                if b.mailboxes.len() + added > MAX_ROWS {
                     return Err(invalid(format!(
                         "batch {name} would hold {} mailboxes; at most {MAX_ROWS}",
-                        b.mailboxes.len() + rows.len()
+                        b.mailboxes.len() + added
                     )));
                 }
                 ExpectedVersion::Exact(expected_version.unwrap_or(b.version))
             }
         };
         for row in &rows {
+            if updated.contains(&row.address) {
+                let m = &views.mailboxes[&row.address];
+                replaced.extend(
+                    [&m.spec.source_secret, &m.spec.destination_secret]
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+                continue;
+            }
             if let Some(other) = views.active_batch_of(&row.address) {
+                let hint = if other.name == name {
+                    "; --update replaces its logins and passwords"
+                } else {
+                    ""
+                };
                 return Err(conflict(format!(
-                    "CSV line {}: {} is already in batch {}",
+                    "CSV line {}: {} is already in batch {}{hint}",
                     row.line, row.address, other.name
                 )));
             }
@@ -137,34 +167,40 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
     for row in &rows {
         let source_secret = keep(&row.source_password)?;
         let destination_secret = keep(&row.destination_password)?;
-        events.push(Event::MailboxAdded {
-            batch: name.clone(),
-            mailbox: MailboxSpec {
-                address: row.address.clone(),
-                destination_address: row.destination_address.clone(),
-                source_login: row.source_login.clone(),
-                source_secret,
-                destination_login: row.destination_login.clone(),
-                destination_secret,
-            },
+        let mailbox = MailboxSpec {
+            address: row.address.clone(),
+            destination_address: row.destination_address.clone(),
+            source_login: row.source_login.clone(),
+            source_secret,
+            destination_login: row.destination_login.clone(),
+            destination_secret,
+        };
+        let batch = name.clone();
+        events.push(if updated.contains(&row.address) {
+            Event::MailboxUpdated { batch, mailbox }
+        } else {
+            Event::MailboxAdded { batch, mailbox }
         });
     }
     match app
         .append(&stream::batch(&name), expected, actor, events)
         .await
     {
-        Ok(envs) => Ok(done(
-            format!(
-                "batch {name}: {} {} mailboxes",
-                if create.is_some() {
-                    "created with"
-                } else {
-                    "added"
-                },
-                rows.len()
-            ),
-            &envs,
-        )),
+        Ok(envs) => {
+            super::forget_secrets(app, &replaced);
+            let added = rows.len() - updated.len();
+            let mut message = match create {
+                Some(_) => format!("batch {name}: created with {added} mailboxes"),
+                None => format!("batch {name}: added {added} mailboxes"),
+            };
+            if !updated.is_empty() {
+                message.push_str(&format!(
+                    ", replaced the logins and passwords of {}",
+                    updated.len()
+                ));
+            }
+            Ok(done(message, &envs))
+        }
         Err(e) => {
             for r in &stored {
                 app.secrets.remove(r);
@@ -195,12 +231,12 @@ pub async fn start(app: &Arc<App>, actor: Actor, req: BatchStart) -> Result<Resp
         Command::Start(pass),
         expected_version,
         |_, _| {
-            Ok(Event::PassRequested {
+            Ok(vec![Event::PassRequested {
                 batch: name.clone(),
                 pass,
                 older_than_days,
                 not_before_us,
-            })
+            }])
         },
     )
     .await?;
@@ -216,9 +252,9 @@ pub async fn start(app: &Arc<App>, actor: Actor, req: BatchStart) -> Result<Resp
 
 pub async fn stop(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response, ApiError> {
     let envs = command(app, actor, name, Command::Stop, None, |_, _| {
-        Ok(Event::BatchStopped {
+        Ok(vec![Event::BatchStopped {
             batch: name.to_string(),
-        })
+        }])
     })
     .await?;
     Ok(done(
@@ -244,19 +280,16 @@ pub async fn delete(
         |views, b| {
             force_noted = force && rules::mx_hold(views, b, now_us()).is_some();
             owned = crate::secrets::of_batch(views, b);
-            Ok(Event::BatchDeleted {
+            Ok(vec![Event::BatchDeleted {
                 batch: name.to_string(),
                 forced: force_noted,
-            })
+            }])
         },
     )
     .await?;
     // Its passwords and webhook go with it, unless a report still owed
     // needs the webhook.
-    let keep = crate::secrets::referenced(&app.views.read().unwrap());
-    for r in owned.iter().filter(|r| !keep.contains(&r.0)) {
-        app.secrets.remove(r);
-    }
+    super::forget_secrets(app, &owned);
     let how = if force_noted {
         " (forced within 72 h of the MX switch; recorded)"
     } else {
@@ -290,11 +323,11 @@ pub async fn schedule(
         if clear && b.schedule.is_none() {
             return Err(conflict(format!("batch {name} has no delta schedule")));
         }
-        Ok(Event::ScheduleSet {
+        Ok(vec![Event::ScheduleSet {
             batch: name.to_string(),
             cron: cron.clone(),
             tz: tz.clone(),
-        })
+        }])
     })
     .await?;
     let message = match next {
@@ -307,29 +340,66 @@ pub async fn schedule(
     Ok(done(message, &envs))
 }
 
-/// `batch complete NAME [--at TIME]`: a final delta pass, then Completed.
+/// `batch complete NAME [--at TIME] [--force]`: a final delta pass, then
+/// Completed. Refused, naming them, while mailboxes are neither cut over
+/// nor healthy, unless forced; the delta schedule goes with it.
 pub async fn complete(
     app: &Arc<App>,
     actor: Actor,
     name: &str,
     at: Option<&str>,
+    force: bool,
 ) -> Result<Response, ApiError> {
     let not_before_us = at.map(|t| parse_time("--at", t)).transpose()?;
-    let envs = command(app, actor, name, Command::Complete, None, |_, _| {
-        Ok(Event::CompletionRequested {
+    let mut overridden = Vec::new();
+    let mut unscheduled = false;
+    let envs = command(app, actor, name, Command::Complete, None, |views, b| {
+        let refusals = rules::completion_refusals(views, b);
+        if !refusals.is_empty() && !force {
+            return Err(conflict(format!(
+                "batch {name} cannot be completed: {}; cut them over or fix them first, or --force (recorded)",
+                refusals.join("; ")
+            )));
+        }
+        let mut events = Vec::new();
+        if !refusals.is_empty() {
+            overridden = refusals.clone();
+            events.push(Event::CompletionForced {
+                batch: name.to_string(),
+                overridden: refusals,
+            });
+        }
+        events.push(Event::CompletionRequested {
             batch: name.to_string(),
             not_before_us,
-        })
+        });
+        if b.schedule.is_some() {
+            unscheduled = true;
+            events.push(Event::ScheduleSet {
+                batch: name.to_string(),
+                cron: String::new(),
+                tz: String::new(),
+            });
+        }
+        Ok(events)
     })
     .await?;
     let when = match not_before_us {
         Some(t) => format!("at {}", rfc3339(t)),
         None => "now".into(),
     };
-    Ok(done(
-        format!("batch {name}: completing {when}: a final delta pass, then Completed"),
-        &envs,
-    ))
+    let mut message =
+        format!("batch {name}: completing {when}: a final delta pass, then Completed");
+    if unscheduled {
+        message.push_str("; its delta schedule is removed");
+    }
+    if !overridden.is_empty() {
+        message.push_str(&format!(
+            "; forced past (recorded): {}",
+            overridden.join("; ")
+        ));
+    }
+    Ok(done(message, &envs))
 }
 
 /// Under the command lock: checks `cmd` against the batch's state, builds
@@ -341,7 +411,7 @@ async fn command(
     name: &str,
     cmd: Command,
     expected: Option<u64>,
-    event: impl FnOnce(&Projections, &BatchView) -> Result<Event, ApiError>,
+    events: impl FnOnce(&Projections, &BatchView) -> Result<Vec<Event>, ApiError>,
 ) -> Result<Vec<Envelope>, ApiError> {
     let _guard = app.commands.lock().await;
     let (version, event) = {
@@ -351,13 +421,13 @@ async fn command(
             .get(name)
             .ok_or_else(|| not_found("batch", name))?;
         rules::check(&views, b, &cmd, now_us()).map_err(conflict)?;
-        (b.version, event(&views, b)?)
+        (b.version, events(&views, b)?)
     };
     app.append(
         &stream::batch(name),
         ExpectedVersion::Exact(expected.unwrap_or(version)),
         actor,
-        vec![event],
+        event,
     )
     .await
     .map_err(store_error)

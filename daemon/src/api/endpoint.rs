@@ -1,13 +1,76 @@
-//! `endpoint add` and `endpoint verify`.
+//! `endpoint add`, `update`, `remove` and `verify`.
 
 use std::sync::Arc;
 
-use ferry_api::wire::{EndpointAdd, Response};
+use ferry_api::wire::{EndpointAdd, EndpointUpdate, Response};
 use ferry_api::{ApiError, ErrorCode};
-use ferry_events::{Actor, EndpointKind, EndpointSpec, Event, ExpectedVersion, stream};
+use ferry_events::{Actor, EndpointKind, EndpointSpec, Event, EventStore, ExpectedVersion, stream};
 
 use super::{check_name, conflict, done, invalid, not_found, store_error};
 use crate::app::App;
+
+/// What a spec must hold, added or updated; `has_password` says whether
+/// an admin password comes with it.
+fn check_fields(spec: &EndpointSpec, has_password: bool) -> Result<(), ApiError> {
+    let host = &spec.host;
+    if host.trim().is_empty() {
+        return Err(invalid("--host is empty"));
+    }
+    if spec.kind == EndpointKind::Imap && spec.port == 0 {
+        return Err(invalid("--port 0 is not a port"));
+    }
+    if spec.kind == EndpointKind::Maildir && !std::path::Path::new(host).is_absolute() {
+        return Err(invalid(format!(
+            "a Maildir endpoint's --host is its root folder as an absolute path, not {host:?}"
+        )));
+    }
+    if spec.admin_user.is_some() != has_password {
+        return Err(invalid("--admin-user and --password-file go together"));
+    }
+    if spec.max_connections == 0 {
+        return Err(invalid("--max-connections must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Stores the admin password (if any) into `spec`, checks the spec against
+/// the config and appends `event(spec)`; a refused or failed append leaves
+/// no new secret behind.
+async fn record(
+    app: &Arc<App>,
+    actor: Actor,
+    name: &str,
+    mut spec: EndpointSpec,
+    password: Option<String>,
+    expected: ExpectedVersion,
+    event: impl FnOnce(EndpointSpec) -> Event,
+) -> Result<Vec<ferry_events::Envelope>, ApiError> {
+    let stored = match &password {
+        Some(p) => Some(
+            app.secrets
+                .put(p)
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+        ),
+        None => None,
+    };
+    if stored.is_some() {
+        spec.admin_secret = stored.clone();
+    }
+    let allowed = app.config.read().unwrap().endpoints.check_spec(&spec);
+    let res = match allowed {
+        Err(why) => Err(invalid(why)),
+        Ok(()) => app
+            .append(&stream::endpoint(name), expected, actor, vec![event(spec)])
+            .await
+            .map_err(store_error),
+    };
+    if res.is_err()
+        && let Some(s) = &stored
+    {
+        app.secrets.remove(s);
+    }
+    res
+}
 
 pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Response, ApiError> {
     let EndpointAdd {
@@ -23,36 +86,6 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
         oauth,
     } = req;
     check_name("endpoint", &name)?;
-    if host.trim().is_empty() {
-        return Err(invalid("--host is empty"));
-    }
-    if kind == EndpointKind::Imap && port == 0 {
-        return Err(invalid("--port 0 is not a port"));
-    }
-    if kind == EndpointKind::Maildir && !std::path::Path::new(&host).is_absolute() {
-        return Err(invalid(format!(
-            "a Maildir endpoint's --host is its root folder as an absolute path, not {host:?}"
-        )));
-    }
-    if admin_user.is_some() != password.is_some() {
-        return Err(invalid("--admin-user and --password-file go together"));
-    }
-    let max_connections = max_connections.unwrap_or(20);
-    if max_connections == 0 {
-        return Err(invalid("--max-connections must be at least 1"));
-    }
-    let _guard = app.commands.lock().await;
-    if app.views.read().unwrap().endpoints.contains_key(&name) {
-        return Err(conflict(format!("endpoint {name} already exists")));
-    }
-    let admin_secret = match &password {
-        Some(p) => Some(
-            app.secrets
-                .put(p)
-                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
-        ),
-        None => None,
-    };
     let spec = EndpointSpec {
         kind,
         host,
@@ -60,37 +93,140 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
         tls,
         ca_file,
         admin_user,
-        admin_secret: admin_secret.clone(),
-        max_connections,
+        admin_secret: None,
+        max_connections: max_connections.unwrap_or(20),
         oauth,
     };
-    let allowed = app.config.read().unwrap().endpoints.check_spec(&spec);
-    if let Err(why) = allowed {
-        if let Some(s) = &admin_secret {
-            app.secrets.remove(s);
-        }
-        return Err(invalid(why));
+    check_fields(&spec, password.is_some())?;
+    let _guard = app.commands.lock().await;
+    if app.views.read().unwrap().endpoints.contains_key(&name) {
+        return Err(conflict(format!("endpoint {name} already exists")));
     }
-    let res = app
+    // A removed endpoint's stream goes on: its name may be registered again.
+    let expected = match app.store.stream_version(&stream::endpoint(&name)) {
+        0 => ExpectedVersion::NoStream,
+        v => ExpectedVersion::Exact(v),
+    };
+    let envs = record(app, actor, &name, spec, password, expected, |spec| {
+        Event::EndpointRegistered {
+            name: name.clone(),
+            spec,
+        }
+    })
+    .await?;
+    Ok(done(format!("endpoint {name} registered"), &envs))
+}
+
+/// The batches naming `name` as source or destination.
+fn users_of(views: &ferry_projections::Projections, name: &str) -> Vec<String> {
+    views
+        .batches
+        .values()
+        .filter(|b| b.source == name || b.destination == name)
+        .map(|b| b.name.clone())
+        .collect()
+}
+
+/// `endpoint update NAME [...]`: each option given replaces the current
+/// one; refused while a pass runs over the endpoint.
+pub async fn update(
+    app: &Arc<App>,
+    actor: Actor,
+    req: EndpointUpdate,
+) -> Result<Response, ApiError> {
+    let EndpointUpdate {
+        name,
+        host,
+        port,
+        tls,
+        ca_file,
+        admin_user,
+        password,
+        max_connections,
+        oauth,
+    } = req;
+    let _guard = app.commands.lock().await;
+    let old = {
+        let views = app.views.read().unwrap();
+        let ep = views
+            .endpoints
+            .get(&name)
+            .ok_or_else(|| not_found("endpoint", &name))?;
+        let running: Vec<String> = users_of(&views, &name)
+            .into_iter()
+            .filter(|b| views.batches[b].running_pass().is_some())
+            .collect();
+        if !running.is_empty() {
+            return Err(conflict(format!(
+                "endpoint {name}: a pass of batch {} is running over it; wait for it (batch wait) or stop it",
+                running.join(", ")
+            )));
+        }
+        ep.spec.clone()
+    };
+    let mut spec = old.clone();
+    spec.host = host.unwrap_or(spec.host);
+    spec.port = port.unwrap_or(spec.port);
+    spec.tls = tls.unwrap_or(spec.tls);
+    spec.ca_file = ca_file.or(spec.ca_file);
+    spec.admin_user = admin_user.or(spec.admin_user);
+    spec.max_connections = max_connections.unwrap_or(spec.max_connections);
+    spec.oauth = oauth.or(spec.oauth);
+    check_fields(&spec, password.is_some() || spec.admin_secret.is_some())?;
+    let replaced: Vec<ferry_events::SecretRef> = match &password {
+        Some(_) => old.admin_secret.iter().cloned().collect(),
+        None => Vec::new(),
+    };
+    let version = app.store.stream_version(&stream::endpoint(&name));
+    let envs = record(
+        app,
+        actor,
+        &name,
+        spec,
+        password,
+        ExpectedVersion::Exact(version),
+        |spec| Event::EndpointUpdated {
+            name: name.clone(),
+            spec,
+        },
+    )
+    .await?;
+    super::forget_secrets(app, &replaced);
+    Ok(done(format!("endpoint {name} updated"), &envs))
+}
+
+/// `endpoint remove NAME`: refused while any batch names it.
+pub async fn remove(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response, ApiError> {
+    let _guard = app.commands.lock().await;
+    let secret = {
+        let views = app.views.read().unwrap();
+        let ep = views
+            .endpoints
+            .get(name)
+            .ok_or_else(|| not_found("endpoint", name))?;
+        let users = users_of(&views, name);
+        if !users.is_empty() {
+            return Err(conflict(format!(
+                "endpoint {name} is used by batch {}; delete those batches first",
+                users.join(", ")
+            )));
+        }
+        ep.spec.admin_secret.clone()
+    };
+    let version = app.store.stream_version(&stream::endpoint(name));
+    let envs = app
         .append(
-            &stream::endpoint(&name),
-            ExpectedVersion::NoStream,
+            &stream::endpoint(name),
+            ExpectedVersion::Exact(version),
             actor,
-            vec![Event::EndpointRegistered {
-                name: name.clone(),
-                spec,
+            vec![Event::EndpointRemoved {
+                name: name.to_string(),
             }],
         )
-        .await;
-    match res {
-        Ok(envs) => Ok(done(format!("endpoint {name} registered"), &envs)),
-        Err(e) => {
-            if let Some(s) = &admin_secret {
-                app.secrets.remove(s);
-            }
-            Err(store_error(e))
-        }
-    }
+        .await
+        .map_err(store_error)?;
+    super::forget_secrets(app, &secret.into_iter().collect::<Vec<_>>());
+    Ok(done(format!("endpoint {name} removed"), &envs))
 }
 
 pub async fn verify(

@@ -24,7 +24,10 @@ use crate::app::App;
 /// Whether an event names the mailbox `address`.
 pub fn names_mailbox(e: &Event, address: &str) -> bool {
     match e {
-        Event::MailboxAdded { mailbox, .. } => mailbox.address == address,
+        Event::MailboxAdded { mailbox, .. } | Event::MailboxUpdated { mailbox, .. } => {
+            mailbox.address == address
+        }
+        Event::MailboxRemoved { address: a, .. } => a == address,
         Event::CutoverRequested { mailboxes, .. } => mailboxes.iter().any(|m| m == address),
         Event::MailboxPassStarted { mailbox, .. }
         | Event::MailboxPassFinished { mailbox, .. }
@@ -165,7 +168,7 @@ impl Selection {
 
     /// Where the scan starts: a batch's membership is learnt from its
     /// `MailboxAdded` events, which may lie before the range.
-    fn start(&self) -> u64 {
+    pub fn start(&self) -> u64 {
         if self.batch.is_some() {
             1
         } else {
@@ -173,7 +176,7 @@ impl Selection {
         }
     }
 
-    fn step(&mut self, env: &Envelope) -> Step {
+    pub fn step(&mut self, env: &Envelope) -> Step {
         // Time never decreases along the log, so `until` ends the scan.
         if self.to_seq.is_some_and(|t| env.seq > t)
             || self.until_us.is_some_and(|u| env.time_us >= u)
@@ -194,6 +197,11 @@ impl Selection {
                 && batch == b
             {
                 self.members.clear();
+            }
+            if let Event::MailboxRemoved { batch, address } = &env.event
+                && batch == b
+            {
+                self.members.remove(&stream::mailbox(address));
             }
         }
         if let Some(m) = &self.mailbox {

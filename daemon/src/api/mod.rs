@@ -13,13 +13,14 @@ pub mod mx;
 pub mod notify_targets;
 pub mod query;
 pub mod report;
+pub mod users;
 
 use std::sync::Arc;
 
 use ferry_api::wire::{
-    ApiError, BatchArchive, BatchComplete, BatchDelete, BatchSchedule, BatchShow, BatchShowAsOf,
-    BatchStop, Checklist, Cutover, EndpointVerify, ErrorCode, Events, MailboxShow, MailboxShowAsOf,
-    MxCheck, MxSwitch, Report, Request, Response,
+    ApiError, BatchArchive, BatchComplete, BatchDelete, BatchRemoveUser, BatchSchedule, BatchShow,
+    BatchShowAsOf, BatchStop, Checklist, Cutover, EndpointRemove, EndpointVerify, ErrorCode,
+    MailboxShow, MailboxShowAsOf, MxCheck, MxSwitch, Report, Request, Response,
 };
 use ferry_events::{Actor, Envelope, StoreError};
 
@@ -45,11 +46,7 @@ pub async fn dispatch(
         Request::BatchShow(BatchShow { name }) => query::batch(app, &name),
         Request::BatchList => Ok(query::batches(app)),
         Request::MailboxShow(MailboxShow { address }) => query::mailbox(app, &address),
-        Request::Events(Events {
-            since,
-            limit,
-            wait_ms,
-        }) => query::events(app, since, limit, wait_ms, shutdown).await,
+        Request::Events(r) => query::events(app, r, shutdown).await,
         Request::EndpointAdd(r) => endpoint::add(app, actor, r).await,
         Request::EndpointVerify(EndpointVerify { name, as_user }) => {
             endpoint::verify(app, actor, &name, as_user.as_deref()).await
@@ -64,8 +61,8 @@ pub async fn dispatch(
         Request::BatchSchedule(BatchSchedule { name, delta, tz }) => {
             batch::schedule(app, actor, &name, &delta, tz.as_deref()).await
         }
-        Request::BatchComplete(BatchComplete { name, at }) => {
-            batch::complete(app, actor, &name, at.as_deref()).await
+        Request::BatchComplete(BatchComplete { name, at, force }) => {
+            batch::complete(app, actor, &name, at.as_deref(), force).await
         }
         Request::Cutover(Cutover { addresses, force }) => {
             cutover::cutover(app, actor, addresses, force).await
@@ -83,6 +80,14 @@ pub async fn dispatch(
             as_of::mailbox_as_of(app, &address, &time).await
         }
         Request::Report(Report { batch }) => report::report(app, &batch).await,
+        Request::MailboxSetCredentials(r) => users::set_credentials(app, actor, r).await,
+        Request::BatchRemoveUser(BatchRemoveUser { name, address }) => {
+            users::remove(app, actor, &name, &address).await
+        }
+        Request::EndpointUpdate(r) => endpoint::update(app, actor, r).await,
+        Request::EndpointRemove(EndpointRemove { name }) => {
+            endpoint::remove(app, actor, &name).await
+        }
         Request::BatchArchive(BatchArchive {
             name,
             file,
@@ -93,6 +98,15 @@ pub async fn dispatch(
 }
 
 pub use ferry_events::time::now_us;
+
+/// Removes the secrets in `refs` that nothing in the views refers to any
+/// more (a deleted batch's, replaced credentials).
+pub fn forget_secrets(app: &App, refs: &[ferry_events::SecretRef]) {
+    let keep = crate::secrets::referenced(&app.views.read().unwrap());
+    for r in refs.iter().filter(|r| !keep.contains(&r.0)) {
+        app.secrets.remove(r);
+    }
+}
 
 /// A time given as RFC 3339 on the command line, in µs; `flag` names it
 /// in the refusal.

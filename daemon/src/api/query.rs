@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_api::ApiError;
-use ferry_api::audit;
-use ferry_api::wire::{BatchDetail, Response, StatusView};
+use ferry_api::audit::{self, ExportQuery, Format};
+use ferry_api::wire::{BatchDetail, Events, Response, StatusView};
 use ferry_events::EventStore;
 use ferry_projections::Projections;
 
+use super::export::{Selection, Step};
 use super::not_found;
 use crate::app::App;
 use crate::shutdown::Shutdown;
@@ -92,13 +93,32 @@ const MAX_EVENTS: u32 = 10_000;
 
 pub async fn events(
     app: &Arc<App>,
-    since: u64,
-    limit: Option<u32>,
-    wait_ms: Option<u64>,
+    req: Events,
     mut shutdown: Shutdown,
 ) -> Result<Response, ApiError> {
+    let Events {
+        since,
+        limit,
+        wait_ms,
+        batch,
+        mailbox,
+        types,
+    } = req;
     let since = since.max(1);
     let limit = limit.unwrap_or(1000).clamp(1, MAX_EVENTS) as usize;
+    // The same selection as a filtered audit export.
+    let mut selection = if batch.is_some() || mailbox.is_some() || !types.is_empty() {
+        let query = ExportQuery {
+            from_seq: Some(since),
+            batch,
+            mailbox,
+            types,
+            ..ExportQuery::new(Format::Jsonl)
+        };
+        Some(Selection::parse(app, &query)?)
+    } else {
+        None
+    };
     // Only events the views have folded: a client that reads an event and
     // then asks the views (as `watch` does at a mailbox's end) sees it there.
     if let Some(ms) = wait_ms {
@@ -110,18 +130,28 @@ pub async fn events(
         }
     }
     let folded = *app.views_head.borrow();
+    let start = selection.as_ref().map_or(since, Selection::start);
     let mut events = Vec::new();
     for env in app
         .store
-        .read_all(since)
-        .take(limit)
+        .read_all(start)
         .take_while(|e| e.as_ref().map_or(true, |e| e.seq <= folded))
     {
         let env = env.map_err(super::store_error)?;
+        if let Some(sel) = selection.as_mut() {
+            match sel.step(&env) {
+                Step::Stop => break,
+                Step::Skip => continue,
+                Step::Keep => {}
+            }
+        }
         events.push(audit::record(&env));
+        if events.len() == limit {
+            break;
+        }
     }
     Ok(Response::Events {
         events,
-        head: app.store.head(),
+        head: folded,
     })
 }

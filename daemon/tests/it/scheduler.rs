@@ -191,6 +191,58 @@ fn bad_expressions_and_zones_are_refused_clearly() {
 }
 
 #[test]
+fn out_of_range_values_are_named_in_the_users_terms() {
+    let e = Cron::parse("0 25 * * *", "UTC").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        r#"cron expression "0 25 * * *": hour 25 is out of range (0-23)"#
+    );
+    let e = Cron::parse("0 3 * * 8", "UTC").unwrap_err().to_string();
+    assert!(e.ends_with("day of week 8 is out of range (0-7)"), "{e}");
+    let e = Cron::parse("0 0 3 * * 0", "UTC").unwrap_err().to_string();
+    assert!(e.ends_with("day of week 0 is out of range (1-7)"), "{e}");
+    let e = Cron::parse("*/0 * * * *", "UTC").unwrap_err().to_string();
+    assert!(e.contains("minute 0 is out of range"), "{e}");
+}
+
+#[test]
+fn nicknames_and_crontab_weekdays_fire_as_cron_does() {
+    let day = |expr: &str| fires(expr, "UTC", "2026-06-01T00:00:00Z", "2026-06-08T00:00:00Z");
+    // 2026-06-01 is a Monday.
+    assert_eq!(day("@weekly"), ["2026-06-07T00:00:00Z"]);
+    assert_eq!(day("@daily").len(), 7);
+    assert_eq!(day("@hourly").len(), 7 * 24);
+    assert_eq!(day("0 3 * * 1"), ["2026-06-01T03:00:00Z"]);
+    assert_eq!(day("0 3 * * 0"), day("0 3 * * 7"));
+    assert_eq!(
+        day("0 3 * * 5-7"),
+        [
+            "2026-06-05T03:00:00Z",
+            "2026-06-06T03:00:00Z",
+            "2026-06-07T03:00:00Z"
+        ]
+    );
+    assert_eq!(
+        fires(
+            "@monthly",
+            "UTC",
+            "2026-06-01T00:00:00Z",
+            "2026-08-01T00:00:00Z"
+        ),
+        ["2026-07-01T00:00:00Z", "2026-08-01T00:00:00Z"]
+    );
+    assert_eq!(
+        fires(
+            "@yearly",
+            "UTC",
+            "2026-06-01T00:00:00Z",
+            "2028-01-01T00:00:00Z"
+        ),
+        ["2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z"]
+    );
+}
+
+#[test]
 fn nothing_due_plans_nothing() {
     let c = Cron::parse("0 * * * *", "UTC").unwrap();
     let t0 = us("2026-06-01T10:00:00Z");

@@ -3,24 +3,8 @@
 //! in order; refusals for a mailbox with errors or already cut over; a
 //! failing hook leaves the user where they were.
 
-use ferry_tests::pair::{Pair, contents, count, login};
-use ferry_tests::sample::{self, SampleSpec};
+use ferry_tests::pair::{Pair, add_mail, contents, count};
 use ferry_testservers::Dovecot;
-
-async fn add_mail(d: &Dovecot, user: &str, seed: u64, messages: usize) {
-    let mut s = login(d, user).await;
-    sample::fill(
-        &mut s,
-        &SampleSpec {
-            seed,
-            messages,
-            attachment_percent: 0,
-            huge: 0,
-        },
-    )
-    .await
-    .unwrap();
-}
 
 /// A message the destination will refuse (Dovecot stores no empty one),
 /// dropped straight into the source's Maildir.

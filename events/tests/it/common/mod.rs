@@ -241,5 +241,39 @@ pub fn every_event() -> Vec<Event> {
             events: 1234,
             sha256: "ab".repeat(32),
         },
+        Event::MailboxUpdated {
+            batch: "wave-1".into(),
+            mailbox: MailboxSpec {
+                address: "anna@example.org".into(),
+                destination_address: "anna@example.com".into(),
+                source_login: Some("anna".into()),
+                source_secret: Some(SecretRef("sec-2".into())),
+                destination_login: None,
+                destination_secret: None,
+            },
+        },
+        Event::MailboxRemoved {
+            batch: "wave-1".into(),
+            address: "anna@example.org".into(),
+        },
+        Event::EndpointUpdated {
+            name: "old".into(),
+            spec: EndpointSpec {
+                kind: EndpointKind::Imap,
+                host: "imap2.example.org".into(),
+                port: 993,
+                tls: TlsMode::Tls,
+                ca_file: None,
+                admin_user: None,
+                admin_secret: None,
+                max_connections: 10,
+                oauth: None,
+            },
+        },
+        Event::EndpointRemoved { name: "old".into() },
+        Event::CompletionForced {
+            batch: "wave-1".into(),
+            overridden: vec!["anna@example.org has 1 unresolved errors".into()],
+        },
     ]
 }
