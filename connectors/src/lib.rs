@@ -101,6 +101,10 @@ pub trait MailSession: Send {
     /// Replaces the flags and keywords of one item in the open folder.
     async fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()>;
 
+    /// Removes the given UIDs from the open folder (destination side) and
+    /// only them; UIDs already gone are no error, so a repeat is harmless.
+    async fn remove(&mut self, uids: &[u32]) -> Result<()>;
+
     /// Ends the session politely.
     async fn logout(&mut self) -> Result<()>;
 

@@ -161,6 +161,10 @@ pub enum BatchCmd {
         /// Leave out folders matching this regex (repeatable).
         #[arg(long = "exclude-folder")]
         exclude_folders: Vec<String>,
+        /// Remove at the destination the copies of items deleted at the
+        /// source since they were copied (found by delta passes; off by default).
+        #[arg(long)]
+        propagate_deletions: bool,
     },
     AddUsers {
         name: String,

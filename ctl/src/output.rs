@@ -3,8 +3,10 @@
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use ferry_api::Response;
 use ferry_api::wire::{BatchDetail, ChecklistView, MxCheckView, MxSwitchView};
+use ferry_events::Side;
 use ferry_projections::MailboxView;
 use ferry_projections::batches::PassPurpose;
+use ferry_projections::mailboxes::Outage;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -195,6 +197,9 @@ fn print_batch(d: &BatchDetail) {
                 .unwrap_or_default()
         );
     }
+    if b.propagate_deletions {
+        println!("deletions at the source are removed at the destination (--propagate-deletions)");
+    }
     if !b.notify.is_empty() {
         let mut to = b.notify.emails.clone();
         to.extend(b.notify.webhook_shown.clone());
@@ -292,6 +297,20 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// `waiting for HOST since TIME`: the outage a mailbox's pass waits out.
+pub fn waiting(o: &Outage) -> String {
+    let side = match o.side {
+        Side::Source => "source",
+        Side::Destination => "destination",
+    };
+    format!(
+        "waiting for {side} {} since {}: {}",
+        o.host,
+        time(o.since_us),
+        o.reason
+    )
+}
+
 fn print_mailbox(m: &MailboxView) {
     println!(
         "mailbox {} → {} (batch {}): {}",
@@ -301,6 +320,15 @@ fn print_mailbox(m: &MailboxView) {
         "copied {} ({} bytes), skipped {}, failed {}; passes run {}",
         m.totals.copied, m.totals.bytes, m.totals.skipped, m.totals.failed, m.passes_run
     );
+    if m.totals.vanished > 0 {
+        println!(
+            "deleted at the source since copied {}, removed at the destination {}",
+            m.totals.vanished, m.totals.removed
+        );
+    }
+    if let Some(o) = &m.outage {
+        println!("{}", waiting(o));
+    }
     if let Some(p) = &m.last_pass {
         println!(
             "last pass: {} started {}{}",
@@ -317,6 +345,9 @@ fn print_mailbox(m: &MailboxView) {
         if let Some(e) = &f.error {
             println!("folder {} not copied: {e}", folder(name));
         }
+        if f.vanished {
+            println!("folder {} was deleted at the source", folder(name));
+        }
     }
     let mut t = table(&[
         "folder",
@@ -326,6 +357,8 @@ fn print_mailbox(m: &MailboxView) {
         "skipped",
         "failed",
         "bytes",
+        "deleted at source",
+        "removed",
     ]);
     for (name, f) in &m.folders {
         t.add_row(vec![
@@ -336,6 +369,8 @@ fn print_mailbox(m: &MailboxView) {
             f.counts.skipped.to_string(),
             f.counts.failed.to_string(),
             f.counts.bytes.to_string(),
+            f.counts.vanished.to_string(),
+            f.counts.removed.to_string(),
         ]);
     }
     println!("{t}");

@@ -637,6 +637,35 @@ impl MailSession for ImapSession {
         Ok(())
     }
 
+    async fn remove(&mut self, uids: &[u32]) -> Result<()> {
+        self.status()?;
+        if uids.is_empty() {
+            return Ok(());
+        }
+        // A plain EXPUNGE would also remove what someone else marked deleted.
+        if !self.has_capability("UIDPLUS") {
+            return Err(ConnectorError::Refused {
+                endpoint: self.conn.endpoint.clone(),
+                op: "remove",
+                class: ErrorClass::Folder,
+                text: "the server lacks UIDPLUS (UID EXPUNGE)".into(),
+            });
+        }
+        let set = parse::uid_set(uids);
+        for (op, cmd) in [
+            (
+                "store",
+                format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
+            ),
+            ("expunge", format!("UID EXPUNGE {set}")),
+        ] {
+            self.conn
+                .run(op, &cmd, ErrorClass::Item, |_| Ok(()))
+                .await?;
+        }
+        Ok(())
+    }
+
     fn limit_items(&mut self, max_bytes: u64) {
         self.item_limit = max_bytes;
     }

@@ -21,6 +21,8 @@ struct Progress {
     failed: u64,
     bytes: u64,
     state: String,
+    /// The outage the pass waits out, as `mailbox show` says it.
+    waiting: Option<String>,
     bar: Option<ProgressBar>,
     printed: Option<Instant>,
 }
@@ -34,6 +36,7 @@ impl Progress {
             failed: 0,
             bytes: 0,
             state: String::new(),
+            waiting: None,
             bar: None,
             printed: None,
         };
@@ -51,6 +54,7 @@ impl Progress {
         self.failed = m.totals.failed;
         self.bytes = m.totals.bytes;
         self.state = m.state.to_string();
+        self.waiting = m.outage.as_ref().map(crate::output::waiting);
     }
 
     fn known(&self) -> u64 {
@@ -59,14 +63,18 @@ impl Progress {
 
     fn message(&self) -> String {
         format!(
-            "{} {:.1} MB{}",
+            "{} {:.1} MB{}{}",
             self.state,
             self.bytes as f64 / 1e6,
             if self.failed > 0 {
                 format!(" {} failed", self.failed)
             } else {
                 String::new()
-            }
+            },
+            self.waiting
+                .as_deref()
+                .map(|w| format!("; {w}"))
+                .unwrap_or_default()
         )
     }
 }
@@ -254,6 +262,20 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
                         p.done += 1;
                         p.failed += 1;
                         w.show(a, false);
+                    }
+                }
+                Event::OutageStarted { mailbox: a, .. } if w.mailboxes.contains_key(a) => {
+                    if let Some(m) = mailbox(client, a).await?
+                        && let Some(p) = w.mailboxes.get_mut(a)
+                    {
+                        p.waiting = m.outage.as_ref().map(crate::output::waiting);
+                    }
+                    w.show(a, true);
+                }
+                Event::OutageEnded { mailbox: a, .. } => {
+                    if let Some(p) = w.mailboxes.get_mut(a) {
+                        p.waiting = None;
+                        w.show(a, true);
                     }
                 }
                 Event::MailboxPassFinished { mailbox: a, .. } if w.mailboxes.contains_key(a) => {
