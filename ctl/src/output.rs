@@ -303,8 +303,15 @@ pub fn waiting(o: &Outage) -> String {
         Side::Source => "source",
         Side::Destination => "destination",
     };
+    let next = o
+        .next_attempt_us
+        .map(|t| {
+            let left = (t - ferry_events::time::now_us()).max(0);
+            format!(", next attempt in {} s", (left + 999_999) / 1_000_000)
+        })
+        .unwrap_or_default();
     format!(
-        "waiting for {side} {} since {}: {}",
+        "waiting for {side} {} since {}{next}: {}",
         o.host,
         time(o.since_us),
         o.reason

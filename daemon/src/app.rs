@@ -28,6 +28,9 @@ pub struct App {
     /// The views' head, changed after each fold: the engine wakes on it,
     /// not on the log's head, so it never looks at views not yet folded.
     pub views_head: tokio::sync::watch::Sender<u64>,
+    /// When each mailbox waiting out an outage tries again (Unix µs): live
+    /// engine state for answers; the outage itself is in the log.
+    pub next_attempts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,7 @@ impl App {
             commands: tokio::sync::Mutex::new(()),
             snapshot_head: std::sync::Mutex::new(head),
             views_head: tokio::sync::watch::channel(head).0,
+            next_attempts: Default::default(),
         };
         app.catch_up();
         Ok(app)

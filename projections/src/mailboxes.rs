@@ -61,6 +61,10 @@ pub struct Outage {
     pub host: String,
     pub since_us: i64,
     pub reason: String,
+    /// When the next attempt is due: live engine state, never in the log,
+    /// so the fold leaves it empty and ferryd's answers fill it in.
+    #[serde(default)]
+    pub next_attempt_us: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,6 +329,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 host: host.clone(),
                 since_us: env.time_us,
                 reason: reason.clone(),
+                next_attempt_us: None,
             });
         }
         Event::OutageEnded { .. } => m.outage = None,

@@ -207,6 +207,21 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
         else {
             bail!("ferryd answered events with something else");
         };
+        // The wait for a server counts down between events.
+        let waiting: Vec<String> = w
+            .mailboxes
+            .iter()
+            .filter(|(_, p)| p.waiting.is_some())
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in waiting {
+            if let Some(m) = mailbox(client, &a).await?
+                && let Some(p) = w.mailboxes.get_mut(&a)
+            {
+                p.waiting = m.outage.as_ref().map(crate::output::waiting);
+                w.show(&a, true);
+            }
+        }
         if events.is_empty() {
             // A pass stopped or deleted without an event we saw: ask.
             for name in watched.clone() {

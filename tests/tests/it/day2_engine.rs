@@ -249,15 +249,32 @@ async fn a_destination_down_mid_pass_is_waited_out_and_recorded_once() {
     .await;
     down_mid_pass(&ferry, &proxy);
     let down_at = Instant::now();
+    // `watch` (plain lines: not a terminal) follows the pass to its end.
+    let watch = std::process::Command::new(ferry_tests::bin("ferryctl"))
+        .arg("--socket")
+        .arg(&ferry.socket)
+        .args(["watch", "b"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     ferry.wait_for(30, "the outage recorded", |f| {
         !f.events_of("OutageStarted").is_empty()
     });
-    let shown = ferry.ctl_ok(&["mailbox", "show", "anna@old.example"]);
     let host = format!("waiting for destination 127.0.0.1:{} since", proxy.port());
-    assert!(shown.contains(&host), "{shown}");
+    ferry.wait_for(10, "mailbox show to say when it tries again", |f| {
+        let shown = f.ctl_ok(&["mailbox", "show", "anna@old.example"]);
+        shown.contains(&host) && shown.contains(", next attempt in ")
+    });
     std::thread::sleep(Duration::from_secs(30).saturating_sub(down_at.elapsed()));
     proxy.set_down(false);
     ferry.ctl_ok(&["batch", "wait", "b", "--timeout", "300"]);
+    let watched = watch.wait_with_output().unwrap();
+    let watched = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        watched.contains(&host) && watched.contains(", next attempt in "),
+        "{watched}"
+    );
 
     let mb = ferry.ctl_json(&["mailbox", "show", "anna@old.example"]);
     assert_eq!(mb["data"]["state"], "Synced", "{mb}");

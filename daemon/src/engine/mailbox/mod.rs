@@ -186,6 +186,7 @@ pub async fn run(
         // Past the window: the outage ends with the mailbox's failure.
         let _ = w.outage_over().await;
     }
+    w.next_attempt(None);
     if let Some(s) = w.src.as_mut() {
         let _ = s.logout().await;
     }
@@ -325,11 +326,21 @@ impl Work<'_> {
         Ok(())
     }
 
+    /// Sets (or clears) when this mailbox tries again, for answers.
+    fn next_attempt(&self, at: Option<i64>) {
+        let mut map = self.app.next_attempts.lock().unwrap();
+        match at {
+            Some(at) => map.insert(self.mailbox.address.clone(), at),
+            None => map.remove(&self.mailbox.address),
+        };
+    }
+
     /// Records the end of the outage being waited out.
     async fn outage_over(&mut self) -> Result<(), WorkErr> {
         let Some(o) = self.outage.take() else {
             return Ok(());
         };
+        self.next_attempt(None);
         tracing::info!(mailbox = %self.mailbox.address, host = %o.host, attempts = o.attempts,
             "the server answers again");
         let duration_us = i64::try_from(o.since.elapsed().as_micros()).unwrap_or(i64::MAX);
@@ -362,6 +373,11 @@ impl Work<'_> {
         };
         tracing::warn!(mailbox = %self.mailbox.address, %what, error = %e, ?delay,
             "transient failure; retrying");
+        if self.outage.is_some() {
+            let at = ferry_events::time::now_us()
+                + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
+            self.next_attempt(Some(at));
+        }
         let mut stop = self.engine.shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
