@@ -162,7 +162,7 @@ pub enum BatchCmd {
         #[arg(long = "exclude-folder")]
         exclude_folders: Vec<String>,
         /// Remove at the destination the copies of items deleted at the
-        /// source since they were copied (found by delta passes; off by default).
+        /// source since they were copied (found by full and delta passes; off by default).
         #[arg(long)]
         propagate_deletions: bool,
     },

@@ -187,6 +187,36 @@ async fn deletions_at_the_source_are_reported_and_removed_only_with_the_option()
     assert_eq!(ferry.events_of("ItemRemovedAtDestination").len(), 4);
 }
 
+/// A source that cannot say what was expunged (Maildir: no QRESYNC) is
+/// compared UID by UID; a removal is done once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_qresync_a_file_deleted_at_the_source_is_found_by_its_uid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("old");
+    let mut m = ferry_connectors::maildir::open(&root.join("anna@old.example"), true).unwrap();
+    for n in 0..3 {
+        m.append(&folder("INBOX"), &[], None, message("kept", n))
+            .await
+            .unwrap();
+    }
+    let dst = Dovecot::start().unwrap();
+    dst.add_user("anna", PW).unwrap();
+    let ferry = Ferryd::start();
+    ferry.add_maildir_endpoint("old", &root);
+    ferry.add_imap_endpoint("new", dst.port(), dst.master_user());
+    ferry.create_batch("b", "old", "new", &["anna"], &["--propagate-deletions"]);
+    ferry.run_pass("b", "full");
+    let cur = root.join("anna@old.example").join("cur");
+    let file = std::fs::read_dir(&cur).unwrap().next().unwrap().unwrap();
+    std::fs::remove_file(file.path()).unwrap();
+    ferry.run_pass("b", "delta");
+    ferry.run_pass("b", "delta");
+    assert_eq!(ferry.events_of("ItemVanished").len(), 1);
+    assert_eq!(ferry.events_of("ItemRemovedAtDestination").len(), 1);
+    let d = contents(&dst, "anna").await;
+    assert_eq!(all(&d).len(), 2);
+}
+
 /// A source of sample mail for anna, a destination behind a proxy, and
 /// ferryd with `engine` settings; the batch `b` is created.
 async fn outage_setup(engine: &str) -> (Dovecot, Dovecot, FaultProxy, Ferryd) {

@@ -68,7 +68,7 @@ impl Work<'_> {
             .map(|f| f.name.raw.clone())
             .collect();
 
-        if self.kind == PassKind::Delta {
+        if matches!(self.kind, PassKind::Full | PassKind::Delta) {
             let mut backoff = retry::Backoff::new(&self.cfg);
             loop {
                 let attempt = match self.connect().await {
@@ -181,11 +181,11 @@ impl Work<'_> {
                 let from = mark.scanned_to.saturating_add(1).max(1);
                 copy::scan(self, f, dname, &st, from, |_| true).await?;
                 flags::sync_flags(self, f, dname, &st, &mark).await?;
-                vanish::folder(self, f, dname, &st).await?;
             }
             Job::RetryErrors => self.retry_errors(f, dname, &st).await?,
         }
         if matches!(job, Job::Full | Job::Delta) {
+            vanish::folder(self, f, dname, &st).await?;
             self.checkpoint(f, &st, &mark).await?;
         }
         Ok(())

@@ -1,8 +1,11 @@
 //! Items and folders deleted at the source since they were copied.
 //!
-//! A delta pass compares the source folder's UIDs, page by page, with the
-//! UIDs the log knows done, and records each one gone as `ItemVanished`
-//! with where its copy is. That record is the removal's intent: with the
+//! A full or delta pass asks the source folder which UIDs were expunged
+//! since the last checkpoint's MODSEQ (QRESYNC `VANISHED (EARLIER)`), or
+//! else compares its UIDs, page by page, with the UIDs the log knows done,
+//! and records each done one gone as `ItemVanished` with where its copy is.
+//! Every pass that moves the checkpoint looks, so no expunge falls between
+//! two checkpoints unseen. That record is the removal's intent: with the
 //! batch's `--propagate-deletions`, every vanished copy not yet recorded
 //! removed is removed by its destination UID, then `ItemRemovedAtDestination`
 //! is recorded. A crash between the two repeats the removal, which is
@@ -17,12 +20,12 @@ use ferry_events::{Event, ItemKey};
 use super::copy::src;
 use super::{Work, WorkErr, copies};
 
-/// Records the done items of `folder` (at `uidvalidity`) not in `present`.
+/// Records the done items of `folder` (at `uidvalidity`) that are `gone`.
 async fn record(
     w: &mut Work<'_>,
     folder: &str,
     uidvalidity: u32,
-    present: &HashSet<u32>,
+    gone: impl Fn(u32) -> bool,
 ) -> Result<(), WorkErr> {
     let gone: BTreeSet<u32> = {
         let views = w.app.views.read().unwrap();
@@ -36,7 +39,7 @@ async fn record(
         mark.done
             .iter()
             .flat_map(|r| r.clone())
-            .filter(|u| !present.contains(u))
+            .filter(|u| gone(*u))
             .collect()
     };
     if gone.is_empty() {
@@ -66,23 +69,48 @@ async fn record(
     w.record(events).await
 }
 
-/// After a delta's copying in the open source folder: what is gone from
-/// it is recorded, and removed at `dname` when the batch propagates.
+/// After a pass's copying in the open source folder, before its
+/// checkpoint: what is gone from it is recorded, and removed at `dname`
+/// when the batch propagates.
 pub(super) async fn folder(
     w: &mut Work<'_>,
     f: &Folder,
     dname: &FolderName,
     st: &FolderStatus,
 ) -> Result<(), WorkErr> {
-    let mut present = HashSet::new();
-    let mut pages = Pages::from(1);
-    while let Some(page) = {
-        w.check_stop()?;
-        pages.next(src(w)).await?
-    } {
-        present.extend(page.iter().map(|m| m.uid));
+    let since = {
+        let views = w.app.views.read().unwrap();
+        views
+            .watermarks
+            .get(&w.mailbox.address, &f.name.raw)
+            .filter(|m| m.uidvalidity == st.uidvalidity && !m.done.is_empty())
+            .map(|m| m.highest_modseq)
+    };
+    // Nothing done here yet: nothing to find gone.
+    if let Some(since) = since {
+        let expunged = match since {
+            Some(modseq) => src(w).vanished_since(modseq).await?,
+            None => None,
+        };
+        match expunged {
+            Some(ranges) => {
+                let gone = |u: u32| ranges.iter().any(|r| r.contains(&u));
+                record(w, &f.name.raw, st.uidvalidity, gone).await?;
+            }
+            None => {
+                let mut present = HashSet::new();
+                let mut pages = Pages::from(1);
+                while let Some(page) = {
+                    w.check_stop()?;
+                    pages.next(src(w)).await?
+                } {
+                    present.extend(page.iter().map(|m| m.uid));
+                }
+                let gone = |u: u32| !present.contains(&u);
+                record(w, &f.name.raw, st.uidvalidity, gone).await?;
+            }
+        }
     }
-    record(w, &f.name.raw, st.uidvalidity, &present).await?;
     if w.propagate_deletions {
         remove(w, dname).await?;
     }
@@ -120,7 +148,7 @@ pub(super) async fn folders(
     };
     for (folder, uidvalidity, known, dest) in gone {
         if !known {
-            record(w, &folder, uidvalidity, &HashSet::new()).await?;
+            record(w, &folder, uidvalidity, |_| true).await?;
             w.record(vec![Event::FolderVanished {
                 mailbox: w.mailbox.address.clone(),
                 folder,
