@@ -66,6 +66,7 @@ impl MailboxReport {
             .view
             .folders
             .values()
+            .filter(|f| !f.vanished)
             .filter_map(|f| f.source_items)
             .collect();
         (!counted.is_empty()).then(|| counted.iter().sum())
@@ -74,7 +75,8 @@ impl MailboxReport {
     /// Copied or skipped for a reason, out of what the source holds (0..=1).
     pub fn completion(&self) -> f64 {
         let t = &self.view.totals;
-        let done = (t.copied + t.skipped) as f64;
+        // Copies of items since deleted at the source are not the source's.
+        let done = (t.copied + t.skipped).saturating_sub(t.vanished) as f64;
         match self.source_items() {
             Some(0) => 1.0,
             Some(n) => (done / n as f64).min(1.0),

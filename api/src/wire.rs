@@ -237,6 +237,9 @@ pub struct BatchCreate {
     pub include_folders: Vec<String>,
     #[serde(default)]
     pub exclude_folders: Vec<String>,
+    /// Items deleted at the source are removed at the destination by delta passes.
+    #[serde(default)]
+    pub propagate_deletions: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -661,8 +664,9 @@ mod tests {
                     folder_rules: vec![],
                     include_folders: vec![],
                     exclude_folders: vec![],
+                    propagate_deletions: false,
                 }),
-                r#"{"op":"batch_create","name":"b","source":"s","destination":"d","csv":"x,y\n","max_concurrent":null,"max_item_bytes":null,"error_budget":null,"folder_rules":[],"include_folders":[],"exclude_folders":[]}"#,
+                r#"{"op":"batch_create","name":"b","source":"s","destination":"d","csv":"x,y\n","max_concurrent":null,"max_item_bytes":null,"error_budget":null,"folder_rules":[],"include_folders":[],"exclude_folders":[],"propagate_deletions":false}"#,
             ),
             (
                 Request::BatchStart(BatchStart {

@@ -101,6 +101,20 @@ pub trait MailSession: Send {
     /// Replaces the flags and keywords of one item in the open folder.
     async fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()>;
 
+    /// UIDs of the open folder expunged since `modseq` (QRESYNC `VANISHED
+    /// (EARLIER)`; it may name UIDs that were never there). `None` when the
+    /// endpoint cannot tell, so the caller compares UID sets.
+    async fn vanished_since(
+        &mut self,
+        _modseq: u64,
+    ) -> Result<Option<Vec<std::ops::RangeInclusive<u32>>>> {
+        Ok(None)
+    }
+
+    /// Removes the given UIDs from the open folder (destination side) and
+    /// only them; UIDs already gone are no error, so a repeat is harmless.
+    async fn remove(&mut self, uids: &[u32]) -> Result<()>;
+
     /// Ends the session politely.
     async fn logout(&mut self) -> Result<()>;
 

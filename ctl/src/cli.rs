@@ -193,6 +193,10 @@ pub enum BatchCmd {
         /// Leave out folders matching this regex (repeatable).
         #[arg(long = "exclude-folder")]
         exclude_folders: Vec<String>,
+        /// Remove at the destination the copies of items deleted at the
+        /// source since they were copied (found by full and delta passes; off by default).
+        #[arg(long)]
+        propagate_deletions: bool,
     },
     /// Add the CSV's users to the batch.
     AddUsers {

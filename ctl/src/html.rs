@@ -210,6 +210,28 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
             t.skipped,
             m.view.errors.len()
         );
+        if t.vanished > 0 {
+            let gone: Vec<String> = m
+                .view
+                .folders
+                .iter()
+                .filter(|(_, f)| f.vanished)
+                .map(|(n, _)| esc(n))
+                .collect();
+            let _ = write!(
+                o,
+                "<p class=\"deletions\">{}: {} items were deleted at the source after their copy \
+({} removed at the destination){}.</p>",
+                esc(&m.view.address),
+                t.vanished,
+                t.removed,
+                if gone.is_empty() {
+                    String::new()
+                } else {
+                    format!("; folders deleted at the source: {}", gone.join(", "))
+                }
+            );
+        }
     }
 
     o.push_str("<h2>Progress over time</h2>");

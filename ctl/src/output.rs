@@ -3,8 +3,10 @@
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use ferry_api::Response;
 use ferry_api::wire::{BatchDetail, ChecklistView, MxCheckView, MxSwitchView};
+use ferry_events::Side;
 use ferry_projections::MailboxView;
 use ferry_projections::batches::PassPurpose;
+use ferry_projections::mailboxes::Outage;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -197,6 +199,9 @@ fn print_batch(d: &BatchDetail) {
                 .unwrap_or_default()
         );
     }
+    if b.propagate_deletions {
+        println!("deletions at the source are removed at the destination (--propagate-deletions)");
+    }
     if !b.notify.is_empty() {
         let mut to = b.notify.emails.clone();
         to.extend(b.notify.webhook_shown.clone());
@@ -279,6 +284,27 @@ fn purpose(p: &PassPurpose) -> String {
     }
 }
 
+/// `waiting for HOST since TIME`: the outage a mailbox's pass waits out.
+pub fn waiting(o: &Outage) -> String {
+    let side = match o.side {
+        Side::Source => "source",
+        Side::Destination => "destination",
+    };
+    let next = o
+        .next_attempt_us
+        .map(|t| {
+            let left = (t - ferry_events::time::now_us()).max(0);
+            format!(", next attempt in {} s", (left + 999_999) / 1_000_000)
+        })
+        .unwrap_or_default();
+    format!(
+        "waiting for {side} {} since {}{next}: {}",
+        o.host,
+        time(o.since_us),
+        o.reason
+    )
+}
+
 fn print_mailbox(m: &MailboxView) {
     println!(
         "mailbox {} → {} (batch {}): {}",
@@ -288,6 +314,15 @@ fn print_mailbox(m: &MailboxView) {
         "copied {} ({} bytes), skipped {}, failed {}; passes run {}",
         m.totals.copied, m.totals.bytes, m.totals.skipped, m.totals.failed, m.passes_run
     );
+    if m.totals.vanished > 0 {
+        println!(
+            "deleted at the source since copied {}, removed at the destination {}",
+            m.totals.vanished, m.totals.removed
+        );
+    }
+    if let Some(o) = &m.outage {
+        println!("{}", waiting(o));
+    }
     if let Some(p) = &m.last_pass {
         println!(
             "last pass: {} started {}{}",
@@ -304,6 +339,9 @@ fn print_mailbox(m: &MailboxView) {
         if let Some(e) = &f.error {
             println!("folder {} not copied: {e}", folder(name));
         }
+        if f.vanished {
+            println!("folder {} was deleted at the source", folder(name));
+        }
     }
     let mut t = table(&[
         "folder",
@@ -314,6 +352,8 @@ fn print_mailbox(m: &MailboxView) {
         "skipped",
         "failed",
         "bytes",
+        "deleted at source",
+        "removed",
     ]);
     for (name, f) in &m.folders {
         t.add_row(vec![
@@ -327,6 +367,8 @@ fn print_mailbox(m: &MailboxView) {
             f.counts.skipped.to_string(),
             f.counts.failed.to_string(),
             f.counts.bytes.to_string(),
+            f.counts.vanished.to_string(),
+            f.counts.removed.to_string(),
         ]);
     }
     println!("{t}");

@@ -30,6 +30,9 @@ pub struct App {
     pub views_head: tokio::sync::watch::Sender<u64>,
     /// `DATA_DIR/ferryd.pid`, locked while this ferryd runs.
     _pid_file: std::fs::File,
+    /// When each mailbox waiting out an outage tries again (Unix µs): live
+    /// engine state for answers; the outage itself is in the log.
+    pub next_attempts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,7 @@ impl App {
             snapshot_head: std::sync::Mutex::new(head),
             views_head: tokio::sync::watch::channel(head).0,
             _pid_file: pid_file,
+            next_attempts: Default::default(),
         };
         app.catch_up();
         Ok(app)

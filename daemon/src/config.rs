@@ -161,12 +161,16 @@ pub struct EngineConfig {
     pub max_bytes_in_flight: u64,
     /// Bytes of message bodies fetched per round trip (one item may exceed it).
     pub group_bytes: u64,
-    /// Attempts for a transient failure before the item (or mailbox) fails.
-    pub retries: u32,
+    /// At most this many attempts for a transient failure, if set; by
+    /// default only `outage_window_s` bounds them.
+    pub retries: Option<u32>,
     /// First backoff delay, doubled per attempt, with jitter.
     pub backoff_ms: u64,
     /// Longest backoff delay.
     pub max_backoff_ms: u64,
+    /// How long a mailbox waits out a side that is unreachable or says
+    /// `[UNAVAILABLE]` before it fails (progress starts the wait afresh).
+    pub outage_window_s: u64,
     /// Timeout for any single network operation.
     pub io_timeout_s: u64,
     /// Scheduled fires missed (ferryd down) run once if this recent; older
@@ -180,9 +184,10 @@ impl Default for EngineConfig {
             fetch_batch: 64,
             max_bytes_in_flight: 32 << 20,
             group_bytes: 4 << 20,
-            retries: 6,
+            retries: None,
             backoff_ms: 200,
-            max_backoff_ms: 30_000,
+            max_backoff_ms: 120_000,
+            outage_window_s: 1800,
             io_timeout_s: 60,
             schedule_catch_up_s: 6 * 3600,
         }

@@ -409,6 +409,48 @@ pub enum Event {
         batch: String,
         overridden: Vec<String>,
     },
+    /// A copied (or skipped) source item is no longer at the source. Where
+    /// its copy is, when one was recorded: the removal's intent.
+    ItemVanished {
+        mailbox: String,
+        key: ItemKey,
+        dest_folder: Option<String>,
+        dest_uid: Option<(u32, u32)>,
+    },
+    /// A source folder the log knows is no longer listed at the source.
+    FolderVanished {
+        mailbox: String,
+        folder: String,
+    },
+    /// A vanished item's copy was removed at the destination.
+    ItemRemovedAtDestination {
+        mailbox: String,
+        key: ItemKey,
+        dest_folder: String,
+        dest_uid: (u32, u32),
+    },
+    /// `--propagate-deletions`: whether items vanished at the source are
+    /// removed at the destination (a separate event: `BatchOptions` is frozen).
+    DeletionsPropagated {
+        batch: String,
+        on: bool,
+    },
+    /// A side of a mailbox's pass became unreachable (or unavailable); the
+    /// pass waits with backoff for up to the outage window.
+    OutageStarted {
+        mailbox: String,
+        side: Side,
+        host: String,
+        reason: String,
+    },
+    /// The side answered again (or the window ran out, then the mailbox fails).
+    OutageEnded {
+        mailbox: String,
+        side: Side,
+        host: String,
+        attempts: u32,
+        duration_us: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -450,7 +492,8 @@ impl Event {
             | Event::BatchArchived { batch, .. }
             | Event::MailboxUpdated { batch, .. }
             | Event::MailboxRemoved { batch, .. }
-            | Event::CompletionForced { batch, .. } => batch,
+            | Event::CompletionForced { batch, .. }
+            | Event::DeletionsPropagated { batch, .. } => batch,
             _ => return None,
         })
     }
@@ -500,6 +543,12 @@ impl Event {
             Event::EndpointUpdated { .. } => "EndpointUpdated",
             Event::EndpointRemoved { .. } => "EndpointRemoved",
             Event::CompletionForced { .. } => "CompletionForced",
+            Event::ItemVanished { .. } => "ItemVanished",
+            Event::FolderVanished { .. } => "FolderVanished",
+            Event::ItemRemovedAtDestination { .. } => "ItemRemovedAtDestination",
+            Event::DeletionsPropagated { .. } => "DeletionsPropagated",
+            Event::OutageStarted { .. } => "OutageStarted",
+            Event::OutageEnded { .. } => "OutageEnded",
         }
     }
 }

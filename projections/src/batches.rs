@@ -170,6 +170,8 @@ pub struct BatchView {
     pub version: u64,
     /// Where pass reports go (`batch notify`).
     pub notify: NotifyTargets,
+    /// Items vanished at the source are removed at the destination.
+    pub propagate_deletions: bool,
 }
 
 /// A batch's notification targets; the webhook URL itself is a secret.
@@ -242,6 +244,7 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
                     created_us: env.time_us,
                     version: 0,
                     notify: NotifyTargets::default(),
+                    propagate_deletions: false,
                 },
             );
             name
@@ -275,6 +278,7 @@ pub fn apply(batches: &mut BTreeMap<String, BatchView>, env: &Envelope) {
             requested_us: env.time_us,
             purpose: PassPurpose::Sync,
         }),
+        Event::DeletionsPropagated { on, .. } => b.propagate_deletions = *on,
         Event::CompletionRequested { not_before_us, .. } => b.pending.push(PendingPass {
             id: env.seq,
             pass: PassKind::Delta,

@@ -31,6 +31,12 @@ pub struct Counts {
     pub skipped: u64,
     pub failed: u64,
     pub bytes: u64,
+    /// Items found gone from the source after they were copied or skipped.
+    #[serde(default)]
+    pub vanished: u64,
+    /// Copies of vanished items removed at the destination.
+    #[serde(default)]
+    pub removed: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +49,22 @@ pub struct FolderProgress {
     pub destination_items: Option<u64>,
     /// Why the folder could not be copied in the last pass that tried.
     pub error: Option<String>,
+    /// The folder is no longer listed at the source.
+    #[serde(default)]
+    pub vanished: bool,
+}
+
+/// A side of the mailbox's pass that does not answer; the pass waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    pub side: Side,
+    pub host: String,
+    pub since_us: i64,
+    pub reason: String,
+    /// When the next attempt is due: live engine state, never in the log,
+    /// so the fold leaves it empty and ferryd's answers fill it in.
+    #[serde(default)]
+    pub next_attempt_us: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,24 +112,28 @@ pub struct MailboxView {
     /// verify pass counts, it does not make a mailbox Synced.
     #[serde(default)]
     pub last_copy: Option<Outcome>,
+    /// The outage the running pass is waiting out, if any.
+    #[serde(default)]
+    pub outage: Option<Outage>,
 }
 
 impl MailboxView {
-    /// Items the source was last seen holding that are neither copied nor
-    /// skipped: the work a delta pass would still find (an estimate, since
-    /// items deleted at the source after their copy still count as copied).
     /// Cut over, or its last copying pass succeeded and no failed item is
     /// unresolved.
     pub fn is_healthy(&self) -> bool {
         matches!(self.state, MailboxState::Synced | MailboxState::CutOver)
     }
 
+    /// Items the source was last seen holding that are neither copied nor
+    /// skipped: the work a delta pass would still find (an estimate until a
+    /// delta pass has found the items deleted at the source).
     pub fn lag(&self) -> u64 {
         self.folders
             .values()
             .filter_map(|f| {
                 let seen = f.source_items?;
-                Some(seen.saturating_sub(f.counts.copied + f.counts.skipped))
+                let held = (f.counts.copied + f.counts.skipped).saturating_sub(f.counts.vanished);
+                Some(seen.saturating_sub(held))
             })
             .sum()
     }
@@ -144,6 +170,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                     last_delta_us: None,
                     cutover: None,
                     last_copy: None,
+                    outage: None,
                 },
             );
             return;
@@ -167,7 +194,12 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         | Event::ItemSkipped { mailbox, .. }
         | Event::ItemFailed { mailbox, .. }
         | Event::UserCutOver { mailbox, .. }
-        | Event::RoutingAction { mailbox, .. } => mailbox,
+        | Event::RoutingAction { mailbox, .. }
+        | Event::ItemVanished { mailbox, .. }
+        | Event::FolderVanished { mailbox, .. }
+        | Event::ItemRemovedAtDestination { mailbox, .. }
+        | Event::OutageStarted { mailbox, .. }
+        | Event::OutageEnded { mailbox, .. } => mailbox,
         Event::CutoverRequested {
             mailboxes: list,
             forced,
@@ -188,6 +220,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
     match &env.event {
         Event::MailboxPassStarted { pass_id, pass, .. } => {
             m.state = MailboxState::Syncing;
+            m.outage = None;
             m.last_pass = Some(LastPass {
                 id: *pass_id,
                 pass: *pass,
@@ -206,6 +239,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         } => {
             m.passes_run += 1;
             let mut verify = false;
+            m.outage = None;
             if let Some(lp) = m.last_pass.as_mut().filter(|lp| lp.id == *pass_id) {
                 lp.finished_us = Some(env.time_us);
                 lp.outcome = Some(*outcome);
@@ -245,6 +279,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             let f = progress(&mut m.folders, source);
             f.destination = Some(destination.clone());
             f.error = None;
+            f.vanished = false;
         }
         Event::FolderFailed { folder, reason, .. } => {
             progress(&mut m.folders, folder).error = Some(reason.clone());
@@ -318,6 +353,33 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 },
             );
         }
+        Event::ItemVanished { key, .. } => {
+            progress(&mut m.folders, &key.folder).counts.vanished += 1;
+            m.totals.vanished += 1;
+            if let Some(lp) = m.last_pass.as_mut() {
+                lp.counts.vanished += 1;
+            }
+        }
+        Event::ItemRemovedAtDestination { key, .. } => {
+            progress(&mut m.folders, &key.folder).counts.removed += 1;
+            m.totals.removed += 1;
+            if let Some(lp) = m.last_pass.as_mut() {
+                lp.counts.removed += 1;
+            }
+        }
+        Event::FolderVanished { folder, .. } => progress(&mut m.folders, folder).vanished = true,
+        Event::OutageStarted {
+            side, host, reason, ..
+        } => {
+            m.outage = Some(Outage {
+                side: *side,
+                host: host.clone(),
+                since_us: env.time_us,
+                reason: reason.clone(),
+                next_attempt_us: None,
+            });
+        }
+        Event::OutageEnded { .. } => m.outage = None,
         Event::UserCutOver { .. } => {
             m.state = MailboxState::CutOver;
             m.cut_over_us = Some(env.time_us);

@@ -82,10 +82,12 @@ pub fn check(views: &Projections, b: &BatchView, cmd: &Command, now_us: i64) -> 
                 return refuse("it has no mailboxes");
             }
             if *pass == PassKind::RetryErrors {
+                // A mailbox that failed as a whole is resumed by the pass.
                 let retriable = b.mailboxes.iter().any(|m| {
                     views.mailboxes.get(m).is_some_and(|m| {
-                        !m.errors.is_empty()
-                            && m.last_pass.as_ref().is_some_and(|p| p.outcome.is_some())
+                        m.state == crate::mailboxes::MailboxState::Failed
+                            || (!m.errors.is_empty()
+                                && m.last_pass.as_ref().is_some_and(|p| p.outcome.is_some()))
                     })
                 });
                 if !retriable {

@@ -101,6 +101,18 @@ impl Watermarks {
                 m.in_doubt.remove(&key.uid);
                 m.done.insert(key.uid..=key.uid);
             }
+            // Gone from the source: the UID will never be listed again, and
+            // leaving `done` lets the next delta's comparison skip it.
+            Event::ItemVanished { mailbox, key, .. } => {
+                if let Some(m) = self
+                    .marks
+                    .get_mut(mailbox)
+                    .and_then(|f| f.get_mut(&key.folder))
+                    .filter(|m| m.uidvalidity == key.uidvalidity)
+                {
+                    m.done.remove(key.uid..=key.uid);
+                }
+            }
             Event::ItemFailed { mailbox, key, .. } => {
                 self.mark(mailbox, key).in_doubt.remove(&key.uid);
             }

@@ -15,6 +15,10 @@
 //!   time (longer than the client's I/O timeout), then both sides are
 //!   aborted; what was in flight is lost, as on a black-holed path.
 //!
+//! Besides faults, the whole server can be taken down ([`FaultProxy::set_down`]):
+//! open connections are reset and new ones are reset on accept, as when a
+//! server is stopped, until it is brought up again.
+//!
 //! The proxy runs on its own thread and runtime, so tests may block.
 
 use std::net::SocketAddr;
@@ -59,7 +63,6 @@ impl Fired {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     /// Bytes forwarded over all connections: (up, down).
     total: Mutex<(u64, u64)>,
@@ -67,6 +70,8 @@ struct Shared {
     armed: Mutex<Option<(Fault, Dir, u64)>>,
     fired: Mutex<Fired>,
     connections: AtomicU64,
+    /// Whether the server is down (see [`FaultProxy::set_down`]).
+    down: tokio::sync::watch::Sender<bool>,
 }
 
 pub struct FaultProxy {
@@ -82,7 +87,13 @@ impl FaultProxy {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         std_listener.set_nonblocking(true).unwrap();
         let port = std_listener.local_addr().unwrap().port();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            total: Mutex::default(),
+            armed: Mutex::default(),
+            fired: Mutex::default(),
+            connections: AtomicU64::default(),
+            down: tokio::sync::watch::Sender::new(false),
+        });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
         let target = SocketAddr::from(([127, 0, 0, 1], target));
@@ -136,6 +147,12 @@ impl FaultProxy {
 
     pub fn disarm(&self) {
         *self.shared.armed.lock().unwrap() = None;
+    }
+
+    /// Takes the server down (every connection reset, new ones refused by
+    /// a reset) or brings it up again.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.send_replace(down);
     }
 
     pub fn fired(&self) -> Fired {
@@ -211,19 +228,30 @@ fn account(sh: &Shared, n: usize, up: bool, append_sent: bool) -> (usize, Option
 }
 
 async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
+    let mut down = sh.down.subscribe();
+    if *down.borrow_and_update() {
+        let _ = client.set_zero_linger();
+        return;
+    }
     let Ok(mut upstream) = TcpStream::connect(target).await else {
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let mut up = vec![0u8; 16 * 1024];
-    let mut down = vec![0u8; 16 * 1024];
+    let mut from_server = vec![0u8; 16 * 1024];
     let mut append_sent = false;
     let fault = loop {
         // Reads are cancel-safe, so whichever side has data first is served.
         let (n, to_upstream) = tokio::select! {
             r = client.read(&mut up) => (r, true),
-            r = upstream.read(&mut down) => (r, false),
+            r = upstream.read(&mut from_server) => (r, false),
+            _ = down.changed() => {
+                if *down.borrow_and_update() {
+                    break Some(Fault::Reset);
+                }
+                continue;
+            }
         };
         let n = match n {
             Ok(0) | Err(_) => break None,
@@ -243,7 +271,7 @@ async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
         let res = if to_upstream {
             upstream.write_all(&up[..go]).await
         } else {
-            client.write_all(&down[..go]).await
+            client.write_all(&from_server[..go]).await
         };
         if fault.is_some() || res.is_err() {
             break fault;

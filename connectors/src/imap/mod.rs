@@ -106,6 +106,7 @@ pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
         delimiter: None,
         selected: None,
         item_limit: crate::DEFAULT_ITEM_LIMIT,
+        qresync: None,
     };
     session.caps = session.fetch_capabilities().await?;
     Ok(session)
@@ -126,6 +127,8 @@ pub struct ImapSession {
     /// Message bodies over this many bytes are refused, whatever
     /// RFC822.SIZE announced.
     item_limit: u64,
+    /// `ENABLE QRESYNC` was answered: Some(whether it took).
+    qresync: Option<bool>,
 }
 
 /// Most message bytes asked for in one FETCH: async-imap refuses an answer
@@ -634,6 +637,75 @@ impl MailSession for ImapSession {
                 |_| Ok(()),
             )
             .await?;
+        Ok(())
+    }
+
+    async fn vanished_since(
+        &mut self,
+        modseq: u64,
+    ) -> Result<Option<Vec<std::ops::RangeInclusive<u32>>>> {
+        self.status()?;
+        if !self.has_capability("QRESYNC") {
+            return Ok(None);
+        }
+        if self.qresync.is_none() {
+            // Refused (some servers take it only before a SELECT): compare instead.
+            let enabled = self
+                .conn
+                .run("enable", "ENABLE QRESYNC", ErrorClass::Other, |_| Ok(()))
+                .await;
+            match enabled {
+                Ok(_) => self.qresync = Some(true),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(_) => self.qresync = Some(false),
+            }
+        }
+        if self.qresync != Some(true) {
+            return Ok(None);
+        }
+        let mut gone = Vec::new();
+        self.conn
+            .run(
+                "fetch",
+                &format!("UID FETCH 1:* (UID) (CHANGEDSINCE {modseq} VANISHED)"),
+                ErrorClass::Folder,
+                |r| {
+                    if let Response::Vanished { uids, .. } = r {
+                        gone.extend(uids.iter().cloned());
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(Some(gone))
+    }
+
+    async fn remove(&mut self, uids: &[u32]) -> Result<()> {
+        self.status()?;
+        if uids.is_empty() {
+            return Ok(());
+        }
+        // A plain EXPUNGE would also remove what someone else marked deleted.
+        if !self.has_capability("UIDPLUS") {
+            return Err(ConnectorError::Refused {
+                endpoint: self.conn.endpoint.clone(),
+                op: "remove",
+                class: ErrorClass::Folder,
+                text: "the server lacks UIDPLUS (UID EXPUNGE)".into(),
+            });
+        }
+        let set = parse::uid_set(uids);
+        for (op, cmd) in [
+            (
+                "store",
+                format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"),
+            ),
+            ("expunge", format!("UID EXPUNGE {set}")),
+        ] {
+            self.conn
+                .run(op, &cmd, ErrorClass::Item, |_| Ok(()))
+                .await?;
+        }
         Ok(())
     }
 

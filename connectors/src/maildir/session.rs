@@ -200,6 +200,11 @@ impl MailSession for MaildirSession {
         self.run(move |s| s.store_flags(uid, &flags)).await
     }
 
+    async fn remove(&mut self, uids: &[u32]) -> Result<()> {
+        let uids = uids.to_vec();
+        self.run(move |s| s.remove(&uids)).await
+    }
+
     async fn logout(&mut self) -> Result<()> {
         if let Some(store) = self.inner.as_mut() {
             store.open = None;
@@ -545,18 +550,37 @@ impl Store {
         Ok(AppendUid { uidvalidity, uid })
     }
 
-    fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()> {
-        self.writable("store flags")?;
+    /// The open folder, for `op` to change it.
+    fn open_writable(&mut self, op: &'static str) -> Result<&mut OpenFolder> {
+        self.writable(op)?;
         let endpoint = self.endpoint.clone();
         let open = self.open.as_mut().ok_or(ConnectorError::NoFolder)?;
         if open.read_only {
             return Err(ConnectorError::Refused {
                 endpoint,
-                op: "store flags",
+                op,
                 class: ErrorClass::Folder,
                 text: format!("folder {:?} is open read-only", open.segments.join("/")),
             });
         }
+        Ok(open)
+    }
+
+    fn remove(&mut self, uids: &[u32]) -> Result<()> {
+        let open = self.open_writable("remove")?;
+        for &uid in uids {
+            if let Some((path, entry)) = locate(open, uid)? {
+                std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                sync_dir(&open.dir.join(entry.sub))?;
+                open.entries.remove(&uid);
+            }
+        }
+        Ok(())
+    }
+
+    fn store_flags(&mut self, uid: u32, flags: &[Flag]) -> Result<()> {
+        let endpoint = self.endpoint.clone();
+        let open = self.open_writable("store flags")?;
         let Some((path, entry)) = locate(open, uid)? else {
             return Err(ConnectorError::Refused {
                 endpoint,

@@ -536,6 +536,34 @@ async fn store_flags_and_changed_since() {
 }
 
 #[tokio::test]
+async fn vanished_since_names_the_uids_expunged_after_a_modseq() {
+    let d = server();
+    let mut s = session(&d).await;
+    let inbox = folder("INBOX");
+    for n in 0..4 {
+        s.append(&inbox, &[], None, message(n)).await.unwrap();
+    }
+    let before = s.examine(&inbox).await.unwrap().highest_modseq.unwrap();
+    let out = d
+        .doveadm(&["expunge", "-u", USER, "mailbox", "INBOX", "uid", "2:3"])
+        .unwrap();
+    assert!(out.status.success());
+    s.examine(&inbox).await.unwrap();
+    let gone = s.vanished_since(before).await.unwrap().expect("QRESYNC");
+    let gone: Vec<u32> = gone.into_iter().flatten().collect();
+    assert_eq!(gone, vec![2, 3]);
+    // Still usable afterwards: QRESYNC stays enabled for the session, and
+    // opening another folder answers `[CLOSED]` first.
+    assert_eq!(s.list_items(1, 10).await.unwrap().len(), 2);
+    let other = folder("Other");
+    s.create_folder(&other).await.unwrap();
+    s.append(&other, &[], None, message(9)).await.unwrap();
+    assert_eq!(s.examine(&other).await.unwrap().exists, 1);
+    assert_eq!(s.list_items(1, 10).await.unwrap().len(), 1);
+    assert_eq!(s.vanished_since(1).await.unwrap(), Some(vec![]));
+}
+
+#[tokio::test]
 async fn item_calls_need_an_open_folder() {
     let d = server();
     let mut s = session(&d).await;

@@ -270,6 +270,33 @@ async fn list_items_pages() {
 }
 
 #[tokio::test]
+async fn remove_unlinks_only_the_given_uids_and_may_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = maildir::open(dir.path(), true).unwrap();
+    let inbox = name(&["INBOX"]);
+    for i in 0..3 {
+        s.append(&inbox, &[], None, Bytes::from(vec![b'x'; i + 1]))
+            .await
+            .unwrap();
+    }
+    s.examine(&inbox).await.unwrap();
+    let err = s.remove(&[2]).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Folder, "read-only after EXAMINE");
+    s.select(&inbox).await.unwrap();
+    s.remove(&[2]).await.unwrap();
+    s.remove(&[2, 9]).await.unwrap();
+    let left: Vec<u32> = s
+        .list_items(1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(left, vec![1, 3]);
+    assert_eq!(file_names(&dir.path().join("cur")).len(), 2);
+}
+
+#[tokio::test]
 async fn store_flags_renames_and_keeps_unknown_letters() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

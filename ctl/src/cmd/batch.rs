@@ -29,6 +29,7 @@ pub async fn run(client: &Client, cmd: BatchCmd, json: bool) -> anyhow::Result<i
             folder_rules,
             include_folders,
             exclude_folders,
+            propagate_deletions,
         } => Request::BatchCreate(BatchCreate {
             name,
             source,
@@ -40,6 +41,7 @@ pub async fn run(client: &Client, cmd: BatchCmd, json: bool) -> anyhow::Result<i
             folder_rules,
             include_folders,
             exclude_folders,
+            propagate_deletions,
         }),
         BatchCmd::AddUsers {
             name,

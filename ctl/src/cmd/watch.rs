@@ -23,6 +23,8 @@ struct Progress {
     failed: u64,
     bytes: u64,
     state: String,
+    /// The outage the pass waits out, as `mailbox show` says it.
+    waiting: Option<String>,
     bar: Option<ProgressBar>,
     printed: Option<Instant>,
     /// The recent pace, for the rate and the ETA.
@@ -42,6 +44,7 @@ impl Progress {
             failed: 0,
             bytes: 0,
             state: String::new(),
+            waiting: None,
             bar: None,
             printed: None,
             rate: Rate::new(RATE_WINDOW),
@@ -61,6 +64,7 @@ impl Progress {
         self.failed = m.totals.failed;
         self.bytes = m.totals.bytes;
         self.state = m.state.to_string();
+        self.waiting = m.outage.as_ref().map(crate::output::waiting);
     }
 
     fn known(&self) -> u64 {
@@ -87,6 +91,9 @@ impl Progress {
         }
         if self.failed > 0 {
             m.push_str(&format!(", {} failed", thousands(self.failed)));
+        }
+        if let Some(w) = &self.waiting {
+            m.push_str(&format!("; {w}"));
         }
         m
     }
@@ -221,6 +228,21 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
         else {
             bail!("ferryd answered events with something else");
         };
+        // The wait for a server counts down between events.
+        let waiting: Vec<String> = w
+            .mailboxes
+            .iter()
+            .filter(|(_, p)| p.waiting.is_some())
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in waiting {
+            if let Some(m) = mailbox(client, &a).await?
+                && let Some(p) = w.mailboxes.get_mut(&a)
+            {
+                p.waiting = m.outage.as_ref().map(crate::output::waiting);
+                w.show(&a, true);
+            }
+        }
         if events.is_empty() {
             // A pass stopped or deleted without an event we saw: ask.
             for name in watched.clone() {
@@ -276,6 +298,20 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
                         p.done += 1;
                         p.failed += 1;
                         w.show(a, false);
+                    }
+                }
+                Event::OutageStarted { mailbox: a, .. } if w.mailboxes.contains_key(a) => {
+                    if let Some(m) = mailbox(client, a).await?
+                        && let Some(p) = w.mailboxes.get_mut(a)
+                    {
+                        p.waiting = m.outage.as_ref().map(crate::output::waiting);
+                    }
+                    w.show(a, true);
+                }
+                Event::OutageEnded { mailbox: a, .. } => {
+                    if let Some(p) = w.mailboxes.get_mut(a) {
+                        p.waiting = None;
+                        w.show(a, true);
                     }
                 }
                 Event::MailboxPassFinished { mailbox: a, .. } if w.mailboxes.contains_key(a) => {

@@ -36,6 +36,7 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
             folder_rules,
             include_folders,
             exclude_folders,
+            propagate_deletions,
         }) => {
             let defaults = BatchOptions::default();
             let options = BatchOptions {
@@ -46,7 +47,8 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
                 include_folders,
                 exclude_folders,
             };
-            (name, csv, Some((source, destination, options)), None, false)
+            let create = (source, destination, options, propagate_deletions);
+            (name, csv, Some(create), None, false)
         }
         Import::AddUsers(BatchAddUsers {
             name,
@@ -66,7 +68,7 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
     let expected = {
         let views = app.views.read().unwrap();
         let expected = match &create {
-            Some((source, destination, options)) => {
+            Some((source, destination, options, propagate_deletions)) => {
                 // Exchange's group, connector and rule names built from it
                 // are case-insensitive, as are runbook files on Windows.
                 if let Some(other) = views.batches.keys().find(|b| b.eq_ignore_ascii_case(&name)) {
@@ -96,6 +98,12 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
                     destination: destination.clone(),
                     options: options.clone(),
                 });
+                if *propagate_deletions {
+                    events.push(Event::DeletionsPropagated {
+                        batch: name.clone(),
+                        on: true,
+                    });
+                }
                 ExpectedVersion::NoStream
             }
             None => {

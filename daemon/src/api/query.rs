@@ -84,7 +84,13 @@ pub fn mailbox(app: &Arc<App>, address: &str) -> Result<Response, ApiError> {
         .unwrap()
         .mailboxes
         .get(&address)
-        .map(|m| Response::Mailbox(Box::new(m.clone())))
+        .map(|m| {
+            let mut m = m.clone();
+            if let Some(o) = m.outage.as_mut() {
+                o.next_attempt_us = app.next_attempts.lock().unwrap().get(&address).copied();
+            }
+            Response::Mailbox(Box::new(m))
+        })
         .ok_or_else(|| not_found("mailbox", &address))
 }
 

@@ -249,6 +249,9 @@ fn retry_errors_needs_a_finished_pass_with_errors() {
     );
     let g = Given::in_state(BatchState::SyncedWithErrors);
     assert_eq!(g.when(&Command::Start(PassKind::RetryErrors)), Ok(()));
+    // A mailbox that failed as a whole, with no item errors, is resumed.
+    let g = Given::in_state(BatchState::Failed);
+    assert_eq!(g.when(&Command::Start(PassKind::RetryErrors)), Ok(()));
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod audit;
 mod cutover;
 mod cyrus;
 mod daemon;
+mod day2_engine;
 mod dns;
 mod engine;
 mod engine_crash;

@@ -9,7 +9,7 @@ use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, ItemMeta, S
 use ferry_events::{Event, FolderCount, PassKind, Side};
 use ferry_projections::FolderMark;
 
-use super::{Work, WorkErr, copy, flags, settle, verify};
+use super::{Work, WorkErr, copy, flags, settle, vanish, verify};
 use crate::engine::retry;
 
 /// What a copying pass does in each folder; a verify pass only counts.
@@ -46,11 +46,11 @@ impl Work<'_> {
             &self.options.exclude_folders,
         )
         .map_err(WorkErr::Conn)?;
-        let mut delays = retry::delays(&self.cfg);
+        let mut backoff = retry::Backoff::new(&self.cfg);
         let (src_folders, dst_folders) = loop {
             match self.list_both().await {
                 Ok(x) => break x,
-                Err(e) => self.recover(e, &mut delays, "listing folders").await?,
+                Err(e) => self.recover(e, &mut backoff, "listing folders").await?,
             }
         };
         let special: HashMap<SpecialUse, FolderName> = dst_folders
@@ -76,12 +76,25 @@ impl Work<'_> {
             self.count_sources(&mapped).await?;
         }
 
+        if matches!(self.kind, PassKind::Full | PassKind::Delta) {
+            let mut backoff = retry::Backoff::new(&self.cfg);
+            loop {
+                let attempt = match self.connect().await {
+                    Ok(()) => vanish::folders(self, &src_folders, &dst_folders).await,
+                    Err(e) => Err(e),
+                };
+                match attempt {
+                    Ok(()) => break,
+                    Err(e) => self.recover(e, &mut backoff, "deleted folders").await?,
+                }
+            }
+        }
         let mut tally = verify::Tally::default();
         for f in src_folders.iter().filter(|f| f.selectable) {
             let Some(dname) = plan.map(f, &special, delimiter) else {
                 continue;
             };
-            let mut delays = retry::delays(&self.cfg);
+            let mut backoff = retry::Backoff::new(&self.cfg);
             let res = loop {
                 let before = self.progress();
                 let attempt = match self.check_stop() {
@@ -97,9 +110,9 @@ impl Work<'_> {
                         // Retries are for a line that stays down, not for a
                         // long folder over a flaky one: progress earns a fresh set.
                         if self.progress() > before {
-                            delays = retry::delays(&self.cfg);
+                            backoff = retry::Backoff::new(&self.cfg);
                         }
-                        if let Err(e) = self.recover(e, &mut delays, &f.name.raw).await {
+                        if let Err(e) = self.recover(e, &mut backoff, &f.name.raw).await {
                             break Err(e);
                         }
                     }
@@ -194,6 +207,12 @@ impl Work<'_> {
         let Some(job) = Job::of(self.kind, self.older_than_days) else {
             return verify::count(self, f, dname, tally).await;
         };
+        // What a failed pass left undone is copied like a full pass would,
+        // without copying anything already done.
+        let job = match job {
+            Job::RetryErrors if self.resume => Job::Full,
+            job => job,
+        };
         self.ensure_destination(f, dname).await?;
         let st = self
             .src
@@ -221,6 +240,7 @@ impl Work<'_> {
             Job::RetryErrors => self.retry_errors(f, dname, &st).await?,
         }
         if matches!(job, Job::Full | Job::Delta) {
+            vanish::folder(self, f, dname, &st).await?;
             self.checkpoint(f, &st, &mark).await?;
         }
         Ok(())

@@ -16,10 +16,10 @@ use ferry_events::{
     BatchOptions, EndpointSpec, Event, ExpectedVersion, ItemKey, MailboxSpec, Outcome, PassKind,
     Side, stream,
 };
-use ferry_projections::BatchState;
+use ferry_projections::{BatchState, MailboxState};
 
 use super::connect::{self, Conn};
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, retry};
 use crate::app::App;
 use crate::config::EngineConfig;
 
@@ -27,6 +27,7 @@ mod copy;
 mod flags;
 mod folder;
 mod settle;
+mod vanish;
 mod verify;
 
 /// How a mailbox's part of a pass ended.
@@ -92,6 +93,21 @@ pub struct Work<'a> {
     pub dst_folders: HashSet<String>,
     /// Destination folders known to be subscribed.
     pub dst_subscribed: HashSet<String>,
+    /// The outage being waited out, recorded when it started.
+    pub outage: Option<Waiting>,
+    /// The mailbox's last pass failed as a whole: a retry-errors pass
+    /// resumes all of its work, not only its failed items.
+    pub resume: bool,
+    /// Copies of vanished items are removed at the destination.
+    pub propagate_deletions: bool,
+}
+
+/// A side that does not answer, as recorded in `OutageStarted`.
+pub struct Waiting {
+    side: Side,
+    host: String,
+    since: std::time::Instant,
+    attempts: u32,
 }
 
 pub async fn run(
@@ -109,14 +125,20 @@ pub async fn run(
         views.batches.get(batch).and_then(|b| {
             let s = views.endpoints.get(&b.source)?;
             let d = views.endpoints.get(&b.destination)?;
+            let resume = views
+                .mailboxes
+                .get(&mailbox.address)
+                .is_some_and(|m| m.state == MailboxState::Failed);
             Some((
                 b.options.clone(),
                 (b.source.clone(), s.spec.clone()),
                 (b.destination.clone(), d.spec.clone()),
+                resume,
+                b.propagate_deletions,
             ))
         })
     };
-    let Some((options, source, destination)) = setup else {
+    let Some((options, source, destination, resume, propagate_deletions)) = setup else {
         return Ended::Done(Outcome::Failed);
     };
     let address = mailbox.address.clone();
@@ -155,8 +177,16 @@ pub async fn run(
         folder_errors: Vec::new(),
         dst_folders: HashSet::new(),
         dst_subscribed: HashSet::new(),
+        outage: None,
+        resume,
+        propagate_deletions,
     };
     let result = w.work().await;
+    if result.is_err() && w.outage.is_some() {
+        // Past the window: the outage ends with the mailbox's failure.
+        let _ = w.outage_over().await;
+    }
+    w.next_attempt(None);
     if let Some(s) = w.src.as_mut() {
         let _ = s.logout().await;
     }
@@ -192,6 +222,14 @@ pub async fn run(
     match res {
         Ok(_) => Ended::Done(outcome),
         Err(_) => Ended::Drained,
+    }
+}
+
+/// Where an endpoint is, as an outage names it (never a credential).
+fn host_of(spec: &EndpointSpec) -> String {
+    match spec.kind {
+        ferry_events::EndpointKind::Imap => format!("{}:{}", spec.host, spec.port),
+        ferry_events::EndpointKind::Maildir => spec.host.clone(),
     }
 }
 
@@ -241,13 +279,79 @@ impl Work<'_> {
             };
             if conn.is_none() {
                 let caps = &self.engine.caps;
-                let mut opened =
-                    connect::open(self.app, caps, name, spec, &self.mailbox, side, timeout).await?;
-                opened.session.limit_items(copy::item_limit(&self.options));
-                *conn = Some(opened);
+                let opened =
+                    connect::open(self.app, caps, name, spec, &self.mailbox, side, timeout).await;
+                let host = host_of(spec);
+                match opened {
+                    Ok(mut opened) => {
+                        opened.session.limit_items(copy::item_limit(&self.options));
+                        *conn = Some(opened);
+                        if self.outage.as_ref().is_some_and(|o| o.side == side) {
+                            self.outage_over().await?;
+                        }
+                    }
+                    Err(e) => {
+                        let e = WorkErr::from(e);
+                        if e.is_transient() {
+                            self.outage_seen(side, host, &e).await?;
+                        }
+                        return Err(e);
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// A failed attempt to reach `side`: the first one starts an outage.
+    async fn outage_seen(&mut self, side: Side, host: String, e: &WorkErr) -> Result<(), WorkErr> {
+        if let Some(o) = self.outage.as_mut() {
+            o.attempts += 1;
+            return Ok(());
+        }
+        tracing::warn!(mailbox = %self.mailbox.address, %host, error = %e, "waiting for the server");
+        self.record(vec![Event::OutageStarted {
+            mailbox: self.mailbox.address.clone(),
+            side,
+            host: host.clone(),
+            reason: e.to_string(),
+        }])
+        .await?;
+        self.outage = Some(Waiting {
+            side,
+            host,
+            since: std::time::Instant::now(),
+            attempts: 1,
+        });
+        Ok(())
+    }
+
+    /// Sets (or clears) when this mailbox tries again, for answers.
+    fn next_attempt(&self, at: Option<i64>) {
+        let mut map = self.app.next_attempts.lock().unwrap();
+        match at {
+            Some(at) => map.insert(self.mailbox.address.clone(), at),
+            None => map.remove(&self.mailbox.address),
+        };
+    }
+
+    /// Records the end of the outage being waited out.
+    async fn outage_over(&mut self) -> Result<(), WorkErr> {
+        let Some(o) = self.outage.take() else {
+            return Ok(());
+        };
+        self.next_attempt(None);
+        tracing::info!(mailbox = %self.mailbox.address, host = %o.host, attempts = o.attempts,
+            "the server answers again");
+        let duration_us = i64::try_from(o.since.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.record(vec![Event::OutageEnded {
+            mailbox: self.mailbox.address.clone(),
+            side: o.side,
+            host: o.host,
+            attempts: o.attempts,
+            duration_us,
+        }])
+        .await
     }
 
     /// After a failed attempt: for a transient failure, drops both sessions
@@ -256,7 +360,7 @@ impl Work<'_> {
     async fn recover(
         &mut self,
         e: WorkErr,
-        delays: &mut (impl Iterator<Item = std::time::Duration> + Send),
+        backoff: &mut retry::Backoff,
         what: &str,
     ) -> Result<(), WorkErr> {
         if !e.is_transient() {
@@ -264,11 +368,16 @@ impl Work<'_> {
         }
         self.src = None;
         self.dst = None;
-        let Some(delay) = delays.next() else {
+        let Some(delay) = backoff.next_delay() else {
             return Err(e);
         };
         tracing::warn!(mailbox = %self.mailbox.address, %what, error = %e, ?delay,
             "transient failure; retrying");
+        if self.outage.is_some() {
+            let at = ferry_events::time::now_us()
+                + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
+            self.next_attempt(Some(at));
+        }
         let mut stop = self.engine.shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
