@@ -152,15 +152,18 @@ pub enum BatchCmd {
         /// Failed items a mailbox may collect in a pass before it fails.
         #[arg(long)]
         error_budget: Option<u32>,
-        /// Folder mapping rule `REGEX->REPLACEMENT` (repeatable).
-        #[arg(long = "folder-rule")]
-        folder_rules: Vec<String>,
-        /// Copy only folders matching this regex (repeatable).
-        #[arg(long = "include-folder")]
-        include_folders: Vec<String>,
-        /// Leave out folders matching this regex (repeatable).
-        #[arg(long = "exclude-folder")]
-        exclude_folders: Vec<String>,
+        #[command(flatten)]
+        folders: FolderOptions,
+    },
+    /// Dry run of a full pass: per mailbox and folder, the destination
+    /// folder, items and bytes to copy, items already at the destination
+    /// (adopted), items over the size limit, folders filtered out. Reads
+    /// both servers (EXAMINE only) and records nothing. Folder options
+    /// given here replace the batch's own of the same kind, for this plan.
+    Plan {
+        name: String,
+        #[command(flatten)]
+        folders: FolderOptions,
     },
     AddUsers {
         name: String,
@@ -240,6 +243,19 @@ pub enum BatchCmd {
         #[arg(short = 'o', long)]
         output: PathBuf,
     },
+}
+
+#[derive(Args)]
+pub struct FolderOptions {
+    /// Folder mapping rule `REGEX->REPLACEMENT` (repeatable).
+    #[arg(long = "folder-rule")]
+    pub folder_rules: Vec<String>,
+    /// Copy only folders matching this regex (repeatable).
+    #[arg(long = "include-folder")]
+    pub include_folders: Vec<String>,
+    /// Leave out folders matching this regex (repeatable).
+    #[arg(long = "exclude-folder")]
+    pub exclude_folders: Vec<String>,
 }
 
 #[derive(Args)]

@@ -167,11 +167,28 @@ impl Projections {
                 p.counts.copied += 1;
                 p.counts.bytes += size;
             }
+            Event::ItemAdopted { .. } => p.counts.adopted += 1,
             Event::ItemSkipped { .. } => p.counts.skipped += 1,
             Event::ItemFailed { .. } => p.counts.failed += 1,
             _ => {}
         }
         p.apply_mailbox(env);
+    }
+
+    /// Whether nothing was copied from a source folder of `mailbox` and no
+    /// pass scanned it: before that first copy, the destination folder is
+    /// indexed and what it already holds is adopted.
+    pub fn first_copy(&self, mailbox: &str, folder: &str) -> bool {
+        let copied = self
+            .mailboxes
+            .get(mailbox)
+            .and_then(|m| m.folders.get(folder))
+            .map_or(0, |p| p.counts.copied);
+        let scanned = self
+            .watermarks
+            .get(mailbox, folder)
+            .map_or(0, |m| m.scanned_to);
+        copied == 0 && scanned == 0
     }
 
     /// Folds every envelope of `log` in order.

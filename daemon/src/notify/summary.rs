@@ -158,6 +158,7 @@ mod tests {
                     skipped: 1,
                     failed: 1,
                     bytes: 110,
+                    ..Counts::default()
                 },
                 mailboxes: 2,
                 taking_part: Default::default(),

@@ -2,6 +2,7 @@
 //! workspace's dependency tree is linked once. The crash tests re-execute
 //! it by a test's full path (`log_crash::crash_child`).
 
+mod adopt;
 mod audit;
 mod cutover;
 mod cyrus;

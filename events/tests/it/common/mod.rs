@@ -179,7 +179,7 @@ pub fn every_event() -> Vec<Event> {
             reason: "create Notes: NO Permission denied".into(),
         },
         Event::UidValidityChanged {
-            mailbox: mb,
+            mailbox: mb.clone(),
             folder: "INBOX".into(),
             old: 7,
             new: 8,
@@ -240,6 +240,27 @@ pub fn every_event() -> Vec<Event> {
             file: "/var/lib/ferry/archive/wave-1.jsonl".into(),
             events: 1234,
             sha256: "ab".repeat(32),
+        },
+        Event::ItemAdopted {
+            mailbox: mb.clone(),
+            key: key(9),
+            size: 2048,
+            message_id: None,
+            digest: Some("cd".repeat(32)),
+            dest_folder: "Archive/2024/Février".into(),
+            dest_uid: (77, 9),
+        },
+        Event::FolderCompared {
+            mailbox: mb,
+            folder: "INBOX".into(),
+            destination: "INBOX".into(),
+            source_items: 10,
+            destination_items: 12,
+            unmatched: 1,
+            duplicates: vec![DuplicateGroup {
+                key: "<a@b>".into(),
+                uids: vec![3, 11],
+            }],
         },
     ]
 }
