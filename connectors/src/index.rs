@@ -20,15 +20,11 @@ pub struct Indexed {
     pub message_id: Option<String>,
 }
 
-/// Every item of the open folder that `keep` selects, with its Message-ID.
-pub async fn list(
-    s: &mut dyn MailSession,
-    keep: impl Fn(&ItemMeta) -> bool,
-) -> Result<Vec<Indexed>> {
+/// Every item of the open folder, with its Message-ID.
+pub async fn list(s: &mut dyn MailSession) -> Result<Vec<Indexed>> {
     let mut out = Vec::new();
     let mut pages = Pages::from(1);
     while let Some(page) = pages.next(s).await? {
-        let page: Vec<ItemMeta> = page.into_iter().filter(|m| keep(m)).collect();
         let uids: Vec<u32> = page.iter().map(|m| m.uid).collect();
         let mut ids = s.message_ids(&uids).await?;
         out.extend(page.into_iter().map(|meta| Indexed {
@@ -85,15 +81,21 @@ async fn digests(s: &mut dyn MailSession, uids: &[u32]) -> Result<HashMap<u32, S
     Ok(out)
 }
 
-/// Pairs `source` items (of `src`'s open folder) with `dest` items (of
-/// `dst`'s open folder), each destination item at most once.
+/// Pairs the items of `src`'s open folder with those of `dst`'s, each
+/// destination item at most once. `source` and `dest` are the whole
+/// folders, so a Message-ID repeated anywhere is never trusted alone; only
+/// the items `open_src` and `open_dst` select take part.
 pub async fn pair(
     src: &mut dyn MailSession,
     source: &[Indexed],
+    open_src: impl Fn(u32) -> bool,
     dst: &mut dyn MailSession,
     dest: &[Indexed],
+    open_dst: impl Fn(u32) -> bool,
 ) -> Result<Pairing> {
     let (src_ids, dst_ids) = (counts(source), counts(dest));
+    let source: Vec<&Indexed> = source.iter().filter(|i| open_src(i.meta.uid)).collect();
+    let dest: Vec<&Indexed> = dest.iter().filter(|i| open_dst(i.meta.uid)).collect();
     // An id identifies an item only when neither side repeats it.
     let unique = |id: &Option<String>| -> bool {
         id.as_deref().is_some_and(|id| {
@@ -103,12 +105,12 @@ pub async fn pair(
     let by_id: HashMap<&str, &Indexed> = dest
         .iter()
         .filter(|d| unique(&d.message_id))
-        .filter_map(|d| Some((d.message_id.as_deref()?, d)))
+        .filter_map(|d| Some((d.message_id.as_deref()?, *d)))
         .collect();
     let mut out = Pairing::default();
     let mut taken: HashSet<u32> = HashSet::new();
     let mut by_bytes: Vec<&Indexed> = Vec::new();
-    for s in source {
+    for s in source.iter().copied() {
         match s.message_id.as_deref().filter(|_| unique(&s.message_id)) {
             Some(id) => {
                 if let Some(d) = by_id.get(id)
@@ -181,7 +183,7 @@ pub async fn pair(
         .filter(|u| !taken.contains(u))
         .collect();
     let unmatched: HashSet<u32> = out.unmatched.iter().copied().collect();
-    out.duplicates = duplicates(dest, &dest_digests)
+    out.duplicates = duplicates(&dest, &dest_digests)
         .into_iter()
         .filter(|(_, uids)| uids.iter().any(|u| unmatched.contains(u)))
         .collect();
@@ -190,7 +192,7 @@ pub async fn pair(
 
 /// Same Message-ID and size, or (without a Message-ID) same bytes, more
 /// than once.
-fn duplicates(dest: &[Indexed], digests: &HashMap<u32, String>) -> Vec<(String, Vec<u32>)> {
+fn duplicates(dest: &[&Indexed], digests: &HashMap<u32, String>) -> Vec<(String, Vec<u32>)> {
     let mut groups: HashMap<(String, u64), Vec<u32>> = HashMap::new();
     for d in dest {
         let key = match (&d.message_id, digests.get(&d.meta.uid)) {

@@ -67,12 +67,14 @@ pub async fn adoptable(
         .filter(|m| m.uidvalidity == st.uidvalidity)
         .map(|m| m.done.clone())
         .unwrap_or_default();
-    let dest = index::list(dst, |m| !claimed.contains(&m.uid)).await?;
-    if dest.is_empty() {
+    let dest = index::list(dst).await?;
+    if dest.iter().all(|d| claimed.contains(&d.meta.uid)) {
         return Ok(None);
     }
-    let source = index::list(src, |m| !done.contains(&m.uid)).await?;
-    let pairing = index::pair(src, &source, dst, &dest).await?;
+    let source = index::list(src).await?;
+    let open_src = |u: u32| !done.contains(&u);
+    let open_dst = |u: u32| !claimed.contains(&u);
+    let pairing = index::pair(src, &source, open_src, dst, &dest, open_dst).await?;
     tracing::info!(%mailbox, folder = %f.name.raw, destination_items = dest.len(),
         found = pairing.pairs.len(), "indexed the destination before the first copy");
     Ok(Some(Found {

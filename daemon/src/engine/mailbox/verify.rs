@@ -42,9 +42,9 @@ pub(super) async fn count(
         });
         let src = w.src.as_mut().expect("connected").session.as_mut();
         let dst = w.dst.as_mut().expect("connected").session.as_mut();
-        let source = index::list(src, |_| true).await?;
-        let dest = index::list(dst, |_| true).await?;
-        let pairing = index::pair(src, &source, dst, &dest).await?;
+        let source = index::list(src).await?;
+        let dest = index::list(dst).await?;
+        let pairing = index::pair(src, &source, |_| true, dst, &dest, |_| true).await?;
         tally.compared.push(Event::FolderCompared {
             mailbox: w.mailbox.address.clone(),
             folder: f.name.raw.clone(),
