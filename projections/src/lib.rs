@@ -175,20 +175,18 @@ impl Projections {
         p.apply_mailbox(env);
     }
 
-    /// Whether nothing was copied from a source folder of `mailbox` and no
-    /// pass scanned it: before that first copy, the destination folder is
-    /// indexed and what it already holds is adopted.
+    /// Whether nothing was copied from a source folder of `mailbox`, none
+    /// is in doubt and no pass scanned it: before that first copy, the
+    /// destination folder is indexed and what it already holds is adopted.
+    /// Items in doubt are settled against their intents instead.
     pub fn first_copy(&self, mailbox: &str, folder: &str) -> bool {
         let copied = self
             .mailboxes
             .get(mailbox)
             .and_then(|m| m.folders.get(folder))
             .map_or(0, |p| p.counts.copied);
-        let scanned = self
-            .watermarks
-            .get(mailbox, folder)
-            .map_or(0, |m| m.scanned_to);
-        copied == 0 && scanned == 0
+        let mark = self.watermarks.get(mailbox, folder);
+        copied == 0 && mark.is_none_or(|m| m.scanned_to == 0 && m.in_doubt.is_empty())
     }
 
     /// Folds every envelope of `log` in order.

@@ -130,6 +130,8 @@ impl Work<'_> {
         let Some(job) = Job::of(self.kind, self.older_than_days) else {
             return verify::count(self, f, dname, tally).await;
         };
+        // A folder made just now holds nothing to adopt.
+        let existed = self.dst_folders.contains(&dname.raw);
         self.ensure_destination(f, dname).await?;
         let st = self
             .src
@@ -141,7 +143,7 @@ impl Work<'_> {
         let mark = self.mark(&f.name.raw);
         self.note_folder(f, dname, &st, mark.as_ref()).await?;
         let mark = self.reconcile(f, dname, &st, mark).await?;
-        if !matches!(job, Job::RetryErrors) {
+        if existed && !matches!(job, Job::RetryErrors) {
             adopt::adopt(self, f, dname, &st).await?;
         }
         match job {
