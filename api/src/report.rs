@@ -72,11 +72,11 @@ impl MailboxReport {
         (!counted.is_empty()).then(|| counted.iter().sum())
     }
 
-    /// Copied or skipped for a reason, out of what the source holds (0..=1).
+    /// Copied, adopted or skipped for a reason, out of what the source holds (0..=1).
     pub fn completion(&self) -> f64 {
         let t = &self.view.totals;
         // Copies of items since deleted at the source are not the source's.
-        let done = (t.copied + t.skipped).saturating_sub(t.vanished) as f64;
+        let done = (t.copied + t.adopted + t.skipped).saturating_sub(t.vanished) as f64;
         match self.source_items() {
             Some(0) => 1.0,
             Some(n) => (done / n as f64).min(1.0),

@@ -5,8 +5,10 @@
 //! Secrets (passwords, tokens) travel only in requests, over the local
 //! socket, and are never echoed back.
 
+use std::collections::BTreeMap;
+
 use ferry_events::{EndpointKind, PassKind, TlsMode};
-use ferry_projections::mailboxes::{Counts, LastPass};
+use ferry_projections::mailboxes::{Comparison, Counts, LastPass};
 use ferry_projections::{BatchView, EndpointView, MailboxState, MailboxView};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,9 @@ pub struct MailboxStats {
     pub last_pass: Option<LastPass>,
     pub last_delta_us: Option<i64>,
     pub cut_over_us: Option<i64>,
+    /// The last verify pass's comparison, by source folder.
+    #[serde(default)]
+    pub verified: BTreeMap<String, Comparison>,
 }
 
 impl MailboxStats {
@@ -54,6 +59,11 @@ impl MailboxStats {
             last_pass: m.last_pass.clone(),
             last_delta_us: m.last_delta_us,
             cut_over_us: m.cut_over_us,
+            verified: m
+                .folders
+                .iter()
+                .filter_map(|(n, f)| Some((n.clone(), f.comparison.clone()?)))
+                .collect(),
         }
     }
 }
@@ -65,6 +75,7 @@ impl BatchDetail {
         let mut totals = Counts::default();
         for m in &mailbox_stats {
             totals.copied += m.totals.copied;
+            totals.adopted += m.totals.adopted;
             totals.skipped += m.totals.skipped;
             totals.failed += m.totals.failed;
             totals.bytes += m.totals.bytes;
@@ -128,6 +139,8 @@ pub enum Request {
     EndpointUpdate(EndpointUpdate),
     /// `endpoint remove`: forget an endpoint no batch names.
     EndpointRemove(EndpointRemove),
+    /// A dry run of a full pass: read-only sessions, nothing recorded.
+    BatchPlan(BatchPlan),
 }
 
 impl Request {
@@ -173,6 +186,7 @@ impl Request {
             Request::BatchRemoveUser(_) => ("batch_remove_user", Write),
             Request::EndpointUpdate(_) => ("endpoint_update", Write),
             Request::EndpointRemove(_) => ("endpoint_remove", Write),
+            Request::BatchPlan(_) => ("batch_plan", Read),
         }
     }
 }
@@ -401,6 +415,53 @@ pub struct MailboxShowAsOf {
     pub time: String,
 }
 
+/// `batch plan`: what a full pass would do. Each folder option given
+/// replaces the batch's own list of that kind, for this plan only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchPlan {
+    pub name: String,
+    #[serde(default)]
+    pub folder_rules: Vec<String>,
+    #[serde(default)]
+    pub include_folders: Vec<String>,
+    #[serde(default)]
+    pub exclude_folders: Vec<String>,
+}
+
+/// What a full pass would do, per mailbox and source folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanView {
+    pub batch: String,
+    pub mailboxes: Vec<MailboxPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxPlan {
+    pub address: String,
+    pub folders: Vec<FolderPlanRow>,
+    /// Why the mailbox could not be planned (a refused login, ...).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FolderPlanRow {
+    pub folder: String,
+    /// `None`: filtered out by the folder options.
+    pub destination: Option<String>,
+    /// Whether the destination folder exists now.
+    pub destination_exists: bool,
+    /// Items at the source, and those already copied by this batch.
+    pub source_items: u64,
+    pub done: u64,
+    pub copy_items: u64,
+    pub copy_bytes: u64,
+    /// Already at the destination: adopted, not copied.
+    pub adopt_items: u64,
+    /// Over the batch's size limit (or refused by the source): skipped.
+    pub skip_items: u64,
+}
+
 /// What `ferryctl report` renders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -509,6 +570,7 @@ pub enum Response {
     MxSwitch(MxSwitchView),
     Checklist(ChecklistView),
     Report(Box<ReportData>),
+    Plan(PlanView),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

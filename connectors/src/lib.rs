@@ -7,11 +7,13 @@
 //! - `utf7`: modified UTF-7 folder names (RFC 3501 §5.1.3);
 //! - `mapping`: special-use and regex folder mapping, include/exclude filters;
 //! - [`paging`]: a folder's items a page at a time.
+//! - [`index`]: which source items a destination folder already holds.
 //!
 //! Sessions never touch the event log: they move bytes and report facts.
 
 pub mod error;
 pub mod imap;
+pub mod index;
 pub mod maildir;
 pub mod mapping;
 pub mod model;
@@ -23,6 +25,7 @@ pub use model::*;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::HashMap;
 
 /// Largest item a session reads when the caller sets no limit: 150 MB,
 /// Exchange Online's own limit.
@@ -56,6 +59,20 @@ pub trait MailSession: Send {
     /// Full items (exact bytes) for the given UIDs of the open folder, in UID order.
     /// UIDs that no longer exist are left out.
     async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Item>>;
+
+    /// The Message-ID header of each given UID of the open folder that has
+    /// one. The default reads whole items; IMAP asks for the header alone.
+    async fn message_ids(&mut self, uids: &[u32]) -> Result<HashMap<u32, String>> {
+        let mut out = HashMap::new();
+        for chunk in uids.chunks(50) {
+            for it in self.fetch(chunk).await? {
+                if let Some(id) = message_id(&it.body) {
+                    out.insert(it.meta.uid, id);
+                }
+            }
+        }
+        Ok(out)
+    }
 
     /// Creates a folder (and its parents where needed); no error if it exists.
     async fn create_folder(&mut self, folder: &FolderName) -> Result<()>;

@@ -94,6 +94,17 @@ fn brace_group_numbers(replacement: &str) -> String {
     out
 }
 
+/// What mapping needs from the destination's listing: its special-use
+/// folders and its hierarchy delimiter (`/` when it names none).
+pub fn destination_context(dst: &[Folder]) -> (HashMap<SpecialUse, FolderName>, Option<char>) {
+    let special = dst
+        .iter()
+        .filter_map(|f| f.special_use.map(|u| (u, f.name.clone())))
+        .collect();
+    let delimiter = dst.iter().find_map(|f| f.name.delimiter).or(Some('/'));
+    (special, delimiter)
+}
+
 /// A batch's folder mapping and filters.
 #[derive(Debug, Clone, Default)]
 pub struct FolderPlan {

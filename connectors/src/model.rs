@@ -95,3 +95,45 @@ pub struct AppendItem {
     /// The message exactly as it should be stored, RFC 5322 bytes.
     pub body: Bytes,
 }
+
+/// The Message-ID of a message (or of its header alone), trimmed; `None`
+/// when the header is absent or empty. Folded lines are unfolded.
+pub fn message_id(message: &[u8]) -> Option<String> {
+    let header_end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(message.len());
+    let header = String::from_utf8_lossy(&message[..header_end]);
+    let mut value: Option<String> = None;
+    for line in header.lines() {
+        match value.as_mut() {
+            // A folded continuation of the Message-ID line.
+            Some(v) if line.starts_with([' ', '\t']) => v.push_str(line.trim()),
+            Some(_) => break,
+            None => {
+                if let Some((name, rest)) = line.split_once(':')
+                    && name.trim().eq_ignore_ascii_case("message-id")
+                {
+                    value = Some(rest.trim().to_string());
+                }
+            }
+        }
+    }
+    value.filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_id;
+
+    #[test]
+    fn message_id_is_read_unfolded_and_case_blind() {
+        assert_eq!(
+            message_id(b"From: a\r\nmessage-ID:\r\n <x@y>\r\nSubject: s\r\n\r\nMessage-ID: <no>"),
+            Some("<x@y>".into())
+        );
+        assert_eq!(message_id(b"From: a\r\n\r\nMessage-ID: <body>\r\n"), None);
+        assert_eq!(message_id(b"Message-Id: \r\n\r\n"), None);
+    }
+}

@@ -184,19 +184,22 @@ pub enum BatchCmd {
         /// Failed items a mailbox may collect in a pass before it fails.
         #[arg(long)]
         error_budget: Option<u32>,
-        /// Folder mapping rule `REGEX->REPLACEMENT` (repeatable).
-        #[arg(long = "folder-rule")]
-        folder_rules: Vec<String>,
-        /// Copy only folders matching this regex (repeatable).
-        #[arg(long = "include-folder")]
-        include_folders: Vec<String>,
-        /// Leave out folders matching this regex (repeatable).
-        #[arg(long = "exclude-folder")]
-        exclude_folders: Vec<String>,
+        #[command(flatten)]
+        folders: FolderOptions,
         /// Remove at the destination the copies of items deleted at the
         /// source since they were copied (found by full and delta passes; off by default).
         #[arg(long)]
         propagate_deletions: bool,
+    },
+    /// Dry run of a full pass: per mailbox and folder, the destination
+    /// folder, items and bytes to copy, items already at the destination
+    /// (adopted), items over the size limit, folders filtered out. Reads
+    /// both servers (EXAMINE only) and records nothing. Folder options
+    /// given here replace the batch's own of the same kind, for this plan.
+    Plan {
+        name: String,
+        #[command(flatten)]
+        folders: FolderOptions,
     },
     /// Add the CSV's users to the batch.
     AddUsers {
@@ -307,6 +310,19 @@ pub struct EventFilter {
     /// Only events of this type (repeatable), e.g. ItemFailed.
     #[arg(long = "type")]
     pub types: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct FolderOptions {
+    /// Folder mapping rule `REGEX->REPLACEMENT` (repeatable).
+    #[arg(long = "folder-rule")]
+    pub folder_rules: Vec<String>,
+    /// Copy only folders matching this regex (repeatable).
+    #[arg(long = "include-folder")]
+    pub include_folders: Vec<String>,
+    /// Leave out folders matching this regex (repeatable).
+    #[arg(long = "exclude-folder")]
+    pub exclude_folders: Vec<String>,
 }
 
 #[derive(Args)]

@@ -2,11 +2,11 @@
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use ferry_api::Response;
-use ferry_api::wire::{BatchDetail, ChecklistView, MxCheckView, MxSwitchView};
+use ferry_api::wire::{BatchDetail, ChecklistView, MxCheckView, MxSwitchView, PlanView};
 use ferry_events::Side;
 use ferry_projections::MailboxView;
 use ferry_projections::batches::PassPurpose;
-use ferry_projections::mailboxes::Outage;
+use ferry_projections::mailboxes::{Comparison, Outage};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -81,8 +81,63 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
             r.mailboxes.len(),
             r.batch.passes.len()
         ),
+        Response::Plan(p) => print_plan(p),
     }
     Ok(())
+}
+
+fn print_plan(p: &PlanView) {
+    println!(
+        "plan of a full pass of batch {} (nothing was written)",
+        p.batch
+    );
+    let mut t = table(&[
+        "mailbox",
+        "folder",
+        "→",
+        "source items",
+        "done",
+        "copy",
+        "bytes",
+        "adopt",
+        "over limit",
+    ]);
+    let mut totals = (0u64, 0u64, 0u64, 0u64);
+    for m in &p.mailboxes {
+        if let Some(e) = &m.error {
+            t.add_row(vec![m.address.clone(), format!("cannot plan: {e}")]);
+        }
+        for f in &m.folders {
+            let to = match &f.destination {
+                None => "(filtered out)".to_string(),
+                Some(d) if f.destination_exists => folder(d),
+                Some(d) => format!("{} (new)", folder(d)),
+            };
+            totals.0 += f.copy_items;
+            totals.1 += f.copy_bytes;
+            totals.2 += f.adopt_items;
+            totals.3 += f.skip_items;
+            t.add_row(vec![
+                m.address.clone(),
+                folder(&f.folder),
+                to,
+                f.source_items.to_string(),
+                f.done.to_string(),
+                f.copy_items.to_string(),
+                size(f.copy_bytes),
+                f.adopt_items.to_string(),
+                f.skip_items.to_string(),
+            ]);
+        }
+    }
+    println!("{t}");
+    println!(
+        "would copy {} items ({}), adopt {}, skip {} over the size limit",
+        totals.0,
+        size(totals.1),
+        totals.2,
+        totals.3
+    );
 }
 
 fn print_mx_check(v: &MxCheckView) {
@@ -220,6 +275,12 @@ fn print_batch(d: &BatchDetail) {
             .map(time)
             .unwrap_or_else(|| "never".into())
     );
+    if d.totals.adopted > 0 {
+        println!(
+            "adopted {} (found at the destination, not copied)",
+            d.totals.adopted
+        );
+    }
     if !b.passes.is_empty() {
         let mut t = table(&[
             "pass", "started", "duration", "outcome", "copied", "bytes", "rate", "failed",
@@ -246,6 +307,7 @@ fn print_batch(d: &BatchDetail) {
             "mailbox",
             "state",
             "copied",
+            "adopted",
             "skipped",
             "failed",
             "bytes",
@@ -258,6 +320,7 @@ fn print_batch(d: &BatchDetail) {
                 m.address.clone(),
                 m.state.to_string(),
                 m.totals.copied.to_string(),
+                m.totals.adopted.to_string(),
                 m.totals.skipped.to_string(),
                 m.totals.failed.to_string(),
                 size(m.totals.bytes),
@@ -274,6 +337,14 @@ fn print_batch(d: &BatchDetail) {
         }
         println!("{t}");
     }
+    print_comparisons(
+        "mailbox",
+        d.mailbox_stats.iter().flat_map(|m| {
+            m.verified
+                .iter()
+                .map(|(n, c)| (m.address.clone(), n.as_str(), c))
+        }),
+    );
 }
 
 fn purpose(p: &PassPurpose) -> String {
@@ -323,6 +394,12 @@ fn print_mailbox(m: &MailboxView) {
     if let Some(o) = &m.outage {
         println!("{}", waiting(o));
     }
+    if m.totals.adopted > 0 {
+        println!(
+            "adopted {} (found at the destination, not copied)",
+            m.totals.adopted
+        );
+    }
     if let Some(p) = &m.last_pass {
         println!(
             "last pass: {} started {}{}",
@@ -349,6 +426,7 @@ fn print_mailbox(m: &MailboxView) {
         "source items",
         "destination items",
         "copied",
+        "adopted",
         "skipped",
         "failed",
         "bytes",
@@ -364,6 +442,7 @@ fn print_mailbox(m: &MailboxView) {
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
             f.counts.copied.to_string(),
+            f.counts.adopted.to_string(),
             f.counts.skipped.to_string(),
             f.counts.failed.to_string(),
             f.counts.bytes.to_string(),
@@ -372,6 +451,12 @@ fn print_mailbox(m: &MailboxView) {
         ]);
     }
     println!("{t}");
+    print_comparisons(
+        "mailbox",
+        m.folders
+            .iter()
+            .filter_map(|(n, f)| Some((m.address.clone(), n.as_str(), f.comparison.as_ref()?))),
+    );
     if !m.errors.is_empty() {
         let mut t = table(&["folder", "uid", "class", "attempts", "reason"]);
         for e in m.errors.values() {
@@ -384,5 +469,49 @@ fn print_mailbox(m: &MailboxView) {
             ]);
         }
         println!("errors:\n{t}");
+    }
+}
+
+/// The last verify pass's comparison, folder by folder; `rows` are
+/// (label, source folder, comparison).
+fn print_comparisons<'a>(
+    label: &str,
+    rows: impl Iterator<Item = (String, &'a str, &'a Comparison)>,
+) {
+    let rows: Vec<_> = rows.collect();
+    if rows.is_empty() {
+        return;
+    }
+    let mut t = table(&[
+        label,
+        "folder",
+        "→",
+        "source items",
+        "destination items",
+        "not in source",
+        "duplicate groups",
+    ]);
+    for (l, name, c) in &rows {
+        t.add_row(vec![
+            l.clone(),
+            folder(name),
+            folder(&c.destination),
+            c.source_items.to_string(),
+            c.destination_items.to_string(),
+            c.unmatched.to_string(),
+            c.duplicates.len().to_string(),
+        ]);
+    }
+    println!("verified:\n{t}");
+    for (l, _, c) in &rows {
+        for g in &c.duplicates {
+            let uids: Vec<String> = g.uids.iter().map(u32::to_string).collect();
+            println!(
+                "duplicate in {l} {}: {} at UIDs {}",
+                folder(&c.destination),
+                g.key,
+                uids.join(", ")
+            );
+        }
     }
 }

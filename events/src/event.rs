@@ -451,6 +451,42 @@ pub enum Event {
         attempts: u32,
         duration_us: i64,
     },
+    /// A source item found already at the destination before the first
+    /// copy into its folder (an earlier batch, data directory or tool put
+    /// it there): done, never appended.
+    ItemAdopted {
+        mailbox: String,
+        key: ItemKey,
+        size: u64,
+        message_id: Option<String>,
+        /// SHA-256 of the bytes, when they were compared (the Message-ID
+        /// missing or repeated).
+        digest: Option<String>,
+        dest_folder: String,
+        /// (UIDVALIDITY, UID) of the item at the destination.
+        dest_uid: (u32, u32),
+    },
+    /// A verify pass's comparison of a source folder with its destination.
+    FolderCompared {
+        mailbox: String,
+        folder: String,
+        destination: String,
+        source_items: u64,
+        destination_items: u64,
+        /// Destination items with no source counterpart.
+        unmatched: u64,
+        /// Messages held more than once at the destination.
+        duplicates: Vec<DuplicateGroup>,
+    },
+}
+
+/// One message held more than once in a destination folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateGroup {
+    /// The Message-ID, or `sha256:` and the digest when it has none.
+    pub key: String,
+    /// The destination UIDs holding it.
+    pub uids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -549,6 +585,8 @@ impl Event {
             Event::DeletionsPropagated { .. } => "DeletionsPropagated",
             Event::OutageStarted { .. } => "OutageStarted",
             Event::OutageEnded { .. } => "OutageEnded",
+            Event::ItemAdopted { .. } => "ItemAdopted",
+            Event::FolderCompared { .. } => "FolderCompared",
         }
     }
 }

@@ -187,6 +187,7 @@ impl Projections {
                 p.counts.copied += 1;
                 p.counts.bytes += size;
             }
+            Event::ItemAdopted { .. } => p.counts.adopted += 1,
             Event::ItemSkipped { .. } => p.counts.skipped += 1,
             Event::ItemFailed { .. } => p.counts.failed += 1,
             _ => {}
@@ -217,6 +218,20 @@ impl Projections {
             Completed if unhealthy => CompletedWithErrors,
             other => other,
         };
+    }
+
+    /// Whether nothing was copied from a source folder of `mailbox`, none
+    /// is in doubt and no pass scanned it: before that first copy, the
+    /// destination folder is indexed and what it already holds is adopted.
+    /// Items in doubt are settled against their intents instead.
+    pub fn first_copy(&self, mailbox: &str, folder: &str) -> bool {
+        let copied = self
+            .mailboxes
+            .get(mailbox)
+            .and_then(|m| m.folders.get(folder))
+            .map_or(0, |p| p.counts.copied);
+        let mark = self.watermarks.get(mailbox, folder);
+        copied == 0 && mark.is_none_or(|m| m.scanned_to == 0 && m.in_doubt.is_empty())
     }
 
     /// Folds every envelope of `log` in order.

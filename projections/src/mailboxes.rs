@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use ferry_events::{Envelope, Event, ItemKey, MailboxSpec, Outcome, PassKind, Side};
+use ferry_events::{
+    DuplicateGroup, Envelope, Event, ItemKey, MailboxSpec, Outcome, PassKind, Side,
+};
 use serde::{Deserialize, Serialize};
 
 /// The `RoutingAction` that ends a cutover without cutting the user over.
@@ -28,6 +30,9 @@ impl std::fmt::Display for MailboxState {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub copied: u64,
+    /// Found already at the destination and not copied.
+    #[serde(default)]
+    pub adopted: u64,
     pub skipped: u64,
     pub failed: u64,
     pub bytes: u64,
@@ -52,6 +57,9 @@ pub struct FolderProgress {
     /// The folder is no longer listed at the source.
     #[serde(default)]
     pub vanished: bool,
+    /// The last verify pass's comparison with the destination folder.
+    #[serde(default)]
+    pub comparison: Option<Comparison>,
 }
 
 /// A side of the mailbox's pass that does not answer; the pass waits.
@@ -65,6 +73,17 @@ pub struct Outage {
     /// so the fold leaves it empty and ferryd's answers fill it in.
     #[serde(default)]
     pub next_attempt_us: Option<i64>,
+}
+
+/// What a verify pass found comparing a folder with its destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub destination: String,
+    pub source_items: u64,
+    pub destination_items: u64,
+    /// Destination items with no source counterpart.
+    pub unmatched: u64,
+    pub duplicates: Vec<DuplicateGroup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +151,8 @@ impl MailboxView {
             .values()
             .filter_map(|f| {
                 let seen = f.source_items?;
-                let held = (f.counts.copied + f.counts.skipped).saturating_sub(f.counts.vanished);
+                let held = (f.counts.copied + f.counts.adopted + f.counts.skipped)
+                    .saturating_sub(f.counts.vanished);
                 Some(seen.saturating_sub(held))
             })
             .sum()
@@ -191,6 +211,8 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         | Event::FolderCounted { mailbox, .. }
         | Event::FolderFailed { mailbox, .. }
         | Event::ItemCopied { mailbox, .. }
+        | Event::ItemAdopted { mailbox, .. }
+        | Event::FolderCompared { mailbox, .. }
         | Event::ItemSkipped { mailbox, .. }
         | Event::ItemFailed { mailbox, .. }
         | Event::UserCutOver { mailbox, .. }
@@ -320,6 +342,31 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 lp.counts.bytes += size;
             }
             resolve(m, key);
+        }
+        Event::ItemAdopted { key, .. } => {
+            progress(&mut m.folders, &key.folder).counts.adopted += 1;
+            m.totals.adopted += 1;
+            if let Some(lp) = m.last_pass.as_mut() {
+                lp.counts.adopted += 1;
+            }
+            m.errors.remove(key);
+        }
+        Event::FolderCompared {
+            folder,
+            destination,
+            source_items,
+            destination_items,
+            unmatched,
+            duplicates,
+            ..
+        } => {
+            progress(&mut m.folders, folder).comparison = Some(Comparison {
+                destination: destination.clone(),
+                source_items: *source_items,
+                destination_items: *destination_items,
+                unmatched: *unmatched,
+                duplicates: duplicates.clone(),
+            });
         }
         Event::ItemSkipped { key, .. } => {
             progress(&mut m.folders, &key.folder).counts.skipped += 1;

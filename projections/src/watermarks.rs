@@ -22,7 +22,7 @@ pub struct InDoubt {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderMark {
     pub uidvalidity: u32,
-    /// UIDs copied (or matched) to the destination, or skipped for good.
+    /// UIDs copied (or matched or adopted) at the destination, or skipped for good.
     pub done: RangeInclusiveSet<u32>,
     pub in_doubt: BTreeMap<u32, InDoubt>,
     /// Last CONDSTORE position the flags were synced to.
@@ -96,7 +96,9 @@ impl Watermarks {
                     },
                 );
             }
-            Event::ItemCopied { mailbox, key, .. } | Event::ItemSkipped { mailbox, key, .. } => {
+            Event::ItemCopied { mailbox, key, .. }
+            | Event::ItemAdopted { mailbox, key, .. }
+            | Event::ItemSkipped { mailbox, key, .. } => {
                 let m = self.mark(mailbox, key);
                 m.in_doubt.remove(&key.uid);
                 m.done.insert(key.uid..=key.uid);

@@ -21,7 +21,7 @@ pub use async_imap::imap_proto;
 mod session;
 mod tls;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -478,6 +478,37 @@ impl MailSession for ImapSession {
         items.sort_by_key(|i| i.meta.uid);
         items.dedup_by_key(|i| i.meta.uid);
         Ok(items)
+    }
+
+    async fn message_ids(&mut self, uids: &[u32]) -> Result<HashMap<u32, String>> {
+        self.status()?;
+        let set = parse::uid_set(uids);
+        let mut out = HashMap::new();
+        if set.is_empty() {
+            return Ok(out);
+        }
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        self.conn
+            .run(
+                "fetch",
+                &format!("UID FETCH {set} (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"),
+                ErrorClass::Other,
+                |r| {
+                    if let Response::Fetch(_, attrs) = r
+                        && let Some(uid) = attrs.iter().find_map(|a| match a {
+                            async_imap::imap_proto::AttributeValue::Uid(u) => Some(*u),
+                            _ => None,
+                        })
+                        && wanted.contains(&uid)
+                        && let Some(id) = parse::header_bytes(attrs).and_then(crate::message_id)
+                    {
+                        out.insert(uid, id);
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(out)
     }
 
     async fn create_folder(&mut self, folder: &FolderName) -> Result<()> {

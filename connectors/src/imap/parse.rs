@@ -181,6 +181,18 @@ pub(crate) fn body_bytes<'a>(attrs: &'a [AttributeValue<'_>]) -> Option<&'a [u8]
     })
 }
 
+/// The bytes of a `BODY[HEADER.FIELDS (...)]` answer.
+pub(crate) fn header_bytes<'a>(attrs: &'a [AttributeValue<'_>]) -> Option<&'a [u8]> {
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::BodySection {
+            section: Some(_),
+            data: Some(data),
+            ..
+        } => Some(data.as_ref()),
+        _ => None,
+    })
+}
+
 /// Folds one parsed server answer as a session does: item metadata and
 /// body, folder names and attributes, a tagged answer's APPENDUID set and
 /// class. The fuzz target `imap_response` and its corpus test call it on

@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use ferry_api::audit::{ExportQuery, Format};
 use ferry_api::wire::{
-    BatchAddUsers, BatchArchive, BatchComplete, BatchCreate, BatchDelete, BatchNotify,
+    BatchAddUsers, BatchArchive, BatchComplete, BatchCreate, BatchDelete, BatchNotify, BatchPlan,
     BatchRemoveUser, BatchSchedule, BatchShow, BatchShowAsOf, BatchStart, BatchStop,
 };
 use ferry_api::{Client, Request, Response};
 use ferry_events::Outcome;
 
 use super::audit::export;
-use crate::cli::{BatchCmd, parse_at};
+use crate::cli::{BatchCmd, FolderOptions, parse_at};
 use crate::files::read_text;
 use crate::{output, send};
 
@@ -26,9 +26,12 @@ pub async fn run(client: &Client, cmd: BatchCmd, json: bool) -> anyhow::Result<i
             max_concurrent,
             max_item_size,
             error_budget,
-            folder_rules,
-            include_folders,
-            exclude_folders,
+            folders:
+                FolderOptions {
+                    folder_rules,
+                    include_folders,
+                    exclude_folders,
+                },
             propagate_deletions,
         } => Request::BatchCreate(BatchCreate {
             name,
@@ -79,6 +82,20 @@ pub async fn run(client: &Client, cmd: BatchCmd, json: bool) -> anyhow::Result<i
             as_of: Some(time),
         } => Request::BatchShowAsOf(BatchShowAsOf { name, time }),
         BatchCmd::List => Request::BatchList,
+        BatchCmd::Plan {
+            name,
+            folders:
+                FolderOptions {
+                    folder_rules,
+                    include_folders,
+                    exclude_folders,
+                },
+        } => Request::BatchPlan(BatchPlan {
+            name,
+            folder_rules,
+            include_folders,
+            exclude_folders,
+        }),
         BatchCmd::Wait { name, timeout } => {
             return wait(client, &name, timeout.map(Duration::from_secs), json).await;
         }

@@ -60,7 +60,7 @@ impl Progress {
             .iter()
             .filter_map(|(f, p)| p.source_items.map(|n| (f.clone(), n)))
             .collect();
-        self.done = m.totals.copied + m.totals.skipped + m.totals.failed;
+        self.done = m.totals.copied + m.totals.adopted + m.totals.skipped + m.totals.failed;
         self.failed = m.totals.failed;
         self.bytes = m.totals.bytes;
         self.state = m.state.to_string();
@@ -287,7 +287,7 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
                         w.show(a, false);
                     }
                 }
-                Event::ItemSkipped { mailbox: a, .. } => {
+                Event::ItemSkipped { mailbox: a, .. } | Event::ItemAdopted { mailbox: a, .. } => {
                     if let Some(p) = w.mailboxes.get_mut(a) {
                         p.done += 1;
                         w.show(a, false);

@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod export;
 pub mod mx;
 pub mod notify_targets;
+pub mod plan;
 pub mod query;
 pub mod report;
 pub mod users;
@@ -94,6 +95,7 @@ pub async fn dispatch(
             events,
             sha256,
         }) => archive::archive(app, actor, &name, &file, events, &sha256).await,
+        Request::BatchPlan(r) => plan::plan(app, r).await,
     }
 }
 

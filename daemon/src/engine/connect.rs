@@ -69,7 +69,9 @@ fn secret(app: &App, r: &Option<ferry_events::SecretRef>) -> Result<Option<Strin
         .transpose()
 }
 
-/// The session for `mailbox` on one side of its batch.
+/// The session for `mailbox` on one side of its batch; without `write`, a
+/// Maildir destination is opened read-only and never created (`batch plan`).
+#[allow(clippy::too_many_arguments)]
 pub async fn open(
     app: &App,
     caps: &Caps,
@@ -78,6 +80,7 @@ pub async fn open(
     mailbox: &MailboxSpec,
     side: Side,
     timeout: Duration,
+    write: bool,
 ) -> Result<Conn, EngineError> {
     let slot = caps
         .slot(endpoint, spec.max_connections)
@@ -108,7 +111,7 @@ pub async fn open(
                     let uid_dir = maildir_uid_dir(app, &root);
                     Box::new(maildir::open_source(&root, &uid_dir)?)
                 }
-                Side::Destination => Box::new(maildir::open(&root, true)?),
+                Side::Destination => Box::new(maildir::open(&root, write)?),
             }
         }
         EndpointKind::Imap => {

@@ -22,6 +22,7 @@
 pub mod connect;
 pub mod mailbox;
 pub mod pass;
+pub mod plan;
 pub mod retry;
 pub mod routing;
 

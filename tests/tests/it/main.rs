@@ -3,6 +3,7 @@
 //! it by a test's full path (`log_crash::crash_child`).
 
 mod admin;
+mod adopt;
 mod audit;
 mod cutover;
 mod cyrus;

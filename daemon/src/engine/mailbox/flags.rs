@@ -131,7 +131,7 @@ fn copies_of(
     uidvalidity: u32,
     dest_folder: &str,
 ) -> HashMap<u32, (u32, u32)> {
-    copies(w, |k, df, _| {
+    copies(w.app, &w.mailbox.address, |k, df, _| {
         k.folder == folder && k.uidvalidity == uidvalidity && df == dest_folder
     })
     .map(|(k, _, du)| (k.uid, du))

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use ferry_connectors::mapping::FolderPlan;
-use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, ItemMeta, SpecialUse};
+use ferry_connectors::mapping::{FolderPlan, destination_context};
+use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::{Event, FolderCount, PassKind, Side};
 use ferry_projections::FolderMark;
 
-use super::{Work, WorkErr, copy, flags, settle, vanish, verify};
+use super::{Work, WorkErr, adopt, copy, flags, settle, vanish, verify};
 use crate::engine::retry;
 
 /// What a copying pass does in each folder; a verify pass only counts.
@@ -53,14 +53,7 @@ impl Work<'_> {
                 Err(e) => self.recover(e, &mut backoff, "listing folders").await?,
             }
         };
-        let special: HashMap<SpecialUse, FolderName> = dst_folders
-            .iter()
-            .filter_map(|f| f.special_use.map(|u| (u, f.name.clone())))
-            .collect();
-        let delimiter = dst_folders
-            .iter()
-            .find_map(|f| f.name.delimiter)
-            .or(Some('/'));
+        let (special, delimiter) = destination_context(&dst_folders);
         self.dst_folders = dst_folders.iter().map(|f| f.name.raw.clone()).collect();
         self.dst_subscribed = dst_folders
             .iter()
@@ -213,6 +206,8 @@ impl Work<'_> {
             Job::RetryErrors if self.resume => Job::Full,
             job => job,
         };
+        // A folder made just now holds nothing to adopt.
+        let existed = self.dst_folders.contains(&dname.raw);
         self.ensure_destination(f, dname).await?;
         let st = self
             .src
@@ -224,6 +219,9 @@ impl Work<'_> {
         let mark = self.mark(&f.name.raw);
         self.note_folder(f, dname, &st, mark.as_ref()).await?;
         let mark = self.reconcile(f, dname, &st, mark).await?;
+        if existed && !matches!(job, Job::RetryErrors) {
+            adopt::adopt(self, f, dname, &st).await?;
+        }
         match job {
             Job::Full => copy::scan(self, f, dname, &st, 1, |_| true).await?,
             Job::Prestage(cutoff) => {

@@ -2,6 +2,7 @@
 //!
 //! The worker connects to both sides, lists and maps folders, and runs the
 //! pass's work folder by folder ([`folder`]): counting ([`verify`]),
+//! adopting what the destination already holds ([`adopt`]),
 //! copying exactly once ([`copy`]), settling what a crash left in doubt
 //! ([`settle`]) and bringing flags along ([`flags`]). A transient failure (dropped line,
 //! throttling) drops both sessions, waits with backoff and redoes the
@@ -23,6 +24,7 @@ use super::{Engine, EngineError, retry};
 use crate::app::App;
 use crate::config::EngineConfig;
 
+pub mod adopt;
 mod copy;
 mod flags;
 mod folder;
@@ -279,8 +281,17 @@ impl Work<'_> {
             };
             if conn.is_none() {
                 let caps = &self.engine.caps;
-                let opened =
-                    connect::open(self.app, caps, name, spec, &self.mailbox, side, timeout).await;
+                let opened = connect::open(
+                    self.app,
+                    caps,
+                    name,
+                    spec,
+                    &self.mailbox,
+                    side,
+                    timeout,
+                    true,
+                )
+                .await;
                 let host = host_of(spec);
                 match opened {
                     Ok(mut opened) => {
@@ -393,7 +404,7 @@ impl Work<'_> {
         Ok((s, d))
     }
 
-    /// Items settled for this mailbox so far (copied, skipped or failed).
+    /// Items settled for this mailbox so far (copied, adopted, skipped or failed).
     fn progress(&self) -> u64 {
         self.app
             .views
@@ -401,7 +412,9 @@ impl Work<'_> {
             .unwrap()
             .mailboxes
             .get(&self.mailbox.address)
-            .map_or(0, |m| m.totals.copied + m.totals.skipped + m.totals.failed)
+            .map_or(0, |m| {
+                m.totals.copied + m.totals.adopted + m.totals.skipped + m.totals.failed
+            })
     }
 
     /// Counts one failed item against the budget.
@@ -414,21 +427,28 @@ impl Work<'_> {
     }
 }
 
-/// The recorded copies of this mailbox that `keep` selects: (source key,
+/// The recorded copies (and adoptions) of this mailbox that `keep` selects: (source key,
 /// destination folder, destination (UIDVALIDITY, UID)). The stream is read
 /// lazily, so only the selected copies are held in memory.
 pub(super) fn copies<'a>(
-    w: &'a Work<'_>,
+    app: &'a App,
+    mailbox: &str,
     keep: impl Fn(&ItemKey, &str, (u32, u32)) -> bool + 'a,
 ) -> impl Iterator<Item = (ItemKey, String, (u32, u32))> + 'a {
-    let stream = ferry_events::stream::mailbox(&w.mailbox.address);
-    ferry_events::EventStore::scan_stream(w.app.store.as_ref(), &stream, 1)
+    let stream = ferry_events::stream::mailbox(mailbox);
+    ferry_events::EventStore::scan_stream(app.store.as_ref(), &stream, 1)
         .filter_map(Result::ok)
         .filter_map(move |e| match e.event {
             Event::ItemCopied {
                 key,
                 dest_folder,
                 dest_uid: Some(du),
+                ..
+            }
+            | Event::ItemAdopted {
+                key,
+                dest_folder,
+                dest_uid: du,
                 ..
             } if keep(&key, &dest_folder, du) => Some((key, dest_folder, du)),
             _ => None,

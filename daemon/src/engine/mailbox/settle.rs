@@ -40,9 +40,9 @@ async fn dest_digests(
     Ok(out)
 }
 
-/// Destination UIDs already recorded as copies in `dest_folder`.
+/// Destination UIDs already recorded as copies (or adopted) in `dest_folder`.
 fn claimed_uids(w: &Work<'_>, dest_folder: &str, dest_uidvalidity: u32) -> HashSet<u32> {
-    copies(w, |_, df, (v, _)| {
+    copies(w.app, &w.mailbox.address, |_, df, (v, _)| {
         df == dest_folder && v == dest_uidvalidity
     })
     .map(|(_, _, (_, u))| u)

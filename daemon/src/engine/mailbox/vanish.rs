@@ -45,7 +45,7 @@ async fn record(
     if gone.is_empty() {
         return Ok(());
     }
-    let copy: HashMap<u32, (String, (u32, u32))> = copies(w, |k, _, _| {
+    let copy: HashMap<u32, (String, (u32, u32))> = copies(w.app, &w.mailbox.address, |k, _, _| {
         k.folder == folder && k.uidvalidity == uidvalidity && gone.contains(&k.uid)
     })
     .map(|(k, df, du)| (k.uid, (df, du)))

@@ -1,9 +1,10 @@
-//! A verify pass: items and bytes per folder on both sides, copying
-//! nothing, recorded once the mailbox is counted.
+//! A verify pass: items and bytes per folder on both sides, and how the
+//! destination's items pair with the source's (items with no source
+//! counterpart, duplicates), copying nothing; recorded once the mailbox
+//! is counted.
 
-use ferry_connectors::paging;
-use ferry_connectors::{Folder, FolderName};
-use ferry_events::{Event, FolderCount, Side};
+use ferry_connectors::{Folder, FolderName, index, paging};
+use ferry_events::{DuplicateGroup, Event, FolderCount, Side};
 
 use super::{Work, WorkErr};
 
@@ -12,6 +13,7 @@ use super::{Work, WorkErr};
 pub(super) struct Tally {
     source: Vec<FolderCount>,
     destination: Vec<FolderCount>,
+    compared: Vec<Event>,
 }
 
 /// Counts a source folder and, when it exists, its destination folder.
@@ -38,14 +40,32 @@ pub(super) async fn count(
             items,
             bytes,
         });
+        let src = w.src.as_mut().expect("connected").session.as_mut();
+        let dst = w.dst.as_mut().expect("connected").session.as_mut();
+        let source = index::list(src).await?;
+        let dest = index::list(dst).await?;
+        let pairing = index::pair(src, &source, |_| true, dst, &dest, |_| true).await?;
+        tally.compared.push(Event::FolderCompared {
+            mailbox: w.mailbox.address.clone(),
+            folder: f.name.raw.clone(),
+            destination: dname.raw.clone(),
+            source_items: source.len() as u64,
+            destination_items: dest.len() as u64,
+            unmatched: pairing.unmatched.len() as u64,
+            duplicates: pairing
+                .duplicates
+                .into_iter()
+                .map(|(key, uids)| DuplicateGroup { key, uids })
+                .collect(),
+        });
     }
     Ok(())
 }
 
-/// Records both sides' counts.
+/// Records both sides' counts and the comparisons.
 pub(super) async fn record(w: &mut Work<'_>, tally: Tally) -> Result<(), WorkErr> {
     let mailbox = w.mailbox.address.clone();
-    w.record(vec![
+    let mut events = vec![
         Event::FolderCounted {
             mailbox: mailbox.clone(),
             side: Side::Source,
@@ -56,6 +76,7 @@ pub(super) async fn record(w: &mut Work<'_>, tally: Tally) -> Result<(), WorkErr
             side: Side::Destination,
             counts: tally.destination,
         },
-    ])
-    .await
+    ];
+    events.extend(tally.compared);
+    w.record(events).await
 }

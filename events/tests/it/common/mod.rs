@@ -179,7 +179,7 @@ pub fn every_event() -> Vec<Event> {
             reason: "create Notes: NO Permission denied".into(),
         },
         Event::UidValidityChanged {
-            mailbox: mb,
+            mailbox: mb.clone(),
             folder: "INBOX".into(),
             old: 7,
             new: 8,
@@ -274,6 +274,27 @@ pub fn every_event() -> Vec<Event> {
         Event::CompletionForced {
             batch: "wave-1".into(),
             overridden: vec!["anna@example.org has 1 unresolved errors".into()],
+        },
+        Event::ItemAdopted {
+            mailbox: mb.clone(),
+            key: key(9),
+            size: 2048,
+            message_id: None,
+            digest: Some("cd".repeat(32)),
+            dest_folder: "Archive/2024/Février".into(),
+            dest_uid: (77, 9),
+        },
+        Event::FolderCompared {
+            mailbox: mb,
+            folder: "INBOX".into(),
+            destination: "INBOX".into(),
+            source_items: 10,
+            destination_items: 12,
+            unmatched: 1,
+            duplicates: vec![DuplicateGroup {
+                key: "<a@b>".into(),
+                uids: vec![3, 11],
+            }],
         },
     ]
 }
