@@ -104,7 +104,12 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
                         on: true,
                     });
                 }
-                ExpectedVersion::NoStream
+                // A deleted batch's name may be used again: its stream goes
+                // on from where the deletion left it.
+                ExpectedVersion::Exact(ferry_events::EventStore::stream_version(
+                    app.store.as_ref(),
+                    &stream::batch(&name),
+                ))
             }
             None => {
                 let b = views

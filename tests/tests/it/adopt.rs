@@ -82,6 +82,14 @@ async fn a_recreated_batch_adopts_what_the_destination_holds() {
     p.ferry.run_pass("b2", "delta");
     assert_eq!(copied(&p.ferry), n);
     assert_eq!(adopted(&p.ferry), n);
+
+    // A deleted batch's own name may be used again, and adopts too.
+    p.ferry.ctl_ok(&["batch", "delete", "b2"]);
+    p.ferry.create_batch("b", "old", "new", &["anna"], &[]);
+    p.ferry.run_pass("b", "full");
+    assert_eq!(copied(&p.ferry), n, "the recreated batch copied again");
+    assert_eq!(adopted(&p.ferry), 2 * n);
+    assert_eq!(count(&contents(&p.dst, "anna").await), n);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
