@@ -189,6 +189,9 @@ impl Drop for SegmentStore {
     }
 }
 
+/// Groups of at most this many appends are answered by the writer itself.
+const ANSWER_HERE: usize = 4;
+
 type Reply = oneshot::Sender<Result<Vec<Envelope>, StoreError>>;
 
 /// One group on its way from the sequencer to the syncer.
@@ -261,6 +264,14 @@ impl Syncer {
     }
 
     fn answer(&self, answers: Vec<(Reply, Result<Sequenced, StoreError>)>) {
+        // A few callers are woken here at once: handing them over would
+        // cost a thread's wake-up more than the sends themselves.
+        if answers.len() <= ANSWER_HERE {
+            for (reply, res) in answers {
+                let _ = reply.send(res.map(|s| s.envelopes));
+            }
+            return;
+        }
         if let Err(unsent) = self.answers.send(Group { answers }) {
             for (reply, res) in unsent.0.answers {
                 let _ = reply.send(res.map(|s| s.envelopes));
