@@ -58,5 +58,5 @@ pub fn one_line<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'st
         }
         out.push_str(&s);
     }
-    out.replace('\n', " ")
+    out.replace(['\n', '\r'], " ")
 }

@@ -165,10 +165,6 @@ async fn mailbox(client: &Client, address: &str) -> anyhow::Result<Option<Mailbo
     }
 }
 
-fn busy(b: &BatchView) -> bool {
-    b.has_pass_in_flight()
-}
-
 pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
     let tty = std::io::stdout().is_terminal();
     let mut w = Watch {
@@ -186,13 +182,16 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
     let batches: Vec<BatchView> = match only {
         Some(name) => vec![batch(client, name).await?],
         None => match client.call(&Request::BatchList).await? {
-            Response::Batches(bs) => bs.into_iter().filter(busy).collect(),
+            Response::Batches(bs) => bs
+                .into_iter()
+                .filter(BatchView::has_pass_in_flight)
+                .collect(),
             _ => bail!("ferryd answered batch list with something else"),
         },
     };
     let mut watched: BTreeSet<String> = batches
         .iter()
-        .filter(|b| busy(b))
+        .filter(|b| b.has_pass_in_flight())
         .map(|b| b.name.clone())
         .collect();
     if watched.is_empty() {
@@ -246,7 +245,7 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
         if events.is_empty() {
             // A pass stopped or deleted without an event we saw: ask.
             for name in watched.clone() {
-                if !busy(&batch(client, &name).await?) {
+                if !batch(client, &name).await?.has_pass_in_flight() {
                     watched.remove(&name);
                 }
             }
@@ -330,7 +329,7 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
                 {
                     let still = match event {
                         Event::BatchDeleted { .. } => false,
-                        _ => busy(&batch(client, b).await?),
+                        _ => batch(client, b).await?.has_pass_in_flight(),
                     };
                     if !still {
                         watched.remove(b);

@@ -9,7 +9,9 @@ use ferry_events::{
 };
 use ferry_projections::{BatchView, Projections};
 
-use super::{check_name, conflict, done, invalid, not_found, now_us, parse_time, store_error};
+use super::{
+    check_name, conflict, done, internal, invalid, not_found, now_us, parse_time, store_error,
+};
 use crate::app::App;
 use crate::cron::Cron;
 use crate::csvimport::{self, MAX_ROWS};
@@ -168,10 +170,7 @@ pub async fn import(app: &Arc<App>, actor: Actor, req: Import) -> Result<Respons
         match secret {
             None => Ok(None),
             Some(s) => {
-                let r = app
-                    .secrets
-                    .put(s)
-                    .map_err(|e| ApiError::new(ferry_api::ErrorCode::Internal, e.to_string()))?;
+                let r = app.secrets.put(s).map_err(internal)?;
                 stored.push(r.clone());
                 Ok(Some(r))
             }

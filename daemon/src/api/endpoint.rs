@@ -6,7 +6,7 @@ use ferry_api::wire::{EndpointAdd, EndpointUpdate, Response};
 use ferry_api::{ApiError, ErrorCode};
 use ferry_events::{Actor, EndpointKind, EndpointSpec, Event, EventStore, ExpectedVersion, stream};
 
-use super::{check_name, conflict, done, invalid, not_found, store_error};
+use super::{check_name, conflict, done, internal, invalid, not_found, store_error};
 use crate::app::App;
 
 /// What a spec must hold, added or updated; `has_password` says whether
@@ -46,11 +46,7 @@ async fn record(
     event: impl FnOnce(EndpointSpec) -> Event,
 ) -> Result<Vec<ferry_events::Envelope>, ApiError> {
     let stored = match &password {
-        Some(p) => Some(
-            app.secrets
-                .put(p)
-                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
-        ),
+        Some(p) => Some(app.secrets.put(p).map_err(internal)?),
         None => None,
     };
     if stored.is_some() {

@@ -147,7 +147,7 @@ pub fn store_error(e: StoreError) -> ApiError {
             "{e}: someone changed it since you looked; check and retry"
         )),
         StoreError::Closed => ApiError::new(ErrorCode::Unavailable, e.to_string()),
-        other => ApiError::new(ErrorCode::Internal, other.to_string()),
+        other => internal(other),
     }
 }
 

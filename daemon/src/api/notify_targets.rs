@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use ferry_api::ApiError;
 use ferry_api::wire::{BatchNotify, Response};
-use ferry_api::{ApiError, ErrorCode};
 use ferry_events::{Actor, Event, ExpectedVersion, stream};
 
-use super::{done, invalid, not_found, store_error};
+use super::{done, internal, invalid, not_found, store_error};
 use crate::app::App;
 use crate::notify::webhook_shown;
 
@@ -66,10 +66,7 @@ pub async fn set(app: &Arc<App>, actor: Actor, req: BatchNotify) -> Result<Respo
     }
     let mut stored = None;
     if let (Some(url), Some(shown)) = (&webhook, shown) {
-        let r = app
-            .secrets
-            .put(url)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let r = app.secrets.put(url).map_err(internal)?;
         stored = Some(r.clone());
         targets.webhook = Some(r);
         targets.webhook_shown = Some(shown);

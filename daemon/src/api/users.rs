@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use ferry_api::ApiError;
 use ferry_api::wire::{MailboxSetCredentials, Response};
-use ferry_api::{ApiError, ErrorCode};
 use ferry_events::{Actor, Event, ExpectedVersion, SecretRef, stream};
 use ferry_projections::rules::{self, Command};
 use ferry_projections::{CutoverStage, MailboxView};
 
-use super::{conflict, done, forget_secrets, invalid, not_found, now_us, store_error};
+use super::{conflict, done, forget_secrets, internal, invalid, not_found, now_us, store_error};
 use crate::app::App;
 
 /// The mailbox and the version of its batch's stream, once its batch
@@ -55,10 +55,7 @@ pub async fn set_credentials(
     let (m, version) = editable(app, &address)?;
     let mut stored: Vec<SecretRef> = Vec::new();
     let mut keep = |secret: String| -> Result<SecretRef, ApiError> {
-        let r = app
-            .secrets
-            .put(&secret)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let r = app.secrets.put(&secret).map_err(internal)?;
         stored.push(r.clone());
         Ok(r)
     };

@@ -127,17 +127,7 @@ async fn email(cfg: &NotifyConfig, to: &str, summary: &PassSummary) -> Result<()
 
 /// An error and its causes on one line.
 fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s.replace(['\n', '\r'], " ")
+    ferry_api::one_line(std::iter::successors(Some(e), |e| e.source()))
 }
 
 /// Checks a webhook URL and returns what may be shown of it: scheme, host

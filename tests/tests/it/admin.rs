@@ -480,17 +480,10 @@ async fn counters_and_the_report_tell_what_is_unresolved() {
 
     // Mended at the source, the item is copied by retry-errors: nothing is
     // failed any more, and the first pass's own figures keep the failure.
-    let cur = anna.join("cur");
-    let broken = std::fs::read_dir(&cur)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| std::fs::metadata(p).unwrap().len() == 0)
-        .expect("the empty message");
-    std::fs::write(
-        &broken,
+    ferry_tests::mend_empty_message(
+        &anna.join("cur"),
         b"Subject: mended\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n",
-    )
-    .unwrap();
+    );
     pass(&f, "b", "retry-errors");
     let a = mailbox(&f, "anna@old.example");
     assert_eq!(a["totals"]["failed"], 0, "{a}");

@@ -268,17 +268,10 @@ async fn retry_errors_reattempts_only_the_failed_items() {
     assert_eq!(copied, 20);
 
     // The admin mends the message at the source (same file, same UID).
-    let cur = s.root.join(ADDR).join("cur");
-    let file = std::fs::read_dir(&cur)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| std::fs::metadata(p).unwrap().len() == 0)
-        .expect("the broken file");
-    std::fs::write(
-        &file,
+    ferry_tests::mend_empty_message(
+        &s.root.join(ADDR).join("cur"),
         b"Subject: mended\r\nMessage-ID: <nul@x>\r\n\r\nbody\r\n",
-    )
-    .unwrap();
+    );
 
     assert!(pass(&s.ferry, &["retry-errors"]));
     let copies = events(&s.ferry, "ItemCopied");
