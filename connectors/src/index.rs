@@ -7,11 +7,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::paging::Pages;
+use crate::paging::{Pages, groups};
 use crate::{ItemMeta, MailSession, Result};
 
-/// Items whose bytes are fetched at a time to compute digests.
+/// Items whose bytes are fetched at a time to compute digests, and the
+/// bytes such a fetch may hold (one larger item is fetched alone).
 const DIGEST_CHUNK: usize = 20;
+const DIGEST_BYTES: u64 = 32 << 20;
 
 /// An item of the open folder with its Message-ID.
 #[derive(Debug, Clone)]
@@ -67,12 +69,15 @@ fn counts(items: &[Indexed]) -> HashMap<&str, usize> {
     out
 }
 
-/// Digests of the given items of the open folder; items the session
-/// refuses (over the size limit) get none.
-async fn digests(s: &mut dyn MailSession, uids: &[u32]) -> Result<HashMap<u32, String>> {
+/// Digests of the given items of the open folder, fetched in groups
+/// bounded by count and bytes; items the session refuses (over the size
+/// limit) get none.
+async fn digests(s: &mut dyn MailSession, items: &[&Indexed]) -> Result<HashMap<u32, String>> {
     let mut out = HashMap::new();
-    for chunk in uids.chunks(DIGEST_CHUNK) {
-        for it in s.fetch(chunk).await? {
+    let metas = items.iter().map(|i| i.meta.clone()).collect();
+    for group in groups(metas, DIGEST_CHUNK, DIGEST_BYTES) {
+        let uids: Vec<u32> = group.iter().map(|m| m.uid).collect();
+        for it in s.fetch(&uids).await? {
             if it.meta.refused.is_none() {
                 out.insert(it.meta.uid, it.digest());
             }
@@ -137,21 +142,21 @@ pub async fn pair(
     for d in dest.iter().filter(|d| d.message_id.is_none()) {
         *idless_sizes.entry(d.meta.size).or_default() += 1;
     }
-    let dest_uids: Vec<u32> = dest
+    let to_digest: Vec<&Indexed> = dest
         .iter()
         .filter(|d| !unique(&d.message_id) && !taken.contains(&d.meta.uid))
         .filter(|d| {
             sizes.contains(&d.meta.size)
                 || (d.message_id.is_none() && idless_sizes[&d.meta.size] > 1)
         })
-        .map(|d| d.meta.uid)
+        .copied()
         .collect();
-    let dest_digests = digests(dst, &dest_uids).await?;
-    let src_uids: Vec<u32> = by_bytes.iter().map(|s| s.meta.uid).collect();
+    let dest_uids: Vec<u32> = to_digest.iter().map(|d| d.meta.uid).collect();
+    let dest_digests = digests(dst, &to_digest).await?;
     let src_digests = if dest_digests.is_empty() {
         HashMap::new()
     } else {
-        digests(src, &src_uids).await?
+        digests(src, &by_bytes).await?
     };
     let mut found: HashMap<&str, Vec<u32>> = HashMap::new();
     for uid in &dest_uids {

@@ -59,3 +59,22 @@ pub async fn count(s: &mut dyn MailSession) -> Result<(u64, u64)> {
     }
     Ok((items, bytes))
 }
+
+/// Splits items into fetch groups bounded by count and bytes in flight.
+pub fn groups(metas: Vec<ItemMeta>, max_count: usize, max_bytes: u64) -> Vec<Vec<ItemMeta>> {
+    let mut out: Vec<Vec<ItemMeta>> = Vec::new();
+    let mut bytes = 0u64;
+    for m in metas {
+        let start_new = match out.last() {
+            None => true,
+            Some(g) => g.len() >= max_count || bytes + m.size > max_bytes,
+        };
+        if start_new {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += m.size;
+        out.last_mut().expect("just pushed").push(m);
+    }
+    out
+}

@@ -5,7 +5,7 @@
 //! bytes, fetching the next group while the current one is appended. Each
 //! group's intents are flushed to the log before its first APPEND.
 
-use ferry_connectors::paging::Pages;
+use ferry_connectors::paging::{Pages, groups};
 use ferry_connectors::{
     AppendItem, AppendUid, ErrorClass, Folder, FolderName, FolderStatus, Item, ItemMeta,
     MailSession,
@@ -54,25 +54,6 @@ pub(super) async fn scan(
         copy_items(w, f, dname, st, todo).await?;
     }
     Ok(())
-}
-
-/// Splits items into fetch groups bounded by count and bytes in flight.
-pub(super) fn groups(metas: Vec<ItemMeta>, max_count: usize, max_bytes: u64) -> Vec<Vec<ItemMeta>> {
-    let mut out: Vec<Vec<ItemMeta>> = Vec::new();
-    let mut bytes = 0u64;
-    for m in metas {
-        let start_new = match out.last() {
-            None => true,
-            Some(g) => g.len() >= max_count || bytes + m.size > max_bytes,
-        };
-        if start_new {
-            out.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += m.size;
-        out.last_mut().expect("just pushed").push(m);
-    }
-    out
 }
 
 /// The largest item a batch copies: its `--max-item-size`, else 150 MB.

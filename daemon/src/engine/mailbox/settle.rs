@@ -4,12 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ferry_connectors::paging::Pages;
+use ferry_connectors::paging::{Pages, groups};
 use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::Event;
 use ferry_projections::FolderMark;
 
-use super::copy::{fetch, groups, key, src};
+use super::copy::{fetch, key, src};
 use super::{Work, WorkErr, copies};
 
 /// Destination items from `from_uid` on, by digest, excluding `claimed` UIDs
