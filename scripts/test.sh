@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's Dovecot, OpenSMTPD and BIND 9, and Cyrus unpacked into
-# target/cyrus-root; all started by the tests themselves on 127.0.0.1) and
-# runs the whole suite.
+# Installs what the tests need (Debian's Dovecot, OpenSMTPD, BIND 9 and
+# PostgreSQL, and Cyrus unpacked into target/cyrus-root; all started by the
+# tests themselves on 127.0.0.1) and runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +33,8 @@ need /usr/sbin/dovecot /usr/bin/doveadm -- dovecot-core dovecot-imapd
 need /usr/sbin/smtpd -- opensmtpd
 need /usr/sbin/named /usr/sbin/tsig-keygen -- bind9
 need /usr/bin/chromium -- chromium
+# PostgreSQL for the fleet's shared event store (run by the tests as user postgres).
+need /usr/lib/postgresql/*/bin/postgres -- postgresql
 scripts/cyrus.sh
 
 # The integration tests drive the real ferryd and ferryctl binaries, which

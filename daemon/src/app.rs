@@ -13,7 +13,10 @@ use crate::secrets::SecretStore;
 
 pub struct App {
     pub config: RwLock<Config>,
-    pub store: Arc<SegmentStore>,
+    pub store: Arc<dyn EventStore>,
+    /// The same store when it is the embedded segment log (not PostgreSQL),
+    /// for what only it has: a close at shutdown and its recovery figures.
+    pub segments: Option<Arc<SegmentStore>>,
     /// Folded up to `views.head`; always a prefix of the log, never ahead.
     pub views: RwLock<Projections>,
     pub secrets: SecretStore,
@@ -49,6 +52,10 @@ pub enum StartError {
     },
     #[error("data directory {dir} is in use by pid {pid}")]
     InUse { dir: PathBuf, pid: String },
+    #[error(
+        "store = {0:?}: give a postgres:// or postgresql:// URL, or no store for the embedded log"
+    )]
+    StoreUrl(String),
 }
 
 /// Locks `DATA_DIR/ferryd.pid` and writes this process's id in it; a
@@ -102,7 +109,7 @@ impl App {
                 source,
             })?;
         let pid_file = lock_data_dir(&config.data_dir)?;
-        let store = Arc::new(SegmentStore::open(&config.data_dir.join("log"))?);
+        let (store, segments) = open_store(&config)?;
         let secrets = SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?;
         let mut views = load_views(&config, store.as_ref());
         let t = Instant::now();
@@ -116,6 +123,7 @@ impl App {
         let app = App {
             config: RwLock::new(config),
             store,
+            segments,
             views: RwLock::new(views),
             secrets,
             started: Instant::now(),
@@ -196,8 +204,28 @@ impl App {
     }
 }
 
+/// The log, and the same log again when it is the segment store.
+type Opened = (Arc<dyn EventStore>, Option<Arc<SegmentStore>>);
+
+/// The event log the config names: PostgreSQL for a fleet's shared log,
+/// else the segment log under the data directory.
+fn open_store(config: &Config) -> Result<Opened, StartError> {
+    match config.store.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = ferry_pgstore::PgStore::open(url)?;
+            tracing::info!(store = store.location(), "event log on PostgreSQL");
+            Ok((Arc::new(store), None))
+        }
+        Some(other) => Err(StartError::StoreUrl(ferry_pgstore::describe(other))),
+        None => {
+            let store = Arc::new(SegmentStore::open(&config.data_dir.join("log"))?);
+            Ok((store.clone(), Some(store)))
+        }
+    }
+}
+
 /// The snapshot when it is readable and not ahead of the log, else nothing.
-fn load_views(config: &Config, store: &SegmentStore) -> Projections {
+fn load_views(config: &Config, store: &dyn EventStore) -> Projections {
     let path = config.data_dir.join("views.snapshot");
     let Ok(bytes) = std::fs::read(&path) else {
         return Projections::default();
@@ -228,8 +256,7 @@ const REPLAY_CHUNK: usize = 4096;
 /// Folds the log past `views.head` into `views`: one thread reads and
 /// decodes while this one folds, so a restart uses both cores.
 /// Returns how many events were folded.
-pub fn replay(store: &SegmentStore, views: &mut Projections) -> Result<u64, StoreError> {
-    use ferry_events::EventStore;
+pub fn replay(store: &dyn EventStore, views: &mut Projections) -> Result<u64, StoreError> {
     let from = views.head + 1;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Envelope>>(4);

@@ -124,7 +124,9 @@ pub async fn run(
     let _ = scheduler.await;
     let _ = notifier.await;
     app.snapshot_now();
-    app.store.close();
+    if let Some(segments) = &app.segments {
+        segments.close();
+    }
     let _ = std::fs::remove_file(&socket);
     tracing::info!(head = app.store_head(), "ferryd stopped");
     Ok(())
@@ -132,7 +134,6 @@ pub async fn run(
 
 impl App {
     fn store_head(&self) -> u64 {
-        use ferry_events::EventStore;
         self.store.head()
     }
 }

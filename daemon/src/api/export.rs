@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferry_api::ApiError;
 use ferry_api::audit::{ExportQuery, Format, Writer};
-use ferry_events::{Envelope, Event, EventStore, codec, stream};
+use ferry_events::{Envelope, Event, codec, stream};
 
 use super::{conflict, invalid, not_found, parse_time, store_error};
 use crate::app::App;

@@ -8,7 +8,7 @@ use ferry_api::ApiError;
 use ferry_api::audit;
 use ferry_api::report::{Bucket, MailboxReport, ReportData, SkippedItem, reason_class};
 use ferry_api::wire::Response;
-use ferry_events::{Event, EventStore, stream};
+use ferry_events::{Event, stream};
 use ferry_projections::rules::domain_of;
 
 use super::{internal, not_found, store_error};

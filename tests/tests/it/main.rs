@@ -19,6 +19,7 @@ mod layout;
 mod log_crash;
 mod notify;
 mod passes;
+mod pg_store;
 mod progress;
 mod runbook;
 mod schedule;
