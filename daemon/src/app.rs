@@ -110,7 +110,14 @@ impl App {
             })?;
         let pid_file = lock_data_dir(&config.data_dir)?;
         let (store, segments) = open_store(&config)?;
-        let secrets = SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?;
+        let secrets = match config.store.as_deref() {
+            // A fleet's workers share their secrets through the store.
+            Some(url) if segments.is_none() => SecretStore::open_shared(
+                ferry_pgstore::PgSecrets::open(url)?,
+                &config.secret_key_file,
+            )?,
+            _ => SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?,
+        };
         let mut views = load_views(&config, store.as_ref());
         let t = Instant::now();
         let folded = replay(store.as_ref(), &mut views)?;

@@ -87,6 +87,9 @@ pub async fn run(
     if let Some(m) = metrics {
         tokio::spawn(metrics::serve(app.clone(), m, shutdown_rx.clone()));
     }
+    if app.segments.is_none() {
+        tokio::spawn(follow_store(app.clone(), shutdown_rx.clone()));
+    }
     let server = tokio::spawn(server::serve(app.clone(), listener, shutdown_rx));
     tracing::info!(
         socket = %socket.display(),
@@ -135,5 +138,23 @@ pub async fn run(
 impl App {
     fn store_head(&self) -> u64 {
         self.store.head()
+    }
+}
+
+/// Folds what other workers append to a shared store into this worker's
+/// views (its own appends are folded as it makes them).
+async fn follow_store(app: Arc<App>, mut shutdown: shutdown::Shutdown) {
+    let mut head = app.store.follow();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            changed = head.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.catch_up()).await;
+            }
+        }
     }
 }

@@ -18,7 +18,10 @@
 //! bytes before anything is written again, so a restart of PostgreSQL
 //! neither loses nor doubles an append.
 
+mod secrets;
 mod threads;
+
+pub use secrets::PgSecrets;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -68,15 +71,23 @@ pub fn describe(url: &str) -> String {
     format!("postgresql://{host}:{port}/{db}")
 }
 
+/// The client's config for `url`, and where it points for messages.
+pub(crate) fn parse(url: &str) -> Result<(postgres::Config, String), StoreError> {
+    let at = describe(url);
+    match postgres::Config::from_str(url) {
+        Ok(config) => Ok((config, at)),
+        Err(e) => Err(StoreError::Database {
+            at,
+            what: format!("bad connection URL: {e}"),
+        }),
+    }
+}
+
 impl PgStore {
     /// Connects, creates the tables if this is a new store, and starts the
     /// store's threads.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
-        let at = describe(url);
-        let config = postgres::Config::from_str(url).map_err(|e| StoreError::Database {
-            at: at.clone(),
-            what: format!("bad connection URL: {e}"),
-        })?;
+        let (config, at) = parse(url)?;
         let stop = Arc::new(AtomicBool::new(false));
         let head = Arc::new(watch::channel(0).0);
         let appends = threads::start_writer(config.clone(), at.clone(), head.clone())?;

@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS ferry_log (
     record bytea NOT NULL,
     UNIQUE (stream, stream_version)
 );
+CREATE TABLE IF NOT EXISTS ferry_secrets (
+    id text PRIMARY KEY,
+    sealed bytea NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ferry_head (
     one boolean PRIMARY KEY DEFAULT true CHECK (one),
     seq bigint NOT NULL,
@@ -100,6 +104,18 @@ fn create_schema(c: &mut Client) -> Result<(), postgres::Error> {
         &[&ZERO_HASH.as_slice()],
     )?;
     tx.commit()
+}
+
+/// Creates the tables if they are missing, on a connection of its own.
+pub(crate) fn ensure_schema(config: &Config, at: &str) -> Result<(), StoreError> {
+    let (config, at) = (config.clone(), at.to_string());
+    // The blocking client cannot run on a runtime's thread.
+    std::thread::spawn(move || {
+        let mut c = config.connect(NoTls).map_err(|e| db_error(&at, e))?;
+        create_schema(&mut c).map_err(|e| db_error(&at, e))
+    })
+    .join()
+    .map_err(|_| StoreError::Closed)?
 }
 
 pub(crate) fn head_seq(c: &mut Client) -> Result<u64, postgres::Error> {

@@ -75,3 +75,75 @@ async fn a_pass_on_the_postgres_store_survives_a_kill_exactly_once() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_the_log_and_the_secrets_and_a_wrong_key_is_refused() {
+    let pg = Postgres::start().unwrap();
+    let dst = Dovecot::start().unwrap();
+    dst.add_user("anna", PW).unwrap();
+    let a = Ferryd::start_with_config(&format!("store = {:?}\n", pg.url()));
+    let key = a.data_dir.join("secret.key");
+    let b = Ferryd::start_with_config(&format!(
+        "store = {:?}\nsecret_key_file = {:?}\n",
+        pg.url(),
+        key.display().to_string()
+    ));
+    // A secret stored through one worker is used by the other.
+    let (master, master_pw) = dst.master_user();
+    a.add_imap_endpoint("new", dst.port(), (master, master_pw));
+    b.wait_for(10, "worker b sees the endpoint", |f| {
+        f.ctl_ok(&["endpoint", "list"]).contains("new")
+    });
+    b.ctl_ok(&["endpoint", "verify", "new", "--as", "anna"]);
+    let stored = pg.psql("SELECT count(*) FROM ferry_secrets").unwrap();
+    assert!(stored.trim().parse::<u64>().unwrap() >= 2, "{stored}");
+    let sealed = pg
+        .psql("SELECT encode(sealed, 'escape') FROM ferry_secrets")
+        .unwrap();
+    assert!(!sealed.contains(master_pw), "a secret in the clear");
+    assert!(!a.data_dir.join("secrets").exists() || dir_is_empty(&a.data_dir.join("secrets")));
+
+    // A worker with another key refuses to start, naming its key file.
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("other.key");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&other)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &[7u8; 32]).unwrap();
+    }
+    let config = tmp.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = {:?}\nsecret_key_file = {:?}\n",
+            pg.url(),
+            other.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(ferry_tests::bin("ferryd"))
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg("--socket")
+        .arg(tmp.path().join("c.sock"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("does not open the fleet's secrets") && err.contains("other.key"),
+        "{err}"
+    );
+}
+
+fn dir_is_empty(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+}
