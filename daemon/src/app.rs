@@ -17,6 +17,9 @@ pub struct App {
     /// The same store when it is the embedded segment log (not PostgreSQL),
     /// for what only it has: a close at shutdown and its recovery figures.
     pub segments: Option<Arc<SegmentStore>>,
+    /// This worker's part in a fleet's lead (shared store only): only the
+    /// leader runs the engine and the scheduler.
+    pub leadership: Option<ferry_pgstore::Leadership>,
     /// Folded up to `views.head`; always a prefix of the log, never ahead.
     pub views: RwLock<Projections>,
     pub secrets: SecretStore,
@@ -109,7 +112,7 @@ impl App {
                 source,
             })?;
         let pid_file = lock_data_dir(&config.data_dir)?;
-        let (store, segments) = open_store(&config)?;
+        let (store, segments, leadership) = open_store(&config)?;
         let secrets = match config.store.as_deref() {
             // A fleet's workers share their secrets through the store.
             Some(url) if segments.is_none() => SecretStore::open_shared(
@@ -131,6 +134,7 @@ impl App {
             config: RwLock::new(config),
             store,
             segments,
+            leadership,
             views: RwLock::new(views),
             secrets,
             started: Instant::now(),
@@ -211,8 +215,13 @@ impl App {
     }
 }
 
-/// The log, and the same log again when it is the segment store.
-type Opened = (Arc<dyn EventStore>, Option<Arc<SegmentStore>>);
+/// The log; the same log again when it is the segment store; the worker's
+/// lead when it is shared.
+type Opened = (
+    Arc<dyn EventStore>,
+    Option<Arc<SegmentStore>>,
+    Option<ferry_pgstore::Leadership>,
+);
 
 /// The event log the config names: PostgreSQL for a fleet's shared log,
 /// else the segment log under the data directory.
@@ -221,12 +230,14 @@ fn open_store(config: &Config) -> Result<Opened, StartError> {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = ferry_pgstore::PgStore::open(url)?;
             tracing::info!(store = store.location(), "event log on PostgreSQL");
-            Ok((Arc::new(store), None))
+            let name = format!("pid {} ({})", std::process::id(), config.data_dir.display());
+            let leadership = store.lead(&name)?;
+            Ok((Arc::new(store), None, Some(leadership)))
         }
         Some(other) => Err(StartError::StoreUrl(ferry_pgstore::describe(other))),
         None => {
             let store = Arc::new(SegmentStore::open(&config.data_dir.join("log"))?);
-            Ok((store.clone(), Some(store)))
+            Ok((store.clone(), Some(store), None))
         }
     }
 }

@@ -18,14 +18,16 @@
 //! bytes before anything is written again, so a restart of PostgreSQL
 //! neither loses nor doubles an append.
 
+mod leader;
 mod secrets;
 mod threads;
 
+pub use leader::Leadership;
 pub use secrets::PgSecrets;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -50,6 +52,8 @@ pub struct PgStore {
     head: Arc<watch::Sender<u64>>,
     stop: Arc<AtomicBool>,
     at: String,
+    config: postgres::Config,
+    fence: Arc<AtomicU64>,
 }
 
 /// Where the store is, as errors and logs may show it: host, port and
@@ -90,10 +94,13 @@ impl PgStore {
         let (config, at) = parse(url)?;
         let stop = Arc::new(AtomicBool::new(false));
         let head = Arc::new(watch::channel(0).0);
-        let appends = threads::start_writer(config.clone(), at.clone(), head.clone())?;
+        let fence = Arc::new(AtomicU64::new(threads::UNFENCED));
+        let appends =
+            threads::start_writer(config.clone(), at.clone(), head.clone(), fence.clone())?;
         let reader = threads::start_reader(config.clone(), at.clone())?;
         let now = reader.call(threads::head_seq)?;
         head.send_replace(now);
+        let config_for_lead = config.clone();
         threads::start_listener(config, at.clone(), head.clone(), stop.clone())?;
         Ok(PgStore {
             appends,
@@ -101,7 +108,23 @@ impl PgStore {
             head,
             stop,
             at,
+            config: config_for_lead,
+            fence,
         })
+    }
+
+    /// Competes for the fleet's lead as `name` from now on: engine and
+    /// scheduler appends are refused until this worker leads, and again as
+    /// soon as another has taken the lead from it.
+    pub fn lead(&self, name: &str) -> Result<Leadership, StoreError> {
+        self.fence.store(0, Ordering::SeqCst);
+        leader::start(
+            self.config.clone(),
+            self.at.clone(),
+            name.to_string(),
+            self.fence.clone(),
+            self.stop.clone(),
+        )
     }
 
     /// Where this store is (no credentials).

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,9 @@ use postgres::{Client, Config, NoTls};
 use tokio::sync::{oneshot, watch};
 
 use crate::{CHANNEL, RECONNECT_LIMIT};
+
+/// The fence of a store that no leadership was asked of (one daemon alone).
+pub(crate) const UNFENCED: u64 = u64::MAX;
 
 /// Appends committed together at most.
 const GROUP: usize = 256;
@@ -30,6 +33,12 @@ CREATE TABLE IF NOT EXISTS ferry_log (
 CREATE TABLE IF NOT EXISTS ferry_secrets (
     id text PRIMARY KEY,
     sealed bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ferry_leader (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    epoch bigint NOT NULL,
+    holder text NOT NULL,
+    since_us bigint NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ferry_head (
     one boolean PRIMARY KEY DEFAULT true CHECK (one),
@@ -103,6 +112,11 @@ fn create_schema(c: &mut Client) -> Result<(), postgres::Error> {
          ON CONFLICT DO NOTHING",
         &[&ZERO_HASH.as_slice()],
     )?;
+    tx.execute(
+        "INSERT INTO ferry_leader (one, epoch, holder, since_us) VALUES (true, 0, '', 0) \
+         ON CONFLICT DO NOTHING",
+        &[],
+    )?;
     tx.commit()
 }
 
@@ -135,6 +149,7 @@ pub(crate) fn start_writer(
     config: Config,
     at: String,
     head: Arc<watch::Sender<u64>>,
+    fence: Arc<AtomicU64>,
 ) -> Result<mpsc::Sender<Append>, StoreError> {
     let (tx, rx) = mpsc::channel::<Append>();
     let (ready, started) = mpsc::sync_channel(1);
@@ -161,6 +176,7 @@ pub(crate) fn start_writer(
                 config,
                 at,
                 head,
+                fence,
             };
             while let Ok(first) = rx.recv() {
                 let mut group = vec![first];
@@ -183,6 +199,9 @@ struct Writer {
     config: Config,
     at: String,
     head: Arc<watch::Sender<u64>>,
+    /// The leader epoch this worker holds (0: none); engine and scheduler
+    /// appends are written only while the store's epoch is still this one.
+    fence: Arc<AtomicU64>,
 }
 
 /// What one transaction wrote, kept to answer the callers after `COMMIT`.
@@ -207,7 +226,8 @@ impl Writer {
             };
             let mut client = client;
             let mut planned = None;
-            let attempt = write_group(&mut client, &group, &mut planned);
+            let fence = self.fence.load(Ordering::SeqCst);
+            let attempt = write_group(&mut client, &group, fence, &mut planned);
             match attempt {
                 Ok(()) => {
                     self.client = Some(client);
@@ -282,9 +302,19 @@ fn clone_error(e: &StoreError) -> StoreError {
 fn write_group(
     client: &mut Client,
     group: &[Append],
+    fence: u64,
     planned: &mut Option<Planned>,
 ) -> Result<(), postgres::Error> {
     let mut tx = client.transaction()?;
+    // Read under a share lock: a worker taking the lead waits for this
+    // transaction, and this one sees a lead taken before it.
+    let check = fence != UNFENCED && group.iter().any(|a| fenced(&a.actor));
+    let epoch = if check {
+        let row = tx.query_one("SELECT epoch FROM ferry_leader FOR SHARE", &[])?;
+        row.get::<_, i64>(0) as u64
+    } else {
+        0
+    };
     let row = tx.query_one("SELECT seq, hash, time_us FROM ferry_head FOR UPDATE", &[])?;
     let head: i64 = row.get(0);
     let hash_bytes: Vec<u8> = row.get(1);
@@ -308,7 +338,12 @@ fn write_group(
     let now = now_us();
     let results: Vec<_> = group
         .iter()
-        .map(|a| sequencer.sequence(&a.stream, a.expected, &a.actor, a.events.clone(), now))
+        .map(|a| {
+            if fence != UNFENCED && fenced(&a.actor) && (fence == 0 || fence != epoch) {
+                return Err(StoreError::NotLeader { epoch });
+            }
+            sequencer.sequence(&a.stream, a.expected, &a.actor, a.events.clone(), now)
+        })
         .collect();
     let (mut seqs, mut streams, mut stream_versions, mut records) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -354,6 +389,12 @@ fn write_group(
 
 /// A read to run on the reader's connection (reopened as needed).
 type Job = Box<dyn FnOnce(&mut Option<Client>) + Send>;
+
+/// Appends only the fleet's leader may make: its engine's and scheduler's.
+/// Commands from any worker's socket are checked by stream versions alone.
+fn fenced(actor: &Actor) -> bool {
+    matches!(actor, Actor::Engine | Actor::Scheduler)
+}
 
 /// Runs closures on the reader's connection, one at a time.
 pub(crate) struct Reader {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_events::envelope::ChainVerifier;
-use ferry_events::store::contract::{contract, ev};
+use ferry_events::store::contract::{self, contract, ev};
 use ferry_events::*;
 use ferry_pgstore::PgStore;
 use ferry_testservers::Postgres;
@@ -194,4 +194,70 @@ fn an_unreachable_store_says_where_without_the_password() {
         "{shown}"
     );
     assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_engine_events_and_a_deposed_one_is_fenced() {
+    let pg = Postgres::start().unwrap();
+    let a = PgStore::open(&pg.url()).unwrap();
+    let b = PgStore::open(&pg.url()).unwrap();
+    let lead_a = a.lead("worker-a").unwrap();
+    until("a leads", || lead_a.leads()).await;
+    let lead_b = b.lead("worker-b").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!lead_b.leads(), "two leaders");
+
+    a.append("m/1", ExpectedVersion::Any, Actor::Engine, vec![ev("a")])
+        .await
+        .unwrap();
+    let err = b
+        .append("m/1", ExpectedVersion::Any, Actor::Engine, vec![ev("b")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotLeader { .. }), "{err}");
+    // A command from any worker's socket is written.
+    b.append(
+        "batch/x",
+        ExpectedVersion::Any,
+        contract::user(),
+        vec![ev("x")],
+    )
+    .await
+    .unwrap();
+
+    // Another worker taking the lead bumps the epoch: a, which believes it
+    // leads until its next look, can no longer write.
+    pg.psql("UPDATE ferry_leader SET epoch = epoch + 1")
+        .unwrap();
+    let err = a
+        .append("m/1", ExpectedVersion::Any, Actor::Engine, vec![ev("a2")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotLeader { epoch: 2 }), "{err}");
+
+    // A leader that goes away hands the lead to the next worker.
+    drop(lead_a);
+    drop(a);
+    until("b leads", || lead_b.leads()).await;
+    b.append(
+        "m/1",
+        ExpectedVersion::Any,
+        Actor::Scheduler,
+        vec![ev("b2")],
+    )
+    .await
+    .unwrap();
+    let epoch = pg.psql("SELECT epoch, holder FROM ferry_leader").unwrap();
+    assert_eq!(epoch.trim(), "3|worker-b");
+    assert_eq!(check_log(&b).len(), 3);
 }

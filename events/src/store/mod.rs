@@ -95,6 +95,12 @@ pub enum StoreError {
     Poisoned(String),
     #[error("the store is closed")]
     Closed,
+    /// An engine or scheduler append from a worker that does not lead the
+    /// fleet (it never did, or another worker has taken over since).
+    #[error(
+        "this worker does not lead the fleet (leader epoch {epoch}); only the leader's engine writes"
+    )]
+    NotLeader { epoch: u64 },
     /// A database behind the store (PostgreSQL) failed or could not be reached.
     #[error("event store at {at}: {what}")]
     Database { at: String, what: String },

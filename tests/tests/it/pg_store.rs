@@ -4,6 +4,7 @@
 use ferry_connectors::maildir;
 use ferry_tests::Ferryd;
 use ferry_tests::mailcmp;
+use ferry_tests::pair::{self, Pair};
 use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::{Dovecot, Postgres};
 
@@ -146,4 +147,55 @@ async fn workers_share_the_log_and_the_secrets_and_a_wrong_key_is_refused() {
 
 fn dir_is_empty(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_leading_worker_dies_another_finishes_its_pass_exactly_once() {
+    let pg = Postgres::start().unwrap();
+    let config = format!("store = {:?}\n", pg.url());
+    let Pair {
+        src,
+        dst,
+        ferry: mut a,
+    } = Pair::start("b", &["anna"], Some(&config));
+    pair::add_mail(&src, "anna", 12, 300).await;
+    let holder = || pg.psql("SELECT holder FROM ferry_leader").unwrap();
+    let a_dir = a.data_dir.display().to_string();
+    a.wait_for(10, "worker a leads", |_| holder().contains(&a_dir));
+    let key = a.data_dir.join("secret.key");
+    let b = Ferryd::start_with_config(&format!(
+        "{config}secret_key_file = {:?}\n",
+        key.display().to_string()
+    ));
+    // Asked of the standby: the leader's engine runs it.
+    b.wait_for(10, "worker b sees the batch", |f| {
+        f.ctl(&["batch", "show", "b"]).status.success()
+    });
+    b.ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    a.wait_for(60, "copying has begun", |f| copied(f) > 20);
+    a.kill();
+    b.wait_for(20, "worker b leads", |f| {
+        holder().contains(&f.data_dir.display().to_string())
+    });
+    assert!(
+        b.ctl(&["batch", "wait", "b", "--timeout", "300"])
+            .status
+            .success()
+    );
+    let want = pair::contents(&src, "anna").await;
+    assert_eq!(pair::count(&want), 300);
+    assert_eq!(
+        mailcmp::diff(&want, &pair::contents(&dst, "anna").await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        copied(&b),
+        300,
+        "each message copied once across the takeover"
+    );
+    assert_eq!(
+        b.events_of("ItemCopyIntent").len(),
+        300,
+        "each written once"
+    );
 }
