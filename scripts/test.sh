@@ -34,6 +34,9 @@ need /usr/sbin/smtpd -- opensmtpd
 need /usr/sbin/named /usr/sbin/tsig-keygen -- bind9
 need /usr/bin/chromium -- chromium
 scripts/cyrus.sh
+# exchangelib keeps the EWS simulator honest (tests/tests/it/ews.rs).
+[ -x target/pyenv/bin/python ] || python3 -m venv target/pyenv
+target/pyenv/bin/pip install -q exchangelib==5.6.0
 
 # The integration tests drive the real ferryd and ferryctl binaries, which
 # `cargo test` does not build for packages without tests of their own.

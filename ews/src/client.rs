@@ -112,9 +112,11 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// The current cap (it shrinks on `ErrorExceededConnectionCount`).
     cap: AtomicUsize,
+    /// Permits to retire as requests finish.
+    pending_shrink: AtomicUsize,
     cap_fixed: bool,
     version: Mutex<Option<ServerVersion>>,
-    idle: Mutex<HashMap<String, Vec<Conn>>>,
+    idle: Mutex<HashMap<u64, Vec<Conn>>>,
     stats: Stats,
     /// The waits of the last throttled calls, newest last (for tests).
     waits: Mutex<Vec<Duration>>,
@@ -167,6 +169,7 @@ impl Endpoint {
             retry: cfg.retry.clone(),
             permits: Arc::new(Semaphore::new(cap)),
             cap: AtomicUsize::new(cap),
+            pending_shrink: AtomicUsize::new(0),
             cap_fixed: cfg.max_connections.is_some(),
             version: Mutex::new(None),
             idle: Mutex::new(HashMap::new()),
@@ -226,12 +229,29 @@ impl Endpoint {
     }
 
     /// One fewer connection from now on (never below one), and no idle
-    /// ones kept: the server counts them.
+    /// ones kept: the server counts them. The permit of the next request
+    /// to finish is retired, since all may be held right now.
     fn shrink(&self) {
-        if self.0.cap.load(Ordering::Relaxed) > 1 && self.0.permits.forget_permits(1) == 1 {
-            self.0.cap.fetch_sub(1, Ordering::Relaxed);
+        let i = &self.0;
+        let cap = i.cap.load(Ordering::Relaxed);
+        let pending = i.pending_shrink.load(Ordering::Relaxed);
+        if cap > pending + 1 {
+            i.pending_shrink.fetch_add(1, Ordering::Relaxed);
         }
-        self.0.idle.lock().unwrap().clear();
+        i.idle.lock().unwrap().clear();
+    }
+
+    /// Retires `permit` if a shrink is pending.
+    fn release(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        let i = &self.0;
+        let took = i
+            .pending_shrink
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if took {
+            permit.forget();
+            i.cap.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn record_wait(&self, wait: Duration) {
@@ -247,9 +267,9 @@ impl Endpoint {
         w.push(wait);
     }
 
-    fn take_idle(&self, login: &str) -> Option<Conn> {
+    fn take_idle(&self, creds: &Credentials) -> Option<Conn> {
         let mut idle = self.0.idle.lock().unwrap();
-        let list = idle.get_mut(login)?;
+        let list = idle.get_mut(&creds.pool_key())?;
         while let Some(c) = list.pop() {
             if c.is_open() {
                 return Some(c);
@@ -258,12 +278,12 @@ impl Endpoint {
         None
     }
 
-    fn put_idle(&self, login: &str, conn: Conn) {
+    fn put_idle(&self, creds: &Credentials, conn: Conn) {
         self.0
             .idle
             .lock()
             .unwrap()
-            .entry(login.to_string())
+            .entry(creds.pool_key())
             .or_default()
             .push(conn);
     }
@@ -278,7 +298,7 @@ impl Endpoint {
         body: Bytes,
     ) -> Result<Answer> {
         let i = &self.0;
-        let _permit = i
+        let permit = i
             .permits
             .clone()
             .acquire_owned()
@@ -290,7 +310,7 @@ impl Endpoint {
             anchor,
             timeout: i.timeout,
         };
-        let mut conn = self.take_idle(&creds.login);
+        let mut conn = self.take_idle(creds);
         loop {
             let reused = conn.is_some();
             let mut c = match conn.take() {
@@ -310,8 +330,9 @@ impl Endpoint {
                         .get(http::header::CONNECTION)
                         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
                     if c.is_open() && !close {
-                        self.put_idle(&creds.login, c);
+                        self.put_idle(creds, c);
                     }
+                    self.release(permit);
                     return Ok(a);
                 }
                 // A kept connection the server had closed: a fresh one.
@@ -775,7 +796,10 @@ mod tests {
         assert_eq!(ep.max_connections(), 27);
         assert_eq!(ep.0.permits.available_permits(), 27);
         ep.shrink();
+        let permit = ep.0.permits.clone().try_acquire_owned().unwrap();
+        ep.release(permit);
         assert_eq!(ep.max_connections(), 26);
+        assert_eq!(ep.0.permits.available_permits(), 26);
         let mut fixed = EndpointConfig::new("https://h/EWS/Exchange.asmx");
         fixed.max_connections = Some(4);
         let ep = Endpoint::new(&fixed).unwrap();

@@ -48,15 +48,26 @@ pub struct Credentials {
     /// `user@domain`, or `DOMAIN\user` for NTLM.
     pub login: String,
     password: String,
+    /// Tells these credentials (and their clones) from any other with the
+    /// same login: an NTLM connection is only reused by the password that
+    /// authenticated it.
+    key: u64,
 }
 
 impl Credentials {
     pub fn new(auth: AuthKind, login: impl Into<String>, password: impl Into<String>) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Credentials {
             auth,
             login: login.into(),
             password: password.into(),
+            key: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// The key idle connections are kept under.
+    pub fn pool_key(&self) -> u64 {
+        self.key
     }
 }
 

@@ -5,6 +5,7 @@
 
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+pub use roxmltree;
 use roxmltree::Node;
 
 pub const SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
