@@ -324,7 +324,7 @@ async fn server_busy_waits_exactly_the_back_off_and_503s_and_connection_counts_b
         );
         let want = Duration::from_millis(back_off);
         assert!(
-            took >= want && took < want + Duration::from_millis(500),
+            took >= want && took < want + Duration::from_millis(800),
             "waited {took:?} for a back-off of {want:?}"
         );
     }
@@ -388,9 +388,12 @@ async fn the_connection_cap_holds_and_a_server_cap_is_learned() {
     assert!(c.max_in_flight <= 3, "{} in flight", c.max_in_flight);
     assert!(c.max_in_flight >= 2, "the calls overlapped");
 
-    // The server allows 2; the client starts at 27 and learns.
+    // The server allows 2; the client starts at 27 and learns. Enough
+    // tries that no call runs out of them while the cap comes down.
     sim.set_max_concurrency(Some(2));
-    let ep = endpoint(&sim);
+    let mut cfg = config(&sim);
+    cfg.retry.attempts = 12;
+    let ep = Endpoint::new(&cfg).unwrap();
     let mb = Mailbox::open(&ep, ntlm("erin", PW), None).await.unwrap();
     concurrent_gets(&mb, &ids, 16).await;
     assert!(sim.counters().throttled > 0);
