@@ -3,7 +3,8 @@
 Driven by tests/tests/it/ews.rs against the EWS simulator, so a client
 nobody here wrote checks the simulator (and, through it, ferry-ews).
 Arguments come from the environment: EWS_URL, EWS_LOGIN, EWS_PASSWORD,
-EWS_SMTP, EWS_AUTH (NTLM or basic); REQUESTS_CA_BUNDLE names the CA.
+EWS_SMTP, EWS_AUTH (NTLM or basic), EWS_ACCESS (delegate, or impersonation
+to act for EWS_SMTP); REQUESTS_CA_BUNDLE names the CA.
 """
 
 import hashlib
@@ -11,7 +12,7 @@ import json
 import os
 import sys
 
-from exchangelib import BASIC, DELEGATE, NTLM, Account, Configuration, Credentials
+from exchangelib import BASIC, DELEGATE, IMPERSONATION, NTLM, Account, Configuration, Credentials
 from exchangelib.folders import Folder
 from exchangelib.items import Item
 
@@ -27,7 +28,7 @@ def main():
         primary_smtp_address=os.environ["EWS_SMTP"],
         config=config,
         autodiscover=False,
-        access_type=DELEGATE,
+        access_type=IMPERSONATION if os.environ.get("EWS_ACCESS") == "impersonation" else DELEGATE,
     )
     out = {
         "api_version": account.version.api_version,

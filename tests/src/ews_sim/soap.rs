@@ -180,7 +180,8 @@ pub fn handle(store: &mut Store, caller: &Caller<'_>, body: &[u8]) -> Reply {
             target.to_ascii_lowercase()
         }
         None => {
-            if !user.has_mailbox {
+            // ConvertId touches no mailbox: a service account may call it.
+            if !user.has_mailbox && op_name != "ConvertId" {
                 return fault(
                     store,
                     "ErrorNonExistentMailbox",

@@ -579,14 +579,22 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// exchangelib reads the mailbox; its JSON report.
-fn exchangelib_reads(sim: &EwsSim, login: &str, smtp: &str, auth: &str) -> serde_json::Value {
+fn exchangelib_reads(
+    sim: &EwsSim,
+    login: &str,
+    password: &str,
+    smtp: &str,
+    auth: &str,
+    access: &str,
+) -> serde_json::Value {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/exchangelib_probe.py");
     let out = std::process::Command::new(exchangelib_python())
         .arg(script)
         .env("EWS_URL", sim.url())
         .env("EWS_LOGIN", login)
-        .env("EWS_PASSWORD", PW)
+        .env("EWS_PASSWORD", password)
+        .env("EWS_ACCESS", access)
         .env("EWS_SMTP", smtp)
         .env("EWS_AUTH", auth)
         .env("REQUESTS_CA_BUNDLE", sim.ca_file())
@@ -672,7 +680,7 @@ async fn exchangelib_and_ferry_ews_agree_on_what_the_simulator_holds() {
     let sim16 = sim(SimVersion::Exchange2016);
     let alice = sim16.add_user("alice", PW);
     sim16.populate(&alice, 25, 3, 21);
-    let seen = exchangelib_reads(&sim16, "SIM\\alice", &alice, "NTLM");
+    let seen = exchangelib_reads(&sim16, "SIM\\alice", PW, &alice, "NTLM", "delegate");
     assert!(
         seen["build"].as_str().unwrap().starts_with("15.1"),
         "{}",
@@ -683,12 +691,28 @@ async fn exchangelib_and_ferry_ews_agree_on_what_the_simulator_holds() {
         sim16.counters().ntlm_handshakes >= 2,
         "both clients used NTLM"
     );
+    // exchangelib acting for alice through ExchangeImpersonation sees the same.
+    sim16.add_account("migrator", "Admin-pw-77", true, false);
+    let acting = exchangelib_reads(
+        &sim16,
+        "SIM\\migrator",
+        "Admin-pw-77",
+        &alice,
+        "NTLM",
+        "impersonation",
+    );
+    assert_eq!(acting["folders"], seen["folders"]);
+    assert_eq!(
+        sim16.counters().anchor_mismatches,
+        0,
+        "exchangelib sends X-AnchorMailbox too"
+    );
 
     // Exchange 2010 SP1 over Basic: exchangelib finds the schema by trying.
     let sim10 = sim(SimVersion::Exchange2010Sp1);
     let bob = sim10.add_user("bob", PW);
     sim10.populate(&bob, 10, 2, 22);
-    let seen = exchangelib_reads(&sim10, "bob@sim.example", &bob, "basic");
+    let seen = exchangelib_reads(&sim10, "bob@sim.example", PW, &bob, "basic", "delegate");
     assert_eq!(seen["api_version"], "Exchange2010_SP1");
     agree(&sim10, basic("bob", PW), &bob, &seen).await;
 }
