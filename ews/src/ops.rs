@@ -554,6 +554,97 @@ mod tests {
         assert_eq!(FolderKind::of_class("IPF.Notes"), FolderKind::Other);
     }
 
+    // Shaped as the reference's SyncFolderItems example, with one change
+    // of each kind.
+    const SYNC: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
+  <soap:Header>
+    <t:ServerVersionInfo MajorVersion="14" MinorVersion="1" MajorBuildNumber="218" MinorBuildNumber="15"
+      xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types" />
+  </soap:Header>
+  <soap:Body>
+    <m:SyncFolderItemsResponse xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"
+        xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+      <m:ResponseMessages>
+        <m:SyncFolderItemsResponseMessage ResponseClass="Success">
+          <m:ResponseCode>NoError</m:ResponseCode>
+          <m:SyncState>H4sIAAAAAAAEAO29B2AcSZYlJi9tynt/SvVK</m:SyncState>
+          <m:IncludesLastItemInRange>false</m:IncludesLastItemInRange>
+          <m:Changes>
+            <t:Create>
+              <t:Message>
+                <t:ItemId Id="AAAtAEF/swbAAA=" ChangeKey="CQAAABYAAAB/MsMIMA=="/>
+                <t:ItemClass>IPM.Note</t:ItemClass>
+                <t:Subject>Sample</t:Subject>
+                <t:DateTimeReceived>2006-10-19T23:27:28Z</t:DateTimeReceived>
+                <t:Size>1024</t:Size>
+                <t:IsRead>false</t:IsRead>
+              </t:Message>
+            </t:Create>
+            <t:Update>
+              <t:CalendarItem>
+                <t:ItemId Id="AAAtAEF/cal" ChangeKey="DwAAABYAAAA"/>
+              </t:CalendarItem>
+            </t:Update>
+            <t:Delete><t:ItemId Id="AAAtAEF/gone"/></t:Delete>
+            <t:ReadFlagChange><t:ItemId Id="AAAtAEF/read"/><t:IsRead>true</t:IsRead></t:ReadFlagChange>
+          </m:Changes>
+        </m:SyncFolderItemsResponseMessage>
+      </m:ResponseMessages>
+    </m:SyncFolderItemsResponse>
+  </soap:Body>
+</soap:Envelope>"#;
+
+    #[test]
+    fn a_sync_page_reads_every_kind_of_change() {
+        let d = doc(SYNC);
+        assert_eq!(server_version(&d).unwrap().api, ApiVersion::Exchange2010Sp1);
+        let msgs = messages(&d, "SyncFolderItems").unwrap();
+        assert!(message_failure(msgs[0]).is_none());
+        let page = sync_page(msgs[0]).unwrap();
+        assert!(!page.last);
+        assert_eq!(page.sync_state, "H4sIAAAAAAAEAO29B2AcSZYlJi9tynt/SvVK");
+        let Change::Create(c) = &page.changes[0] else {
+            panic!("{:?}", page.changes[0])
+        };
+        assert_eq!(c.id.id, "AAAtAEF/swbAAA=");
+        assert_eq!(c.element, "Message");
+        assert_eq!(c.size, Some(1024));
+        assert_eq!(c.is_read, Some(false));
+        assert_eq!(
+            c.received.unwrap().to_rfc3339(),
+            "2006-10-19T23:27:28+00:00"
+        );
+        assert!(matches!(&page.changes[1], Change::Update(u) if u.element == "CalendarItem"));
+        assert_eq!(
+            page.changes[2],
+            Change::Delete {
+                id: "AAAtAEF/gone".into()
+            }
+        );
+        assert_eq!(
+            page.changes[3],
+            Change::ReadFlag {
+                id: "AAAtAEF/read".into(),
+                is_read: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_invalid_sync_state_is_a_message_failure() {
+        let s = SYNC.replace(
+            r#"ResponseClass="Success">
+          <m:ResponseCode>NoError</m:ResponseCode>"#,
+            r#"ResponseClass="Error">
+          <m:MessageText>Synchronization state data is corrupt or otherwise invalid.</m:MessageText>
+          <m:ResponseCode>ErrorInvalidSyncStateData</m:ResponseCode>"#,
+        );
+        let d = doc(&s);
+        let f = message_failure(messages(&d, "SyncFolderItems").unwrap()[0]).unwrap();
+        assert_eq!(f.code, "ErrorInvalidSyncStateData");
+    }
+
     #[test]
     fn base64_with_line_breaks_decodes() {
         assert_eq!(decode_b64("aGVs\r\nbG8=\n").unwrap(), b"hello");
