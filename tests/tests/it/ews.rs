@@ -716,3 +716,63 @@ async fn exchangelib_and_ferry_ews_agree_on_what_the_simulator_holds() {
     assert_eq!(seen["api_version"], "Exchange2010_SP1");
     agree(&sim10, basic("bob", PW), &bob, &seen).await;
 }
+
+/// Collects what the client logs, at every level, on this thread.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_password_reaches_a_log_line_or_an_error() {
+    let sim = sim(SimVersion::Exchange2016);
+    let ivy = sim.add_user("ivy", PW);
+    sim.populate(&ivy, 3, 0, 31);
+    sim.add_account("svc", "Svc-Secret-31", false, false);
+    let buf = LogBuf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let ep = endpoint(&sim);
+    let mut errors = Vec::new();
+    for creds in [basic("ivy", PW), ntlm("ivy", PW)] {
+        let mb = Mailbox::open(&ep, creds, None).await.unwrap();
+        sim.throttle(None, Throttle::Busy { back_off_ms: 20 });
+        let inbox = sim.folder_id(&ivy, "inbox");
+        sync_all(&mb, &inbox, None, 512).await.unwrap();
+    }
+    for creds in [basic("ivy", "Wrong-Pw-31"), ntlm("ivy", "Wrong-Pw-31")] {
+        errors.push(Mailbox::open(&ep, creds, None).await.err().unwrap());
+    }
+    let denied = Mailbox::open(&ep, ntlm("svc", "Svc-Secret-31"), Some(&ivy)).await;
+    errors.push(denied.err().unwrap());
+    drop(_guard);
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("throttled"), "the log was captured: {log}");
+    let texts: Vec<String> = errors
+        .iter()
+        .flat_map(|e| [e.to_string(), format!("{e:?}")])
+        .chain([log])
+        .collect();
+    for t in &texts {
+        for secret in [PW, "Wrong-Pw-31", "Svc-Secret-31"] {
+            assert!(!t.contains(secret), "{secret} in {t}");
+        }
+        // Nor the Basic header's encoding of it.
+        use base64::Engine;
+        let header = base64::engine::general_purpose::STANDARD.encode(format!("{ivy}:{PW}"));
+        assert!(!t.contains(&header), "{t}");
+    }
+}
