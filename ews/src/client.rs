@@ -89,7 +89,7 @@ impl EndpointConfig {
 /// Counters for benchmarks and tests.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// HTTP requests sent, NTLM handshake legs included.
+    /// HTTP exchanges begun (an NTLM handshake's three legs count as one).
     pub http_requests: AtomicU64,
     /// SOAP operations sent (a throttled one counts each try).
     pub operations: AtomicU64,
