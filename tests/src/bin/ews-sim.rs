@@ -1,7 +1,7 @@
 //! Runs the EWS simulator on 127.0.0.1 until stdin closes, for trying a
 //! client by hand:
 //!
-//! `ews-sim [--version 2010sp1|2013|2016|2019] [--messages N]`
+//! `ews-sim [--version 2010|2010sp1|2013|2016|2019] [--messages N]`
 //!
 //! It prints the URL, the CA file to trust, and the accounts: `alice`
 //! (a populated mailbox) and `migrator` (ApplicationImpersonation, no
@@ -22,11 +22,12 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let version = match args.version.as_str() {
+        "2010" => SimVersion::Exchange2010,
         "2010sp1" => SimVersion::Exchange2010Sp1,
         "2013" => SimVersion::Exchange2013,
         "2016" => SimVersion::Exchange2016,
         "2019" => SimVersion::Exchange2019,
-        v => anyhow::bail!("unknown version {v}: 2010sp1, 2013, 2016 or 2019"),
+        v => anyhow::bail!("unknown version {v}: 2010, 2010sp1, 2013, 2016 or 2019"),
     };
     let sim = EwsSim::start(SimConfig {
         version,

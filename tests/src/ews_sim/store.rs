@@ -18,6 +18,8 @@ use ferry_ews::FlagStatus;
 /// The Exchange release the simulator plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimVersion {
+    /// Before SP1: no ExportItems.
+    Exchange2010,
     Exchange2010Sp1,
     Exchange2013,
     Exchange2016,
@@ -30,6 +32,7 @@ impl SimVersion {
     /// values that are not schema names).
     pub fn info(self) -> (u32, u32, u32, u32, &'static str) {
         match self {
+            SimVersion::Exchange2010 => (14, 0, 639, 21, "Exchange2010"),
             SimVersion::Exchange2010Sp1 => (14, 1, 218, 15, "Exchange2010_SP1"),
             SimVersion::Exchange2013 => (15, 0, 1497, 2, "V2_23"),
             SimVersion::Exchange2016 => (15, 1, 2507, 6, "V2017_07_11"),

@@ -776,3 +776,32 @@ async fn no_password_reaches_a_log_line_or_an_error() {
         assert!(!t.contains(&header), "{t}");
     }
 }
+
+#[tokio::test]
+async fn export_items_is_refused_before_exchange_2010_sp1_without_asking_the_server() {
+    let sim = sim(SimVersion::Exchange2010);
+    let jo = sim.add_user("jo", PW);
+    sim.populate(&jo, 2, 2, 41);
+    let ep = endpoint(&sim);
+    let mb = Mailbox::open(&ep, ntlm("jo", PW), None).await.unwrap();
+    assert_eq!(mb.version(), ApiVersion::Exchange2010);
+    let cal = sim.folder_id(&jo, "calendar");
+    let (changes, _) = sync_all(&mb, &cal, None, 512).await.unwrap();
+    let ids = created_ids(&changes);
+    assert!(!ids.is_empty());
+    // Mail still reads: GetItem is in every version.
+    assert_eq!(mb.get_items(&ids).await.unwrap().len(), ids.len());
+    let err = mb.export_items(&ids).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EwsError::Unsupported {
+                needs: ApiVersion::Exchange2010Sp1,
+                server: ApiVersion::Exchange2010,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!sim.counters().operations.contains_key("ExportItems"));
+}
