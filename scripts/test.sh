@@ -36,6 +36,9 @@ need /usr/bin/chromium -- chromium
 # PostgreSQL for the fleet's shared event store (run by the tests as user postgres).
 need /usr/lib/postgresql/*/bin/postgres -- postgresql
 scripts/cyrus.sh
+# exchangelib keeps the EWS simulator honest (tests/tests/it/ews.rs).
+[ -x target/pyenv/bin/python ] || python3 -m venv target/pyenv
+target/pyenv/bin/pip install -q exchangelib==5.6.0
 
 # The integration tests drive the real ferryd and ferryctl binaries, which
 # `cargo test` does not build for packages without tests of their own.

@@ -13,6 +13,7 @@ mod dns;
 mod engine;
 mod engine_crash;
 mod engine_faults;
+mod ews;
 mod fuzz_corpora;
 mod hardening;
 mod layout;
