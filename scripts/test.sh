@@ -33,7 +33,11 @@ need /usr/sbin/dovecot /usr/bin/doveadm -- dovecot-core dovecot-imapd
 need /usr/sbin/smtpd -- opensmtpd
 need /usr/sbin/named /usr/sbin/tsig-keygen -- bind9
 need /usr/bin/chromium -- chromium
+need /usr/bin/openssl -- openssl
 scripts/cyrus.sh
+# Microsoft's Graph SDK keeps the Graph simulator honest (tests/py).
+[ -x target/pyenv/bin/python ] || python3 -m venv target/pyenv
+target/pyenv/bin/pip install -q msgraph-sdk==1.65.0 azure-identity==1.27.0
 
 # The integration tests drive the real ferryd and ferryctl binaries, which
 # `cargo test` does not build for packages without tests of their own.

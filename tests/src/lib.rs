@@ -2,6 +2,7 @@
 //! on a temporary data directory, driven the way an administrator drives them.
 
 pub mod bench;
+pub mod graph_sim;
 pub mod loggen;
 pub mod mailcmp;
 pub mod pair;

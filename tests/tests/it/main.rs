@@ -14,6 +14,7 @@ mod engine;
 mod engine_crash;
 mod engine_faults;
 mod fuzz_corpora;
+mod graph;
 mod hardening;
 mod layout;
 mod log_crash;
