@@ -142,7 +142,8 @@ struct Throttle {
     hits: HashMap<(String, String), VecDeque<Instant>>,
     uploads: HashMap<(String, String), VecDeque<(Instant, u64)>>,
     forced: VecDeque<u64>,
-    failures: VecDeque<u16>,
+    /// Statuses to answer, each for the next request whose path starts with its prefix.
+    failures: VecDeque<(String, u16)>,
 }
 
 pub(crate) struct State {
@@ -370,7 +371,17 @@ impl GraphSim {
 
     /// The next `n` mailbox requests are answered with `status` (503, 504).
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.with(|s| s.throttle.failures.extend(std::iter::repeat_n(status, n)));
+        self.fail_next_on("", n, status);
+    }
+
+    /// The next `n` mailbox requests whose path starts with `prefix` (such
+    /// as `/upload/`) are answered with `status`.
+    pub fn fail_next_on(&self, prefix: &str, n: usize, status: u16) {
+        self.with(|s| {
+            s.throttle
+                .failures
+                .extend(std::iter::repeat_n((prefix.to_string(), status), n))
+        });
     }
 
     pub fn set_limits(&self, limits: Option<SimLimits>) {
@@ -585,7 +596,7 @@ fn dispatch(
         let k = (key.app.clone(), key.mailbox.clone());
         let (refused, latency, in_flight) = {
             let mut s = state.lock().expect("simulator lock");
-            let refused = s.admit(&k, upload);
+            let refused = s.admit(&k, &req.path, upload);
             let n = if refused.is_none() {
                 let n = s.throttle.in_flight.entry(k.clone()).or_default();
                 *n += 1;
@@ -729,11 +740,16 @@ impl State {
     }
 
     /// Whether a mailbox request may run now; the refusal if not.
-    fn admit(&mut self, k: &(String, String), upload: u64) -> Option<Answer> {
+    fn admit(&mut self, k: &(String, String), path: &str, upload: u64) -> Option<Answer> {
         if let Some(secs) = self.throttle.forced.pop_front() {
             return Some(too_many(secs));
         }
-        if let Some(status) = self.throttle.failures.pop_front() {
+        let failure = self
+            .throttle
+            .failures
+            .iter()
+            .position(|(p, _)| path.starts_with(p.as_str()));
+        if let Some((_, status)) = failure.and_then(|i| self.throttle.failures.remove(i)) {
             return Some(Answer::error(
                 status,
                 "ServiceUnavailable",

@@ -384,6 +384,46 @@ async fn a_large_item_goes_through_an_upload_session() {
     );
 }
 
+/// A large item whose upload broke off is found as partial by its origin,
+/// removed, and created again whole: never a second copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_item_cut_off_half_way_is_found_partial_and_replaced() {
+    let sim = sim();
+    let mut cfg = config(
+        &sim,
+        Credential::Secret(SECRET.into()),
+        Limits::EXCHANGE_ONLINE,
+    );
+    cfg.retries = 0;
+    let mb = Graph::new(cfg).unwrap().mailbox(USER).unwrap();
+    let inbox = mb.well_known_folders().await.unwrap()[&WellKnown::Inbox].clone();
+    let mut m = received_message("large", "INBOX/1:200");
+    m.attachments = vec![NewAttachment {
+        name: "big.bin".into(),
+        content_type: "application/octet-stream".into(),
+        content: vec![7; 5_000_000],
+        content_id: None,
+    }];
+    let origin = m.origin.clone().unwrap();
+    sim.fail_next_on("/upload/", 1, 503);
+    assert_eq!(
+        mb.create_message(&inbox, &m).await.unwrap_err().status(),
+        Some(503)
+    );
+    let Found::Partial(partial) = mb.find_by_origin(Some(&inbox), &origin).await.unwrap() else {
+        panic!("the cut-off item is partial");
+    };
+    assert_eq!(partial.len(), 1);
+    mb.delete_message(&partial[0].id).await.unwrap();
+    let whole = mb.create_message(&inbox, &m).await.unwrap();
+    assert!(
+        matches!(mb.find_by_origin(Some(&inbox), &origin).await.unwrap(), Found::Complete(x) if x.id == whole.id)
+    );
+    let held = sim.messages(USER);
+    assert_eq!(held.len(), 1, "one copy");
+    assert_eq!(held[0].attachments[0].2.len(), 5_000_000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_import_api_takes_full_fidelity_items_and_renews_an_expired_url() {
     let sim = sim();
@@ -757,7 +797,10 @@ async fn microsofts_sdk_and_ferry_graph_agree_on_the_simulator() {
         page_size: 2,
         ..SimConfig::default()
     });
-    let g = graph(&sim);
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let g = graph_with(&sim, Credential::secret_file(&secret_file).unwrap());
     let mb = g.mailbox(USER).unwrap();
     let inbox = mb.well_known_folders().await.unwrap()[&WellKnown::Inbox].clone();
     let ours = mb
@@ -766,9 +809,6 @@ async fn microsofts_sdk_and_ferry_graph_agree_on_the_simulator() {
         .unwrap();
     mb.create_folder(None, "Projects").await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
     let (key, cert, der) = rsa_certificate(dir.path(), "sdk");
     sim.add_app_certificate(APP, &der);
     let bundle = dir.path().join("bundle.pem");
