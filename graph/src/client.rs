@@ -17,7 +17,8 @@ use crate::{Error, Result};
 
 /// Microsoft Graph in the global cloud.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
-/// Answers of 429, 503 and 504 retried before the request fails.
+/// Answers of 429, 503 and 504 (and lost connections of reads) retried
+/// before the request fails.
 const DEFAULT_RETRIES: u32 = 10;
 /// The first pause after a 503 or 504 without `Retry-After`; it doubles.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -297,7 +298,7 @@ impl Mailbox {
             } else {
                 None
             };
-            let answer = {
+            let sent = async {
                 let _permit = self.budget.acquire(req.weight, upload).await;
                 let mut rb = inner.http.request(req.method.clone(), &req.url);
                 if let Some(t) = &token {
@@ -321,11 +322,27 @@ impl Mailbox {
                     .bytes()
                     .await
                     .map_err(|e| Error::transport(&req.op, e))?;
-                Answer {
+                Ok::<_, Error>(Answer {
                     status,
                     headers,
                     body,
+                })
+            }
+            .await;
+            let answer = match sent {
+                Ok(a) => a,
+                // A read is sent again after a lost connection; a write is
+                // not: it may have been done, and its caller settles that by
+                // the item's origin.
+                Err(e @ Error::Transport { .. })
+                    if req.method == Method::GET && throttled < inner.retries =>
+                {
+                    tracing::info!(error = %e, "connection lost; reading again");
+                    tokio::time::sleep(backoff(throttled)).await;
+                    throttled += 1;
+                    continue;
                 }
+                Err(e) => return Err(e),
             };
             match answer.status {
                 s if (200..300).contains(&s) || accept.contains(&s) => return Ok(answer),

@@ -384,6 +384,47 @@ async fn a_large_item_goes_through_an_upload_session() {
     );
 }
 
+/// A create whose answer is lost on the way leaves the item in doubt: its
+/// origin finds it, so it is not written twice; a read is simply sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_leaves_the_item_findable_and_a_read_is_sent_again() {
+    use ferry_tests::faultproxy::{Dir, Fault, FaultProxy};
+    let sim = sim();
+    let port: u16 = sim.authority().rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = FaultProxy::start(port);
+    let mut cfg = config(
+        &sim,
+        Credential::Secret(SECRET.into()),
+        Limits::EXCHANGE_ONLINE,
+    );
+    let via = format!("https://127.0.0.1:{}", proxy.port());
+    cfg.authority = via.clone();
+    cfg.graph_url = format!("{via}/v1.0");
+    let mb = Graph::new(cfg).unwrap().mailbox(USER).unwrap();
+    let inbox = mb.well_known_folders().await.unwrap()[&WellKnown::Inbox].clone();
+
+    let m = received_message("in flight", "INBOX/1:300");
+    proxy.arm(Fault::Drop, Dir::Down, 20);
+    let e = mb.create_message(&inbox, &m).await.unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert_eq!(proxy.fired().drops, 1);
+    assert_eq!(
+        sim.messages(USER).len(),
+        1,
+        "the service stored it; the client never heard"
+    );
+    let origin = m.origin.clone().unwrap();
+    assert!(matches!(
+        mb.find_by_origin(Some(&inbox), &origin).await.unwrap(),
+        Found::Complete(_)
+    ));
+
+    proxy.arm(Fault::Drop, Dir::Down, 20);
+    let listed = mb.messages(&inbox).await.unwrap();
+    assert_eq!(proxy.fired().drops, 2);
+    assert_eq!(listed.len(), 1);
+}
+
 /// A large item whose upload broke off is found as partial by its origin,
 /// removed, and created again whole: never a second copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
