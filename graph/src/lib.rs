@@ -21,6 +21,7 @@ pub mod delta;
 pub mod folders;
 pub mod import;
 pub mod messages;
+pub mod mime;
 pub mod model;
 
 pub use auth::{AccessToken, AppAuth, Credential, EXCHANGE_IMAP_SCOPE, GRAPH_SCOPE};

@@ -323,6 +323,24 @@ async fn messages_are_created_as_received_mail_not_drafts() {
     let draft = mb.create_mime_draft(&inbox, &mime).await.unwrap();
     assert_eq!(draft.is_draft, Some(true));
     assert_eq!(mb.mime(&draft.id).await.unwrap(), mime);
+    // The same MIME read into a JSON create is received mail, its headers rebuilt.
+    let received = chrono::DateTime::parse_from_rfc3339("2023-03-04T05:06:30Z")
+        .unwrap()
+        .into();
+    let from_mime = NewMessage::from_mime(&mime, received)
+        .unwrap()
+        .with_imap_flags(&["\\Seen", "Later"]);
+    let made = mb.create_message(&inbox, &from_mime).await.unwrap();
+    let held = sim_copy(&sim, &made.id);
+    assert!(!held.is_draft && held.is_read);
+    assert_eq!(
+        (held.subject.as_str(), held.received.as_str()),
+        ("raw", "2023-03-04T05:06:30Z")
+    );
+    assert_eq!(held.sent.as_deref(), Some("2023-03-04T05:06:00Z"));
+    assert_eq!(held.internet_message_id, "<raw-1@fabrikam.example>");
+    assert_eq!(held.categories, vec!["Later".to_string()]);
+    assert_eq!(held.from["emailAddress"]["address"], "bob@fabrikam.example");
     // The JSON path rebuilds the headers: the subject survives, the bytes are Exchange's.
     let rebuilt = String::from_utf8(mb.mime(&created.id).await.unwrap()).unwrap();
     assert!(
