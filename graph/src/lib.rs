@@ -10,6 +10,19 @@
 //! - `folders`, `messages`, `import`, `delta`, `batch`: the Graph
 //!   resources, one file each; `model` holds their wire shapes.
 //!
+//! - `mime`: a MIME message read into that JSON create.
+//!
+//! Which way an item goes in, and what it keeps:
+//! - the import API (`import`): a full-fidelity item (`exportItems`, EWS
+//!   `ExportItems`) kept whole, any item class; the origin is stamped right
+//!   after, so a crash between the two leaves an item the lookup misses;
+//! - the JSON create (`messages::create_message`): received mail with its
+//!   times, read state, flag and categories, found by its origin; Exchange
+//!   rebuilds the headers (only five `x-` headers pass), so the source's
+//!   bytes are not kept;
+//! - the MIME create (`create_mime_draft`): the bytes kept exactly, but
+//!   Exchange Online makes every such item a draft.
+//!
 //! No token, secret or pre-authenticated URL appears in an error or a log
 //! line: errors carry the operation, the status and Graph's error code.
 
