@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod ews_sim;
+pub mod graph_sim;
 pub mod loggen;
 pub mod mailcmp;
 pub mod pair;

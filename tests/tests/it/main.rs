@@ -15,6 +15,7 @@ mod engine_crash;
 mod engine_faults;
 mod ews;
 mod fuzz_corpora;
+mod graph;
 mod hardening;
 mod layout;
 mod log_crash;
