@@ -39,6 +39,8 @@ pub struct App {
     /// When each mailbox waiting out an outage tries again (Unix µs): live
     /// engine state for answers; the outage itself is in the log.
     pub next_attempts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Message bytes in flight across every fetch the daemon makes.
+    pub budget: Arc<crate::budget::Budget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +132,9 @@ impl App {
             "views rebuilt"
         );
         let head = views.head;
+        let budget = Arc::new(crate::budget::Budget::new(
+            config.engine.max_bytes_in_flight,
+        ));
         let app = App {
             config: RwLock::new(config),
             store,
@@ -144,6 +149,7 @@ impl App {
             views_head: tokio::sync::watch::channel(head).0,
             _pid_file: pid_file,
             next_attempts: Default::default(),
+            budget,
         };
         app.catch_up();
         Ok(app)

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod app;
+pub mod budget;
 pub mod config;
 pub mod cron;
 pub mod csvimport;

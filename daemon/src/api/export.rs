@@ -42,7 +42,15 @@ pub fn names_mailbox(e: &Event, address: &str) -> bool {
         | Event::UserCutOver { mailbox, .. }
         | Event::UidValidityChanged { mailbox, .. }
         | Event::FolderFailed { mailbox, .. }
-        | Event::RoutingAction { mailbox, .. } => mailbox == address,
+        | Event::RoutingAction { mailbox, .. }
+        | Event::ItemVanished { mailbox, .. }
+        | Event::FolderVanished { mailbox, .. }
+        | Event::ItemRemovedAtDestination { mailbox, .. }
+        | Event::OutageStarted { mailbox, .. }
+        | Event::OutageEnded { mailbox, .. }
+        | Event::ItemAdopted { mailbox, .. }
+        | Event::FolderCompared { mailbox, .. }
+        | Event::ItemDescribed { mailbox, .. } => mailbox == address,
         _ => false,
     }
 }

@@ -9,6 +9,7 @@ mod cutover;
 mod cyrus;
 mod daemon;
 mod day2_engine;
+mod described;
 mod dns;
 mod engine;
 mod engine_crash;
