@@ -332,7 +332,16 @@ async fn killed_passes_resume_and_copy_every_item_exactly_once() {
     for u in USERS {
         let src = contents(&rig.src, u).await;
         let dst = contents(&rig.dst, u).await;
-        assert_eq!(mailcmp::diff(&src, &dst), Vec::<String>::new(), "{u}");
+        let missing = mailcmp::diff(&src, &dst);
+        if !missing.is_empty() {
+            // Say why: failed items and pass outcomes, not only what is missing.
+            for kind in ["ItemFailed", "MailboxPassFinished", "OutageStarted"] {
+                for e in rig.ferry.events_of(kind) {
+                    eprintln!("{kind}: {e}");
+                }
+            }
+        }
+        assert_eq!(missing, Vec::<String>::new(), "{u}");
         assert_no_duplicates(u, &src, &dst);
         expected += src.values().map(Vec::len).sum::<usize>();
     }
