@@ -1,0 +1,257 @@
+//! Several folders of one mailbox in flight at once.
+//!
+//! Over a long link a folder's work is mostly waiting: open, list, fetch,
+//! append, each a round trip. So a mailbox works on its folders in lanes:
+//! its own pair of sessions, and up to [`LANES`]` - 1` spare pairs, opened
+//! only while the endpoints' caps have room (see [`connect::open_spare`]).
+//! Each lane takes the next folder from one queue, largest first.
+//!
+//! A folder is only ever worked on by one lane at a time, with every rule
+//! of a single lane: intents before writes, what is in doubt settled when
+//! the folder is opened again. Source folders that land in one destination
+//! folder go to one lane together, so their in-doubt items are never
+//! settled against another lane's writes. A spare does not retry and
+//! records no outage: on a failure of the line it hands the folder back
+//! (its in-doubt items are settled when the mailbox's own lane takes it
+//! again) and retires.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use ferry_connectors::{ErrorClass, Folder, FolderName};
+use ferry_events::{Event, PassKind, Side};
+
+use super::{Work, WorkErr, copy, verify};
+use crate::engine::{connect, retry};
+
+/// Pairs of sessions per mailbox at most, its own included.
+pub const LANES: usize = 3;
+
+/// Folders to work on, in units that stay on one lane (indexes into the jobs).
+type Queue = Mutex<VecDeque<Vec<usize>>>;
+
+impl<'a> Work<'a> {
+    /// Works on every job, in lanes where the pass copies and there is
+    /// more than one unit of work.
+    pub(super) async fn run_jobs(
+        &mut self,
+        jobs: &[(&Folder, FolderName)],
+        tally: &mut verify::Tally,
+    ) -> Result<(), WorkErr> {
+        let queue = Mutex::new(self.units(jobs));
+        let spares = match self.kind {
+            PassKind::Verify => 0,
+            _ => (LANES - 1).min(queue.lock().unwrap().len().saturating_sub(1)),
+        };
+        if spares == 0 {
+            return self.lane(jobs, &queue, tally).await;
+        }
+        let mut lanes: Vec<(Work<'a>, verify::Tally)> = (0..spares)
+            .map(|_| (self.spare(), verify::Tally::default()))
+            .collect();
+        let (own, others) = tokio::join!(
+            self.lane(jobs, &queue, tally),
+            futures::future::join_all(lanes.iter_mut().map(|(w, t)| w.lane(jobs, &queue, t)))
+        );
+        futures::future::join_all(lanes.iter_mut().map(|(w, _)| w.logout())).await;
+        for (w, _) in lanes {
+            self.failed += w.failed;
+            self.folder_errors.extend(w.folder_errors);
+        }
+        own?;
+        for r in others {
+            r?;
+        }
+        // What a retired spare handed back.
+        self.lane(jobs, &queue, tally).await
+    }
+
+    /// The jobs in units: those landing in one destination folder together,
+    /// the units with the most items first.
+    fn units(&self, jobs: &[(&Folder, FolderName)]) -> VecDeque<Vec<usize>> {
+        let mut units: Vec<(String, Vec<usize>, u64)> = Vec::new();
+        for (i, (f, dname)) in jobs.iter().enumerate() {
+            let items = self.statuses.get(&f.name.raw).map_or(0, |s| s.exists);
+            match units.iter_mut().find(|(d, _, _)| *d == dname.raw) {
+                Some((_, list, n)) => {
+                    list.push(i);
+                    *n += u64::from(items);
+                }
+                None => units.push((dname.raw.clone(), vec![i], u64::from(items))),
+            }
+        }
+        // Stable: equal units keep the listing's order.
+        units.sort_by_key(|u| std::cmp::Reverse(u.2));
+        units.into_iter().map(|(_, list, _)| list).collect()
+    }
+
+    /// A lane for more of this mailbox's folders, sharing what the pass
+    /// knows so far, with no sessions yet.
+    fn spare(&self) -> Work<'a> {
+        Work {
+            engine: self.engine,
+            app: self.app,
+            cfg: self.cfg.clone(),
+            batch: self.batch.clone(),
+            options: self.options.clone(),
+            pass_id: self.pass_id,
+            kind: self.kind,
+            older_than_days: self.older_than_days,
+            mailbox: self.mailbox.clone(),
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            src: None,
+            dst: None,
+            failed: 0,
+            folder_errors: Vec::new(),
+            dst_folders: self.dst_folders.clone(),
+            dst_subscribed: self.dst_subscribed.clone(),
+            outage: None,
+            resume: self.resume,
+            propagate_deletions: self.propagate_deletions,
+            statuses: self.statuses.clone(),
+            made: self.made.clone(),
+            dst_next: None,
+            spare: true,
+            lanes_failed: self.lanes_failed.clone(),
+        }
+    }
+
+    /// Opens a spare's sessions, both sides at once; false when a cap has
+    /// no room or a side fails (the spare then takes no work).
+    async fn connect_spare(&mut self) -> bool {
+        let timeout = std::time::Duration::from_secs(self.cfg.io_timeout_s.max(1));
+        let caps = &self.engine.caps;
+        let (s, d) = tokio::join!(
+            connect::open_spare(
+                self.app,
+                caps,
+                &self.source.0,
+                &self.source.1,
+                &self.mailbox,
+                Side::Source,
+                timeout,
+            ),
+            connect::open_spare(
+                self.app,
+                caps,
+                &self.destination.0,
+                &self.destination.1,
+                &self.mailbox,
+                Side::Destination,
+                timeout,
+            )
+        );
+        match (s, d) {
+            (Some(Ok(mut s)), Some(Ok(mut d))) => {
+                let limit = copy::item_limit(&self.options);
+                s.session.limit_items(limit);
+                d.session.limit_items(limit);
+                self.src = Some(s);
+                self.dst = Some(d);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) async fn logout(&mut self) {
+        let (s, d) = (self.src.as_mut(), self.dst.as_mut());
+        tokio::join!(
+            async {
+                if let Some(s) = s {
+                    let _ = s.logout().await;
+                }
+            },
+            async {
+                if let Some(d) = d {
+                    let _ = d.logout().await;
+                }
+            }
+        );
+    }
+
+    /// Takes units from the queue until it is empty (or, for a spare,
+    /// until the line fails).
+    async fn lane(
+        &mut self,
+        jobs: &[(&Folder, FolderName)],
+        queue: &Queue,
+        tally: &mut verify::Tally,
+    ) -> Result<(), WorkErr> {
+        if self.spare && !self.connect_spare().await {
+            return Ok(());
+        }
+        loop {
+            let next = { queue.lock().unwrap().pop_front() };
+            let Some(unit) = next else {
+                return Ok(());
+            };
+            for (n, &i) in unit.iter().enumerate() {
+                let (f, dname) = &jobs[i];
+                if !self.run_folder(f, dname, tally).await? {
+                    queue.lock().unwrap().push_front(unit[n..].to_vec());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// One folder's work with its retries; a folder's own failure is
+    /// recorded and the pass goes on. False: a spare's line failed and the
+    /// folder is handed back.
+    async fn run_folder(
+        &mut self,
+        f: &Folder,
+        dname: &FolderName,
+        tally: &mut verify::Tally,
+    ) -> Result<bool, WorkErr> {
+        let mut backoff = retry::Backoff::new(&self.cfg);
+        let res = loop {
+            let before = self.progress();
+            let attempt = match self.check_stop() {
+                Ok(()) => match self.connect().await {
+                    Ok(()) => self.folder(f, dname, tally).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(()) => break Ok(()),
+                Err(e) if self.spare && e.is_transient() => {
+                    tracing::info!(mailbox = %self.mailbox.address, folder = %f.name.raw, error = %e,
+                        "a spare session failed; the folder goes back to the mailbox's own");
+                    self.src = None;
+                    self.dst = None;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    // Retries are for a line that stays down, not for a
+                    // long folder over a flaky one: progress earns a fresh set.
+                    if self.progress() > before {
+                        backoff = retry::Backoff::new(&self.cfg);
+                    }
+                    if let Err(e) = self.recover(e, &mut backoff, &f.name.raw).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        match res {
+            Ok(()) => Ok(true),
+            Err(WorkErr::Conn(e)) if matches!(e.class(), ErrorClass::Folder) => {
+                self.folder_errors
+                    .push(format!("folder {}: {e}", f.name.raw));
+                self.record(vec![Event::FolderFailed {
+                    mailbox: self.mailbox.address.clone(),
+                    folder: f.name.raw.clone(),
+                    class: format!("{:?}", e.class()),
+                    reason: e.to_string(),
+                }])
+                .await?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
