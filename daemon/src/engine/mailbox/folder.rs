@@ -7,7 +7,7 @@ use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::{Event, FolderCount, PassKind, Side};
 use ferry_projections::FolderMark;
 
-use super::{Work, WorkErr, adopt, copy, flags, settle, vanish, verify};
+use super::{Work, WorkErr, adopt, copy, flags, lanes, settle, vanish, verify};
 use crate::engine::retry;
 
 /// What a copying pass does in each folder; a verify pass only counts.
@@ -44,11 +44,27 @@ impl Work<'_> {
             &self.options.exclude_folders,
         )
         .map_err(WorkErr::Conn)?;
-        let mut backoff = retry::Backoff::new(&self.cfg);
-        let (src_folders, dst_folders) = loop {
-            match self.list_both().await {
-                Ok(x) => break x,
-                Err(e) => self.recover(e, &mut backoff, "listing folders").await?,
+        // Spare lanes log in while the folders are listed.
+        let mut spares = self.early_spares();
+        let listing = async {
+            let mut backoff = retry::Backoff::new(&self.cfg);
+            loop {
+                match self.list_both().await {
+                    Ok(x) => break Ok(x),
+                    Err(e) => {
+                        if let Err(e) = self.recover(e, &mut backoff, "listing folders").await {
+                            break Err(e);
+                        }
+                    }
+                }
+            }
+        };
+        let (listed, ()) = tokio::join!(listing, lanes::connect(&mut spares));
+        let (src_folders, dst_folders) = match listed {
+            Ok(x) => x,
+            Err(e) => {
+                spares.iter_mut().for_each(Work::logout);
+                return Err(e);
             }
         };
         let (special, delimiter) = destination_context(&dst_folders);
@@ -83,7 +99,7 @@ impl Work<'_> {
             }
         }
         let mut tally = verify::Tally::default();
-        self.run_jobs(&jobs, &mut tally).await?;
+        self.run_jobs(&jobs, spares, &mut tally).await?;
         if self.kind == PassKind::Verify {
             verify::record(self, tally).await?;
         }
@@ -172,6 +188,15 @@ impl Work<'_> {
             Err(e) if e.is_transient() => self.dst = None,
             Err(_) => {}
         }
+    }
+
+    /// Whether a delta pass has nothing at all to do in `f`, not even to
+    /// make or subscribe its destination folder.
+    pub(super) fn quiet(&self, f: &Folder, dname: &FolderName) -> bool {
+        self.kind == PassKind::Delta
+            && self.dst_folders.contains(&dname.raw)
+            && (!f.subscribed || self.dst_subscribed.contains(&dname.raw))
+            && self.unchanged(f, dname)
     }
 
     /// Whether a delta pass has nothing to do in `f`: its status, asked at

@@ -33,28 +33,41 @@ type Queue = Mutex<VecDeque<Vec<usize>>>;
 impl<'a> Work<'a> {
     /// Works on every job, in lanes where the pass copies and there is
     /// more than one unit of work.
+    /// `spares`: lanes opened early (see [`Work::early_spares`]); those the
+    /// work does not need are closed, and missing ones are opened here.
     pub(super) async fn run_jobs(
         &mut self,
         jobs: &[(&Folder, FolderName)],
+        mut spares: Vec<Work<'a>>,
         tally: &mut verify::Tally,
     ) -> Result<(), WorkErr> {
         let queue = Mutex::new(self.units(jobs));
-        let spares = match self.kind {
+        let want = match self.kind {
             PassKind::Verify => 0,
             _ => (LANES - 1).min(queue.lock().unwrap().len().saturating_sub(1)),
         };
-        if spares == 0 {
+        while spares.len() > want {
+            spares.pop().expect("more than wanted").logout();
+        }
+        for w in &mut spares {
+            w.share(self);
+        }
+        while spares.len() < want {
+            spares.push(self.spare());
+        }
+        if spares.is_empty() {
             return self.lane(jobs, &queue, tally).await;
         }
-        let mut lanes: Vec<(Work<'a>, verify::Tally)> = (0..spares)
-            .map(|_| (self.spare(), verify::Tally::default()))
+        let mut lanes: Vec<(Work<'a>, verify::Tally)> = spares
+            .into_iter()
+            .map(|w| (w, verify::Tally::default()))
             .collect();
         let (own, others) = tokio::join!(
             self.lane(jobs, &queue, tally),
             futures::future::join_all(lanes.iter_mut().map(|(w, t)| w.lane(jobs, &queue, t)))
         );
-        futures::future::join_all(lanes.iter_mut().map(|(w, _)| w.logout())).await;
-        for (w, _) in lanes {
+        for (mut w, _) in lanes {
+            w.logout();
             self.failed += w.failed;
             self.folder_errors.extend(w.folder_errors);
         }
@@ -67,10 +80,14 @@ impl<'a> Work<'a> {
     }
 
     /// The jobs in units: those landing in one destination folder together,
-    /// the units with the most items first.
+    /// the units with the most items first. A delta leaves out the folders
+    /// with nothing to do, so they open no spare.
     fn units(&self, jobs: &[(&Folder, FolderName)]) -> VecDeque<Vec<usize>> {
         let mut units: Vec<(String, Vec<usize>, u64)> = Vec::new();
         for (i, (f, dname)) in jobs.iter().enumerate() {
+            if self.quiet(f, dname) {
+                continue;
+            }
             let items = self.statuses.get(&f.name.raw).map_or(0, |s| s.exists);
             match units.iter_mut().find(|(d, _, _)| *d == dname.raw) {
                 Some((_, list, n)) => {
@@ -83,6 +100,23 @@ impl<'a> Work<'a> {
         // Stable: equal units keep the listing's order.
         units.sort_by_key(|u| std::cmp::Reverse(u.2));
         units.into_iter().map(|(_, list, _)| list).collect()
+    }
+
+    /// Spare lanes for a pass that copies whole folders, to open while the
+    /// folders are listed (a pass that turns out to need fewer closes them).
+    pub(super) fn early_spares(&self) -> Vec<Work<'a>> {
+        match self.kind {
+            PassKind::Full | PassKind::Prestage => (1..LANES).map(|_| self.spare()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Takes what `main` learnt since this spare was made.
+    fn share(&mut self, main: &Work<'_>) {
+        self.statuses = main.statuses.clone();
+        self.dst_folders = main.dst_folders.clone();
+        self.dst_subscribed = main.dst_subscribed.clone();
+        self.made = main.made.clone();
     }
 
     /// A lane for more of this mailbox's folders, sharing what the pass
@@ -155,20 +189,25 @@ impl<'a> Work<'a> {
         }
     }
 
-    pub(super) async fn logout(&mut self) {
-        let (s, d) = (self.src.as_mut(), self.dst.as_mut());
-        tokio::join!(
-            async {
-                if let Some(s) = s {
-                    let _ = s.logout().await;
+    /// Ends the sessions, both sides at once, without waiting for the
+    /// answers: nobody needs them, and each session's place under its
+    /// endpoint's cap is held until its LOGOUT is answered.
+    pub(super) fn logout(&mut self) {
+        let (s, d) = (self.src.take(), self.dst.take());
+        tokio::spawn(async move {
+            tokio::join!(
+                async {
+                    if let Some(mut s) = s {
+                        let _ = s.logout().await;
+                    }
+                },
+                async {
+                    if let Some(mut d) = d {
+                        let _ = d.logout().await;
+                    }
                 }
-            },
-            async {
-                if let Some(d) = d {
-                    let _ = d.logout().await;
-                }
-            }
-        );
+            );
+        });
     }
 
     /// Takes units from the queue until it is empty (or, for a spare,
@@ -179,8 +218,15 @@ impl<'a> Work<'a> {
         queue: &Queue,
         tally: &mut verify::Tally,
     ) -> Result<(), WorkErr> {
-        if self.spare && !self.connect_spare().await {
-            return Ok(());
+        if self.spare && self.src.is_none() {
+            // Not worth waiting for once every folder is taken.
+            let connected = tokio::select! {
+                ok = self.connect_spare() => ok,
+                () = drained(queue) => false,
+            };
+            if !connected {
+                return Ok(());
+            }
         }
         loop {
             let next = { queue.lock().unwrap().pop_front() };
@@ -254,4 +300,21 @@ impl<'a> Work<'a> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Resolves once the queue is empty.
+async fn drained(queue: &Queue) {
+    loop {
+        if queue.lock().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Opens the spares' sessions at once; those that cannot open are dropped.
+pub(super) async fn connect(spares: &mut Vec<Work<'_>>) {
+    let opened = futures::future::join_all(spares.iter_mut().map(Work::connect_spare)).await;
+    let mut opened = opened.into_iter();
+    spares.retain(|_| opened.next().unwrap_or(false));
 }

@@ -207,7 +207,7 @@ pub async fn run(
         let _ = w.outage_over().await;
     }
     w.next_attempt(None);
-    w.logout().await;
+    w.logout();
     let (outcome, detail) = match result {
         Ok(()) if w.failed == 0 && w.folder_errors.is_empty() => {
             (Outcome::Succeeded, String::new())
