@@ -767,6 +767,15 @@ impl Bench {
         users
     }
 
+    /// The main data set's source users beside `dst_users`.
+    fn pairs(&self, dst_users: &[String]) -> Vec<(String, String)> {
+        self.users
+            .iter()
+            .cloned()
+            .zip(dst_users.iter().cloned())
+            .collect()
+    }
+
     fn check(&self, src: &[Contents], dst_users: &[String]) -> String {
         match self.rt.block_on(contents_of(self.dst.port(), dst_users)) {
             Ok(d) => compare(src, &d),
@@ -929,12 +938,7 @@ fn bench_ferryd(b: &mut Bench) {
     }
     for mc in [1usize, 4] {
         let dst_users = b.fresh("f", b.users.len());
-        let pairs: Vec<(String, String)> = b
-            .users
-            .iter()
-            .cloned()
-            .zip(dst_users.iter().cloned())
-            .collect();
+        let pairs = b.pairs(&dst_users);
         let mut f = match ferry_setup(&b.src, &b.dst, &pairs, mc) {
             Ok(f) => f,
             Err(e) => {
@@ -1069,12 +1073,7 @@ fn bench_mbsync(b: &mut Bench) {
     };
     for parallel in [false, true] {
         let dst_users = b.fresh("m", b.users.len());
-        let pairs: Vec<(String, String)> = b
-            .users
-            .iter()
-            .cloned()
-            .zip(dst_users.iter().cloned())
-            .collect();
+        let pairs = b.pairs(&dst_users);
         let dir = b.work.path().join(format!("mbsync{}", b.run_no));
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = mbsync_config(b, &pairs, &dir);
@@ -1502,12 +1501,7 @@ fn bench_wan(b: &mut Bench, args: &Args, rtts: &[u64]) {
             if args.wants("ferryd") && b.tools.ferryd.is_some() {
                 for (mc, row) in [(1usize, 0usize), (4, 1)] {
                     let dst_users = b.fresh("f", b.users.len());
-                    let pairs: Vec<(String, String)> = b
-                        .users
-                        .iter()
-                        .cloned()
-                        .zip(dst_users.iter().cloned())
-                        .collect();
+                    let pairs = b.pairs(&dst_users);
                     let mut f = ferry_setup_ports(&b.src, ports, &pairs, mc).expect("ferryd setup");
                     let (wall, state) = ferry_pass(&f, "full").expect("full pass");
                     rows[row].set(
