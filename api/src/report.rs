@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use ferry_events::ItemKey;
 use ferry_projections::{BatchView, MailboxView};
 use serde::{Deserialize, Serialize};
 
@@ -31,14 +30,7 @@ pub struct MailboxReport {
     pub skipped: Vec<SkippedItem>,
 }
 
-/// An item left out for a recorded reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SkippedItem {
-    pub key: ItemKey,
-    pub size: u64,
-    pub reason: String,
-    pub time_us: i64,
-}
+pub use ferry_projections::mailboxes::SkippedItem;
 
 /// A reason's class: its text with numbers (sizes, UIDs, limits) written
 /// as `N`, so items left out for the same cause group together.

@@ -460,6 +460,10 @@ pub struct FolderPlanRow {
     pub adopt_items: u64,
     /// Over the batch's size limit (or refused by the source): skipped.
     pub skip_items: u64,
+    /// Appended by an earlier pass that never heard the outcome: settled
+    /// (found at the destination or copied again) by the next pass.
+    #[serde(default)]
+    pub in_doubt_items: u64,
 }
 
 /// What `ferryctl report` renders.

@@ -86,6 +86,18 @@ impl ConnectorError {
         }
     }
 
+    /// The endpoint that answered (or failed to), as `host:port` for IMAP.
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            ConnectorError::Io { endpoint, .. }
+            | ConnectorError::Server { endpoint, .. }
+            | ConnectorError::Auth { endpoint, .. }
+            | ConnectorError::Protocol { endpoint, .. }
+            | ConnectorError::Refused { endpoint, .. } => Some(endpoint),
+            _ => None,
+        }
+    }
+
     /// Whether a retry (after reconnecting, with backoff) may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self.class(), ErrorClass::Connection | ErrorClass::Throttled)

@@ -15,6 +15,21 @@ use crate::{ItemMeta, MailSession, Result};
 const DIGEST_CHUNK: usize = 20;
 const DIGEST_BYTES: u64 = 32 << 20;
 
+/// Bytes a caller lets one fetch hold in memory (ferryd's budget shared by
+/// all its workers): held from before each group's FETCH until its digests
+/// are taken. `()` allows anything.
+pub trait Allowance: Sync {
+    type Held<'a>: Send
+    where
+        Self: 'a;
+    fn hold(&self, items: &[ItemMeta]) -> impl Future<Output = Self::Held<'_>> + Send;
+}
+
+impl Allowance for () {
+    type Held<'a> = ();
+    async fn hold(&self, _: &[ItemMeta]) {}
+}
+
 /// An item of the open folder with its Message-ID.
 #[derive(Debug, Clone)]
 pub struct Indexed {
@@ -72,10 +87,15 @@ fn counts(items: &[Indexed]) -> HashMap<&str, usize> {
 /// Digests of the given items of the open folder, fetched in groups
 /// bounded by count and bytes; items the session refuses (over the size
 /// limit) get none.
-async fn digests(s: &mut dyn MailSession, items: &[&Indexed]) -> Result<HashMap<u32, String>> {
+async fn digests(
+    s: &mut dyn MailSession,
+    items: &[&Indexed],
+    allowance: &impl Allowance,
+) -> Result<HashMap<u32, String>> {
     let mut out = HashMap::new();
     let metas = items.iter().map(|i| i.meta.clone()).collect();
     for group in groups(metas, DIGEST_CHUNK, DIGEST_BYTES) {
+        let _held = allowance.hold(&group).await;
         let uids: Vec<u32> = group.iter().map(|m| m.uid).collect();
         for it in s.fetch(&uids).await? {
             if it.meta.refused.is_none() {
@@ -97,6 +117,7 @@ pub async fn pair(
     dst: &mut dyn MailSession,
     dest: &[Indexed],
     open_dst: impl Fn(u32) -> bool,
+    allowance: &impl Allowance,
 ) -> Result<Pairing> {
     let (src_ids, dst_ids) = (counts(source), counts(dest));
     let source: Vec<&Indexed> = source.iter().filter(|i| open_src(i.meta.uid)).collect();
@@ -152,11 +173,11 @@ pub async fn pair(
         .copied()
         .collect();
     let dest_uids: Vec<u32> = to_digest.iter().map(|d| d.meta.uid).collect();
-    let dest_digests = digests(dst, &to_digest).await?;
+    let dest_digests = digests(dst, &to_digest, allowance).await?;
     let src_digests = if dest_digests.is_empty() {
         HashMap::new()
     } else {
-        digests(src, &by_bytes).await?
+        digests(src, &by_bytes, allowance).await?
     };
     let mut found: HashMap<&str, Vec<u32>> = HashMap::new();
     for uid in &dest_uids {

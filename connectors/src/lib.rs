@@ -74,6 +74,19 @@ pub trait MailSession: Send {
         Ok(out)
     }
 
+    /// The [`Headline`] of each given UID of the open folder, to name items
+    /// to people. The default reads whole items; IMAP asks for the three
+    /// header fields alone, Maildir reads the header of the file.
+    async fn headlines(&mut self, uids: &[u32]) -> Result<HashMap<u32, Headline>> {
+        let mut out = HashMap::new();
+        for chunk in uids.chunks(50) {
+            for it in self.fetch(chunk).await? {
+                out.insert(it.meta.uid, Headline::of(&it.body));
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates a folder (and its parents where needed); no error if it exists.
     async fn create_folder(&mut self, folder: &FolderName) -> Result<()>;
 

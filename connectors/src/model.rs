@@ -99,21 +99,22 @@ pub struct AppendItem {
 /// The Message-ID of a message (or of its header alone), trimmed; `None`
 /// when the header is absent or empty. Folded lines are unfolded.
 pub fn message_id(message: &[u8]) -> Option<String> {
-    let header_end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| message.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(message.len());
-    let header = String::from_utf8_lossy(&message[..header_end]);
+    header_value(message, "message-id")
+}
+
+/// The unfolded value of the first `name` header field, trimmed; `None`
+/// when it is absent or empty.
+fn header_value(message: &[u8], name: &str) -> Option<String> {
+    let header = String::from_utf8_lossy(&message[..header_end(message)]);
     let mut value: Option<String> = None;
     for line in header.lines() {
         match value.as_mut() {
-            // A folded continuation of the Message-ID line.
+            // A folded continuation of the field's line.
             Some(v) if line.starts_with([' ', '\t']) => v.push_str(line.trim()),
             Some(_) => break,
             None => {
-                if let Some((name, rest)) = line.split_once(':')
-                    && name.trim().eq_ignore_ascii_case("message-id")
+                if let Some((n, rest)) = line.split_once(':')
+                    && n.trim().eq_ignore_ascii_case(name)
                 {
                     value = Some(rest.trim().to_string());
                 }
@@ -123,9 +124,48 @@ pub fn message_id(message: &[u8]) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
+fn header_end(message: &[u8]) -> usize {
+    message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(message.len())
+}
+
+/// What names a message to people: its subject (RFC 2047 words decoded),
+/// Message-ID and date (RFC 3339 when the Date header parses, else as
+/// written).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headline {
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub date: Option<String>,
+}
+
+impl Headline {
+    /// Read from a message or its header alone; never fails.
+    pub fn of(message: &[u8]) -> Headline {
+        let header = &message[..header_end(message)];
+        let parsed = mail_parser::MessageParser::new().parse_headers(header);
+        let subject = parsed
+            .as_ref()
+            .and_then(|m| m.subject())
+            .map(str::to_string);
+        let date = parsed
+            .as_ref()
+            .and_then(|m| m.date())
+            .map(|d| d.to_rfc3339());
+        Headline {
+            subject,
+            message_id: message_id(header),
+            date: date.or_else(|| header_value(header, "date")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::message_id;
+    use super::{Headline, message_id};
 
     #[test]
     fn message_id_is_read_unfolded_and_case_blind() {
@@ -135,5 +175,20 @@ mod tests {
         );
         assert_eq!(message_id(b"From: a\r\n\r\nMessage-ID: <body>\r\n"), None);
         assert_eq!(message_id(b"Message-Id: \r\n\r\n"), None);
+    }
+
+    #[test]
+    fn headlines_decode_encoded_words_and_dates() {
+        let h = Headline::of(
+            b"Subject: =?UTF-8?Q?R=C3=A9union_=C3=A0?=\r\n =?ISO-8859-1?Q?_Gen=E8ve?=\r\n\
+              Message-ID: <m1@x>\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\n\r\nSubject: body",
+        );
+        assert_eq!(h.subject.as_deref(), Some("Réunion à Genève"));
+        assert_eq!(h.message_id.as_deref(), Some("<m1@x>"));
+        assert_eq!(h.date.as_deref(), Some("2026-03-02T10:00:00+01:00"));
+        // A date that does not parse is kept as written; absent fields stay absent.
+        let h = Headline::of(b"Date: sometime soon\r\n");
+        assert_eq!(h.date.as_deref(), Some("sometime soon"));
+        assert_eq!((h.subject, h.message_id), (None, None));
     }
 }

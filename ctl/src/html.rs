@@ -163,7 +163,7 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
     o.push_str(&completion_chart(&r.mailboxes));
     o.push_str(
         "<table><tr><th>mailbox</th><th>state</th><th>source items seen</th><th>copied</th>\
-<th>skipped (reason)</th><th>failed</th><th>bytes copied</th></tr>",
+<th>adopted</th><th>skipped (reason)</th><th>failed</th><th>bytes copied</th></tr>",
     );
     for m in &r.mailboxes {
         let t = &m.view.totals;
@@ -175,7 +175,7 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
         let _ = write!(
             o,
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-<td>{}{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+<td class=\"n\">{}</td><td>{}{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(&m.view.address),
             m.view.state,
             m.source_items().map_or_else(
@@ -186,6 +186,7 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
                 |n| n.to_string()
             ),
             t.copied,
+            t.adopted,
             t.skipped,
             if reasons.is_empty() {
                 String::new()
@@ -202,11 +203,15 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
         let _ = write!(
             o,
             "<p class=\"completeness\">{}: the source held {} items when last counted; \
-{} were copied, {} skipped for a recorded reason, {} failed and are unresolved.</p>",
+{} were copied, {}{} skipped for a recorded reason, {} failed and are unresolved.</p>",
             esc(&m.view.address),
             m.source_items()
                 .map_or_else(|| "an uncounted number of".to_string(), |n| n.to_string()),
             t.copied,
+            match t.adopted {
+                0 => String::new(),
+                n => format!("{n} found already at the destination (adopted), "),
+            },
             t.skipped,
             m.view.errors.len()
         );
@@ -302,20 +307,28 @@ created {cr}. <span class=\"muted\">Report of {g}, log sequence {head}.</span></
     o.push_str(&unresolved_items(&r.mailboxes));
     o.push_str(&skipped_items(&r.mailboxes));
 
-    o.push_str("<h2>Passes</h2><table><tr><th>id</th><th>pass</th><th>started</th><th>finished</th><th>outcome</th></tr>");
+    o.push_str(
+        "<h2>Passes</h2><table><tr><th>id</th><th>pass</th><th>started</th><th>finished</th>\
+<th>outcome</th><th>copied</th><th>adopted</th><th>skipped</th><th>failed</th></tr>",
+    );
     for p in &b.passes {
         let _ = write!(
             o,
-            "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             p.id,
             p.pass.as_str(),
             time(p.started_us),
             p.finished_us.map(time).unwrap_or_else(|| "running".into()),
-            p.outcome.map(|o| format!("{o:?}")).unwrap_or_default()
+            p.outcome.map(|o| format!("{o:?}")).unwrap_or_default(),
+            p.counts.copied,
+            p.counts.adopted,
+            p.counts.skipped,
+            p.counts.failed,
         );
     }
     if b.passes.is_empty() {
-        o.push_str("<tr><td colspan=\"5\">No pass has run.</td></tr>");
+        o.push_str("<tr><td colspan=\"9\">No pass has run.</td></tr>");
     }
     o.push_str("</table>");
 
@@ -365,14 +378,32 @@ fn failed_mailboxes(mailboxes: &[MailboxReport]) -> String {
     o
 }
 
-/// A table of six columns whose rows are grouped under a heading row per
-/// class, naming how many follow; `none` stands alone when there are none.
+/// An item's subject, then its Message-ID and date, for a table cell.
+fn message(about: Option<&ferry_events::ItemDescription>) -> String {
+    let Some(a) = about else {
+        return String::new();
+    };
+    let line2: Vec<String> = [&a.message_id, &a.date]
+        .into_iter()
+        .flatten()
+        .map(|v| esc(v))
+        .collect();
+    format!(
+        "{}<br><span class=\"muted\">{}</span>",
+        esc(a.subject.as_deref().unwrap_or("(no subject)")),
+        line2.join(" · ")
+    )
+}
+
+/// A table whose rows are grouped under a heading row per class, naming
+/// how many follow; `none` stands alone when there are none.
 fn grouped_table<K: AsRef<str>>(
     title: &str,
-    columns: [&str; 6],
+    columns: &[&str],
     by_class: &BTreeMap<K, Vec<String>>,
     none: &str,
 ) -> String {
+    let span = columns.len();
     let mut o = format!("<h3>{title}</h3><table><tr>");
     for c in columns {
         let _ = write!(o, "<th>{c}</th>");
@@ -381,14 +412,14 @@ fn grouped_table<K: AsRef<str>>(
     for (class, rows) in by_class {
         let _ = write!(
             o,
-            "<tr class=\"class\"><th colspan=\"6\">{} ({})</th></tr>",
+            "<tr class=\"class\"><th colspan=\"{span}\">{} ({})</th></tr>",
             esc(class.as_ref()),
             rows.len()
         );
         o.extend(rows.iter().map(String::as_str));
     }
     if by_class.is_empty() {
-        let _ = write!(o, "<tr><td colspan=\"6\">{none}</td></tr>");
+        let _ = write!(o, "<tr><td colspan=\"{span}\">{none}</td></tr>");
     }
     o.push_str("</table>");
     o
@@ -400,10 +431,11 @@ fn unresolved_items(mailboxes: &[MailboxReport]) -> String {
     for m in mailboxes {
         for e in m.view.errors.values() {
             by_class.entry(&e.class).or_default().push(format!(
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
                 esc(&m.view.address),
                 esc(&e.key.folder),
                 e.key.uid,
+                message(e.about.as_ref()),
                 esc(&e.reason),
                 e.attempts,
                 time(e.time_us)
@@ -412,7 +444,7 @@ fn unresolved_items(mailboxes: &[MailboxReport]) -> String {
         for (folder, f) in &m.view.folders {
             if let Some(err) = &f.error {
                 by_class.entry("folder").or_default().push(format!(
-                    "<tr><td>{}</td><td>{}</td><td></td><td>{}</td><td></td><td></td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td></td><td></td><td>{}</td><td></td><td></td></tr>",
                     esc(&m.view.address),
                     esc(folder),
                     esc(err)
@@ -422,7 +454,9 @@ fn unresolved_items(mailboxes: &[MailboxReport]) -> String {
     }
     grouped_table(
         "Unresolved failed items",
-        ["mailbox", "folder", "UID", "reason", "attempts", "last"],
+        &[
+            "mailbox", "folder", "UID", "message", "reason", "attempts", "last",
+        ],
         &by_class,
         "No unresolved failed items.",
     )
@@ -435,10 +469,11 @@ fn skipped_items(mailboxes: &[MailboxReport]) -> String {
     for m in mailboxes {
         for s in &m.skipped {
             by_class.entry(reason_class(&s.reason)).or_default().push(format!(
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&m.view.address),
                 esc(&s.key.folder),
                 s.key.uid,
+                message(s.about.as_ref()),
                 size(s.size),
                 esc(&s.reason),
                 time(s.time_us)
@@ -447,7 +482,9 @@ fn skipped_items(mailboxes: &[MailboxReport]) -> String {
     }
     grouped_table(
         "Skipped items",
-        ["mailbox", "folder", "UID", "size", "reason", "when"],
+        &[
+            "mailbox", "folder", "UID", "message", "size", "reason", "when",
+        ],
         &by_class,
         "No item was skipped.",
     )

@@ -3,7 +3,7 @@
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use ferry_api::Response;
 use ferry_api::wire::{BatchDetail, ChecklistView, MxCheckView, MxSwitchView, PlanView};
-use ferry_events::Side;
+use ferry_events::{ItemDescription, ItemKey, Side};
 use ferry_projections::MailboxView;
 use ferry_projections::batches::PassPurpose;
 use ferry_projections::mailboxes::{Comparison, Outage};
@@ -101,8 +101,9 @@ fn print_plan(p: &PlanView) {
         "bytes",
         "adopt",
         "over limit",
+        "in doubt",
     ]);
-    let mut totals = (0u64, 0u64, 0u64, 0u64);
+    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64);
     for m in &p.mailboxes {
         if let Some(e) = &m.error {
             t.add_row(vec![m.address.clone(), format!("cannot plan: {e}")]);
@@ -117,6 +118,7 @@ fn print_plan(p: &PlanView) {
             totals.1 += f.copy_bytes;
             totals.2 += f.adopt_items;
             totals.3 += f.skip_items;
+            totals.4 += f.in_doubt_items;
             t.add_row(vec![
                 m.address.clone(),
                 folder(&f.folder),
@@ -127,6 +129,7 @@ fn print_plan(p: &PlanView) {
                 size(f.copy_bytes),
                 f.adopt_items.to_string(),
                 f.skip_items.to_string(),
+                f.in_doubt_items.to_string(),
             ]);
         }
     }
@@ -138,6 +141,12 @@ fn print_plan(p: &PlanView) {
         totals.2,
         totals.3
     );
+    if totals.4 > 0 {
+        println!(
+            "{} items in doubt, settled on the next pass (found at the destination or copied again)",
+            totals.4
+        );
+    }
 }
 
 fn print_mx_check(v: &MxCheckView) {
@@ -283,7 +292,8 @@ fn print_batch(d: &BatchDetail) {
     }
     if !b.passes.is_empty() {
         let mut t = table(&[
-            "pass", "started", "duration", "outcome", "copied", "bytes", "rate", "failed",
+            "pass", "started", "duration", "outcome", "copied", "adopted", "bytes", "rate",
+            "failed",
         ]);
         for p in b.passes.iter().rev().take(10).rev() {
             let end = p.finished_us.unwrap_or(now);
@@ -295,6 +305,7 @@ fn print_batch(d: &BatchDetail) {
                     .map(|o| format!("{o:?}"))
                     .unwrap_or_else(|| "running".into()),
                 p.counts.copied.to_string(),
+                p.counts.adopted.to_string(),
                 size(p.counts.bytes),
                 format!("{}/s", size(p.throughput(now) as u64)),
                 p.counts.failed.to_string(),
@@ -457,19 +468,60 @@ fn print_mailbox(m: &MailboxView) {
             .iter()
             .filter_map(|(n, f)| Some((m.address.clone(), n.as_str(), f.comparison.as_ref()?))),
     );
-    if !m.errors.is_empty() {
-        let mut t = table(&["folder", "uid", "class", "attempts", "reason"]);
-        for e in m.errors.values() {
-            t.add_row(vec![
-                folder(&e.key.folder),
-                e.key.uid.to_string(),
-                e.class.clone(),
-                e.attempts.to_string(),
-                e.reason.clone(),
-            ]);
-        }
-        println!("errors:\n{t}");
+    print_items(
+        "errors",
+        &["class", "attempts", "reason"],
+        m.errors.values().map(|e| {
+            let rest = vec![e.class.clone(), e.attempts.to_string(), e.reason.clone()];
+            (&e.key, e.about.as_ref(), rest)
+        }),
+    );
+    print_items(
+        "skipped",
+        &["size", "reason"],
+        m.skipped.values().map(|s| {
+            (
+                &s.key,
+                s.about.as_ref(),
+                vec![size(s.size), s.reason.clone()],
+            )
+        }),
+    );
+}
+
+/// Items named by folder, UID, subject, Message-ID and date, then `more`
+/// columns; nothing when there are none.
+fn print_items<'a>(
+    title: &str,
+    more: &[&str],
+    rows: impl Iterator<Item = (&'a ItemKey, Option<&'a ItemDescription>, Vec<String>)>,
+) {
+    let mut columns = vec!["folder", "uid", "subject", "message-id", "date"];
+    columns.extend_from_slice(more);
+    let mut t = table(&columns);
+    let mut any = false;
+    for (key, about, rest) in rows {
+        any = true;
+        let mut row = vec![folder(&key.folder), key.uid.to_string()];
+        row.extend(about_cells(about));
+        row.extend(rest);
+        t.add_row(row);
     }
+    if any {
+        println!("{title}:\n{t}");
+    }
+}
+
+/// An item's subject, Message-ID and date for a table, blank where unknown.
+fn about_cells(about: Option<&ItemDescription>) -> [String; 3] {
+    let field = |f: fn(&ItemDescription) -> &Option<String>| {
+        about.and_then(|a| f(a).clone()).unwrap_or_default()
+    };
+    [
+        field(|a| &a.subject),
+        field(|a| &a.message_id),
+        field(|a| &a.date),
+    ]
 }
 
 /// The last verify pass's comparison, folder by folder; `rows` are

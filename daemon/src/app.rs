@@ -13,7 +13,13 @@ use crate::secrets::SecretStore;
 
 pub struct App {
     pub config: RwLock<Config>,
-    pub store: Arc<SegmentStore>,
+    pub store: Arc<dyn EventStore>,
+    /// The same store when it is the embedded segment log (not PostgreSQL),
+    /// for what only it has: a close at shutdown and its recovery figures.
+    pub segments: Option<Arc<SegmentStore>>,
+    /// This worker's part in a fleet's lead (shared store only): only the
+    /// leader runs the engine and the scheduler.
+    pub leadership: Option<ferry_pgstore::Leadership>,
     /// Folded up to `views.head`; always a prefix of the log, never ahead.
     pub views: RwLock<Projections>,
     pub secrets: SecretStore,
@@ -33,6 +39,8 @@ pub struct App {
     /// When each mailbox waiting out an outage tries again (Unix µs): live
     /// engine state for answers; the outage itself is in the log.
     pub next_attempts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Message bytes in flight across every fetch the daemon makes.
+    pub budget: Arc<crate::budget::Budget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +57,10 @@ pub enum StartError {
     },
     #[error("data directory {dir} is in use by pid {pid}")]
     InUse { dir: PathBuf, pid: String },
+    #[error(
+        "store = {0:?}: give a postgres:// or postgresql:// URL, or no store for the embedded log"
+    )]
+    StoreUrl(String),
 }
 
 /// Locks `DATA_DIR/ferryd.pid` and writes this process's id in it; a
@@ -102,8 +114,15 @@ impl App {
                 source,
             })?;
         let pid_file = lock_data_dir(&config.data_dir)?;
-        let store = Arc::new(SegmentStore::open(&config.data_dir.join("log"))?);
-        let secrets = SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?;
+        let (store, segments, leadership) = open_store(&config)?;
+        let secrets = match config.store.as_deref() {
+            // A fleet's workers share their secrets through the store.
+            Some(url) if segments.is_none() => SecretStore::open_shared(
+                ferry_pgstore::PgSecrets::open(url)?,
+                &config.secret_key_file,
+            )?,
+            _ => SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?,
+        };
         let mut views = load_views(&config, store.as_ref());
         let t = Instant::now();
         let folded = replay(store.as_ref(), &mut views)?;
@@ -113,9 +132,14 @@ impl App {
             "views rebuilt"
         );
         let head = views.head;
+        let budget = Arc::new(crate::budget::Budget::new(
+            config.engine.max_bytes_in_flight,
+        ));
         let app = App {
             config: RwLock::new(config),
             store,
+            segments,
+            leadership,
             views: RwLock::new(views),
             secrets,
             started: Instant::now(),
@@ -125,6 +149,7 @@ impl App {
             views_head: tokio::sync::watch::channel(head).0,
             _pid_file: pid_file,
             next_attempts: Default::default(),
+            budget,
         };
         app.catch_up();
         Ok(app)
@@ -196,8 +221,35 @@ impl App {
     }
 }
 
+/// The log; the same log again when it is the segment store; the worker's
+/// lead when it is shared.
+type Opened = (
+    Arc<dyn EventStore>,
+    Option<Arc<SegmentStore>>,
+    Option<ferry_pgstore::Leadership>,
+);
+
+/// The event log the config names: PostgreSQL for a fleet's shared log,
+/// else the segment log under the data directory.
+fn open_store(config: &Config) -> Result<Opened, StartError> {
+    match config.store.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = ferry_pgstore::PgStore::open(url)?;
+            tracing::info!(store = store.location(), "event log on PostgreSQL");
+            let name = format!("pid {} ({})", std::process::id(), config.data_dir.display());
+            let leadership = store.lead(&name)?;
+            Ok((Arc::new(store), None, Some(leadership)))
+        }
+        Some(other) => Err(StartError::StoreUrl(ferry_pgstore::describe(other))),
+        None => {
+            let store = Arc::new(SegmentStore::open(&config.data_dir.join("log"))?);
+            Ok((store.clone(), Some(store), None))
+        }
+    }
+}
+
 /// The snapshot when it is readable and not ahead of the log, else nothing.
-fn load_views(config: &Config, store: &SegmentStore) -> Projections {
+fn load_views(config: &Config, store: &dyn EventStore) -> Projections {
     let path = config.data_dir.join("views.snapshot");
     let Ok(bytes) = std::fs::read(&path) else {
         return Projections::default();
@@ -228,8 +280,7 @@ const REPLAY_CHUNK: usize = 4096;
 /// Folds the log past `views.head` into `views`: one thread reads and
 /// decodes while this one folds, so a restart uses both cores.
 /// Returns how many events were folded.
-pub fn replay(store: &SegmentStore, views: &mut Projections) -> Result<u64, StoreError> {
-    use ferry_events::EventStore;
+pub fn replay(store: &dyn EventStore, views: &mut Projections) -> Result<u64, StoreError> {
     let from = views.head + 1;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Envelope>>(4);

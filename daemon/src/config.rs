@@ -9,6 +9,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    /// The event log in PostgreSQL (`postgres://USER:PASSWORD@HOST/DB`), shared
+    /// by a fleet of workers; none: the embedded log under the data directory.
+    pub store: Option<String>,
     pub socket: Option<PathBuf>,
     /// Group allowed on the control socket (mode 0660 instead of 0600).
     pub admin_group: Option<String>,
@@ -344,6 +347,8 @@ impl DnsConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (never logged whole: it may hold a password).
+    pub store: Option<String>,
     pub socket: PathBuf,
     pub config_file: Option<PathBuf>,
     pub admin_group: Option<String>,
@@ -421,6 +426,7 @@ impl Config {
             .clone()
             .unwrap_or_else(|| data_dir.join("secret.key"));
         Ok(Config {
+            store: file.store,
             socket,
             config_file,
             admin_group: file.admin_group,

@@ -14,6 +14,8 @@ pub struct Flags {
     pub config: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
+    /// The event log in PostgreSQL, for a fleet of workers.
+    pub store: Option<String>,
 }
 
 /// What the command line asks for.
@@ -50,12 +52,18 @@ const CONFIG: PathFlag = PathFlag {
     shown: "--config <CONFIG>",
     env: None,
 };
+const STORE: PathFlag = PathFlag {
+    name: "store",
+    shown: "--store <URL>",
+    env: None,
+};
 
 /// Every long flag as a usage line shows it, for the "similar argument" tip.
-const LONG: [(&str, &str); 6] = [
+const LONG: [(&str, &str); 7] = [
     (DATA_DIR.name, DATA_DIR.shown),
     (SOCKET.name, SOCKET.shown),
     (CONFIG.name, CONFIG.shown),
+    (STORE.name, STORE.shown),
     ("log-json", "--log-json"),
     ("help", "--help"),
     ("version", "--version"),
@@ -77,6 +85,7 @@ pub fn parse(
     let usage = |shown: &str| format!("Usage: {bin} {shown}\n\n{MORE}");
     let mut flags = Flags::default();
     let mut log_json = false;
+    let mut store: Option<PathBuf> = None;
     loop {
         let arg = match p.next() {
             Ok(Some(arg)) => arg,
@@ -111,6 +120,7 @@ pub fn parse(
             Long("data-dir") => (&mut flags.data_dir, &DATA_DIR),
             Long("socket") => (&mut flags.socket, &SOCKET),
             Long("config") => (&mut flags.config, &CONFIG),
+            Long("store") => (&mut store, &STORE),
             Long(name) => {
                 let name = name.to_string();
                 return Err(unexpected(&format!("--{name}"), similar(&name), &usage));
@@ -140,6 +150,7 @@ pub fn parse(
         *slot = Some(value.into());
     }
     flags.log_json = log_json;
+    flags.store = store.map(|s| s.to_string_lossy().into_owned());
     for (slot, flag) in [
         (&mut flags.data_dir, &DATA_DIR),
         (&mut flags.socket, &SOCKET),
@@ -199,6 +210,7 @@ Options:
       --data-dir <DATA_DIR>  Where the event log, snapshots and secrets live [env: FERRY_DATA_DIR={}]
       --socket <SOCKET>      The control socket (default from FERRY_SOCKET, then the built-in path) [env: FERRY_SOCKET={}]
       --config <CONFIG>      A TOML configuration file; re-read on SIGHUP
+      --store <URL>          The event log in PostgreSQL (postgres://USER@HOST/DB), shared by a fleet; a password belongs in the config file's store, not here
       --log-json             Log as JSON lines instead of text
   -h, --help                 Print help
   -V, --version              Print version
@@ -244,9 +256,14 @@ mod tests {
                 socket: Some("/s".into()),
                 config: Some("/c.toml".into()),
                 log_json: true,
+                store: None,
             }
         );
         assert_eq!(run(&[], &[]), Ok(Parsed::Run(Flags::default())));
+        let Ok(Parsed::Run(f)) = run(&["--store", "postgres://ferry@db/log"], &[]) else {
+            panic!("refused")
+        };
+        assert_eq!(f.store.as_deref(), Some("postgres://ferry@db/log"));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod app;
+pub mod budget;
 pub mod config;
 pub mod cron;
 pub mod csvimport;
@@ -76,8 +77,17 @@ pub async fn run(
     }
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
     let (shutdown_tx, shutdown_rx) = shutdown::channel();
-    let engine = engine::spawn(app.clone(), shutdown_rx.clone());
-    let scheduler = scheduler::spawn(app.clone(), shutdown_rx.clone());
+    let (engine, scheduler) = match app.leadership.as_ref().map(|l| l.watch()) {
+        None => (
+            engine::spawn(app.clone(), shutdown_rx.clone()),
+            scheduler::spawn(app.clone(), shutdown_rx.clone()),
+        ),
+        // A fleet's worker runs them while it leads.
+        Some(leads) => (
+            tokio::spawn(while_leading(app.clone(), leads, shutdown_rx.clone())),
+            tokio::spawn(async {}),
+        ),
+    };
     let notifier = notify::spawn(app.clone(), shutdown_rx.clone());
     let metrics_listen = app.config.read().unwrap().metrics_listen;
     let metrics = match metrics_listen {
@@ -86,6 +96,9 @@ pub async fn run(
     };
     if let Some(m) = metrics {
         tokio::spawn(metrics::serve(app.clone(), m, shutdown_rx.clone()));
+    }
+    if app.segments.is_none() {
+        tokio::spawn(follow_store(app.clone(), shutdown_rx.clone()));
     }
     let server = tokio::spawn(server::serve(app.clone(), listener, shutdown_rx));
     tracing::info!(
@@ -124,7 +137,9 @@ pub async fn run(
     let _ = scheduler.await;
     let _ = notifier.await;
     app.snapshot_now();
-    app.store.close();
+    if let Some(segments) = &app.segments {
+        segments.close();
+    }
     let _ = std::fs::remove_file(&socket);
     tracing::info!(head = app.store_head(), "ferryd stopped");
     Ok(())
@@ -132,7 +147,56 @@ pub async fn run(
 
 impl App {
     fn store_head(&self) -> u64 {
-        use ferry_events::EventStore;
         self.store.head()
+    }
+}
+
+/// Folds what other workers append to a shared store into this worker's
+/// views (its own appends are folded as it makes them).
+async fn follow_store(app: Arc<App>, mut shutdown: shutdown::Shutdown) {
+    let mut head = app.store.follow();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            changed = head.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.catch_up()).await;
+            }
+        }
+    }
+}
+
+/// Runs the engine and the scheduler while this worker leads the fleet.
+/// When the lead is lost they are told to stop; the store refuses their
+/// appends from that moment, and the next leader settles what they left
+/// in doubt, as after a crash.
+async fn while_leading(
+    app: Arc<App>,
+    mut leads: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: shutdown::Shutdown,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            lead = leads.wait_for(|l| *l) => if lead.is_err() { return },
+        }
+        tracing::info!("leading the fleet: engine and scheduler started");
+        let (stop, stopped) = shutdown::channel();
+        let engine = engine::spawn(app.clone(), stopped.clone());
+        let scheduler = scheduler::spawn(app.clone(), stopped);
+        let ended = tokio::select! {
+            _ = shutdown.wait() => true,
+            lost = leads.wait_for(|l| !*l) => lost.is_err(),
+        };
+        stop.fire();
+        let _ = engine.await;
+        let _ = scheduler.await;
+        if ended {
+            return;
+        }
+        tracing::warn!("lead of the fleet lost: engine and scheduler stopped");
     }
 }

@@ -29,7 +29,10 @@ fn main() {
 }
 
 fn real_main(args: flags::Flags) -> anyhow::Result<()> {
-    let config = Config::load(args.data_dir, args.socket, args.config, args.log_json)?;
+    let mut config = Config::load(args.data_dir, args.socket, args.config, args.log_json)?;
+    if args.store.is_some() {
+        config.store = args.store;
+    }
 
     let (filter, filter_handle) = reload::Layer::new(
         EnvFilter::try_new(&config.log).context("the log filter in the configuration")?,

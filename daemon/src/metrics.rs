@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_events::EventStore;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -110,7 +109,12 @@ pub fn render(app: &App) -> String {
         "ferry_event_log_truncated_bytes",
         "gauge",
         "Bytes of a torn, unacknowledged last write cut off the log when it was opened.",
-        &[(String::new(), app.store.recovery().truncated_bytes)],
+        &[(
+            String::new(),
+            app.segments
+                .as_ref()
+                .map_or(0, |s| s.recovery().truncated_bytes),
+        )],
     );
     metric(
         &mut out,

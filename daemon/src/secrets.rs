@@ -5,6 +5,11 @@
 //! its own (mode 0600), created on first start. Events hold only the id
 //! ([`SecretRef`]), so no export of the log can carry a secret.
 //!
+//! With the event log in PostgreSQL, the sealed secrets live in the store's
+//! `ferry_secrets` table instead, so every worker of a fleet reads them with
+//! the key file they all hold; a worker whose key does not open the fleet's
+//! key-check secret refuses to start.
+//!
 //! A lost key is never replaced while secrets need it: ferryd refuses to
 //! start, naming the key file. Secrets nothing refers to any more (a deleted
 //! batch's passwords, a command that failed half-way) are removed.
@@ -46,10 +51,28 @@ pub enum SecretError {
         dir: PathBuf,
         count: usize,
     },
+    #[error(
+        "key file {0} does not open the fleet's secrets in the shared store: \
+         give this worker the key file the other workers use"
+    )]
+    WrongFleetKey(PathBuf),
+    #[error("secrets in the shared store: {0}")]
+    Shared(#[from] ferry_events::StoreError),
 }
 
+/// Where sealed secrets are kept.
+enum Backend {
+    /// One file per secret under the data directory.
+    Dir(PathBuf),
+    /// The fleet's table beside the PostgreSQL event log.
+    Shared(Box<ferry_pgstore::PgSecrets>),
+}
+
+/// The id of the secret that proves a worker holds the fleet's key.
+const KEY_CHECK: &str = "key-check";
+
 pub struct SecretStore {
-    dir: PathBuf,
+    backend: Backend,
     cipher: XChaCha20Poly1305,
 }
 
@@ -70,36 +93,29 @@ impl SecretStore {
             .mode(0o700)
             .create(dir)
             .map_err(io("creating", dir))?;
-        let key = match std::fs::read(key_file) {
-            Ok(k) => {
-                let mode = std::fs::metadata(key_file)
-                    .map_err(io("reading", key_file))?
-                    .permissions()
-                    .mode();
-                if mode & 0o077 != 0 {
-                    return Err(SecretError::OpenKey(key_file.to_path_buf()));
-                }
-                k
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let count = stored(dir)?.len();
-                if count > 0 {
-                    return Err(SecretError::LostKey {
-                        key: key_file.to_path_buf(),
-                        dir: dir.to_path_buf(),
-                        count,
-                    });
-                }
-                let key = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
-                write_private(key_file, &key)?;
-                key
-            }
-            Err(e) => return Err(io("reading", key_file)(e)),
-        };
-        let cipher = XChaCha20Poly1305::new_from_slice(&key)
-            .map_err(|_| SecretError::BadKey(key_file.to_path_buf()))?;
+        let count = || Ok(stored(dir)?.len() as u64);
+        let cipher = load_key(key_file, count, dir)?;
         Ok(SecretStore {
-            dir: dir.to_path_buf(),
+            backend: Backend::Dir(dir.to_path_buf()),
+            cipher,
+        })
+    }
+
+    /// Opens the fleet's secrets in the shared store. The key file is made
+    /// only while the table is empty; the first worker's key is then the
+    /// fleet's, and a worker whose key does not open the key check refuses.
+    pub fn open_shared(
+        table: ferry_pgstore::PgSecrets,
+        key_file: &Path,
+    ) -> Result<SecretStore, SecretError> {
+        let count = || Ok(table.count()?);
+        let cipher = load_key(key_file, count, Path::new("the shared store"))?;
+        let fleet = table.put_first(KEY_CHECK, &seal(&cipher, KEY_CHECK, KEY_CHECK))?;
+        if open_sealed(&cipher, KEY_CHECK, &fleet).is_err() {
+            return Err(SecretError::WrongFleetKey(key_file.to_path_buf()));
+        }
+        Ok(SecretStore {
+            backend: Backend::Shared(Box::new(table)),
             cipher,
         })
     }
@@ -109,20 +125,11 @@ impl SecretStore {
         let mut id = [0u8; 16];
         OsRng.fill_bytes(&mut id);
         let id = format!("sec-{}", hex::encode(id));
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: secret.as_bytes(),
-                    aad: id.as_bytes(),
-                },
-            )
-            .expect("encryption in memory cannot fail");
-        let mut bytes = nonce.to_vec();
-        bytes.extend_from_slice(&sealed);
-        write_private(&self.dir.join(&id), &bytes)?;
+        let bytes = seal(&self.cipher, &id, secret);
+        match &self.backend {
+            Backend::Dir(dir) => write_private(&dir.join(&id), &bytes)?,
+            Backend::Shared(table) => table.put(&id, &bytes)?,
+        }
         Ok(SecretRef(id))
     }
 
@@ -130,40 +137,47 @@ impl SecretStore {
         if r.0.contains('/') || r.0.starts_with('.') {
             return Err(SecretError::Missing(r.0.clone()));
         }
-        let path = self.dir.join(&r.0);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(SecretError::Missing(r.0.clone()));
+        let bytes = match &self.backend {
+            Backend::Dir(dir) => {
+                let path = dir.join(&r.0);
+                match std::fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(SecretError::Missing(r.0.clone()));
+                    }
+                    Err(e) => return Err(io("reading", &path)(e)),
+                }
             }
-            Err(e) => return Err(io("reading", &path)(e)),
+            Backend::Shared(table) => table
+                .get(&r.0)?
+                .ok_or_else(|| SecretError::Missing(r.0.clone()))?,
         };
-        if bytes.len() < NONCE {
-            return Err(SecretError::Undecryptable(r.0.clone()));
-        }
-        let plain = self
-            .cipher
-            .decrypt(
-                XNonce::from_slice(&bytes[..NONCE]),
-                Payload {
-                    msg: &bytes[NONCE..],
-                    aad: r.0.as_bytes(),
-                },
-            )
-            .map_err(|_| SecretError::Undecryptable(r.0.clone()))?;
-        String::from_utf8(plain).map_err(|_| SecretError::Undecryptable(r.0.clone()))
+        open_sealed(&self.cipher, &r.0, &bytes)
     }
 
     /// Removes a secret nothing refers to any more (a refused command's).
     pub fn remove(&self, r: &SecretRef) {
-        let _ = std::fs::remove_file(self.dir.join(&r.0));
+        match &self.backend {
+            Backend::Dir(dir) => {
+                let _ = std::fs::remove_file(dir.join(&r.0));
+            }
+            Backend::Shared(table) => {
+                if let Err(e) = table.remove(&r.0) {
+                    tracing::warn!("secret {} not removed: {e}", r.0);
+                }
+            }
+        }
     }
 
     /// Removes every stored secret whose id is not in `keep`; returns how
-    /// many. Only while no command can be storing one (at start).
+    /// many. Only while no command can be storing one (at start), so never
+    /// in a fleet's shared table, where another worker may be storing one.
     pub fn sweep(&self, keep: &HashSet<String>) -> Result<usize, SecretError> {
+        let Backend::Dir(dir) = &self.backend else {
+            return Ok(0);
+        };
         let mut removed = 0;
-        for id in stored(&self.dir)? {
+        for id in stored(dir)? {
             if !keep.contains(&id) {
                 self.remove(&SecretRef(id));
                 removed += 1;
@@ -171,6 +185,75 @@ impl SecretStore {
         }
         Ok(removed)
     }
+}
+
+/// Nonce, then the ciphertext of `secret` bound to `id`.
+fn seal(cipher: &XChaCha20Poly1305, id: &str, secret: &str) -> Vec<u8> {
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let sealed = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: secret.as_bytes(),
+                aad: id.as_bytes(),
+            },
+        )
+        .expect("encryption in memory cannot fail");
+    let mut bytes = nonce.to_vec();
+    bytes.extend_from_slice(&sealed);
+    bytes
+}
+
+fn open_sealed(cipher: &XChaCha20Poly1305, id: &str, bytes: &[u8]) -> Result<String, SecretError> {
+    if bytes.len() < NONCE {
+        return Err(SecretError::Undecryptable(id.to_string()));
+    }
+    let plain = cipher
+        .decrypt(
+            XNonce::from_slice(&bytes[..NONCE]),
+            Payload {
+                msg: &bytes[NONCE..],
+                aad: id.as_bytes(),
+            },
+        )
+        .map_err(|_| SecretError::Undecryptable(id.to_string()))?;
+    String::from_utf8(plain).map_err(|_| SecretError::Undecryptable(id.to_string()))
+}
+
+/// Reads the key file, or makes one when no stored secret needs the old
+/// key (`count` tells how many are stored, `place` where).
+fn load_key(
+    key_file: &Path,
+    count: impl FnOnce() -> Result<u64, SecretError>,
+    place: &Path,
+) -> Result<XChaCha20Poly1305, SecretError> {
+    let key = match std::fs::read(key_file) {
+        Ok(k) => {
+            let mode = std::fs::metadata(key_file)
+                .map_err(io("reading", key_file))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(SecretError::OpenKey(key_file.to_path_buf()));
+            }
+            k
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let count = count()?;
+            if count > 0 {
+                return Err(SecretError::LostKey {
+                    key: key_file.to_path_buf(),
+                    dir: place.to_path_buf(),
+                    count: count as usize,
+                });
+            }
+            let key = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
+            write_private(key_file, &key)?;
+            key
+        }
+        Err(e) => return Err(io("reading", key_file)(e)),
+    };
+    XChaCha20Poly1305::new_from_slice(&key).map_err(|_| SecretError::BadKey(key_file.to_path_buf()))
 }
 
 /// The ids of the secrets stored in `dir`.

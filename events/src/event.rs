@@ -478,6 +478,42 @@ pub enum Event {
         /// Messages held more than once at the destination.
         duplicates: Vec<DuplicateGroup>,
     },
+    /// What a failed or skipped item is, for people, read from its header
+    /// just after its `ItemFailed` or `ItemSkipped` (best effort).
+    ItemDescribed {
+        mailbox: String,
+        key: ItemKey,
+        about: ItemDescription,
+    },
+}
+
+/// A message's subject (decoded), Message-ID and date, each capped at
+/// [`ItemDescription::MAX_CHARS`] characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemDescription {
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    /// The Date header, RFC 3339 when it parses, else as written.
+    pub date: Option<String>,
+}
+
+impl ItemDescription {
+    /// The longest a field is kept, in characters.
+    pub const MAX_CHARS: usize = 200;
+
+    /// A description from header values, each trimmed, emptied to `None`
+    /// and cut at [`Self::MAX_CHARS`].
+    pub fn new(subject: Option<&str>, message_id: Option<&str>, date: Option<&str>) -> Self {
+        let cap = |v: Option<&str>| {
+            let v = v?.trim();
+            (!v.is_empty()).then(|| v.chars().take(Self::MAX_CHARS).collect())
+        };
+        ItemDescription {
+            subject: cap(subject),
+            message_id: cap(message_id),
+            date: cap(date),
+        }
+    }
 }
 
 /// One message held more than once in a destination folder.
@@ -587,6 +623,7 @@ impl Event {
             Event::OutageEnded { .. } => "OutageEnded",
             Event::ItemAdopted { .. } => "ItemAdopted",
             Event::FolderCompared { .. } => "FolderCompared",
+            Event::ItemDescribed { .. } => "ItemDescribed",
         }
     }
 }

@@ -165,6 +165,7 @@ impl Projections {
     fn count_in_pass(&mut self, env: &Envelope) {
         let mailbox = match &env.event {
             Event::ItemCopied { mailbox, .. }
+            | Event::ItemAdopted { mailbox, .. }
             | Event::ItemSkipped { mailbox, .. }
             | Event::ItemFailed { mailbox, .. }
             | Event::MailboxPassStarted { mailbox, .. }

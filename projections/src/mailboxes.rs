@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ferry_events::{
-    DuplicateGroup, Envelope, Event, ItemKey, MailboxSpec, Outcome, PassKind, Side,
+    DuplicateGroup, Envelope, Event, ItemDescription, ItemKey, MailboxSpec, Outcome, PassKind, Side,
 };
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +93,21 @@ pub struct ItemError {
     pub reason: String,
     pub time_us: i64,
     pub attempts: u32,
+    /// Subject, Message-ID and date, when they could be read.
+    #[serde(default)]
+    pub about: Option<ItemDescription>,
+}
+
+/// An item skipped and not since copied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedItem {
+    pub key: ItemKey,
+    pub size: u64,
+    pub reason: String,
+    pub time_us: i64,
+    /// Subject, Message-ID and date, when they could be read.
+    #[serde(default)]
+    pub about: Option<ItemDescription>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,8 +132,11 @@ pub struct MailboxView {
     pub folders: BTreeMap<String, FolderProgress>,
     /// Failed items not since copied or skipped (a list on the wire: JSON
     /// map keys must be strings).
-    #[serde(with = "errors_as_list")]
+    #[serde(with = "by_key")]
     pub errors: BTreeMap<ItemKey, ItemError>,
+    /// Items skipped and not since copied (a list on the wire).
+    #[serde(default, with = "by_key")]
+    pub skipped: BTreeMap<ItemKey, SkippedItem>,
     pub last_pass: Option<LastPass>,
     pub passes_run: u64,
     pub cut_over_us: Option<i64>,
@@ -184,6 +202,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                     totals: Counts::default(),
                     folders: BTreeMap::new(),
                     errors: BTreeMap::new(),
+                    skipped: BTreeMap::new(),
                     last_pass: None,
                     passes_run: 0,
                     cut_over_us: None,
@@ -221,7 +240,8 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         | Event::FolderVanished { mailbox, .. }
         | Event::ItemRemovedAtDestination { mailbox, .. }
         | Event::OutageStarted { mailbox, .. }
-        | Event::OutageEnded { mailbox, .. } => mailbox,
+        | Event::OutageEnded { mailbox, .. }
+        | Event::ItemDescribed { mailbox, .. } => mailbox,
         Event::CutoverRequested {
             mailboxes: list,
             forced,
@@ -350,6 +370,7 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 lp.counts.adopted += 1;
             }
             m.errors.remove(key);
+            m.skipped.remove(key);
         }
         Event::FolderCompared {
             folder,
@@ -368,13 +389,33 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                 duplicates: duplicates.clone(),
             });
         }
-        Event::ItemSkipped { key, .. } => {
+        Event::ItemSkipped {
+            key, size, reason, ..
+        } => {
             progress(&mut m.folders, &key.folder).counts.skipped += 1;
             m.totals.skipped += 1;
             if let Some(lp) = m.last_pass.as_mut() {
                 lp.counts.skipped += 1;
             }
             resolve(m, key);
+            m.skipped.insert(
+                key.clone(),
+                SkippedItem {
+                    key: key.clone(),
+                    size: *size,
+                    reason: reason.clone(),
+                    time_us: env.time_us,
+                    about: None,
+                },
+            );
+        }
+        Event::ItemDescribed { key, about, .. } => {
+            if let Some(e) = m.errors.get_mut(key) {
+                e.about = Some(about.clone());
+            }
+            if let Some(s) = m.skipped.get_mut(key) {
+                s.about = Some(about.clone());
+            }
         }
         Event::ItemFailed {
             key, class, reason, ..
@@ -388,7 +429,10 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             if let Some(lp) = m.last_pass.as_mut() {
                 lp.counts.failed += 1;
             }
-            let attempts = m.errors.get(key).map_or(0, |e| e.attempts) + 1;
+            let (attempts, about) = m
+                .errors
+                .get(key)
+                .map_or((0, None), |e| (e.attempts, e.about.clone()));
             m.errors.insert(
                 key.clone(),
                 ItemError {
@@ -396,7 +440,8 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
                     class: class.clone(),
                     reason: reason.clone(),
                     time_us: env.time_us,
-                    attempts,
+                    attempts: attempts + 1,
+                    about,
                 },
             );
         }
@@ -437,8 +482,10 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
     }
 }
 
-/// A failed item since copied or skipped no longer counts as failed.
+/// A failed (or skipped) item since copied or skipped no longer counts as
+/// failed (or skipped).
 fn resolve(m: &mut MailboxView, key: &ItemKey) {
+    m.skipped.remove(key);
     if m.errors.remove(key).is_some() {
         let f = progress(&mut m.folders, &key.folder);
         f.counts.failed = f.counts.failed.saturating_sub(1);
@@ -446,25 +493,44 @@ fn resolve(m: &mut MailboxView, key: &ItemKey) {
     }
 }
 
-mod errors_as_list {
+/// An item's record, found by its key.
+pub trait Keyed {
+    fn key(&self) -> &ItemKey;
+}
+
+impl Keyed for ItemError {
+    fn key(&self) -> &ItemKey {
+        &self.key
+    }
+}
+
+impl Keyed for SkippedItem {
+    fn key(&self) -> &ItemKey {
+        &self.key
+    }
+}
+
+/// A map by item key, as a list on the wire: JSON map keys must be strings.
+mod by_key {
     use std::collections::BTreeMap;
 
     use ferry_events::ItemKey;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::ItemError;
+    use super::Keyed;
 
-    pub fn serialize<S: Serializer>(
-        m: &BTreeMap<ItemKey, ItemError>,
+    pub fn serialize<S: Serializer, T: Serialize>(
+        m: &BTreeMap<ItemKey, T>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.collect_seq(m.values())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Keyed + DeserializeOwned>(
         d: D,
-    ) -> Result<BTreeMap<ItemKey, ItemError>, D::Error> {
-        let list = Vec::<ItemError>::deserialize(d)?;
-        Ok(list.into_iter().map(|e| (e.key.clone(), e)).collect())
+    ) -> Result<BTreeMap<ItemKey, T>, D::Error> {
+        let list = Vec::<T>::deserialize(d)?;
+        Ok(list.into_iter().map(|e| (e.key().clone(), e)).collect())
     }
 }

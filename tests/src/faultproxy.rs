@@ -17,12 +17,16 @@
 //!
 //! Besides faults, the whole server can be taken down ([`FaultProxy::set_down`]):
 //! open connections are reset and new ones are reset on accept, as when a
-//! server is stopped, until it is brought up again.
+//! server is stopped, until it is brought up again. Or it can be made
+//! unavailable ([`FaultProxy::set_unavailable`]): logins still work, but
+//! the proxy answers every command that reads mail with `NO [UNAVAILABLE]`
+//! itself, as a server whose mail store is down does (line commands only:
+//! a source's, never an APPEND's literal).
 //!
 //! The proxy runs on its own thread and runtime ([`Listener`]), so tests may block.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,6 +79,9 @@ struct Shared {
     peak: AtomicU64,
     /// Whether the server is down (see [`FaultProxy::set_down`]).
     down: tokio::sync::watch::Sender<bool>,
+    /// See [`FaultProxy::set_unavailable`].
+    unavailable: AtomicBool,
+    refused: AtomicU64,
 }
 
 /// A listener on 127.0.0.1 (a free port) on its own thread and runtime,
@@ -156,6 +163,8 @@ impl FaultProxy {
             open: AtomicU64::default(),
             peak: AtomicU64::default(),
             down: tokio::sync::watch::Sender::new(false),
+            unavailable: AtomicBool::new(false),
+            refused: AtomicU64::default(),
         });
         let sh = shared.clone();
         let target = SocketAddr::from(([127, 0, 0, 1], target));
@@ -193,6 +202,18 @@ impl FaultProxy {
         self.shared.down.send_replace(down);
     }
 
+    /// Makes every command but the session's own (CAPABILITY, LOGIN,
+    /// AUTHENTICATE, ID, ENABLE, NOOP, LOGOUT) answered `NO [UNAVAILABLE]`
+    /// by the proxy, on open connections and new ones, or ends that.
+    pub fn set_unavailable(&self, on: bool) {
+        self.shared.unavailable.store(on, Ordering::Relaxed);
+    }
+
+    /// Commands answered `NO [UNAVAILABLE]` so far.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
     pub fn fired(&self) -> Fired {
         *self.shared.fired.lock().unwrap()
     }
@@ -210,6 +231,43 @@ impl FaultProxy {
     pub fn bytes(&self) -> (u64, u64) {
         *self.shared.total.lock().unwrap()
     }
+}
+
+/// Splits the whole lines of `partial` (the rest stays) into those to
+/// forward and the `NO [UNAVAILABLE]` answers to the refused ones; once the
+/// proxy is available again, everything is forwarded.
+fn refuse_commands(sh: &Shared, partial: &mut Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    const OWN: [&str; 8] = [
+        "CAPABILITY",
+        "LOGIN",
+        "AUTHENTICATE",
+        "ID",
+        "ENABLE",
+        "NOOP",
+        "LOGOUT",
+        "STARTTLS",
+    ];
+    if !sh.unavailable.load(Ordering::Relaxed) {
+        return (std::mem::take(partial), Vec::new());
+    }
+    let (mut forward, mut answers) = (Vec::new(), Vec::new());
+    while let Some(end) = partial.windows(2).position(|w| w == b"\r\n") {
+        let line: Vec<u8> = partial.drain(..end + 2).collect();
+        let text = String::from_utf8_lossy(&line);
+        let mut words = text.split_ascii_whitespace();
+        match (words.next(), words.next()) {
+            (Some(tag), Some(verb)) if !OWN.iter().any(|o| o.eq_ignore_ascii_case(verb)) => {
+                sh.refused.fetch_add(1, Ordering::Relaxed);
+                answers.extend_from_slice(
+                    format!("{tag} NO [UNAVAILABLE] Mail store temporarily unavailable\r\n")
+                        .as_bytes(),
+                );
+            }
+            // The session's own commands, and continuation lines (SASL).
+            _ => forward.extend_from_slice(&line),
+        }
+    }
+    (forward, answers)
 }
 
 fn counted((up, down): (u64, u64), dir: Dir) -> u64 {
@@ -291,6 +349,8 @@ async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
     let mut up = vec![0u8; 16 * 1024];
     let mut from_server = vec![0u8; 16 * 1024];
     let mut append_sent = false;
+    // Client bytes held back while unavailable: a command line not yet whole.
+    let mut partial: Vec<u8> = Vec::new();
     let fault = loop {
         // Reads are cancel-safe, so whichever side has data first is served.
         let (n, to_upstream) = tokio::select! {
@@ -303,10 +363,25 @@ async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
                 continue;
             }
         };
-        let n = match n {
+        let mut n = match n {
             Ok(0) | Err(_) => break None,
             Ok(n) => n,
         };
+        if to_upstream && (!partial.is_empty() || sh.unavailable.load(Ordering::Relaxed)) {
+            partial.extend_from_slice(&up[..n]);
+            let (forward, answers) = refuse_commands(&sh, &mut partial);
+            if client.write_all(&answers).await.is_err() {
+                break None;
+            }
+            if forward.len() > up.len() {
+                up.resize(forward.len(), 0);
+            }
+            up[..forward.len()].copy_from_slice(&forward);
+            n = forward.len();
+            if n == 0 {
+                continue;
+            }
+        }
         if to_upstream
             && up[..n]
                 .windows(7)

@@ -2,6 +2,8 @@
 //! on a temporary data directory, driven the way an administrator drives them.
 
 pub mod bench;
+pub mod ews_sim;
+pub mod graph_sim;
 pub mod loggen;
 pub mod mailcmp;
 pub mod pair;

@@ -176,6 +176,39 @@ impl ImapSession {
         self.caps.iter().any(|c| c.eq_ignore_ascii_case(name))
     }
 
+    /// The given header fields (space-separated names) of each given UID
+    /// of the open folder, as the server sent them.
+    async fn header_fields(&mut self, uids: &[u32], fields: &str) -> Result<HashMap<u32, Vec<u8>>> {
+        self.status()?;
+        let set = parse::uid_set(uids);
+        let mut out = HashMap::new();
+        if set.is_empty() {
+            return Ok(out);
+        }
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        self.conn
+            .run(
+                "fetch",
+                &format!("UID FETCH {set} (UID BODY.PEEK[HEADER.FIELDS ({fields})])"),
+                ErrorClass::Other,
+                |r| {
+                    if let Response::Fetch(_, attrs) = r
+                        && let Some(uid) = attrs.iter().find_map(|a| match a {
+                            async_imap::imap_proto::AttributeValue::Uid(u) => Some(*u),
+                            _ => None,
+                        })
+                        && wanted.contains(&uid)
+                        && let Some(h) = parse::header_bytes(attrs)
+                    {
+                        out.insert(uid, h.to_vec());
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(out)
+    }
+
     fn condstore(&self) -> bool {
         self.has_capability("CONDSTORE")
     }
@@ -591,34 +624,19 @@ impl MailSession for ImapSession {
     }
 
     async fn message_ids(&mut self, uids: &[u32]) -> Result<HashMap<u32, String>> {
-        self.status()?;
-        let set = parse::uid_set(uids);
-        let mut out = HashMap::new();
-        if set.is_empty() {
-            return Ok(out);
-        }
-        let wanted: HashSet<u32> = uids.iter().copied().collect();
-        self.conn
-            .run(
-                "fetch",
-                &format!("UID FETCH {set} (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"),
-                ErrorClass::Other,
-                |r| {
-                    if let Response::Fetch(_, attrs) = r
-                        && let Some(uid) = attrs.iter().find_map(|a| match a {
-                            async_imap::imap_proto::AttributeValue::Uid(u) => Some(*u),
-                            _ => None,
-                        })
-                        && wanted.contains(&uid)
-                        && let Some(id) = parse::header_bytes(attrs).and_then(crate::message_id)
-                    {
-                        out.insert(uid, id);
-                    }
-                    Ok(())
-                },
-            )
-            .await?;
-        Ok(out)
+        let headers = self.header_fields(uids, "MESSAGE-ID").await?;
+        Ok(headers
+            .into_iter()
+            .filter_map(|(uid, h)| Some((uid, crate::message_id(&h)?)))
+            .collect())
+    }
+
+    async fn headlines(&mut self, uids: &[u32]) -> Result<HashMap<u32, crate::Headline>> {
+        let headers = self.header_fields(uids, "SUBJECT MESSAGE-ID DATE").await?;
+        Ok(headers
+            .into_iter()
+            .map(|(uid, h)| (uid, crate::Headline::of(&h)))
+            .collect())
     }
 
     async fn create_folder(&mut self, folder: &FolderName) -> Result<()> {

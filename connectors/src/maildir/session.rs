@@ -19,7 +19,7 @@
 //! (later calls fail), never the tree inconsistent.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,13 +30,18 @@ use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::error::{ConnectorError, ErrorClass, Result};
-use crate::model::{AppendUid, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta, SpecialUse};
+use crate::model::{
+    AppendUid, Flag, Folder, FolderName, FolderStatus, Headline, Item, ItemMeta, SpecialUse,
+};
 use crate::{DEFAULT_ITEM_LIMIT, MailSession};
 
 use super::flags::{self, Keywords};
 use super::layout;
 use super::uidlist::{UIDLIST_FILE, UidList};
 use super::{create_new, describe, io_err, open_regular, read_capped, sync_dir};
+
+/// The most of a file read for its headline.
+const HEADER_MAX: u64 = 64 * 1024;
 
 /// Opens the Maildir++ tree at `root` (INBOX). With `create`, a missing
 /// root gets `cur/ new/ tmp/`; without, a root lacking `cur/` is an error.
@@ -166,6 +171,11 @@ impl MailSession for MaildirSession {
     async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Item>> {
         let uids = uids.to_vec();
         self.run(move |s| s.fetch(&uids)).await
+    }
+
+    async fn headlines(&mut self, uids: &[u32]) -> Result<HashMap<u32, Headline>> {
+        let uids = uids.to_vec();
+        self.run(move |s| s.headlines(&uids)).await
     }
 
     async fn create_folder(&mut self, folder: &FolderName) -> Result<()> {
@@ -458,6 +468,25 @@ impl Store {
                     out.push(refused(meta, e.to_string()));
                 }
                 Err(e) => return Err(io_err("read", &path)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each item's headline from the start of its file: a header longer
+    /// than [`HEADER_MAX`] is read that far. Items that cannot be read are
+    /// left out.
+    fn headlines(&mut self, uids: &[u32]) -> Result<HashMap<u32, Headline>> {
+        let open = self.open.as_mut().ok_or(ConnectorError::NoFolder)?;
+        let mut out = HashMap::new();
+        for &uid in uids {
+            let Some((path, _)) = locate(open, uid)? else {
+                continue;
+            };
+            let mut head = Vec::new();
+            let read = open_regular(&path).and_then(|f| f.take(HEADER_MAX).read_to_end(&mut head));
+            if read.is_ok() {
+                out.insert(uid, Headline::of(&head));
             }
         }
         Ok(out)

@@ -1,4 +1,5 @@
 //! The connectors' integration tests, one binary.
 
 mod imap;
+mod index;
 mod maildir;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferry_api::ApiError;
 use ferry_api::audit::Format;
 use ferry_api::wire::Response;
-use ferry_events::{Actor, Event, EventStore, ExpectedVersion, stream};
+use ferry_events::{Actor, Event, ExpectedVersion, stream};
 use sha2::Digest;
 
 use super::export::{self, Selection};

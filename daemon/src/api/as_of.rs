@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use ferry_api::ApiError;
 use ferry_api::wire::Response;
-use ferry_events::EventStore;
 use ferry_projections::Projections;
 
 use super::{internal, parse_time, store_error};

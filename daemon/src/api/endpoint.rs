@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ferry_api::wire::{EndpointAdd, EndpointUpdate, Response};
 use ferry_api::{ApiError, ErrorCode};
-use ferry_events::{Actor, EndpointKind, EndpointSpec, Event, EventStore, ExpectedVersion, stream};
+use ferry_events::{Actor, EndpointKind, EndpointSpec, Event, ExpectedVersion, stream};
 
 use super::{check_name, conflict, done, internal, invalid, not_found, store_error};
 use crate::app::App;

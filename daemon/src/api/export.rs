@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferry_api::ApiError;
 use ferry_api::audit::{ExportQuery, Format, Writer};
-use ferry_events::{Envelope, Event, EventStore, codec, stream};
+use ferry_events::{Envelope, Event, codec, stream};
 
 use super::{conflict, invalid, not_found, parse_time, store_error};
 use crate::app::App;
@@ -42,7 +42,15 @@ pub fn names_mailbox(e: &Event, address: &str) -> bool {
         | Event::UserCutOver { mailbox, .. }
         | Event::UidValidityChanged { mailbox, .. }
         | Event::FolderFailed { mailbox, .. }
-        | Event::RoutingAction { mailbox, .. } => mailbox == address,
+        | Event::RoutingAction { mailbox, .. }
+        | Event::ItemVanished { mailbox, .. }
+        | Event::FolderVanished { mailbox, .. }
+        | Event::ItemRemovedAtDestination { mailbox, .. }
+        | Event::OutageStarted { mailbox, .. }
+        | Event::OutageEnded { mailbox, .. }
+        | Event::ItemAdopted { mailbox, .. }
+        | Event::FolderCompared { mailbox, .. }
+        | Event::ItemDescribed { mailbox, .. } => mailbox == address,
         _ => false,
     }
 }

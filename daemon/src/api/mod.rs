@@ -146,7 +146,9 @@ pub fn store_error(e: StoreError) -> ApiError {
         StoreError::WrongVersion { .. } => conflict(format!(
             "{e}: someone changed it since you looked; check and retry"
         )),
-        StoreError::Closed => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+        StoreError::Closed | StoreError::Database { .. } => {
+            ApiError::new(ErrorCode::Unavailable, e.to_string())
+        }
         other => internal(other),
     }
 }

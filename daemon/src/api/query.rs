@@ -6,7 +6,6 @@ use std::time::Duration;
 use ferry_api::ApiError;
 use ferry_api::audit::{self, ExportQuery, Format};
 use ferry_api::wire::{BatchDetail, Events, Response, StatusView};
-use ferry_events::EventStore;
 use ferry_projections::Projections;
 
 use super::export::{Selection, Step};

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use ferry_api::ApiError;
 use ferry_api::audit;
-use ferry_api::report::{Bucket, MailboxReport, ReportData, SkippedItem, reason_class};
+use ferry_api::report::{Bucket, MailboxReport, ReportData, reason_class};
 use ferry_api::wire::Response;
-use ferry_events::{Event, EventStore, stream};
+use ferry_events::{Event, stream};
 use ferry_projections::rules::domain_of;
 
 use super::{internal, not_found, store_error};
@@ -76,12 +76,11 @@ pub async fn report(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
                 domains.extend(domain_of(a));
             }
             let mut m = MailboxReport {
+                skipped: view.skipped.values().cloned().collect(),
                 view,
                 skipped_by_reason: BTreeMap::new(),
                 failures_by_class: BTreeMap::new(),
-                skipped: Vec::new(),
             };
-            let mut skipped = BTreeMap::new();
             for env in app.store.scan_stream(&stream::mailbox(&m.view.address), 1) {
                 let env = env.map_err(store_error)?;
                 // A mailbox stream may hold an earlier, deleted batch's events.
@@ -89,25 +88,13 @@ pub async fn report(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
                     continue;
                 }
                 match &env.event {
-                    Event::ItemCopied { key, size, .. } => {
+                    Event::ItemCopied { size, .. } => {
                         let b = &mut series[slot(env.time_us)];
                         b.items += 1;
                         b.bytes += size;
-                        skipped.remove(key);
                     }
-                    Event::ItemSkipped {
-                        key, size, reason, ..
-                    } => {
+                    Event::ItemSkipped { reason, .. } => {
                         *m.skipped_by_reason.entry(reason_class(reason)).or_default() += 1;
-                        skipped.insert(
-                            key.clone(),
-                            SkippedItem {
-                                key: key.clone(),
-                                size: *size,
-                                reason: reason.clone(),
-                                time_us: env.time_us,
-                            },
-                        );
                     }
                     Event::ItemFailed { class, .. } | Event::FolderFailed { class, .. } => {
                         series[slot(env.time_us)].failed += 1;
@@ -120,7 +107,6 @@ pub async fn report(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
                     _ => {}
                 }
             }
-            m.skipped = skipped.into_values().collect();
             mailboxes.push(m);
         }
         let mut others: Vec<String> = domains.iter().map(|d| stream::domain(d)).collect();

@@ -189,6 +189,14 @@ async fn open_in(
     })
 }
 
+/// Whether `spec` is a Maildir endpoint where the destination Maildir of
+/// `mailbox` does not exist yet (a first pass makes it).
+pub fn maildir_absent(spec: &EndpointSpec, mailbox: &MailboxSpec) -> bool {
+    spec.kind == EndpointKind::Maildir
+        && maildir_root(&spec.host, &mailbox.destination_address.to_lowercase())
+            .is_ok_and(|root| !root.exists())
+}
+
 /// A user's Maildir under the endpoint's folder: the address must be one
 /// file name (see [`crate::csvimport::address_problem`]) and the joined path
 /// one level below the folder.

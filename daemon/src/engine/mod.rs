@@ -69,33 +69,7 @@ pub async fn verify_endpoint(
     connect::verify(app, spec, as_user).await
 }
 
-/// The daemon-wide allowance of message bytes held in memory, in KiB units.
-/// A fetch group holds its size (capped at the whole allowance, so one huge
-/// item still fits) from before its FETCH until its APPENDs are done.
-pub struct Budget {
-    kib: tokio::sync::Semaphore,
-    total: u32,
-}
-
-impl Budget {
-    pub fn new(bytes: u64) -> Self {
-        let total = (bytes / 1024).clamp(1, u64::from(u32::MAX >> 4)) as u32;
-        Budget {
-            kib: tokio::sync::Semaphore::new(total as usize),
-            total,
-        }
-    }
-
-    /// Waits until `items` fit, and holds their bytes until the guard drops.
-    pub async fn hold(
-        self: &Arc<Self>,
-        items: &[ferry_connectors::ItemMeta],
-    ) -> tokio::sync::SemaphorePermit<'_> {
-        let bytes: u64 = items.iter().map(|m| m.size).sum();
-        let kib = (bytes.div_ceil(1024)).clamp(1, u64::from(self.total)) as u32;
-        self.kib.acquire_many(kib).await.expect("never closed")
-    }
-}
+pub use crate::budget::Budget;
 
 /// What every pass shares.
 pub struct Engine {
@@ -166,10 +140,9 @@ impl Engine {
 /// returns once the passes in flight have reached a safe point.
 pub fn spawn(app: Arc<App>, shutdown: Shutdown) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let max = app.config.read().unwrap().engine.max_bytes_in_flight;
         let engine = Arc::new(Engine {
             caps: connect::Caps::default(),
-            budget: Arc::new(Budget::new(max)),
+            budget: app.budget.clone(),
             shutdown: shutdown.clone(),
             running: Mutex::new(HashMap::new()),
             app: app.clone(),

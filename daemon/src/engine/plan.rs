@@ -61,20 +61,31 @@ async fn plan_mailbox(
     let (dname, dspec) = destination;
     let mut src = connect::open(app, caps, sname, sspec, mb, Side::Source, timeout, false).await?;
     src.session.limit_items(limit);
-    let mut dst = connect::open(
-        app,
-        caps,
-        dname,
-        dspec,
-        mb,
-        Side::Destination,
-        timeout,
-        false,
-    )
-    .await?;
-    dst.session.limit_items(limit);
+    // A Maildir not made yet holds nothing: planned as empty, not made.
+    let mut dst = match connect::maildir_absent(dspec, mb) {
+        true => None,
+        false => Some(
+            connect::open(
+                app,
+                caps,
+                dname,
+                dspec,
+                mb,
+                Side::Destination,
+                timeout,
+                false,
+            )
+            .await?,
+        ),
+    };
     let src_folders = src.list_folders().await?;
-    let dst_folders = dst.list_folders().await?;
+    let dst_folders = match dst.as_mut() {
+        Some(d) => {
+            d.session.limit_items(limit);
+            d.list_folders().await?
+        }
+        None => Vec::new(),
+    };
     let (special, delimiter) = destination_context(&dst_folders);
     let existing: HashSet<&str> = dst_folders.iter().map(|f| f.name.raw.as_str()).collect();
     let mut rows = Vec::new();
@@ -90,16 +101,11 @@ async fn plan_mailbox(
             continue;
         };
         let exists = existing.contains(target.raw.as_str());
-        let row = plan_folder(
-            app,
-            &mb.address,
-            src.session.as_mut(),
-            dst.session.as_mut(),
-            f,
-            Some(&target).filter(|_| exists),
-            limit,
-        )
-        .await?;
+        let held: Option<(&mut dyn MailSession, &FolderName)> = match dst.as_mut() {
+            Some(d) if exists => Some((d.session.as_mut(), &target)),
+            _ => None,
+        };
+        let row = plan_folder(app, &mb.address, src.session.as_mut(), held, f, limit).await?;
         rows.push(FolderPlanRow {
             destination: Some(target.raw),
             destination_exists: exists,
@@ -107,32 +113,34 @@ async fn plan_mailbox(
         });
     }
     let _ = src.logout().await;
-    let _ = dst.logout().await;
+    if let Some(d) = dst.as_mut() {
+        let _ = d.logout().await;
+    }
     Ok(rows)
 }
 
-/// Counts one source folder; `dname` is its destination when it exists.
+/// Counts one source folder; `held` is the destination session and folder
+/// when that folder exists.
 async fn plan_folder(
     app: &App,
     mailbox: &str,
     src: &mut dyn MailSession,
-    dst: &mut dyn MailSession,
+    held: Option<(&mut dyn MailSession, &FolderName)>,
     f: &Folder,
-    dname: Option<&FolderName>,
     limit: u64,
 ) -> Result<FolderPlanRow, EngineError> {
     let st = src.examine(&f.name).await?;
-    let done = app
+    let (done, in_doubt) = app
         .views
         .read()
         .unwrap()
         .watermarks
         .get(mailbox, &f.name.raw)
         .filter(|m| m.uidvalidity == st.uidvalidity)
-        .map(|m| m.done.clone())
-        .unwrap_or_default();
-    let adopted: HashSet<u32> = match dname {
-        Some(d) => adoptable(app, mailbox, src, dst, f, d, &st)
+        .map(|m| (m.done.clone(), m.in_doubt.keys().copied().collect()))
+        .unwrap_or_else(|| (Default::default(), HashSet::new()));
+    let adopted: HashSet<u32> = match held {
+        Some((dst, d)) => adoptable(app, mailbox, src, dst, f, d, &st)
             .await?
             .map(|found| found.pairing.pairs.iter().map(|p| p.source).collect())
             .unwrap_or_default(),
@@ -148,6 +156,8 @@ async fn plan_folder(
             row.source_items += 1;
             if done.contains(&m.uid) {
                 row.done += 1;
+            } else if in_doubt.contains(&m.uid) {
+                row.in_doubt_items += 1;
             } else if adopted.contains(&m.uid) {
                 row.adopt_items += 1;
             } else if m.refused.is_some() || m.size > limit {

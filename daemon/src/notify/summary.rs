@@ -19,6 +19,8 @@ pub struct PassSummary {
     pub destination: String,
     pub mailboxes: u64,
     pub copied: u64,
+    /// Found already at the destination and not copied.
+    pub adopted: u64,
     pub skipped: u64,
     pub failed: u64,
     pub bytes: u64,
@@ -53,6 +55,7 @@ impl PassSummary {
             r.started = rfc3339(p.started_us);
             r.mailboxes = p.mailboxes;
             r.copied = p.counts.copied;
+            r.adopted = p.counts.adopted;
             r.skipped = p.counts.skipped;
             r.failed = p.counts.failed;
             r.bytes = p.counts.bytes;
@@ -94,6 +97,13 @@ impl PassSummary {
             "Copied:      {} items, {} bytes",
             self.copied, self.bytes
         );
+        if self.adopted > 0 {
+            let _ = writeln!(
+                t,
+                "Adopted:     {} items found at the destination, not copied",
+                self.adopted
+            );
+        }
         let _ = writeln!(t, "Skipped:     {}", self.skipped);
         let _ = writeln!(t, "Failed:      {}", self.failed);
         if !self.mailboxes_with_errors.is_empty() {
@@ -155,6 +165,7 @@ mod tests {
                 older_than_days: None,
                 counts: Counts {
                     copied: 2,
+                    adopted: 3,
                     skipped: 1,
                     failed: 1,
                     bytes: 110,
@@ -171,6 +182,13 @@ mod tests {
         assert_eq!(r.pass, "full");
         assert_eq!((r.copied, r.bytes, r.skipped, r.failed), (2, 110, 1, 1));
         assert_eq!(r.mailboxes, 2);
+        assert_eq!(r.adopted, 3);
+        assert!(
+            r.text()
+                .contains("Adopted:     3 items found at the destination, not copied"),
+            "{}",
+            r.text()
+        );
         assert_eq!(
             r.subject(),
             "[mailferry] batch b: full pass SucceededWithErrors"

@@ -6,13 +6,15 @@
 //! durable default, [`MemoryStore`] serves tests. Both assign sequence,
 //! time and hash chain through the same [`Sequencer`].
 
+#[cfg(feature = "contract")]
+pub mod contract;
 mod memory;
 mod segment;
 mod sequencer;
 
 pub use memory::MemoryStore;
 pub use segment::{Recovery, SEGMENT_BYTES, SegmentStore, StoreOptions, StoreStats};
-pub use sequencer::Sequencer;
+pub use sequencer::{Sequenced, Sequencer};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -93,6 +95,15 @@ pub enum StoreError {
     Poisoned(String),
     #[error("the store is closed")]
     Closed,
+    /// An engine or scheduler append from a worker that does not lead the
+    /// fleet (it never did, or another worker has taken over since).
+    #[error(
+        "this worker does not lead the fleet (leader epoch {epoch}); only the leader's engine writes"
+    )]
+    NotLeader { epoch: u64 },
+    /// A database behind the store (PostgreSQL) failed or could not be reached.
+    #[error("event store at {at}: {what}")]
+    Database { at: String, what: String },
 }
 
 /// A record as stored: its envelope and the exact bytes the chain hashes.

@@ -107,6 +107,11 @@ fn arb_event() -> impl Strategy<Value = Event> {
             class: "Item".into(),
             reason: "NO".into()
         }),
+        (mb.clone(), k.clone()).prop_map(|(mailbox, key)| Event::ItemDescribed {
+            mailbox,
+            key,
+            about: ferry_events::ItemDescription::new(Some("s"), Some("<m@x>"), None)
+        }),
         (mb.clone(), batch.clone()).prop_map(|(mailbox, batch)| Event::UserCutOver {
             mailbox,
             batch,

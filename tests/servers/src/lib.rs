@@ -6,15 +6,18 @@
 //!   a temp dir, with sasldb users and an admin that can act for them.
 //! - [`Smtpd`]: Debian's OpenSMTPD accepting any address into one Maildir.
 //! - [`Bind`]: BIND 9 authoritative for test zones, with TSIG-signed updates.
+//! - [`Postgres`]: a PostgreSQL cluster in a temp dir, for the fleet's store.
 
 pub mod bind;
 pub mod cyrus;
 mod dovecot;
+pub mod postgres;
 pub mod smtp;
 
 pub use bind::Bind;
 pub use cyrus::{Cyrus, CyrusOptions};
 pub use dovecot::{Dovecot, DovecotOptions};
+pub use postgres::Postgres;
 pub use smtp::Smtpd;
 
 use std::io;

@@ -473,7 +473,7 @@ async fn counters_and_the_report_tell_what_is_unresolved() {
     let class = field(&failed[0], "class").as_str().unwrap();
     assert!(
         page.contains(&format!(
-            "<tr class=\"class\"><th colspan=\"6\">{class} (1)"
+            "<tr class=\"class\"><th colspan=\"7\">{class} (1)"
         )),
         "{page}"
     );

@@ -220,20 +220,8 @@ async fn batch_plan_matches_the_full_pass_and_writes_nothing() {
             s.append(&inbox(), &[], None, sized(n, 150)).await.unwrap();
         }
         // Part of INBOX is already at the destination.
-        s.examine(&inbox()).await.unwrap();
-        let metas = s.list_items(1, 1000).await.unwrap();
-        let some: Vec<u32> = metas
-            .iter()
-            .filter(|m| m.size < 100_000)
-            .map(|m| m.uid)
-            .step_by(3)
-            .collect();
         let mut d = pair::login(&dst, "anna").await;
-        for it in s.fetch(&some).await.unwrap() {
-            d.append(&inbox(), &[], it.meta.internal_date, it.body)
-                .await
-                .unwrap();
-        }
+        copy_a_third(&mut s, &mut d).await;
         let _ = (s.logout().await, d.logout().await);
     }
     let before = contents(&dst, "anna").await;
@@ -260,11 +248,37 @@ async fn batch_plan_matches_the_full_pass_and_writes_nothing() {
     assert_eq!(f.head(), head);
 
     f.run_pass("b", "full");
-    let m = f.ctl_json(&["mailbox", "show", ADDR])["data"].clone();
-    assert!(plan["mailboxes"][0]["error"].is_null(), "{plan}");
-    let rows = plan["mailboxes"][0]["folders"].as_array().unwrap();
+    let (copy, adopt, skip) = plan_matches(&f, &plan["mailboxes"][0]);
+    assert!(copy > 0 && adopt > 0, "{plan}");
+    assert_eq!(skip, 2, "{plan}");
+}
+
+/// Copies every third INBOX item under 100 KB from `s` to `d`, as another
+/// tool might have.
+async fn copy_a_third(s: &mut dyn MailSession, d: &mut dyn MailSession) {
+    s.examine(&inbox()).await.unwrap();
+    let metas = s.list_items(1, 1000).await.unwrap();
+    let some: Vec<u32> = metas
+        .iter()
+        .filter(|m| m.size < 100_000)
+        .map(|m| m.uid)
+        .step_by(3)
+        .collect();
+    for it in s.fetch(&some).await.unwrap() {
+        d.append(&inbox(), &[], it.meta.internal_date, it.body)
+            .await
+            .unwrap();
+    }
+}
+
+/// Checks one mailbox's plan against what the full pass since did, folder
+/// by folder; gives the plan's items to copy, adopt and skip.
+fn plan_matches(f: &Ferryd, plan: &serde_json::Value) -> (u64, u64, u64) {
+    assert!(plan["error"].is_null(), "{plan}");
+    let address = plan["address"].as_str().unwrap();
+    let m = f.ctl_json(&["mailbox", "show", address])["data"].clone();
     let (mut copy, mut adopt, mut skip) = (0, 0, 0);
-    for r in rows {
+    for r in plan["folders"].as_array().unwrap() {
         let folder = r["folder"].as_str().unwrap();
         let done = &m["folders"][folder]["counts"];
         assert_eq!(r["copy_items"], done["copied"], "{folder}: {r} vs {done}");
@@ -279,6 +293,130 @@ async fn batch_plan_matches_the_full_pass_and_writes_nothing() {
         adopt += r["adopt_items"].as_u64().unwrap();
         skip += r["skip_items"].as_u64().unwrap();
     }
-    assert!(copy > 0 && adopt > 0, "{plan}");
-    assert_eq!(skip, 2, "{plan}");
+    (copy, adopt, skip)
+}
+
+/// Every file under `dir`, with its size: what a plan must leave as it was.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                out.extend(tree(&e.path()));
+            } else {
+                out.push((e.path(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_plan_against_a_maildir_destination_writes_nothing_and_matches() {
+    let src = ferry_testservers::Dovecot::start().unwrap();
+    for u in ["anna", "bob"] {
+        src.add_user(u, pair::PW).unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("new");
+    std::fs::create_dir(&root).unwrap();
+    let f = Ferryd::start();
+    f.add_imap_endpoint("old", src.port(), src.master_user());
+    f.add_maildir_endpoint("new", &root);
+    f.create_batch(
+        "b",
+        "old",
+        "new",
+        &["anna", "bob"],
+        &["--max-item-size", "100KB"],
+    );
+    for (u, seed) in [("anna", 7), ("bob", 8)] {
+        pair::add_mail(&src, u, seed, 30).await;
+    }
+    {
+        let mut s = pair::login(&src, "anna").await;
+        s.append(&inbox(), &[], None, sized(1, 150)).await.unwrap();
+        // A third of anna's INBOX is already in her Maildir; bob has none yet.
+        let mut d = ferry_connectors::maildir::open(&root.join("anna@new.example"), true).unwrap();
+        copy_a_third(&mut s, &mut d).await;
+        let _ = s.logout().await;
+    }
+    let before = tree(&root);
+    let head = f.head();
+
+    let plan = f.ctl_json(&["batch", "plan", "b"])["data"].clone();
+    assert_eq!(tree(&root), before, "the plan wrote to the Maildir tree");
+    assert!(!root.join("bob@new.example").exists());
+    assert_eq!(f.head(), head);
+
+    f.run_pass("b", "full");
+    let (copy, adopt, skip) = plan_matches(&f, &plan["mailboxes"][0]);
+    assert!(copy > 0 && adopt > 0 && skip == 1, "{plan}");
+    let (copy, adopt, _) = plan_matches(&f, &plan["mailboxes"][1]);
+    assert!(copy > 0 && adopt == 0, "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_plan_shows_items_in_doubt_apart_from_those_to_copy() {
+    use ferry_tests::faultproxy::{Dir, Fault, FaultProxy};
+    let src = ferry_testservers::Dovecot::start().unwrap();
+    let dst = ferry_testservers::Dovecot::start().unwrap();
+    src.add_user("anna", pair::PW).unwrap();
+    dst.add_user("anna", pair::PW).unwrap();
+    pair::add_mail(&src, "anna", 9, 40).await;
+    let proxy = FaultProxy::start(dst.port());
+    // No retry: the pass fails as soon as the destination drops the line.
+    let f = Ferryd::start_with_config("[engine]\noutage_window_s = 0\nfetch_batch = 4\n");
+    f.add_imap_endpoint("old", src.port(), src.master_user());
+    f.add_imap_endpoint("new", proxy.port(), dst.master_user());
+    f.create_batch("b", "old", "new", &["anna"], &[]);
+    // The destination stores the first APPEND, and its answer is lost.
+    proxy.arm(Fault::Drop, Dir::AppendAnswer, 0);
+    f.ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    f.ctl(&["batch", "wait", "b", "--timeout", "120"]);
+    assert_eq!(proxy.fired().drops, 1);
+    let m = f.ctl_json(&["mailbox", "show", ADDR])["data"].clone();
+    assert_eq!(m["state"], "Failed", "{m}");
+
+    let plan = f.ctl_json(&["batch", "plan", "b"])["data"].clone();
+    let rows = plan["mailboxes"][0]["folders"].as_array().unwrap();
+    let in_doubt: u64 = rows
+        .iter()
+        .map(|r| r["in_doubt_items"].as_u64().unwrap())
+        .sum();
+    assert!(in_doubt > 0, "{plan}");
+    let table = f.ctl_ok(&["batch", "plan", "b"]);
+    assert!(
+        table.contains(&format!(
+            "{in_doubt} items in doubt, settled on the next pass"
+        )),
+        "{table}"
+    );
+
+    // The next pass settles them (found at the destination, not copied
+    // again) and copies the rest: the plan's copy plus in-doubt items.
+    let copied_before: Vec<u64> = rows
+        .iter()
+        .map(|r| {
+            m["folders"][r["folder"].as_str().unwrap()]["counts"]["copied"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .collect();
+    f.run_pass("b", "full");
+    let after = f.ctl_json(&["mailbox", "show", ADDR])["data"].clone();
+    assert_eq!(after["state"], "Synced", "{after}");
+    for (r, before) in rows.iter().zip(copied_before) {
+        let folder = r["folder"].as_str().unwrap();
+        let now = after["folders"][folder]["counts"]["copied"]
+            .as_u64()
+            .unwrap();
+        let planned = r["copy_items"].as_u64().unwrap() + r["in_doubt_items"].as_u64().unwrap();
+        assert_eq!(now - before, planned, "{folder}: {r}");
+    }
+    let (s, d) = (contents(&src, "anna").await, contents(&dst, "anna").await);
+    assert_eq!(count(&s), count(&d), "nothing copied twice");
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_connectors::{FolderName, MailSession};
+use ferry_events::Side;
 use ferry_tests::faultproxy::FaultProxy;
 use ferry_tests::mailcmp::{self, Contents, Seen};
 use ferry_tests::sample::{self, SampleSpec};
@@ -217,9 +218,10 @@ async fn without_qresync_a_file_deleted_at_the_source_is_found_by_its_uid() {
     assert_eq!(all(&d).len(), 2);
 }
 
-/// A source of sample mail for anna, a destination behind a proxy, and
-/// ferryd with `engine` settings; the batch `b` is created.
-async fn outage_setup(engine: &str) -> (Dovecot, Dovecot, FaultProxy, Ferryd) {
+/// A source of sample mail for anna, a destination, the `proxied` one of
+/// them behind a proxy, and ferryd with `engine` settings; the batch `b` is
+/// created.
+async fn outage_setup(engine: &str, proxied: Side) -> (Dovecot, Dovecot, FaultProxy, Ferryd) {
     let src = Dovecot::start().unwrap();
     let dst = Dovecot::start().unwrap();
     src.add_user("anna", PW).unwrap();
@@ -233,10 +235,17 @@ async fn outage_setup(engine: &str) -> (Dovecot, Dovecot, FaultProxy, Ferryd) {
     };
     sample::fill(&mut s, &spec).await.unwrap();
     let _ = s.logout().await;
-    let proxy = FaultProxy::start(dst.port());
+    let proxy = FaultProxy::start(match proxied {
+        Side::Source => src.port(),
+        Side::Destination => dst.port(),
+    });
+    let port = |side: Side, d: &Dovecot| match side == proxied {
+        true => proxy.port(),
+        false => d.port(),
+    };
     let ferry = Ferryd::start_with_config(engine);
-    ferry.add_imap_endpoint("old", src.port(), src.master_user());
-    ferry.add_imap_endpoint("new", proxy.port(), dst.master_user());
+    ferry.add_imap_endpoint("old", port(Side::Source, &src), src.master_user());
+    ferry.add_imap_endpoint("new", port(Side::Destination, &dst), dst.master_user());
     ferry.create_batch("b", "old", "new", &["anna"], &[]);
     (src, dst, proxy, ferry)
 }
@@ -254,6 +263,36 @@ fn down_mid_pass(ferry: &Ferryd, proxy: &FaultProxy) {
         !f.events_of("ItemCopied").is_empty()
     });
     proxy.set_down(true);
+}
+
+/// Waits for the outage to be recorded and `mailbox show` to say
+/// `waiting for SIDE HOST:PORT since …, next attempt in …`; gives that
+/// start of the line.
+fn waiting_shown(ferry: &Ferryd, side: &str, proxy: &FaultProxy) -> String {
+    ferry.wait_for(30, "the outage recorded", |f| {
+        !f.events_of("OutageStarted").is_empty()
+    });
+    let host = format!("waiting for {side} 127.0.0.1:{} since", proxy.port());
+    ferry.wait_for(10, "mailbox show to say when it tries again", |f| {
+        let shown = f.ctl_ok(&["mailbox", "show", "anna@old.example"]);
+        shown.contains(&host) && shown.contains(", next attempt in ")
+    });
+    host
+}
+
+/// The one `OutageStarted` and the one `OutageEnded` of the log.
+fn recorded_once(ferry: &Ferryd) -> (serde_json::Value, serde_json::Value) {
+    let started = ferry.events_of("OutageStarted");
+    let ended = ferry.events_of("OutageEnded");
+    assert_eq!(
+        (started.len(), ended.len()),
+        (1, 1),
+        "{started:?} {ended:?}"
+    );
+    (
+        started[0]["event"]["OutageStarted"].clone(),
+        ended[0]["event"]["OutageEnded"].clone(),
+    )
 }
 
 /// Every source item at the destination exactly once, each copy recorded once.
@@ -279,6 +318,7 @@ async fn a_destination_down_mid_pass_is_waited_out_and_recorded_once() {
     let (src, dst, proxy, ferry) = outage_setup(
         "[engine]\nio_timeout_s = 3\nbackoff_ms = 100\nmax_backoff_ms = 2000\n\
          outage_window_s = 120\nfetch_batch = 8\n",
+        Side::Destination,
     )
     .await;
     down_mid_pass(&ferry, &proxy);
@@ -292,14 +332,7 @@ async fn a_destination_down_mid_pass_is_waited_out_and_recorded_once() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    ferry.wait_for(30, "the outage recorded", |f| {
-        !f.events_of("OutageStarted").is_empty()
-    });
-    let host = format!("waiting for destination 127.0.0.1:{} since", proxy.port());
-    ferry.wait_for(10, "mailbox show to say when it tries again", |f| {
-        let shown = f.ctl_ok(&["mailbox", "show", "anna@old.example"]);
-        shown.contains(&host) && shown.contains(", next attempt in ")
-    });
+    let host = waiting_shown(&ferry, "destination", &proxy);
     std::thread::sleep(Duration::from_secs(30).saturating_sub(down_at.elapsed()));
     proxy.set_down(false);
     ferry.ctl_ok(&["batch", "wait", "b", "--timeout", "300"]);
@@ -313,15 +346,8 @@ async fn a_destination_down_mid_pass_is_waited_out_and_recorded_once() {
     let mb = ferry.ctl_json(&["mailbox", "show", "anna@old.example"]);
     assert_eq!(mb["data"]["state"], "Synced", "{mb}");
     assert!(mb["data"]["outage"].is_null(), "{mb}");
-    let started = ferry.events_of("OutageStarted");
-    let ended = ferry.events_of("OutageEnded");
-    assert_eq!(
-        (started.len(), ended.len()),
-        (1, 1),
-        "{started:?} {ended:?}"
-    );
-    assert_eq!(started[0]["event"]["OutageStarted"]["side"], "Destination");
-    let e = &ended[0]["event"]["OutageEnded"];
+    let (s, e) = recorded_once(&ferry);
+    assert_eq!(s["side"], "Destination");
     assert!(e["attempts"].as_u64().unwrap() > 1, "{e}");
     assert!(e["duration_us"].as_i64().unwrap() > 20_000_000, "{e}");
     exactly_once(&ferry, &src, &dst).await;
@@ -332,6 +358,7 @@ async fn past_the_outage_window_the_mailbox_fails_and_a_later_pass_resumes_it() 
     let (src, dst, proxy, ferry) = outage_setup(
         "[engine]\nio_timeout_s = 3\nbackoff_ms = 100\nmax_backoff_ms = 1000\n\
          outage_window_s = 4\nfetch_batch = 8\n",
+        Side::Destination,
     )
     .await;
     down_mid_pass(&ferry, &proxy);
@@ -354,5 +381,40 @@ async fn past_the_outage_window_the_mailbox_fails_and_a_later_pass_resumes_it() 
     ferry.run_pass("b", "retry-errors");
     let mb = ferry.ctl_json(&["mailbox", "show", "anna@old.example"]);
     assert_eq!(mb["data"]["state"], "Synced", "{mb}");
+    exactly_once(&ferry, &src, &dst).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_unavailable_after_login_mid_pass_is_waited_out_and_recorded_once() {
+    let (src, dst, proxy, ferry) = outage_setup(
+        "[engine]\nio_timeout_s = 3\nbackoff_ms = 100\nmax_backoff_ms = 1000\n\
+         outage_window_s = 120\nfetch_batch = 8\n",
+        Side::Source,
+    )
+    .await;
+    ferry.ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.bytes().1 < 300_000 {
+        assert!(Instant::now() < deadline, "the pass read too little");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Logins still work; every command that reads mail is refused.
+    proxy.set_unavailable(true);
+    let since = Instant::now();
+    waiting_shown(&ferry, "source", &proxy);
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(since.elapsed()));
+    let refused = proxy.refused();
+    proxy.set_unavailable(false);
+    ferry.ctl_ok(&["batch", "wait", "b", "--timeout", "300"]);
+
+    assert!(refused > 3, "{refused} commands refused");
+    let mb = ferry.ctl_json(&["mailbox", "show", "anna@old.example"]);
+    assert_eq!(mb["data"]["state"], "Synced", "{mb}");
+    let (s, e) = recorded_once(&ferry);
+    assert_eq!(s["side"], "Source", "{s}");
+    assert_eq!(s["host"], format!("127.0.0.1:{}", proxy.port()).as_str());
+    assert!(s["reason"].as_str().unwrap().contains("UNAVAILABLE"), "{s}");
+    assert!(e["attempts"].as_u64().unwrap() > 2, "{e}");
+    assert!(e["duration_us"].as_i64().unwrap() > 6_000_000, "{e}");
     exactly_once(&ferry, &src, &dst).await;
 }

@@ -502,3 +502,48 @@ async fn reports_are_given_up_after_their_attempts_and_not_tried_again() {
     assert_eq!(events(&f, "NotificationFailed").len(), 4);
     assert!(events(&f, "NotificationSent").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_adopts_reports_adopted_items_apart_from_copies() {
+    let s = setup("");
+    fill(&s.src, 12).await;
+    let f = &s.ferry;
+    run_full(f);
+    // The batch recreated over a destination that holds the mail.
+    f.ctl_ok(&["batch", "delete", "wave1"]);
+    f.create_batch("wave1", "old", "new", &["anna"], &[]);
+    let hook = Hook::start(vec![]);
+    f.ctl_ok(&["batch", "notify", "wave1", "--webhook", &hook.url()]);
+    run_full(f);
+
+    let got = hook.wait_for(1, Duration::from_secs(30));
+    let r = &got[0].body;
+    assert_eq!(
+        (&r["copied"], &r["adopted"]),
+        (&Value::from(0), &Value::from(12)),
+        "{r}"
+    );
+    let b = f.ctl_json(&["batch", "show", "wave1"]);
+    let counts = &b["data"]["passes"][0]["counts"];
+    assert_eq!(
+        (&counts["copied"], &counts["adopted"]),
+        (&Value::from(0), &Value::from(12)),
+        "{b}"
+    );
+    let shown = f.ctl_ok(&["batch", "show", "wave1"]);
+    assert!(shown.contains("adopted"), "{shown}");
+
+    let out = f.dir().join("report.html");
+    f.ctl_ok(&["report", "wave1", "-o", out.to_str().unwrap()]);
+    let html = std::fs::read_to_string(out).unwrap();
+    assert!(html.contains("<th>adopted</th>"), "{html}");
+    assert!(
+        html.contains("0 were copied, 12 found already at the destination (adopted)"),
+        "{html}"
+    );
+    // The passes table: copied 0, adopted 12.
+    assert!(
+        html.contains("<td class=\"n\">0</td><td class=\"n\">12</td><td class=\"n\">0</td><td class=\"n\">0</td></tr>"),
+        "{html}"
+    );
+}

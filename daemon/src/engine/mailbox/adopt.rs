@@ -74,7 +74,7 @@ pub async fn adoptable(
     let source = index::list(src).await?;
     let open_src = |u: u32| !done.contains(&u);
     let open_dst = |u: u32| !claimed.contains(&u);
-    let pairing = index::pair(src, &source, open_src, dst, &dest, open_dst).await?;
+    let pairing = index::pair(src, &source, open_src, dst, &dest, open_dst, &*app.budget).await?;
     tracing::info!(%mailbox, folder = %f.name.raw, destination_items = dest.len(),
         found = pairing.pairs.len(), "indexed the destination before the first copy");
     Ok(Some(Found {

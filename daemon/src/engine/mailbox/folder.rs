@@ -7,7 +7,7 @@ use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::{Event, FolderCount, PassKind, Side};
 use ferry_projections::FolderMark;
 
-use super::{Work, WorkErr, adopt, copy, flags, lanes, settle, vanish, verify};
+use super::{Work, WorkErr, adopt, copy, describe, flags, lanes, settle, vanish, verify};
 use crate::engine::retry;
 
 /// What a copying pass does in each folder; a verify pass only counts.
@@ -285,21 +285,28 @@ impl Work<'_> {
         if existed && !matches!(job, Job::RetryErrors) {
             adopt::adopt(self, f, dname, &st).await?;
         }
-        match job {
-            Job::Full => copy::scan(self, f, dname, &st, 1, |_| true).await?,
+        let worked = match job {
+            Job::Full => copy::scan(self, f, dname, &st, 1, |_| true).await,
             Job::Prestage(cutoff) => {
                 copy::scan(self, f, dname, &st, 1, move |m: &ItemMeta| {
                     m.internal_date.is_some_and(|d| d < cutoff)
                 })
-                .await?
+                .await
             }
             Job::Delta => {
                 let from = mark.scanned_to.saturating_add(1).max(1);
-                copy::scan(self, f, dname, &st, from, |_| true).await?;
-                flags::sync_flags(self, f, dname, &st, &mark).await?;
+                match copy::scan(self, f, dname, &st, from, |_| true).await {
+                    Ok(()) => flags::sync_flags(self, f, dname, &st, &mark).await,
+                    Err(e) => Err(e),
+                }
             }
-            Job::RetryErrors => self.retry_errors(f, dname, &st).await?,
+            Job::RetryErrors => self.retry_errors(f, dname, &st).await,
+        };
+        // A spent error budget ends the pass: its failures are named first.
+        if matches!(worked, Ok(()) | Err(WorkErr::Budget(_))) {
+            describe::folder(self, f, &st).await?;
         }
+        worked?;
         if matches!(job, Job::Full | Job::Delta) {
             vanish::folder(self, f, dname, &st, mark.done.is_empty()).await?;
             self.checkpoint(f, &st, &mark).await?;

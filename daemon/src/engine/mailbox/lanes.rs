@@ -12,8 +12,9 @@
 //! folder go to one lane together, so their in-doubt items are never
 //! settled against another lane's writes. A spare does not retry and
 //! records no outage: on a failure of the line it hands the folder back
-//! (its in-doubt items are settled when the mailbox's own lane takes it
-//! again) and retires.
+//! and retires, and the mailbox's own lane counts that failure as one of
+//! its own (backoff, outage window) before it takes the folder, settling
+//! what the spare left in doubt.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -56,7 +57,7 @@ impl<'a> Work<'a> {
             spares.push(self.spare());
         }
         if spares.is_empty() {
-            return self.lane(jobs, &queue, tally).await;
+            return self.lane(jobs, &queue, tally).await.map(|_| ());
         }
         let mut lanes: Vec<(Work<'a>, verify::Tally)> = spares
             .into_iter()
@@ -72,11 +73,20 @@ impl<'a> Work<'a> {
             self.folder_errors.extend(w.folder_errors);
         }
         own?;
+        let mut failed_line = None;
         for r in others {
-            r?;
+            if let Some((e, unit)) = r? {
+                queue.lock().unwrap().push_front(unit);
+                failed_line.get_or_insert(e);
+            }
         }
-        // What a retired spare handed back.
-        self.lane(jobs, &queue, tally).await
+        // A spare's failed line is a failed attempt of the mailbox's own:
+        // its backoff, its outage window, before it takes what was handed back.
+        if let Some(e) = failed_line {
+            let mut backoff = retry::Backoff::new(&self.cfg);
+            self.recover(e, &mut backoff, "a spare session").await?;
+        }
+        self.lane(jobs, &queue, tally).await.map(|_| ())
     }
 
     /// The jobs in units: those landing in one destination folder together,
@@ -141,6 +151,8 @@ impl<'a> Work<'a> {
             dst_folders: self.dst_folders.clone(),
             dst_subscribed: self.dst_subscribed.clone(),
             outage: None,
+            blip: None,
+            unanswered: None,
             resume: self.resume,
             propagate_deletions: self.propagate_deletions,
             statuses: self.statuses.clone(),
@@ -211,13 +223,14 @@ impl<'a> Work<'a> {
     }
 
     /// Takes units from the queue until it is empty (or, for a spare,
-    /// until the line fails).
+    /// until the line fails: why, and the rest of its unit, kept apart
+    /// from the queue until the failure is accounted for).
     async fn lane(
         &mut self,
         jobs: &[(&Folder, FolderName)],
         queue: &Queue,
         tally: &mut verify::Tally,
-    ) -> Result<(), WorkErr> {
+    ) -> Result<Option<(WorkErr, Vec<usize>)>, WorkErr> {
         if self.spare && self.src.is_none() {
             // Not worth waiting for once every folder is taken.
             let connected = tokio::select! {
@@ -225,33 +238,32 @@ impl<'a> Work<'a> {
                 () = drained(queue) => false,
             };
             if !connected {
-                return Ok(());
+                return Ok(None);
             }
         }
         loop {
             let next = { queue.lock().unwrap().pop_front() };
             let Some(unit) = next else {
-                return Ok(());
+                return Ok(None);
             };
             for (n, &i) in unit.iter().enumerate() {
                 let (f, dname) = &jobs[i];
-                if !self.run_folder(f, dname, tally).await? {
-                    queue.lock().unwrap().push_front(unit[n..].to_vec());
-                    return Ok(());
+                if let Some(e) = self.run_folder(f, dname, tally).await? {
+                    return Ok(Some((e, unit[n..].to_vec())));
                 }
             }
         }
     }
 
     /// One folder's work with its retries; a folder's own failure is
-    /// recorded and the pass goes on. False: a spare's line failed and the
+    /// recorded and the pass goes on. Some: a spare's line failed, and the
     /// folder is handed back.
     async fn run_folder(
         &mut self,
         f: &Folder,
         dname: &FolderName,
         tally: &mut verify::Tally,
-    ) -> Result<bool, WorkErr> {
+    ) -> Result<Option<WorkErr>, WorkErr> {
         let mut backoff = retry::Backoff::new(&self.cfg);
         let res = loop {
             let before = self.progress();
@@ -269,7 +281,7 @@ impl<'a> Work<'a> {
                         "a spare session failed; the folder goes back to the mailbox's own");
                     self.src = None;
                     self.dst = None;
-                    return Ok(false);
+                    return Ok(Some(e));
                 }
                 Err(e) => {
                     // Retries are for a line that stays down, not for a
@@ -284,7 +296,7 @@ impl<'a> Work<'a> {
             }
         };
         match res {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(None),
             Err(WorkErr::Conn(e)) if matches!(e.class(), ErrorClass::Folder) => {
                 self.folder_errors
                     .push(format!("folder {}: {e}", f.name.raw));
@@ -295,7 +307,7 @@ impl<'a> Work<'a> {
                     reason: e.to_string(),
                 }])
                 .await?;
-                Ok(true)
+                Ok(None)
             }
             Err(e) => Err(e),
         }

@@ -26,6 +26,7 @@ use crate::config::EngineConfig;
 
 pub mod adopt;
 mod copy;
+mod describe;
 mod flags;
 mod folder;
 mod lanes;
@@ -98,6 +99,11 @@ pub struct Work<'a> {
     pub dst_subscribed: HashSet<String>,
     /// The outage being waited out, recorded when it started.
     pub outage: Option<Waiting>,
+    /// A first transient failure mid-session, not yet an outage.
+    pub blip: Option<Blip>,
+    /// The side the last connection attempt could not open (or that
+    /// failed its first command after an outage).
+    pub unanswered: Option<Side>,
     /// The mailbox's last pass failed as a whole: a retry-errors pass
     /// resumes all of its work, not only its failed items.
     pub resume: bool,
@@ -123,6 +129,15 @@ pub struct Waiting {
     host: String,
     since: std::time::Instant,
     attempts: u32,
+}
+
+/// A side that failed mid-session once: a dropped line or a throttled
+/// command. Failing again with no progress in between makes it an
+/// outage, dated from here.
+pub struct Blip {
+    side: Side,
+    since: std::time::Instant,
+    progress: u64,
 }
 
 pub async fn run(
@@ -193,6 +208,8 @@ pub async fn run(
         dst_folders: HashSet::new(),
         dst_subscribed: HashSet::new(),
         outage: None,
+        blip: None,
+        unanswered: None,
         resume,
         propagate_deletions,
         statuses: HashMap::new(),
@@ -308,39 +325,81 @@ impl Work<'_> {
         );
         for (side, opened) in [(Side::Source, s), (Side::Destination, d)] {
             let Some(opened) = opened else { continue };
-            {
-                let (conn, (_, spec)) = match side {
-                    Side::Source => (&mut self.src, &self.source),
-                    Side::Destination => (&mut self.dst, &self.destination),
-                };
-                let host = host_of(spec);
-                match opened {
-                    Ok(mut opened) => {
-                        opened.session.limit_items(copy::item_limit(&self.options));
-                        *conn = Some(opened);
-                        if self.outage.as_ref().is_some_and(|o| o.side == side) {
-                            self.outage_over().await?;
-                        }
-                    }
-                    Err(e) => {
-                        let e = WorkErr::from(e);
-                        if e.is_transient() {
-                            self.outage_seen(side, host, &e).await?;
-                        }
-                        return Err(e);
-                    }
+            let mut opened = match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    self.unanswered = Some(side);
+                    return Err(e.into());
                 }
+            };
+            opened.session.limit_items(copy::item_limit(&self.options));
+            let waited = self.outage.as_ref().is_some_and(|o| o.side == side);
+            // A login is not enough to end an outage: the side must
+            // answer a command too ([UNAVAILABLE] comes after login).
+            if waited && let Err(e) = opened.session.list_folders().await {
+                self.unanswered = Some(side);
+                return Err(e.into());
+            }
+            match side {
+                Side::Source => self.src = Some(opened),
+                Side::Destination => self.dst = Some(opened),
+            }
+            if waited {
+                self.outage_over().await?;
             }
         }
         Ok(())
     }
 
-    /// A failed attempt to reach `side`: the first one starts an outage.
-    async fn outage_seen(&mut self, side: Side, host: String, e: &WorkErr) -> Result<(), WorkErr> {
+    /// The side a transient failure came from: the one a connection
+    /// attempt could not open, else the one whose endpoint the error names
+    /// (the source when both sides are the same server).
+    fn side_of(&mut self, e: &WorkErr) -> Option<(Side, bool)> {
+        if let Some(side) = self.unanswered.take() {
+            return Some((side, true));
+        }
+        let endpoint = match e {
+            WorkErr::Conn(c) | WorkErr::Engine(EngineError::Connector(c)) => c.endpoint()?,
+            _ => return None,
+        };
+        [Side::Source, Side::Destination]
+            .into_iter()
+            .find(|s| host_of(&self.endpoint(*s).1) == endpoint)
+            .map(|s| (s, false))
+    }
+
+    fn endpoint(&self, side: Side) -> &(String, EndpointSpec) {
+        match side {
+            Side::Source => &self.source,
+            Side::Destination => &self.destination,
+        }
+    }
+
+    /// A transient failure: one more attempt of the outage being waited
+    /// out, or the start of one when a side cannot be reached, or when it
+    /// fails mid-session a second time with no progress in between.
+    async fn outage_seen(&mut self, e: &WorkErr) -> Result<(), WorkErr> {
+        let Some((side, at_connect)) = self.side_of(e) else {
+            return Ok(());
+        };
         if let Some(o) = self.outage.as_mut() {
             o.attempts += 1;
             return Ok(());
         }
+        let progress = self.progress();
+        let (since, attempts) = match self.blip.take() {
+            Some(b) if b.side == side && b.progress == progress => (b.since, 2),
+            _ if at_connect => (std::time::Instant::now(), 1),
+            _ => {
+                self.blip = Some(Blip {
+                    side,
+                    since: std::time::Instant::now(),
+                    progress,
+                });
+                return Ok(());
+            }
+        };
+        let host = host_of(&self.endpoint(side).1);
         tracing::warn!(mailbox = %self.mailbox.address, %host, error = %e, "waiting for the server");
         self.record(vec![Event::OutageStarted {
             mailbox: self.mailbox.address.clone(),
@@ -352,8 +411,8 @@ impl Work<'_> {
         self.outage = Some(Waiting {
             side,
             host,
-            since: std::time::Instant::now(),
-            attempts: 1,
+            since,
+            attempts,
         });
         Ok(())
     }
@@ -396,10 +455,12 @@ impl Work<'_> {
         what: &str,
     ) -> Result<(), WorkErr> {
         if !e.is_transient() {
+            self.unanswered = None;
             return Err(e);
         }
         self.src = None;
         self.dst = None;
+        self.outage_seen(&e).await?;
         let Some(delay) = backoff.next_delay() else {
             return Err(e);
         };

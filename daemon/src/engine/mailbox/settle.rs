@@ -23,6 +23,7 @@ async fn dest_digests(
     let mut out: HashMap<String, Vec<u32>> = HashMap::new();
     let per_group = w.cfg.group_bytes.max(1);
     let max_count = w.cfg.fetch_batch.max(1);
+    let budget = w.app.budget.clone();
     let dst = w.dst.as_mut().expect("connected");
     let mut pages = Pages::from(from_uid);
     while let Some(page) = pages.next(dst.session.as_mut()).await? {
@@ -31,7 +32,9 @@ async fn dest_digests(
             .filter(|m| !claimed.contains(&m.uid) && sizes.contains(&m.size))
             .collect();
         for g in groups(wanted, max_count, per_group) {
+            let held = budget.hold(&g).await;
             let fetched = fetch(dst.session.as_mut(), &g).await?;
+            drop(held);
             for it in fetched.into_iter().filter(|it| it.meta.refused.is_none()) {
                 out.entry(it.digest()).or_default().push(it.meta.uid);
             }

@@ -40,11 +40,12 @@ pub(super) async fn count(
             items,
             bytes,
         });
+        let budget = w.app.budget.clone();
         let src = w.src.as_mut().expect("connected").session.as_mut();
         let dst = w.dst.as_mut().expect("connected").session.as_mut();
         let source = index::list(src).await?;
         let dest = index::list(dst).await?;
-        let pairing = index::pair(src, &source, |_| true, dst, &dest, |_| true).await?;
+        let pairing = index::pair(src, &source, |_| true, dst, &dest, |_| true, &*budget).await?;
         tally.compared.push(Event::FolderCompared {
             mailbox: w.mailbox.address.clone(),
             folder: f.name.raw.clone(),

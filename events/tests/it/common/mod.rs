@@ -284,6 +284,15 @@ pub fn every_event() -> Vec<Event> {
             dest_folder: "Archive/2024/Février".into(),
             dest_uid: (77, 9),
         },
+        Event::ItemDescribed {
+            mailbox: mb.clone(),
+            key: key(10),
+            about: ItemDescription::new(
+                Some("Réunion"),
+                Some("<a@b>"),
+                Some("2026-03-02T10:00:00Z"),
+            ),
+        },
         Event::FolderCompared {
             mailbox: mb,
             folder: "INBOX".into(),

@@ -1,0 +1,533 @@
+//! The store's threads: the writer's group commit, the reader, the listener.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ferry_events::envelope::{Hash, ZERO_HASH};
+use ferry_events::store::Sequenced;
+use ferry_events::time::now_us;
+use ferry_events::{Actor, Envelope, Event, ExpectedVersion, Sequencer, StoreError};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Config, NoTls};
+use tokio::sync::{oneshot, watch};
+
+use crate::{CHANNEL, RECONNECT_LIMIT};
+
+/// The fence of a store that no leadership was asked of (one daemon alone).
+pub(crate) const UNFENCED: u64 = u64::MAX;
+
+/// Appends committed together at most.
+const GROUP: usize = 256;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ferry_log (
+    seq bigint PRIMARY KEY,
+    stream text NOT NULL,
+    stream_version bigint NOT NULL,
+    record bytea NOT NULL,
+    UNIQUE (stream, stream_version)
+);
+CREATE TABLE IF NOT EXISTS ferry_secrets (
+    id text PRIMARY KEY,
+    sealed bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ferry_leader (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    epoch bigint NOT NULL,
+    holder text NOT NULL,
+    since_us bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ferry_head (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    seq bigint NOT NULL,
+    hash bytea NOT NULL,
+    time_us bigint NOT NULL
+);
+";
+
+/// Any number that other users of the database are unlikely to lock.
+const SCHEMA_LOCK: i64 = 0x6665_7272_7973_6368;
+
+pub(crate) struct Append {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub actor: Actor,
+    pub events: Vec<Event>,
+    pub reply: oneshot::Sender<Result<Vec<Envelope>, StoreError>>,
+}
+
+fn db_error(at: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database {
+        at: at.to_string(),
+        what: e.to_string(),
+    }
+}
+
+/// Connects, retrying for [`RECONNECT_LIMIT`] while the server is away.
+fn connect(config: &Config, at: &str) -> Result<Client, StoreError> {
+    let deadline = Instant::now() + RECONNECT_LIMIT;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match config.connect(NoTls) {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() < deadline && retryable(&e) => {
+                tracing::warn!("event store at {at} unreachable ({e}); retrying");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(db_error(at, e)),
+        }
+    }
+}
+
+/// Whether an error is the server going away (or not yet back), which a
+/// new connection may cure, rather than a refusal that would repeat.
+fn retryable(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
+        return true;
+    }
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::CONNECTION_FAILURE
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+fn create_schema(c: &mut Client) -> Result<(), postgres::Error> {
+    let mut tx = c.transaction()?;
+    // Two workers starting at once would race on CREATE TABLE IF NOT EXISTS.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+    tx.batch_execute(SCHEMA)?;
+    tx.execute(
+        "INSERT INTO ferry_head (one, seq, hash, time_us) VALUES (true, 0, $1, 0) \
+         ON CONFLICT DO NOTHING",
+        &[&ZERO_HASH.as_slice()],
+    )?;
+    tx.execute(
+        "INSERT INTO ferry_leader (one, epoch, holder, since_us) VALUES (true, 0, '', 0) \
+         ON CONFLICT DO NOTHING",
+        &[],
+    )?;
+    tx.commit()
+}
+
+/// Creates the tables if they are missing, on a connection of its own.
+pub(crate) fn ensure_schema(config: &Config, at: &str) -> Result<(), StoreError> {
+    let (config, at) = (config.clone(), at.to_string());
+    // The blocking client cannot run on a runtime's thread.
+    std::thread::spawn(move || {
+        let mut c = config.connect(NoTls).map_err(|e| db_error(&at, e))?;
+        create_schema(&mut c).map_err(|e| db_error(&at, e))
+    })
+    .join()
+    .map_err(|_| StoreError::Closed)?
+}
+
+pub(crate) fn head_seq(c: &mut Client) -> Result<u64, postgres::Error> {
+    let row = c.query_one("SELECT seq FROM ferry_head", &[])?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+pub(crate) fn stream_version(c: &mut Client, stream: &str) -> Result<u64, postgres::Error> {
+    let row = c.query_one(
+        "SELECT coalesce(max(stream_version), 0) FROM ferry_log WHERE stream = $1",
+        &[&stream],
+    )?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+pub(crate) fn start_writer(
+    config: Config,
+    at: String,
+    head: Arc<watch::Sender<u64>>,
+    fence: Arc<AtomicU64>,
+) -> Result<mpsc::Sender<Append>, StoreError> {
+    let (tx, rx) = mpsc::channel::<Append>();
+    let (ready, started) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("pgstore-writer".into())
+        .spawn(move || {
+            // Connected here: the blocking client cannot run on a runtime's thread.
+            let opened = config.connect(NoTls).and_then(|mut c| {
+                create_schema(&mut c)?;
+                Ok(c)
+            });
+            let client = match opened {
+                Ok(c) => {
+                    let _ = ready.send(Ok(()));
+                    c
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(db_error(&at, e)));
+                    return;
+                }
+            };
+            let mut writer = Writer {
+                client: Some(client),
+                config,
+                at,
+                head,
+                fence,
+            };
+            while let Ok(first) = rx.recv() {
+                let mut group = vec![first];
+                while group.len() < GROUP {
+                    match rx.try_recv() {
+                        Ok(a) => group.push(a),
+                        Err(_) => break,
+                    }
+                }
+                writer.commit(group);
+            }
+        })
+        .map_err(|e| db_error("thread", e))?;
+    started.recv().map_err(|_| StoreError::Closed)??;
+    Ok(tx)
+}
+
+struct Writer {
+    client: Option<Client>,
+    config: Config,
+    at: String,
+    head: Arc<watch::Sender<u64>>,
+    /// The leader epoch this worker holds (0: none); engine and scheduler
+    /// appends are written only while the store's epoch is still this one.
+    fence: Arc<AtomicU64>,
+}
+
+/// What one transaction wrote, kept to answer the callers after `COMMIT`.
+struct Planned {
+    results: Vec<Result<Sequenced, StoreError>>,
+    head: u64,
+    /// Seq and bytes of the group's first record, to find out after a lost
+    /// `COMMIT` whether it happened.
+    first: Option<(i64, Vec<u8>)>,
+}
+
+impl Writer {
+    fn commit(&mut self, group: Vec<Append>) {
+        let deadline = Instant::now() + RECONNECT_LIMIT;
+        let outcome = loop {
+            let client = match self.client.take() {
+                Some(c) if !c.is_closed() => c,
+                _ => match connect(&self.config, &self.at) {
+                    Ok(c) => c,
+                    Err(e) => break Err(e),
+                },
+            };
+            let mut client = client;
+            let mut planned = None;
+            let fence = self.fence.load(Ordering::SeqCst);
+            let attempt = write_group(&mut client, &group, fence, &mut planned);
+            match attempt {
+                Ok(()) => {
+                    self.client = Some(client);
+                    break Ok(planned.expect("planned before commit"));
+                }
+                Err(e) if retryable(&e) && Instant::now() < deadline => {
+                    tracing::warn!("event store at {}: {e}; reconnecting", self.at);
+                    drop(client);
+                    // The COMMIT may have happened before the answer was lost.
+                    if let Some(p) = planned.filter(|p| p.first.is_some()) {
+                        match self.committed(&p) {
+                            Ok(true) => break Ok(p),
+                            Ok(false) => {}
+                            Err(e) => break Err(e),
+                        }
+                    }
+                }
+                Err(e) => {
+                    if !client.is_closed() {
+                        self.client = Some(client);
+                    }
+                    break Err(db_error(&self.at, e));
+                }
+            }
+        };
+        match outcome {
+            Ok(p) => {
+                self.head.send_if_modified(|h| {
+                    let moved = p.head > *h;
+                    *h = (*h).max(p.head);
+                    moved
+                });
+                for (append, result) in group.into_iter().zip(p.results) {
+                    let _ = append.reply.send(result.map(|s| s.envelopes));
+                }
+            }
+            Err(e) => {
+                for append in group {
+                    let _ = append.reply.send(Err(clone_error(&e)));
+                }
+            }
+        }
+    }
+
+    /// Whether the group's first record is in the log, byte for byte.
+    fn committed(&mut self, p: &Planned) -> Result<bool, StoreError> {
+        let (seq, bytes) = p.first.as_ref().expect("checked by the caller");
+        let mut client = connect(&self.config, &self.at)?;
+        let row = client
+            .query_opt("SELECT record FROM ferry_log WHERE seq = $1", &[seq])
+            .map_err(|e| db_error(&self.at, e))?;
+        self.client = Some(client);
+        Ok(row.is_some_and(|r| r.get::<_, Vec<u8>>(0) == *bytes))
+    }
+}
+
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Database { at, what } => StoreError::Database {
+            at: at.clone(),
+            what: what.clone(),
+        },
+        other => StoreError::Database {
+            at: String::new(),
+            what: other.to_string(),
+        },
+    }
+}
+
+/// One transaction: lock the head, sequence every append, insert, move the
+/// head, notify. `planned` is filled before `COMMIT` is sent.
+fn write_group(
+    client: &mut Client,
+    group: &[Append],
+    fence: u64,
+    planned: &mut Option<Planned>,
+) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    // Read under a share lock: a worker taking the lead waits for this
+    // transaction, and this one sees a lead taken before it.
+    let check = fence != UNFENCED && group.iter().any(|a| fenced(&a.actor));
+    let epoch = if check {
+        let row = tx.query_one("SELECT epoch FROM ferry_leader FOR SHARE", &[])?;
+        row.get::<_, i64>(0) as u64
+    } else {
+        0
+    };
+    let row = tx.query_one("SELECT seq, hash, time_us FROM ferry_head FOR UPDATE", &[])?;
+    let head: i64 = row.get(0);
+    let hash_bytes: Vec<u8> = row.get(1);
+    let time_us: i64 = row.get(2);
+    let mut hash: Hash = ZERO_HASH;
+    if hash_bytes.len() == hash.len() {
+        hash.copy_from_slice(&hash_bytes);
+    }
+    let mut names: Vec<&str> = group.iter().map(|a| a.stream.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut versions = HashMap::new();
+    for r in tx.query(
+        "SELECT stream, max(stream_version) FROM ferry_log \
+         WHERE stream = ANY($1) GROUP BY stream",
+        &[&names],
+    )? {
+        versions.insert(r.get::<_, String>(0), r.get::<_, i64>(1) as u64);
+    }
+    let mut sequencer = Sequencer::resume(head as u64, hash, time_us, versions);
+    let now = now_us();
+    let results: Vec<_> = group
+        .iter()
+        .map(|a| {
+            if fence != UNFENCED && fenced(&a.actor) && (fence == 0 || fence != epoch) {
+                return Err(StoreError::NotLeader { epoch });
+            }
+            sequencer.sequence(&a.stream, a.expected, &a.actor, a.events.clone(), now)
+        })
+        .collect();
+    let (mut seqs, mut streams, mut stream_versions, mut records) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for s in results.iter().flatten() {
+        for (env, bytes) in s.envelopes.iter().zip(&s.records) {
+            seqs.push(env.seq as i64);
+            streams.push(env.stream.as_str());
+            stream_versions.push(env.stream_version as i64);
+            records.push(bytes.as_slice());
+        }
+    }
+    let first = seqs.first().map(|s| (*s, records[0].to_vec()));
+    if first.is_some() {
+        tx.execute(
+            "INSERT INTO ferry_log (seq, stream, stream_version, record) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::bytea[])",
+            &[&seqs, &streams, &stream_versions, &records],
+        )?;
+        let last = results
+            .iter()
+            .flatten()
+            .last()
+            .expect("a record was written");
+        let env = last.envelopes.last().expect("appends are not empty");
+        let new_hash = ferry_events::envelope::hash_bytes(last.records.last().expect("same"));
+        tx.execute(
+            "UPDATE ferry_head SET seq = $1, hash = $2, time_us = $3",
+            &[&(env.seq as i64), &new_hash.as_slice(), &env.time_us],
+        )?;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANNEL, &env.seq.to_string()],
+        )?;
+    }
+    let new_head = sequencer.head();
+    *planned = Some(Planned {
+        results,
+        head: new_head,
+        first,
+    });
+    tx.commit()
+}
+
+/// A read to run on the reader's connection (reopened as needed).
+type Job = Box<dyn FnOnce(&mut Option<Client>) + Send>;
+
+/// Appends only the fleet's leader may make: its engine's and scheduler's.
+/// Commands from any worker's socket are checked by stream versions alone.
+fn fenced(actor: &Actor) -> bool {
+    matches!(actor, Actor::Engine | Actor::Scheduler)
+}
+
+/// Runs closures on the reader's connection, one at a time.
+pub(crate) struct Reader {
+    jobs: mpsc::Sender<Job>,
+    config: Config,
+    at: String,
+}
+
+pub(crate) fn start_reader(config: Config, at: String) -> Result<Reader, StoreError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let (ready, started) = mpsc::sync_channel(1);
+    let (thread_config, thread_at) = (config.clone(), at.clone());
+    std::thread::Builder::new()
+        .name("pgstore-reader".into())
+        .spawn(move || {
+            let mut client = match thread_config.connect(NoTls) {
+                Ok(c) => {
+                    let _ = ready.send(Ok(()));
+                    Some(c)
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(db_error(&thread_at, e)));
+                    return;
+                }
+            };
+            while let Ok(job) = rx.recv() {
+                job(&mut client);
+            }
+        })
+        .map_err(|e| db_error("thread", e))?;
+    started.recv().map_err(|_| StoreError::Closed)??;
+    Ok(Reader {
+        jobs: tx,
+        config,
+        at,
+    })
+}
+
+impl Reader {
+    /// Runs `f` on the reader thread and waits for its answer; a lost
+    /// connection is reopened and `f` run again (reads have no effect).
+    pub(crate) fn call<T: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let config = self.config.clone();
+        let at = self.at.clone();
+        let job = move |slot: &mut Option<Client>| {
+            let deadline = Instant::now() + RECONNECT_LIMIT;
+            let result = loop {
+                let mut client = match slot.take() {
+                    Some(c) if !c.is_closed() => c,
+                    _ => match connect(&config, &at) {
+                        Ok(c) => c,
+                        Err(e) => break Err(e),
+                    },
+                };
+                match f(&mut client) {
+                    Ok(v) => {
+                        *slot = Some(client);
+                        break Ok(v);
+                    }
+                    Err(e) if retryable(&e) && Instant::now() < deadline => {
+                        tracing::warn!("event store at {at}: {e}; reconnecting");
+                    }
+                    Err(e) => {
+                        if !client.is_closed() {
+                            *slot = Some(client);
+                        }
+                        break Err(db_error(&at, e));
+                    }
+                }
+            };
+            let _ = reply.send(result);
+        };
+        self.jobs
+            .send(Box::new(job))
+            .map_err(|_| StoreError::Closed)?;
+        answer.recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Follows other workers' appends: `LISTEN`, and a poll of the head each
+/// second in case a notification was lost (as across a reconnect).
+pub(crate) fn start_listener(
+    config: Config,
+    at: String,
+    head: Arc<watch::Sender<u64>>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("pgstore-listener".into())
+        .spawn(move || {
+            let mut client: Option<Client> = None;
+            while !stop.load(Ordering::Relaxed) {
+                if client.as_ref().is_none_or(Client::is_closed) {
+                    let listening = config.connect(NoTls).and_then(|mut c| {
+                        c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+                        Ok(c)
+                    });
+                    match listening {
+                        Ok(c) => client = Some(c),
+                        Err(e) => {
+                            tracing::debug!("event store at {at}: listener: {e}");
+                            std::thread::sleep(Duration::from_secs(1));
+                            continue;
+                        }
+                    }
+                }
+                let c = client.as_mut().expect("connected above");
+                let advance = |seq: u64| {
+                    head.send_if_modified(|h| {
+                        let moved = seq > *h;
+                        *h = (*h).max(seq);
+                        moved
+                    });
+                };
+                if let Ok(seq) = head_seq(c) {
+                    advance(seq);
+                }
+                let mut notes = c.notifications();
+                let mut iter = notes.timeout_iter(Duration::from_secs(1));
+                while let Ok(Some(n)) = iter.next() {
+                    if let Ok(seq) = n.payload().parse::<u64>() {
+                        advance(seq);
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            }
+        })
+        .map_err(|e| db_error("thread", e))?;
+    Ok(())
+}
