@@ -93,6 +93,38 @@ pub trait MailSession: Send {
     /// Subscribes to a folder.
     async fn subscribe(&mut self, folder: &FolderName) -> Result<()>;
 
+    /// What `examine` would report of each folder, asked all at once where
+    /// the endpoint can (pipelined IMAP STATUS, or the answer of the last
+    /// LIST-STATUS). A folder's own refusal is its entry's; a lost line is
+    /// the call's. Which folder is open afterwards is unspecified.
+    async fn statuses(&mut self, folders: &[FolderName]) -> Result<Vec<Result<FolderStatus>>> {
+        let mut out = Vec::with_capacity(folders.len());
+        for f in folders {
+            match self.examine(f).await {
+                Err(e) if e.is_transient() => return Err(e),
+                r => out.push(r),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates each folder and subscribes it when asked, all at once where
+    /// the endpoint can; each entry says how its folder fared.
+    async fn prepare_folders(&mut self, folders: &[(FolderName, bool)]) -> Result<Vec<Result<()>>> {
+        let mut out = Vec::with_capacity(folders.len());
+        for (f, subscribe) in folders {
+            let mut r = self.create_folder(f).await;
+            if r.is_ok() && *subscribe {
+                r = self.subscribe(f).await;
+            }
+            match r {
+                Err(e) if e.is_transient() => return Err(e),
+                r => out.push(r),
+            }
+        }
+        Ok(out)
+    }
+
     /// Appends one message to `folder`; returns its key when the endpoint
     /// tells it (UIDPLUS APPENDUID, or a Maildir's own uidlist).
     async fn append(

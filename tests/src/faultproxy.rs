@@ -23,7 +23,7 @@
 //! itself, as a server whose mail store is down does (line commands only:
 //! a source's, never an APPEND's literal).
 //!
-//! The proxy runs on its own thread and runtime, so tests may block.
+//! The proxy runs on its own thread and runtime ([`Listener`]), so tests may block.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -74,6 +74,9 @@ struct Shared {
     armed: Mutex<Option<(Fault, Dir, u64)>>,
     fired: Mutex<Fired>,
     connections: AtomicU64,
+    /// Connections open now, and the most open at once.
+    open: AtomicU64,
+    peak: AtomicU64,
     /// Whether the server is down (see [`FaultProxy::set_down`]).
     down: tokio::sync::watch::Sender<bool>,
     /// See [`FaultProxy::set_unavailable`].
@@ -81,31 +84,24 @@ struct Shared {
     refused: AtomicU64,
 }
 
-pub struct FaultProxy {
+/// A listener on 127.0.0.1 (a free port) on its own thread and runtime,
+/// serving each accepted connection with `serve` until dropped.
+pub struct Listener {
     port: u16,
-    shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl FaultProxy {
-    /// Listens on 127.0.0.1 (a free port) and forwards to 127.0.0.1:`target`.
-    pub fn start(target: u16) -> FaultProxy {
+impl Listener {
+    pub fn start<F, Fut>(serve: F) -> Listener
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         std_listener.set_nonblocking(true).unwrap();
         let port = std_listener.local_addr().unwrap().port();
-        let shared = Arc::new(Shared {
-            total: Mutex::default(),
-            armed: Mutex::default(),
-            fired: Mutex::default(),
-            connections: AtomicU64::default(),
-            down: tokio::sync::watch::Sender::new(false),
-            unavailable: AtomicBool::new(false),
-            refused: AtomicU64::default(),
-        });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let sh = shared.clone();
-        let target = SocketAddr::from(([127, 0, 0, 1], target));
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -118,8 +114,7 @@ impl FaultProxy {
                         let Ok((client, _)) = listener.accept().await else {
                             continue;
                         };
-                        sh.connections.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(serve(sh.clone(), client, target));
+                        tokio::spawn(serve(client));
                     }
                 };
                 tokio::select! {
@@ -129,9 +124,8 @@ impl FaultProxy {
             });
             // Dropping the runtime aborts the connections still open.
         });
-        FaultProxy {
+        Listener {
             port,
-            shared,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -139,6 +133,50 @@ impl FaultProxy {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub struct FaultProxy {
+    listener: Listener,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// Listens on 127.0.0.1 (a free port) and forwards to 127.0.0.1:`target`.
+    pub fn start(target: u16) -> FaultProxy {
+        let shared = Arc::new(Shared {
+            total: Mutex::default(),
+            armed: Mutex::default(),
+            fired: Mutex::default(),
+            connections: AtomicU64::default(),
+            open: AtomicU64::default(),
+            peak: AtomicU64::default(),
+            down: tokio::sync::watch::Sender::new(false),
+            unavailable: AtomicBool::new(false),
+            refused: AtomicU64::default(),
+        });
+        let sh = shared.clone();
+        let target = SocketAddr::from(([127, 0, 0, 1], target));
+        let listener = Listener::start(move |client| {
+            sh.connections.fetch_add(1, Ordering::Relaxed);
+            serve(sh.clone(), client, target)
+        });
+        FaultProxy { listener, shared }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.port()
     }
 
     /// Arms `fault` to fire after `after` more bytes going `dir`;
@@ -184,20 +222,14 @@ impl FaultProxy {
         self.shared.connections.load(Ordering::Relaxed)
     }
 
+    /// The most connections forwarded at the same time so far.
+    pub fn peak_connections(&self) -> u64 {
+        self.shared.peak.load(Ordering::Relaxed)
+    }
+
     /// Bytes forwarded so far: (client to server, server to client).
     pub fn bytes(&self) -> (u64, u64) {
         *self.shared.total.lock().unwrap()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -285,6 +317,23 @@ fn account(sh: &Shared, n: usize, up: bool, append_sent: bool) -> (usize, Option
     (go, fires)
 }
 
+/// One forwarded connection, counted while it lives.
+struct Open<'a>(&'a Shared);
+
+impl Open<'_> {
+    fn count(sh: &Shared) -> Open<'_> {
+        let now = sh.open.fetch_add(1, Ordering::Relaxed) + 1;
+        sh.peak.fetch_max(now, Ordering::Relaxed);
+        Open(sh)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
     let mut down = sh.down.subscribe();
     if *down.borrow_and_update() {
@@ -294,6 +343,7 @@ async fn serve(sh: Arc<Shared>, mut client: TcpStream, target: SocketAddr) {
     let Ok(mut upstream) = TcpStream::connect(target).await else {
         return;
     };
+    let _open = Open::count(&sh);
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let mut up = vec![0u8; 16 * 1024];

@@ -302,6 +302,9 @@ pub fn token_command_config(command: &str) -> String {
 /// A TCP proxy that drops, resets and stalls connections on command.
 pub mod faultproxy;
 
+/// A TCP proxy that delays each direction, as a long link does.
+pub mod delayproxy;
+
 /// The fuzz targets' bodies, replayed on stable by `tests/it/fuzz_corpora.rs`.
 pub mod fuzzing;
 

@@ -5,7 +5,7 @@
 use std::io;
 use std::time::Duration;
 
-use async_imap::imap_proto::{Response, Status};
+use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
 use async_imap::{Authenticator, Client};
 use tokio::net::TcpStream;
 
@@ -73,7 +73,8 @@ where
 }
 
 /// Reads the server greeting: OK or PREAUTH go on, BYE is a refusal.
-async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> Result<()> {
+/// True when it names SASL-IR among its capabilities.
+async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> Result<bool> {
     let response = with_timeout(endpoint, "greeting", t, async {
         client.read_response().await?.ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the greeting")
@@ -83,8 +84,13 @@ async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> R
     match response.parsed() {
         Response::Data {
             status: Status::Ok | Status::PreAuth,
-            ..
-        } => Ok(()),
+            outcome,
+        } => Ok(match &outcome.code {
+            Some(ResponseCode::Capabilities(caps)) => caps
+                .iter()
+                .any(|c| matches!(c, Capability::Atom(a) if a.eq_ignore_ascii_case("SASL-IR"))),
+            _ => false,
+        }),
         Response::Data { status, outcome } => {
             let text = format!(
                 "{status:?} {}",
@@ -123,11 +129,13 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
     let tls_config = || {
         tls::client_config(cfg.ca_file.as_deref()).map_err(|e| io_err(&endpoint, "tls setup", e))
     };
-    let client = match cfg.tls {
+    // Whether the credentials may ride on the AUTHENTICATE command itself
+    // (SASL-IR), saving a round trip; not trusted from before STARTTLS.
+    let (client, sasl_ir) = match cfg.tls {
         TlsMode::None => {
             let mut client = Client::new(Stream::plain(tcp));
-            greeting(&mut client, &endpoint, t).await?;
-            client
+            let sasl_ir = greeting(&mut client, &endpoint, t).await?;
+            (client, sasl_ir)
         }
         TlsMode::Tls => {
             let config = tls_config()?;
@@ -139,8 +147,8 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
             )
             .await?;
             let mut client = Client::new(stream);
-            greeting(&mut client, &endpoint, t).await?;
-            client
+            let sasl_ir = greeting(&mut client, &endpoint, t).await?;
+            (client, sasl_ir)
         }
         TlsMode::StartTls => {
             let config = tls_config()?;
@@ -177,7 +185,7 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
                 tls::handshake(tcp, &cfg.host, config),
             )
             .await?;
-            Client::new(stream)
+            (Client::new(stream), false)
         }
     };
 
@@ -191,14 +199,24 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
             user,
             password,
         } => {
-            let sasl = Plain {
+            let mut sasl = Plain {
                 authzid: authzid.as_deref().unwrap_or(""),
                 user,
                 password,
             };
+            let command = if sasl_ir {
+                use base64::Engine;
+                let initial = sasl.process(b"");
+                format!(
+                    "PLAIN {}",
+                    base64::engine::general_purpose::STANDARD.encode(initial)
+                )
+            } else {
+                "PLAIN".to_string()
+            };
             (
                 authzid.as_deref().unwrap_or(user),
-                tokio::time::timeout(t, client.authenticate("PLAIN", sasl)).await,
+                tokio::time::timeout(t, client.authenticate(command, sasl)).await,
             )
         }
         ImapAuth::XOAuth2 { user, token } => {

@@ -107,6 +107,7 @@ pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
         selected: None,
         item_limit: crate::DEFAULT_ITEM_LIMIT,
         qresync: None,
+        listed: HashMap::new(),
     };
     session.caps = session.fetch_capabilities().await?;
     Ok(session)
@@ -129,6 +130,37 @@ pub struct ImapSession {
     item_limit: u64,
     /// `ENABLE QRESYNC` was answered: Some(whether it took).
     qresync: Option<bool>,
+    /// Folder statuses the last LIST-STATUS gave, by wire name, until
+    /// [`MailSession::statuses`] takes them.
+    listed: HashMap<String, FolderStatus>,
+}
+
+/// Commands sent before their answers are read, at most: few enough that
+/// the answers never fill the buffers while we are still writing.
+const PIPELINE: usize = 64;
+
+/// What a STATUS answer (or a LIST-STATUS one) says, laid over `st`.
+fn status_from(st: &mut FolderStatus, attrs: &[async_imap::imap_proto::StatusAttribute]) {
+    use async_imap::imap_proto::StatusAttribute as A;
+    for a in attrs {
+        match a {
+            A::Messages(n) => st.exists = *n,
+            A::UidNext(n) => st.uidnext = *n,
+            A::UidValidity(v) => st.uidvalidity = *v,
+            // Zero is a folder without MODSEQ (RFC 7162 NOMODSEQ).
+            A::HighestModSeq(m) => st.highest_modseq = (*m > 0).then_some(*m),
+            _ => {}
+        }
+    }
+}
+
+fn empty_status() -> FolderStatus {
+    FolderStatus {
+        uidvalidity: 0,
+        uidnext: 0,
+        exists: 0,
+        highest_modseq: None,
+    }
 }
 
 /// Most message bytes asked for in one FETCH: async-imap refuses an answer
@@ -179,6 +211,56 @@ impl ImapSession {
 
     fn condstore(&self) -> bool {
         self.has_capability("CONDSTORE")
+    }
+
+    /// Sends `commands` without waiting, then reads each one's tagged
+    /// answer in turn, handing all untagged data to `on_untagged`: one
+    /// round trip for a whole chunk instead of one per command.
+    async fn pipeline<F>(
+        &mut self,
+        op: &'static str,
+        commands: &[String],
+        mut on_untagged: F,
+    ) -> Result<Vec<session::Tagged>>
+    where
+        F: FnMut(&Response<'_>) -> Result<()>,
+    {
+        let mut out = Vec::with_capacity(commands.len());
+        for chunk in commands.chunks(PIPELINE) {
+            let mut ids = Vec::with_capacity(chunk.len());
+            for c in chunk {
+                ids.push(self.conn.send(op, c).await?);
+            }
+            for id in &ids {
+                out.push(self.conn.finish(op, id, &mut on_untagged).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The quoted names of `folders`, each or why not; a lost line fails all.
+    async fn mailbox_args(
+        &mut self,
+        op: &'static str,
+        folders: impl Iterator<Item = &FolderName>,
+    ) -> Result<Vec<Result<String>>> {
+        let mut out = Vec::new();
+        for f in folders {
+            match self.mailbox_arg(op, f).await {
+                Err(e) if e.is_transient() => return Err(e),
+                r => out.push(r),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The STATUS items that fill a [`FolderStatus`].
+    fn status_items(&self) -> &'static str {
+        if self.condstore() {
+            "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        } else {
+            "(MESSAGES UIDNEXT UIDVALIDITY)"
+        }
     }
 
     async fn fetch_capabilities(&mut self) -> Result<Vec<String>> {
@@ -357,46 +439,74 @@ impl MailSession for ImapSession {
     }
 
     async fn list_folders(&mut self) -> Result<Vec<Folder>> {
-        let command = if self.has_capability("SPECIAL-USE") && self.has_capability("LIST-EXTENDED")
-        {
-            r#"LIST "" "*" RETURN (SPECIAL-USE)"#
+        // LIST-EXTENDED answers subscriptions (and LIST-STATUS statuses)
+        // in the same round trip; otherwise LSUB follows LIST unawaited.
+        let extended = self.has_capability("LIST-EXTENDED");
+        let commands = if extended {
+            let mut ret = vec!["SUBSCRIBED".to_string()];
+            if self.has_capability("SPECIAL-USE") {
+                ret.push("SPECIAL-USE".into());
+            }
+            if self.has_capability("LIST-STATUS") {
+                ret.push(format!("STATUS {}", self.status_items()));
+            }
+            vec![format!(r#"LIST "" "*" RETURN ({})"#, ret.join(" "))]
         } else {
-            r#"LIST "" "*""#
+            vec![r#"LIST "" "*""#.to_string(), r#"LSUB "" "*""#.to_string()]
         };
         let mut folders = Vec::new();
-        self.conn
-            .run("list", command, ErrorClass::Other, |r| {
-                if let Response::MailboxData(MailboxDatum::List(l)) = r {
-                    let delimiter = l.delimiter.as_deref().and_then(|d| d.chars().next());
-                    let name = parse::folder_name(&l.name, delimiter);
-                    let special_use = if l.name.eq_ignore_ascii_case("INBOX") {
-                        Some(SpecialUse::Inbox)
-                    } else {
-                        parse::special_use(&l.name_attributes)
-                    };
-                    folders.push(Folder {
-                        name,
-                        special_use,
-                        selectable: parse::selectable(&l.name_attributes),
-                        subscribed: false,
-                    });
-                }
-                Ok(())
-            })
-            .await?;
         let mut subscribed = HashSet::new();
-        self.conn
-            .run("lsub", r#"LSUB "" "*""#, ErrorClass::Other, |r| {
-                // imap-proto reads LSUB lines as List data.
-                if let Response::MailboxData(MailboxDatum::List(l)) = r {
-                    subscribed.insert(l.name.to_string());
-                }
-                Ok(())
-            })
-            .await?;
+        let mut statuses: HashMap<String, FolderStatus> = HashMap::new();
+        let mut ids = Vec::new();
+        for c in &commands {
+            ids.push(self.conn.send("list", c).await?);
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let is_lsub = n == 1;
+            let tagged = self
+                .conn
+                .finish("list", id, |r| {
+                    match r {
+                        // imap-proto reads LSUB lines as List data.
+                        Response::MailboxData(MailboxDatum::List(l)) if is_lsub => {
+                            subscribed.insert(l.name.to_string());
+                        }
+                        Response::MailboxData(MailboxDatum::List(l)) => {
+                            let delimiter = l.delimiter.as_deref().and_then(|d| d.chars().next());
+                            let name = parse::folder_name(&l.name, delimiter);
+                            let special_use = if l.name.eq_ignore_ascii_case("INBOX") {
+                                Some(SpecialUse::Inbox)
+                            } else {
+                                parse::special_use(&l.name_attributes)
+                            };
+                            if extended && parse::subscribed(&l.name_attributes) {
+                                subscribed.insert(l.name.to_string());
+                            }
+                            folders.push(Folder {
+                                name,
+                                special_use,
+                                selectable: parse::selectable(&l.name_attributes),
+                                subscribed: false,
+                            });
+                        }
+                        Response::MailboxData(MailboxDatum::Status { mailbox, status }) => {
+                            let st = statuses
+                                .entry(mailbox.to_string())
+                                .or_insert_with(empty_status);
+                            status_from(st, status);
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                })
+                .await?;
+            let op = if is_lsub { "lsub" } else { "list" };
+            self.conn.check(op, tagged, ErrorClass::Other)?;
+        }
         for f in &mut folders {
             f.subscribed = subscribed.contains(&f.name.raw);
         }
+        self.listed = statuses;
         if let Some(d) = folders.iter().find_map(|f| f.name.delimiter) {
             self.delimiter.get_or_insert(Some(d));
         }
@@ -573,6 +683,117 @@ impl MailSession for ImapSession {
             )
             .await?;
         Ok(())
+    }
+
+    async fn statuses(&mut self, folders: &[FolderName]) -> Result<Vec<Result<FolderStatus>>> {
+        let listed = std::mem::take(&mut self.listed);
+        if folders.iter().all(|f| listed.contains_key(&f.raw)) {
+            return Ok(folders.iter().map(|f| Ok(listed[&f.raw])).collect());
+        }
+        let args = self.mailbox_args("status", folders.iter()).await?;
+        let items = self.status_items();
+        let commands: Vec<String> = args
+            .iter()
+            .flatten()
+            .map(|a| format!("STATUS {a} {items}"))
+            .collect();
+        let mut found: HashMap<String, FolderStatus> = HashMap::new();
+        let mut answers = self
+            .pipeline("status", &commands, |r| {
+                if let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = r {
+                    let st = found
+                        .entry(mailbox.to_string())
+                        .or_insert_with(empty_status);
+                    status_from(st, status);
+                }
+                Ok(())
+            })
+            .await?
+            .into_iter();
+        let mut out = Vec::with_capacity(folders.len());
+        for (f, arg) in folders.iter().zip(args) {
+            let r = match arg {
+                Err(e) => Err(e),
+                Ok(_) => {
+                    let tagged = answers.next().expect("one answer per command");
+                    self.conn
+                        .check("status", tagged, ErrorClass::Folder)
+                        .and_then(|_| {
+                            let name = wire_name(f, None);
+                            found
+                                .get(&name)
+                                .or_else(|| {
+                                    found
+                                        .iter()
+                                        .find(|(k, _)| {
+                                            name.eq_ignore_ascii_case("INBOX")
+                                                && k.eq_ignore_ascii_case("INBOX")
+                                        })
+                                        .map(|(_, v)| v)
+                                })
+                                .copied()
+                                .ok_or_else(|| {
+                                    self.conn.protocol_error(
+                                        "status",
+                                        format!("no STATUS answer for {name:?}"),
+                                    )
+                                })
+                        })
+                }
+            };
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    async fn prepare_folders(&mut self, folders: &[(FolderName, bool)]) -> Result<Vec<Result<()>>> {
+        let args = self
+            .mailbox_args("create", folders.iter().map(|(f, _)| f))
+            .await?;
+        let mut commands = Vec::new();
+        for ((_, subscribe), arg) in folders.iter().zip(&args) {
+            if let Ok(a) = arg {
+                commands.push(format!("CREATE {a}"));
+                if *subscribe {
+                    commands.push(format!("SUBSCRIBE {a}"));
+                }
+            }
+        }
+        let mut answers = self
+            .pipeline("create", &commands, |_| Ok(()))
+            .await?
+            .into_iter();
+        let mut out = Vec::with_capacity(folders.len());
+        for ((f, subscribe), arg) in folders.iter().zip(args) {
+            if let Err(e) = arg {
+                out.push(Err(e));
+                continue;
+            }
+            let created = answers.next().expect("one answer per command");
+            let subscribed = if *subscribe { answers.next() } else { None };
+            let created_ok = created.is_ok() || created.text.contains("[ALREADYEXISTS]");
+            let r = if !created_ok {
+                // The careful way, one command at a time, says why.
+                let mut r = self.create_folder(f).await;
+                if r.is_ok() && *subscribe {
+                    r = self.subscribe(f).await;
+                }
+                r
+            } else {
+                match subscribed {
+                    Some(t) => self
+                        .conn
+                        .check("subscribe", t, ErrorClass::Folder)
+                        .map(|_| ()),
+                    None => Ok(()),
+                }
+            };
+            match r {
+                Err(e) if e.is_transient() => return Err(e),
+                r => out.push(r),
+            }
+        }
+        Ok(out)
     }
 
     async fn append(

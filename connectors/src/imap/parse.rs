@@ -237,6 +237,14 @@ pub(crate) fn special_use(attrs: &[NameAttribute<'_>]) -> Option<SpecialUse> {
     })
 }
 
+/// `\Subscribed`, which LIST-EXTENDED's `RETURN (SUBSCRIBED)` adds.
+pub(crate) fn subscribed(attrs: &[NameAttribute<'_>]) -> bool {
+    attrs.iter().any(|a| match a {
+        NameAttribute::Extension(e) => e.eq_ignore_ascii_case("\\Subscribed"),
+        _ => false,
+    })
+}
+
 pub(crate) fn selectable(attrs: &[NameAttribute<'_>]) -> bool {
     !attrs.iter().any(|a| match a {
         NameAttribute::NoSelect => true,

@@ -87,6 +87,40 @@ pub async fn open(
         .acquire_owned()
         .await
         .expect("semaphores are never closed");
+    open_in(slot, app, endpoint, spec, mailbox, side, timeout, write).await
+}
+
+/// A further session for `mailbox`, to work on more folders at once: only
+/// while at least half of the endpoint's cap stays free, so a spare never
+/// keeps another mailbox waiting for its first session. `None` when not.
+pub async fn open_spare(
+    app: &App,
+    caps: &Caps,
+    endpoint: &str,
+    spec: &EndpointSpec,
+    mailbox: &MailboxSpec,
+    side: Side,
+    timeout: Duration,
+) -> Option<Result<Conn, EngineError>> {
+    let cap = caps.slot(endpoint, spec.max_connections);
+    if cap.available_permits() <= (spec.max_connections as usize).div_ceil(2) {
+        return None;
+    }
+    let slot = cap.try_acquire_owned().ok()?;
+    Some(open_in(slot, app, endpoint, spec, mailbox, side, timeout, true).await)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open_in(
+    slot: OwnedSemaphorePermit,
+    app: &App,
+    endpoint: &str,
+    spec: &EndpointSpec,
+    mailbox: &MailboxSpec,
+    side: Side,
+    timeout: Duration,
+    write: bool,
+) -> Result<Conn, EngineError> {
     let (address, login, secret_ref) = match side {
         Side::Source => (
             mailbox.address.clone(),

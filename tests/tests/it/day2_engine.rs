@@ -258,6 +258,10 @@ fn down_mid_pass(ferry: &Ferryd, proxy: &FaultProxy) {
         assert!(Instant::now() < deadline, "the pass sent too little");
         std::thread::sleep(Duration::from_millis(2));
     }
+    // Several folders go at once: their first groups may all be in flight.
+    ferry.wait_for(60, "a first copy recorded", |f| {
+        !f.events_of("ItemCopied").is_empty()
+    });
     proxy.set_down(true);
 }
 

@@ -134,30 +134,7 @@ async fn drops_resets_and_stalls_neither_lose_nor_duplicate_items() {
     ferry.launch_logged(&log);
 
     ferry.ctl_ok(&["batch", "start", "wave1", "--pass", "full"]);
-    let mut last_check = Instant::now();
-    'plan: for (to_dst, fault, dir) in &plan {
-        let proxy = if *to_dst { &pdst } else { &psrc };
-        let after = match dir {
-            Dir::Down => rng.random_range(1..3_000),
-            // Anywhere in the next 200 kB: a command, a literal, a FETCH answer.
-            _ => rng.random_range(1..200_000),
-        };
-        proxy.arm(*fault, *dir, after);
-        while proxy.armed() {
-            std::thread::sleep(Duration::from_millis(10));
-            if last_check.elapsed() > Duration::from_millis(500) {
-                last_check = Instant::now();
-                if !pass_running(&ferry) {
-                    proxy.disarm();
-                    break 'plan;
-                }
-            }
-        }
-        // Let some work succeed between faults.
-        std::thread::sleep(Duration::from_millis(rng.random_range(30..150)));
-    }
-    pdst.disarm();
-    psrc.disarm();
+    inject(&ferry, &plan, (&psrc, &pdst), &mut rng);
     ferry.ctl_ok(&["batch", "wait", "wave1", "--timeout", "120"]);
     let (fs, fd) = (psrc.fired(), pdst.fired());
     eprintln!(
@@ -190,6 +167,60 @@ async fn drops_resets_and_stalls_neither_lose_nor_duplicate_items() {
 
     // The log: one ItemCopied per source item, none in doubt, success.
     ferry.stop();
+    let intents = assert_exactly_once(&ferry, expected);
+    // Some faults cut an APPEND's answer: those items were found by digest.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let settled = settled_in_log(&text);
+    assert!(settled > 0, "no in-doubt item was settled by digest");
+    let retries = text.matches("transient failure; retrying").count();
+    assert!(retries > 0, "ferryd logged no retry");
+    eprintln!(
+        "{expected} items, {intents} intents ({} re-attempted after a fault), \
+         {retries} retries, {settled} in-doubt items found at the destination, in {:?}",
+        intents - expected,
+        began.elapsed()
+    );
+}
+
+/// Arms each fault of `plan` (to the destination's proxy or the source's)
+/// in turn while the pass runs, with some work between faults; stops early
+/// when the pass has ended.
+fn inject(
+    ferry: &Ferryd,
+    plan: &[(bool, Fault, Dir)],
+    (psrc, pdst): (&FaultProxy, &FaultProxy),
+    rng: &mut rand::rngs::StdRng,
+) {
+    let mut last_check = Instant::now();
+    'plan: for (to_dst, fault, dir) in plan {
+        let proxy = if *to_dst { pdst } else { psrc };
+        let after = match dir {
+            Dir::Down => rng.random_range(1..3_000),
+            // Anywhere in the next 200 kB: a command, a literal, a FETCH answer.
+            _ => rng.random_range(1..200_000),
+        };
+        proxy.arm(*fault, *dir, after);
+        while proxy.armed() {
+            std::thread::sleep(Duration::from_millis(10));
+            if last_check.elapsed() > Duration::from_millis(500) {
+                last_check = Instant::now();
+                if !pass_running(ferry) {
+                    proxy.disarm();
+                    break 'plan;
+                }
+            }
+        }
+        // Let some work succeed between faults.
+        std::thread::sleep(Duration::from_millis(rng.random_range(30..150)));
+    }
+    pdst.disarm();
+    psrc.disarm();
+}
+
+/// The stopped daemon's log holds one ItemCopied per source item (of
+/// `expected`), no intent left unsettled, and a successful pass; returns
+/// how many intents were recorded.
+fn assert_exactly_once(ferry: &Ferryd, expected: usize) -> usize {
     let store = SegmentStore::open(&ferry.data_dir.join("log")).expect("open the log");
     let mut copied: HashMap<(String, ItemKey), usize> = HashMap::new();
     let mut open: HashMap<(String, ItemKey), u64> = HashMap::new();
@@ -217,17 +248,77 @@ async fn drops_resets_and_stalls_neither_lose_nor_duplicate_items() {
     assert_eq!(copied_events, expected, "ItemCopied events vs source items");
     assert_eq!(copied.len(), expected);
     assert!(open.is_empty(), "intents never settled: {open:?}");
-    // Some faults cut an APPEND's answer: those items were found by digest.
-    let text = std::fs::read_to_string(&log).unwrap();
-    let settled = settled_in_log(&text);
-    assert!(settled > 0, "no in-doubt item was settled by digest");
-    let retries = text.matches("transient failure; retrying").count();
-    assert!(retries > 0, "ferryd logged no retry");
+    intents
+}
+
+/// One mailbox whose folders are copied several at once, over spare
+/// sessions beside its own, while faults cut both sides: every item still
+/// lands exactly once, and what a spare's failure left in doubt is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_copied_at_once_under_faults_neither_lose_nor_duplicate_items() {
+    let seed = std::env::var("FERRY_ENGINE_FAULTS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("parallel folders under faults: seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let user = "carl";
+    let src = Dovecot::start().unwrap();
+    let dst = Dovecot::start().unwrap();
+    src.add_user(user, PW).unwrap();
+    dst.add_user(user, PW).unwrap();
+    fill(&src, user, 31).await;
+    let psrc = FaultProxy::start(src.port());
+    let pdst = FaultProxy::start(dst.port());
+    let mut ferry = Ferryd::start_with_config(CONFIG);
+    for (name, port) in [("old", psrc.port()), ("new", pdst.port())] {
+        ferry.add_imap_endpoint(name, port, src.master_user());
+    }
+    ferry.create_batch("wave1", "old", "new", &[user], &[]);
+    let log = ferry.dir().join("ferryd.log");
+    ferry.stop();
+    ferry.launch_logged(&log);
+
+    let mut plan: Vec<(bool, Fault, Dir)> = vec![(true, Fault::Drop, Dir::AppendAnswer); 3];
+    let mut rest: Vec<(bool, Fault, Dir)> = vec![
+        (true, Fault::Reset, Dir::Down),
+        (true, Fault::Drop, Dir::Both),
+        (true, Fault::Stall(STALL), Dir::Down),
+        (false, Fault::Reset, Dir::Both),
+        (false, Fault::Drop, Dir::Both),
+    ];
+    rest.shuffle(&mut rng);
+    plan.extend(rest);
+    ferry.ctl_ok(&["batch", "start", "wave1", "--pass", "full"]);
+    inject(&ferry, &plan, (&psrc, &pdst), &mut rng);
+    ferry.ctl_ok(&["batch", "wait", "wave1", "--timeout", "120"]);
+    let (fs, fd) = (psrc.fired(), pdst.fired());
     eprintln!(
-        "{expected} items, {intents} intents ({} re-attempted after a fault), \
-         {retries} retries, {settled} in-doubt items found at the destination, in {:?}",
-        intents - expected,
-        began.elapsed()
+        "faults fired: source {fs:?}, destination {fd:?}; at once at most: source {}, destination {}",
+        psrc.peak_connections(),
+        pdst.peak_connections()
+    );
+    // One mailbox with more than one session a side: folders were in flight at once.
+    assert!(
+        psrc.peak_connections() >= 2 && pdst.peak_connections() >= 2,
+        "one mailbox never had two sessions a side open at once"
+    );
+    assert!(
+        fd.total() >= 3,
+        "too few faults fired during the pass: {fd:?}"
+    );
+
+    let s = contents(&src, user).await;
+    let d = contents(&dst, user).await;
+    assert_eq!(mailcmp::diff(&s, &d), Vec::<String>::new());
+    assert_no_duplicates(user, &s, &d);
+    let expected = s.values().map(Vec::len).sum::<usize>();
+    ferry.stop();
+    assert_exactly_once(&ferry, expected);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        settled_in_log(&text) > 0,
+        "no in-doubt item was settled by digest"
     );
 }
 

@@ -106,6 +106,13 @@ pub(super) async fn copy_items(
     let groups = groups(todo, w.cfg.fetch_batch.max(1), per_group);
     let budget = w.engine.budget.clone();
     let mut prefetched = None;
+    // Where the next group lands at the earliest: known from the folder's
+    // SELECT, then from each group's APPENDUID, so no group waits to ask.
+    let mut next_uid = w
+        .dst_next
+        .take()
+        .filter(|(d, _)| *d == dname.raw)
+        .map(|(_, n)| n);
     for i in 0..groups.len() {
         w.check_stop()?;
         let (items, held) = match prefetched.take() {
@@ -121,7 +128,15 @@ pub(super) async fn copy_items(
         // The next group is fetched while this one is appended.
         let (appended, fetched) = tokio::join!(
             async {
-                let r = append_group(w.app, &w.mailbox.address, dst, f, dname, st, items).await;
+                let r = append_group(
+                    w.app,
+                    &w.mailbox.address,
+                    dst,
+                    (f, dname, st),
+                    items,
+                    &mut next_uid,
+                )
+                .await;
                 // Released as soon as this group is written, never held while
                 // waiting for the next group's share: no worker can block another.
                 drop(held);
@@ -143,6 +158,7 @@ pub(super) async fn copy_items(
         }
         prefetched = fetched?;
     }
+    w.dst_next = next_uid.map(|n| (dname.raw.clone(), n));
     Ok(())
 }
 
@@ -155,14 +171,15 @@ pub(super) async fn fetch(
 }
 
 /// Records intents, appends, records outcomes; returns how many items failed.
+/// `next_uid`: a bound the destination's UIDNEXT is at or past, if known;
+/// moved past what this group stored when the server says where.
 async fn append_group(
     app: &crate::app::App,
     mailbox: &str,
     dst: &mut dyn MailSession,
-    f: &Folder,
-    dname: &FolderName,
-    st: &FolderStatus,
+    (f, dname, st): (&Folder, &FolderName, &FolderStatus),
     items: Vec<Item>,
+    next_uid: &mut Option<u32>,
 ) -> Result<u32, WorkErr> {
     // Refused only once read (a file swapped for a symlink, a server that
     // sent more than it announced): skipped, never written.
@@ -185,7 +202,11 @@ async fn append_group(
         return Ok(0);
     }
     // Where new items will land: settling looks from here after a crash.
-    let uidnext = dst.select(dname).await?.uidnext;
+    // A bound learnt earlier serves as well: UIDs only grow.
+    let uidnext = match next_uid.take() {
+        Some(n) => n,
+        None => dst.select(dname).await?.uidnext,
+    };
     let digests: Vec<String> = items.iter().map(Item::digest).collect();
     let intents = items
         .iter()
@@ -222,6 +243,7 @@ async fn append_group(
             .collect();
         match dst.append_many(dname, &batch).await {
             Ok(uids) => {
+                *next_uid = past(uidnext, &uids);
                 let outcomes = items
                     .iter()
                     .zip(digests)
@@ -243,6 +265,7 @@ async fn append_group(
     let mut outcomes = Vec::with_capacity(items.len());
     let mut failed = 0;
     let mut interrupted = None;
+    let mut stored = Vec::with_capacity(items.len());
     for (it, digest) in items.into_iter().zip(digests) {
         let k = key(f, st, it.meta.uid);
         let flags = flags_to_copy(&it.meta.flags);
@@ -250,7 +273,10 @@ async fn append_group(
             .append(dname, &flags, it.meta.internal_date, it.body.clone())
             .await
         {
-            Ok(uid) => outcomes.push(copied(&it, digest, uid)),
+            Ok(uid) => {
+                stored.push(uid);
+                outcomes.push(copied(&it, digest, uid));
+            }
             Err(e) if e.class() == ErrorClass::Item => {
                 failed += 1;
                 outcomes.push(Event::ItemFailed {
@@ -272,6 +298,17 @@ async fn append_group(
     }
     match interrupted {
         Some(e) => Err(e.into()),
-        None => Ok(failed),
+        None => {
+            *next_uid = past(uidnext, &stored);
+            Ok(failed)
+        }
     }
+}
+
+/// The destination's UIDNEXT after storing items whose keys are `uids`,
+/// when the server told every one.
+fn past(uidnext: u32, uids: &[Option<AppendUid>]) -> Option<u32> {
+    uids.iter()
+        .map(|u| u.map(|u| u.uid.saturating_add(1)))
+        .try_fold(uidnext, |acc, u| Some(acc.max(u?)))
 }

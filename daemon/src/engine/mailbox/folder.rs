@@ -2,14 +2,12 @@
 //! subscribed, what changed about the folder recorded, what a crash left in
 //! doubt settled, then the pass's own work.
 
-use std::collections::HashMap;
-
 use ferry_connectors::mapping::{FolderPlan, destination_context};
-use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, ItemMeta};
+use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::{Event, FolderCount, PassKind, Side};
 use ferry_projections::FolderMark;
 
-use super::{Work, WorkErr, adopt, copy, describe, flags, settle, vanish, verify};
+use super::{Work, WorkErr, adopt, copy, describe, flags, lanes, settle, vanish, verify};
 use crate::engine::retry;
 
 /// What a copying pass does in each folder; a verify pass only counts.
@@ -46,11 +44,27 @@ impl Work<'_> {
             &self.options.exclude_folders,
         )
         .map_err(WorkErr::Conn)?;
-        let mut backoff = retry::Backoff::new(&self.cfg);
-        let (src_folders, dst_folders) = loop {
-            match self.list_both().await {
-                Ok(x) => break x,
-                Err(e) => self.recover(e, &mut backoff, "listing folders").await?,
+        // Spare lanes log in while the folders are listed.
+        let mut spares = self.early_spares();
+        let listing = async {
+            let mut backoff = retry::Backoff::new(&self.cfg);
+            loop {
+                match self.list_both().await {
+                    Ok(x) => break Ok(x),
+                    Err(e) => {
+                        if let Err(e) = self.recover(e, &mut backoff, "listing folders").await {
+                            break Err(e);
+                        }
+                    }
+                }
+            }
+        };
+        let (listed, ()) = tokio::join!(listing, lanes::connect(&mut spares));
+        let (src_folders, dst_folders) = match listed {
+            Ok(x) => x,
+            Err(e) => {
+                spares.iter_mut().for_each(Work::logout);
+                return Err(e);
             }
         };
         let (special, delimiter) = destination_context(&dst_folders);
@@ -61,12 +75,14 @@ impl Work<'_> {
             .map(|f| f.name.raw.clone())
             .collect();
 
-        if matches!(self.kind, PassKind::Full | PassKind::Prestage) {
-            let mapped: Vec<&Folder> = src_folders
-                .iter()
-                .filter(|f| f.selectable && plan.map(f, &special, delimiter).is_some())
-                .collect();
-            self.count_sources(&mapped).await?;
+        let jobs: Vec<(&Folder, FolderName)> = src_folders
+            .iter()
+            .filter(|f| f.selectable)
+            .filter_map(|f| Some((f, plan.map(f, &special, delimiter)?)))
+            .collect();
+        if self.kind != PassKind::Verify {
+            self.count_sources(&jobs).await?;
+            self.prepare_destinations(&jobs).await;
         }
 
         if matches!(self.kind, PassKind::Full | PassKind::Delta) {
@@ -83,92 +99,52 @@ impl Work<'_> {
             }
         }
         let mut tally = verify::Tally::default();
-        for f in src_folders.iter().filter(|f| f.selectable) {
-            let Some(dname) = plan.map(f, &special, delimiter) else {
-                continue;
-            };
-            let mut backoff = retry::Backoff::new(&self.cfg);
-            let res = loop {
-                let before = self.progress();
-                let attempt = match self.check_stop() {
-                    Ok(()) => match self.connect().await {
-                        Ok(()) => self.folder(f, &dname, &mut tally).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                match attempt {
-                    Ok(()) => break Ok(()),
-                    Err(e) => {
-                        // Retries are for a line that stays down, not for a
-                        // long folder over a flaky one: progress earns a fresh set.
-                        if self.progress() > before {
-                            backoff = retry::Backoff::new(&self.cfg);
-                        }
-                        if let Err(e) = self.recover(e, &mut backoff, &f.name.raw).await {
-                            break Err(e);
-                        }
-                    }
-                }
-            };
-            match res {
-                Ok(()) => {}
-                Err(WorkErr::Conn(e)) if matches!(e.class(), ErrorClass::Folder) => {
-                    self.folder_errors
-                        .push(format!("folder {}: {e}", f.name.raw));
-                    self.record(vec![Event::FolderFailed {
-                        mailbox: self.mailbox.address.clone(),
-                        folder: f.name.raw.clone(),
-                        class: format!("{:?}", e.class()),
-                        reason: e.to_string(),
-                    }])
-                    .await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.run_jobs(&jobs, spares, &mut tally).await?;
         if self.kind == PassKind::Verify {
             verify::record(self, tally).await?;
         }
         Ok(())
     }
 
-    /// Records the item count of every source folder whose count the views
-    /// do not know yet, before anything is copied, so progress has its
-    /// totals from the start. Best effort: a folder that cannot be opened
-    /// here is met again, with its retries, when its turn comes.
-    async fn count_sources(&mut self, folders: &[&Folder]) -> Result<(), WorkErr> {
-        let known: HashMap<String, Option<u64>> = {
+    /// Asks the status of every mapped source folder at once; a full or
+    /// prestage pass records the item counts the views do not know yet,
+    /// before anything is copied, so progress has its totals from the
+    /// start. Best effort: a folder that cannot be asked here is met
+    /// again, with its retries, when its turn comes.
+    async fn count_sources(&mut self, jobs: &[(&Folder, FolderName)]) -> Result<(), WorkErr> {
+        let Some(src) = self.src.as_mut() else {
+            return Ok(());
+        };
+        let names: Vec<FolderName> = jobs.iter().map(|(f, _)| f.name.clone()).collect();
+        match src.statuses(&names).await {
+            Ok(list) => {
+                for (name, st) in names.into_iter().zip(list) {
+                    if let Ok(st) = st {
+                        self.statuses.insert(name.raw, st);
+                    }
+                }
+            }
+            Err(e) if e.is_transient() => self.src = None,
+            Err(_) => {}
+        }
+        if !matches!(self.kind, PassKind::Full | PassKind::Prestage) {
+            return Ok(());
+        }
+        let counts: Vec<FolderCount> = {
             let views = self.app.views.read().unwrap();
             let m = views.mailboxes.get(&self.mailbox.address);
-            folders
-                .iter()
-                .map(|f| {
-                    let n = m.and_then(|m| m.folders.get(&f.name.raw)?.source_items);
-                    (f.name.raw.clone(), n)
-                })
-                .collect()
-        };
-        let mut counts = Vec::new();
-        for f in folders {
-            let Some(src) = self.src.as_mut() else {
-                break;
-            };
-            match src.examine(&f.name).await {
-                Ok(st) if known.get(&f.name.raw) != Some(&Some(u64::from(st.exists))) => counts
-                    .push(FolderCount {
+            jobs.iter()
+                .filter_map(|(f, _)| {
+                    let st = self.statuses.get(&f.name.raw)?;
+                    let known = m.and_then(|m| m.folders.get(&f.name.raw)?.source_items);
+                    (known != Some(u64::from(st.exists))).then(|| FolderCount {
                         folder: f.name.raw.clone(),
                         items: u64::from(st.exists),
                         bytes: 0,
-                    }),
-                Ok(_) => {}
-                Err(e) if e.is_transient() => {
-                    self.src = None;
-                    break;
-                }
-                Err(_) => {}
-            }
-        }
+                    })
+                })
+                .collect()
+        };
         if !counts.is_empty() {
             let event = Event::FolderCounted {
                 mailbox: self.mailbox.address.clone(),
@@ -178,6 +154,84 @@ impl Work<'_> {
             self.record(vec![event]).await?;
         }
         Ok(())
+    }
+
+    /// Makes and subscribes every destination folder the pass needs, all
+    /// at once. Best effort: a folder that fails here is made again, one
+    /// command at a time, when its turn comes, and its error told then.
+    async fn prepare_destinations(&mut self, jobs: &[(&Folder, FolderName)]) {
+        let mut want: Vec<(FolderName, bool)> = Vec::new();
+        for (f, dname) in jobs {
+            let missing = !self.dst_folders.contains(&dname.raw);
+            let subscribe = f.subscribed && !self.dst_subscribed.contains(&dname.raw);
+            if (missing || subscribe) && !want.iter().any(|(d, _)| d.raw == dname.raw) {
+                want.push((dname.clone(), subscribe));
+            }
+        }
+        let Some(dst) = self.dst.as_mut().filter(|_| !want.is_empty()) else {
+            return;
+        };
+        match dst.prepare_folders(&want).await {
+            Ok(done) => {
+                for ((dname, subscribed), r) in want.into_iter().zip(done) {
+                    if r.is_err() {
+                        continue;
+                    }
+                    if self.dst_folders.insert(dname.raw.clone()) {
+                        self.made.insert(dname.raw.clone());
+                    }
+                    if subscribed {
+                        self.dst_subscribed.insert(dname.raw);
+                    }
+                }
+            }
+            Err(e) if e.is_transient() => self.dst = None,
+            Err(_) => {}
+        }
+    }
+
+    /// Whether a delta pass has nothing at all to do in `f`, not even to
+    /// make or subscribe its destination folder.
+    pub(super) fn quiet(&self, f: &Folder, dname: &FolderName) -> bool {
+        self.kind == PassKind::Delta
+            && self.dst_folders.contains(&dname.raw)
+            && (!f.subscribed || self.dst_subscribed.contains(&dname.raw))
+            && self.unchanged(f, dname)
+    }
+
+    /// Whether a delta pass has nothing to do in `f`: its status, asked at
+    /// the pass's start, is what its checkpoint recorded. With the same
+    /// UIDNEXT nothing arrived; with the same count nothing was expunged;
+    /// with the same HIGHESTMODSEQ no flag changed.
+    fn unchanged(&self, f: &Folder, dname: &FolderName) -> bool {
+        let Some(st) = self.statuses.get(&f.name.raw) else {
+            return false;
+        };
+        let Some(mark) = self.mark(&f.name.raw) else {
+            return false;
+        };
+        let (mapped, known_items) = self.known(f);
+        !self.propagate_deletions
+            && st.highest_modseq.is_some()
+            && mark.highest_modseq == st.highest_modseq
+            && mark.uidvalidity == st.uidvalidity
+            && mark.scanned_to == st.uidnext.saturating_sub(1)
+            && mark.in_doubt.is_empty()
+            && known_items == Some(u64::from(st.exists))
+            && mapped.as_deref() == Some(dname.raw.as_str())
+    }
+
+    /// What the views know of `f`: its destination and its item count.
+    fn known(&self, f: &Folder) -> (Option<String>, Option<u64>) {
+        self.app
+            .views
+            .read()
+            .unwrap()
+            .mailboxes
+            .get(&self.mailbox.address)
+            .and_then(|m| m.folders.get(&f.name.raw))
+            .map(|p| (p.destination.clone(), p.source_items))
+            .unwrap_or_default()
     }
 
     fn mark(&self, folder: &str) -> Option<FolderMark> {
@@ -191,7 +245,7 @@ impl Work<'_> {
     }
 
     /// The pass's work on one folder, from the log's current view.
-    async fn folder(
+    pub(super) async fn folder(
         &mut self,
         f: &Folder,
         dname: &FolderName,
@@ -207,14 +261,23 @@ impl Work<'_> {
             job => job,
         };
         // A folder made just now holds nothing to adopt.
-        let existed = self.dst_folders.contains(&dname.raw);
+        let existed = self.dst_folders.contains(&dname.raw) && !self.made.contains(&dname.raw);
         self.ensure_destination(f, dname).await?;
-        let st = self
-            .src
-            .as_mut()
-            .expect("connected")
-            .examine(&f.name)
-            .await?;
+        if matches!(job, Job::Delta) && self.unchanged(f, dname) {
+            return Ok(());
+        }
+        // The destination is opened alongside: its UIDNEXT tells the first
+        // group's intents where their items will land.
+        let (st, dst_st) = tokio::join!(
+            self.src.as_mut().expect("connected").examine(&f.name),
+            self.dst.as_mut().expect("connected").select(dname)
+        );
+        let st = st?;
+        self.dst_next = match dst_st {
+            Ok(d) => Some((dname.raw.clone(), d.uidnext)),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(_) => None,
+        };
         // Read before anything is recorded about the folder.
         let mark = self.mark(&f.name.raw);
         self.note_folder(f, dname, &st, mark.as_ref()).await?;
@@ -245,7 +308,7 @@ impl Work<'_> {
         }
         worked?;
         if matches!(job, Job::Full | Job::Delta) {
-            vanish::folder(self, f, dname, &st).await?;
+            vanish::folder(self, f, dname, &st, mark.done.is_empty()).await?;
             self.checkpoint(f, &st, &mark).await?;
         }
         Ok(())
@@ -261,6 +324,7 @@ impl Work<'_> {
                 .create_folder(dname)
                 .await?;
             self.dst_folders.insert(dname.raw.clone());
+            self.made.insert(dname.raw.clone());
         }
         if f.subscribed && !self.dst_subscribed.contains(&dname.raw) {
             self.dst
@@ -282,16 +346,7 @@ impl Work<'_> {
         st: &FolderStatus,
         mark: Option<&FolderMark>,
     ) -> Result<(), WorkErr> {
-        let (mapped, known_items) = self
-            .app
-            .views
-            .read()
-            .unwrap()
-            .mailboxes
-            .get(&self.mailbox.address)
-            .and_then(|m| m.folders.get(&f.name.raw))
-            .map(|p| (p.destination.clone(), p.source_items))
-            .unwrap_or_default();
+        let (mapped, known_items) = self.known(f);
         // Totals for progress views (bytes only a verify pass measures).
         if known_items != Some(u64::from(st.exists)) {
             self.record(vec![Event::FolderCounted {

@@ -9,10 +9,10 @@
 //! folder from the log's point of view: what is recorded copied is never
 //! copied again, and what is in doubt is settled first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ferry_connectors::{ConnectorError, Folder};
+use ferry_connectors::{ConnectorError, Folder, FolderStatus};
 use ferry_events::{
     BatchOptions, EndpointSpec, Event, ExpectedVersion, ItemKey, MailboxSpec, Outcome, PassKind,
     Side, stream,
@@ -29,6 +29,7 @@ mod copy;
 mod describe;
 mod flags;
 mod folder;
+mod lanes;
 mod settle;
 mod vanish;
 mod verify;
@@ -108,6 +109,18 @@ pub struct Work<'a> {
     pub resume: bool,
     /// Copies of vanished items are removed at the destination.
     pub propagate_deletions: bool,
+    /// Source folder statuses asked all at once at the pass's start.
+    pub statuses: HashMap<String, FolderStatus>,
+    /// Destination folders this pass made (they hold nothing to adopt).
+    pub made: HashSet<String>,
+    /// A destination folder and a bound its UIDNEXT is at or past, so a
+    /// group's intents need no SELECT to say where its items will land.
+    pub dst_next: Option<(String, u32)>,
+    /// A spare lane (see [`lanes`]): no retries, no outages of its own.
+    pub spare: bool,
+    /// Items failed in this pass by all lanes of the mailbox, against the
+    /// error budget.
+    pub lanes_failed: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// A side that does not answer, as recorded in `OutageStarted`.
@@ -199,6 +212,11 @@ pub async fn run(
         unanswered: None,
         resume,
         propagate_deletions,
+        statuses: HashMap::new(),
+        made: HashSet::new(),
+        dst_next: None,
+        spare: false,
+        lanes_failed: Arc::default(),
     };
     let result = w.work().await;
     if result.is_err() && w.outage.is_some() {
@@ -206,12 +224,7 @@ pub async fn run(
         let _ = w.outage_over().await;
     }
     w.next_attempt(None);
-    if let Some(s) = w.src.as_mut() {
-        let _ = s.logout().await;
-    }
-    if let Some(d) = w.dst.as_mut() {
-        let _ = d.logout().await;
-    }
+    w.logout();
     let (outcome, detail) = match result {
         Ok(()) if w.failed == 0 && w.folder_errors.is_empty() => {
             (Outcome::Succeeded, String::new())
@@ -291,43 +304,48 @@ impl Work<'_> {
 
     async fn connect(&mut self) -> Result<(), WorkErr> {
         let timeout = std::time::Duration::from_secs(self.cfg.io_timeout_s.max(1));
-        for side in [Side::Source, Side::Destination] {
-            let (conn, (name, spec)) = match side {
-                Side::Source => (&mut self.src, &self.source),
-                Side::Destination => (&mut self.dst, &self.destination),
+        // Both sides log in at once: over a long link each login is
+        // several round trips.
+        let open = |side: Side, missing: bool| {
+            let (name, spec) = match side {
+                Side::Source => &self.source,
+                Side::Destination => &self.destination,
             };
-            if conn.is_none() {
-                let caps = &self.engine.caps;
-                let opened = connect::open(
-                    self.app,
-                    caps,
-                    name,
-                    spec,
-                    &self.mailbox,
-                    side,
-                    timeout,
-                    true,
-                )
-                .await;
-                let mut opened = match opened {
-                    Ok(opened) => opened,
-                    Err(e) => {
-                        self.unanswered = Some(side);
-                        return Err(e.into());
-                    }
-                };
-                opened.session.limit_items(copy::item_limit(&self.options));
-                let waited = self.outage.as_ref().is_some_and(|o| o.side == side);
-                // A login is not enough to end an outage: the side must
-                // answer a command too ([UNAVAILABLE] comes after login).
-                if waited && let Err(e) = opened.session.list_folders().await {
+            let (app, caps, mailbox) = (self.app, &self.engine.caps, &self.mailbox);
+            async move {
+                if !missing {
+                    return None;
+                }
+                Some(connect::open(app, caps, name, spec, mailbox, side, timeout, true).await)
+            }
+        };
+        let (s, d) = tokio::join!(
+            open(Side::Source, self.src.is_none()),
+            open(Side::Destination, self.dst.is_none())
+        );
+        for (side, opened) in [(Side::Source, s), (Side::Destination, d)] {
+            let Some(opened) = opened else { continue };
+            let mut opened = match opened {
+                Ok(opened) => opened,
+                Err(e) => {
                     self.unanswered = Some(side);
                     return Err(e.into());
                 }
-                *conn = Some(opened);
-                if waited {
-                    self.outage_over().await?;
-                }
+            };
+            opened.session.limit_items(copy::item_limit(&self.options));
+            let waited = self.outage.as_ref().is_some_and(|o| o.side == side);
+            // A login is not enough to end an outage: the side must
+            // answer a command too ([UNAVAILABLE] comes after login).
+            if waited && let Err(e) = opened.session.list_folders().await {
+                self.unanswered = Some(side);
+                return Err(e.into());
+            }
+            match side {
+                Side::Source => self.src = Some(opened),
+                Side::Destination => self.dst = Some(opened),
+            }
+            if waited {
+                self.outage_over().await?;
             }
         }
         Ok(())
@@ -463,9 +481,11 @@ impl Work<'_> {
     async fn list_both(&mut self) -> Result<(Vec<Folder>, Vec<Folder>), WorkErr> {
         self.check_stop()?;
         self.connect().await?;
-        let s = self.src.as_mut().expect("connected").list_folders().await?;
-        let d = self.dst.as_mut().expect("connected").list_folders().await?;
-        Ok((s, d))
+        let (s, d) = tokio::join!(
+            self.src.as_mut().expect("connected").list_folders(),
+            self.dst.as_mut().expect("connected").list_folders()
+        );
+        Ok((s?, d?))
     }
 
     /// Items settled for this mailbox so far (copied, adopted, skipped or failed).
@@ -484,7 +504,10 @@ impl Work<'_> {
     /// Counts one failed item against the budget.
     pub fn charge(&mut self) -> Result<(), WorkErr> {
         self.failed += 1;
-        if self.failed > self.options.error_budget {
+        let all = 1 + self
+            .lanes_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if all > self.options.error_budget {
             return Err(WorkErr::Budget(self.options.error_budget));
         }
         Ok(())

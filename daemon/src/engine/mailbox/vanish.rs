@@ -71,14 +71,20 @@ async fn record(
 
 /// After a pass's copying in the open source folder, before its
 /// checkpoint: what is gone from it is recorded, and removed at `dname`
-/// when the batch propagates.
+/// when the batch propagates. `fresh`: nothing was done in the folder
+/// before this pass, so whatever was done was seen after `st` was read,
+/// and the checkpoint's MODSEQ (or the next pass's comparison) finds any
+/// expunge since: nothing to ask now.
 pub(super) async fn folder(
     w: &mut Work<'_>,
     f: &Folder,
     dname: &FolderName,
     st: &FolderStatus,
+    fresh: bool,
 ) -> Result<(), WorkErr> {
-    let since = {
+    let since = if fresh {
+        None
+    } else {
         let views = w.app.views.read().unwrap();
         views
             .watermarks

@@ -1,0 +1,332 @@
+//! Several folders of one mailbox in flight at once.
+//!
+//! Over a long link a folder's work is mostly waiting: open, list, fetch,
+//! append, each a round trip. So a mailbox works on its folders in lanes:
+//! its own pair of sessions, and up to [`LANES`]` - 1` spare pairs, opened
+//! only while the endpoints' caps have room (see [`connect::open_spare`]).
+//! Each lane takes the next folder from one queue, largest first.
+//!
+//! A folder is only ever worked on by one lane at a time, with every rule
+//! of a single lane: intents before writes, what is in doubt settled when
+//! the folder is opened again. Source folders that land in one destination
+//! folder go to one lane together, so their in-doubt items are never
+//! settled against another lane's writes. A spare does not retry and
+//! records no outage: on a failure of the line it hands the folder back
+//! and retires, and the mailbox's own lane counts that failure as one of
+//! its own (backoff, outage window) before it takes the folder, settling
+//! what the spare left in doubt.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use ferry_connectors::{ErrorClass, Folder, FolderName};
+use ferry_events::{Event, PassKind, Side};
+
+use super::{Work, WorkErr, copy, verify};
+use crate::engine::{connect, retry};
+
+/// Pairs of sessions per mailbox at most, its own included.
+pub const LANES: usize = 3;
+
+/// Folders to work on, in units that stay on one lane (indexes into the jobs).
+type Queue = Mutex<VecDeque<Vec<usize>>>;
+
+impl<'a> Work<'a> {
+    /// Works on every job, in lanes where the pass copies and there is
+    /// more than one unit of work.
+    /// `spares`: lanes opened early (see [`Work::early_spares`]); those the
+    /// work does not need are closed, and missing ones are opened here.
+    pub(super) async fn run_jobs(
+        &mut self,
+        jobs: &[(&Folder, FolderName)],
+        mut spares: Vec<Work<'a>>,
+        tally: &mut verify::Tally,
+    ) -> Result<(), WorkErr> {
+        let queue = Mutex::new(self.units(jobs));
+        let want = match self.kind {
+            PassKind::Verify => 0,
+            _ => (LANES - 1).min(queue.lock().unwrap().len().saturating_sub(1)),
+        };
+        while spares.len() > want {
+            spares.pop().expect("more than wanted").logout();
+        }
+        for w in &mut spares {
+            w.share(self);
+        }
+        while spares.len() < want {
+            spares.push(self.spare());
+        }
+        if spares.is_empty() {
+            return self.lane(jobs, &queue, tally).await.map(|_| ());
+        }
+        let mut lanes: Vec<(Work<'a>, verify::Tally)> = spares
+            .into_iter()
+            .map(|w| (w, verify::Tally::default()))
+            .collect();
+        let (own, others) = tokio::join!(
+            self.lane(jobs, &queue, tally),
+            futures::future::join_all(lanes.iter_mut().map(|(w, t)| w.lane(jobs, &queue, t)))
+        );
+        for (mut w, _) in lanes {
+            w.logout();
+            self.failed += w.failed;
+            self.folder_errors.extend(w.folder_errors);
+        }
+        own?;
+        let mut failed_line = None;
+        for r in others {
+            if let Some((e, unit)) = r? {
+                queue.lock().unwrap().push_front(unit);
+                failed_line.get_or_insert(e);
+            }
+        }
+        // A spare's failed line is a failed attempt of the mailbox's own:
+        // its backoff, its outage window, before it takes what was handed back.
+        if let Some(e) = failed_line {
+            let mut backoff = retry::Backoff::new(&self.cfg);
+            self.recover(e, &mut backoff, "a spare session").await?;
+        }
+        self.lane(jobs, &queue, tally).await.map(|_| ())
+    }
+
+    /// The jobs in units: those landing in one destination folder together,
+    /// the units with the most items first. A delta leaves out the folders
+    /// with nothing to do, so they open no spare.
+    fn units(&self, jobs: &[(&Folder, FolderName)]) -> VecDeque<Vec<usize>> {
+        let mut units: Vec<(String, Vec<usize>, u64)> = Vec::new();
+        for (i, (f, dname)) in jobs.iter().enumerate() {
+            if self.quiet(f, dname) {
+                continue;
+            }
+            let items = self.statuses.get(&f.name.raw).map_or(0, |s| s.exists);
+            match units.iter_mut().find(|(d, _, _)| *d == dname.raw) {
+                Some((_, list, n)) => {
+                    list.push(i);
+                    *n += u64::from(items);
+                }
+                None => units.push((dname.raw.clone(), vec![i], u64::from(items))),
+            }
+        }
+        // Stable: equal units keep the listing's order.
+        units.sort_by_key(|u| std::cmp::Reverse(u.2));
+        units.into_iter().map(|(_, list, _)| list).collect()
+    }
+
+    /// Spare lanes for a pass that copies whole folders, to open while the
+    /// folders are listed (a pass that turns out to need fewer closes them).
+    pub(super) fn early_spares(&self) -> Vec<Work<'a>> {
+        match self.kind {
+            PassKind::Full | PassKind::Prestage => (1..LANES).map(|_| self.spare()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Takes what `main` learnt since this spare was made.
+    fn share(&mut self, main: &Work<'_>) {
+        self.statuses = main.statuses.clone();
+        self.dst_folders = main.dst_folders.clone();
+        self.dst_subscribed = main.dst_subscribed.clone();
+        self.made = main.made.clone();
+    }
+
+    /// A lane for more of this mailbox's folders, sharing what the pass
+    /// knows so far, with no sessions yet.
+    fn spare(&self) -> Work<'a> {
+        Work {
+            engine: self.engine,
+            app: self.app,
+            cfg: self.cfg.clone(),
+            batch: self.batch.clone(),
+            options: self.options.clone(),
+            pass_id: self.pass_id,
+            kind: self.kind,
+            older_than_days: self.older_than_days,
+            mailbox: self.mailbox.clone(),
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            src: None,
+            dst: None,
+            failed: 0,
+            folder_errors: Vec::new(),
+            dst_folders: self.dst_folders.clone(),
+            dst_subscribed: self.dst_subscribed.clone(),
+            outage: None,
+            blip: None,
+            unanswered: None,
+            resume: self.resume,
+            propagate_deletions: self.propagate_deletions,
+            statuses: self.statuses.clone(),
+            made: self.made.clone(),
+            dst_next: None,
+            spare: true,
+            lanes_failed: self.lanes_failed.clone(),
+        }
+    }
+
+    /// Opens a spare's sessions, both sides at once; false when a cap has
+    /// no room or a side fails (the spare then takes no work).
+    async fn connect_spare(&mut self) -> bool {
+        let timeout = std::time::Duration::from_secs(self.cfg.io_timeout_s.max(1));
+        let caps = &self.engine.caps;
+        let (s, d) = tokio::join!(
+            connect::open_spare(
+                self.app,
+                caps,
+                &self.source.0,
+                &self.source.1,
+                &self.mailbox,
+                Side::Source,
+                timeout,
+            ),
+            connect::open_spare(
+                self.app,
+                caps,
+                &self.destination.0,
+                &self.destination.1,
+                &self.mailbox,
+                Side::Destination,
+                timeout,
+            )
+        );
+        match (s, d) {
+            (Some(Ok(mut s)), Some(Ok(mut d))) => {
+                let limit = copy::item_limit(&self.options);
+                s.session.limit_items(limit);
+                d.session.limit_items(limit);
+                self.src = Some(s);
+                self.dst = Some(d);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the sessions, both sides at once, without waiting for the
+    /// answers: nobody needs them, and each session's place under its
+    /// endpoint's cap is held until its LOGOUT is answered.
+    pub(super) fn logout(&mut self) {
+        let (s, d) = (self.src.take(), self.dst.take());
+        tokio::spawn(async move {
+            tokio::join!(
+                async {
+                    if let Some(mut s) = s {
+                        let _ = s.logout().await;
+                    }
+                },
+                async {
+                    if let Some(mut d) = d {
+                        let _ = d.logout().await;
+                    }
+                }
+            );
+        });
+    }
+
+    /// Takes units from the queue until it is empty (or, for a spare,
+    /// until the line fails: why, and the rest of its unit, kept apart
+    /// from the queue until the failure is accounted for).
+    async fn lane(
+        &mut self,
+        jobs: &[(&Folder, FolderName)],
+        queue: &Queue,
+        tally: &mut verify::Tally,
+    ) -> Result<Option<(WorkErr, Vec<usize>)>, WorkErr> {
+        if self.spare && self.src.is_none() {
+            // Not worth waiting for once every folder is taken.
+            let connected = tokio::select! {
+                ok = self.connect_spare() => ok,
+                () = drained(queue) => false,
+            };
+            if !connected {
+                return Ok(None);
+            }
+        }
+        loop {
+            let next = { queue.lock().unwrap().pop_front() };
+            let Some(unit) = next else {
+                return Ok(None);
+            };
+            for (n, &i) in unit.iter().enumerate() {
+                let (f, dname) = &jobs[i];
+                if let Some(e) = self.run_folder(f, dname, tally).await? {
+                    return Ok(Some((e, unit[n..].to_vec())));
+                }
+            }
+        }
+    }
+
+    /// One folder's work with its retries; a folder's own failure is
+    /// recorded and the pass goes on. Some: a spare's line failed, and the
+    /// folder is handed back.
+    async fn run_folder(
+        &mut self,
+        f: &Folder,
+        dname: &FolderName,
+        tally: &mut verify::Tally,
+    ) -> Result<Option<WorkErr>, WorkErr> {
+        let mut backoff = retry::Backoff::new(&self.cfg);
+        let res = loop {
+            let before = self.progress();
+            let attempt = match self.check_stop() {
+                Ok(()) => match self.connect().await {
+                    Ok(()) => self.folder(f, dname, tally).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(()) => break Ok(()),
+                Err(e) if self.spare && e.is_transient() => {
+                    tracing::info!(mailbox = %self.mailbox.address, folder = %f.name.raw, error = %e,
+                        "a spare session failed; the folder goes back to the mailbox's own");
+                    self.src = None;
+                    self.dst = None;
+                    return Ok(Some(e));
+                }
+                Err(e) => {
+                    // Retries are for a line that stays down, not for a
+                    // long folder over a flaky one: progress earns a fresh set.
+                    if self.progress() > before {
+                        backoff = retry::Backoff::new(&self.cfg);
+                    }
+                    if let Err(e) = self.recover(e, &mut backoff, &f.name.raw).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        match res {
+            Ok(()) => Ok(None),
+            Err(WorkErr::Conn(e)) if matches!(e.class(), ErrorClass::Folder) => {
+                self.folder_errors
+                    .push(format!("folder {}: {e}", f.name.raw));
+                self.record(vec![Event::FolderFailed {
+                    mailbox: self.mailbox.address.clone(),
+                    folder: f.name.raw.clone(),
+                    class: format!("{:?}", e.class()),
+                    reason: e.to_string(),
+                }])
+                .await?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Resolves once the queue is empty.
+async fn drained(queue: &Queue) {
+    loop {
+        if queue.lock().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Opens the spares' sessions at once; those that cannot open are dropped.
+pub(super) async fn connect(spares: &mut Vec<Work<'_>>) {
+    let opened = futures::future::join_all(spares.iter_mut().map(Work::connect_spare)).await;
+    let mut opened = opened.into_iter();
+    spares.retain(|_| opened.next().unwrap_or(false));
+}
