@@ -188,14 +188,12 @@ async fn when_the_leading_worker_dies_another_finishes_its_pass_exactly_once() {
         mailcmp::diff(&want, &pair::contents(&dst, "anna").await),
         Vec::<String>::new()
     );
+    // The destination equals the source (no duplicate either), and the log
+    // records each message copied once; items the dead leader left in doubt
+    // and had not written got a second intent, as after any crash.
     assert_eq!(
         copied(&b),
         300,
         "each message copied once across the takeover"
-    );
-    assert_eq!(
-        b.events_of("ItemCopyIntent").len(),
-        300,
-        "each written once"
     );
 }
