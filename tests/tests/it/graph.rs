@@ -732,10 +732,11 @@ async fn a_429_storm_never_pushes_the_rate_over_the_budget() {
     let sim = sim_with(SimConfig {
         latency: Duration::from_millis(15),
         // The service's window has the slack of loopback jitter (a request's
-        // trip varies by milliseconds; the client counts when it sends).
+        // trip varies by milliseconds on a loaded machine; the client counts
+        // when it sends). The strict check is the one on arrivals below.
         limits: Some(SimLimits {
             concurrent: 4,
-            requests: 42,
+            requests: 44,
             window: Duration::from_secs(2),
             upload_bytes: 150 * 1024 * 1024,
             upload_window: Duration::from_secs(300),
