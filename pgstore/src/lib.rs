@@ -232,10 +232,8 @@ impl EventStore for PgStore {
     }
 
     fn scan_stream(&self, stream: &str, from_version: u64) -> EnvelopeIter<'_> {
-        if stream.is_empty() || stream.len() > 512 || stream.contains('\0') {
-            return Box::new(std::iter::once(Err(StoreError::BadStream(
-                stream.to_string(),
-            ))));
+        if let Err(e) = ferry_events::store::check_stream(stream) {
+            return Box::new(std::iter::once(Err(e)));
         }
         let name = stream.to_string();
         let records = self.pages(

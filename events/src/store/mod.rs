@@ -155,7 +155,7 @@ pub trait EventStore: Send + Sync + 'static {
 }
 
 /// Checks a stream name: non-empty, at most 512 bytes, no NUL (the key separator).
-pub(crate) fn check_stream(stream: &str) -> Result<(), StoreError> {
+pub fn check_stream(stream: &str) -> Result<(), StoreError> {
     if stream.is_empty() || stream.len() > 512 || stream.contains('\0') {
         return Err(StoreError::BadStream(stream.to_string()));
     }
