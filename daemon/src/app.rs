@@ -114,15 +114,12 @@ impl App {
                 source,
             })?;
         let pid_file = lock_data_dir(&config.data_dir)?;
-        let (store, segments, leadership) = open_store(&config)?;
-        let secrets = match config.store.as_deref() {
-            // A fleet's workers share their secrets through the store.
-            Some(url) if segments.is_none() => SecretStore::open_shared(
-                ferry_pgstore::PgSecrets::open(url)?,
-                &config.secret_key_file,
-            )?,
-            _ => SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?,
-        };
+        let Opened {
+            store,
+            segments,
+            leadership,
+            secrets,
+        } = open_store(&config)?;
         let mut views = load_views(&config, store.as_ref());
         let t = Instant::now();
         let folded = replay(store.as_ref(), &mut views)?;
@@ -221,29 +218,45 @@ impl App {
     }
 }
 
-/// The log; the same log again when it is the segment store; the worker's
-/// lead when it is shared.
-type Opened = (
-    Arc<dyn EventStore>,
-    Option<Arc<SegmentStore>>,
-    Option<ferry_pgstore::Leadership>,
-);
+/// The log and what goes with it.
+struct Opened {
+    store: Arc<dyn EventStore>,
+    /// The same log again when it is the segment store.
+    segments: Option<Arc<SegmentStore>>,
+    /// The worker's lead when the log is shared.
+    leadership: Option<ferry_pgstore::Leadership>,
+    secrets: SecretStore,
+}
 
 /// The event log the config names: PostgreSQL for a fleet's shared log,
-/// else the segment log under the data directory.
+/// whose workers share their secrets through it too; else the segment log
+/// and the secrets under the data directory.
 fn open_store(config: &Config) -> Result<Opened, StartError> {
     match config.store.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = ferry_pgstore::PgStore::open(url)?;
             tracing::info!(store = store.location(), "event log on PostgreSQL");
             let name = format!("pid {} ({})", std::process::id(), config.data_dir.display());
-            let leadership = store.lead(&name)?;
-            Ok((Arc::new(store), None, Some(leadership)))
+            // Secrets first: a worker with the wrong key never competes for the lead.
+            Ok(Opened {
+                secrets: SecretStore::open_shared(store.secrets()?, &config.secret_key_file)?,
+                leadership: Some(store.lead(&name)?),
+                store: Arc::new(store),
+                segments: None,
+            })
         }
         Some(other) => Err(StartError::StoreUrl(ferry_pgstore::describe(other))),
         None => {
             let store = Arc::new(SegmentStore::open(&config.data_dir.join("log"))?);
-            Ok((store.clone(), Some(store), None))
+            Ok(Opened {
+                store: store.clone(),
+                segments: Some(store),
+                leadership: None,
+                secrets: SecretStore::open(
+                    &config.data_dir.join("secrets"),
+                    &config.secret_key_file,
+                )?,
+            })
         }
     }
 }

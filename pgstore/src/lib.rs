@@ -76,7 +76,7 @@ pub fn describe(url: &str) -> String {
 }
 
 /// The client's config for `url`, and where it points for messages.
-pub(crate) fn parse(url: &str) -> Result<(postgres::Config, String), StoreError> {
+fn parse(url: &str) -> Result<(postgres::Config, String), StoreError> {
     let at = describe(url);
     match postgres::Config::from_str(url) {
         Ok(config) => Ok((config, at)),
@@ -125,6 +125,11 @@ impl PgStore {
             self.fence.clone(),
             self.stop.clone(),
         )
+    }
+
+    /// The fleet's secrets table in this store's database.
+    pub fn secrets(&self) -> Result<PgSecrets, StoreError> {
+        PgSecrets::start(self.config.clone(), self.at.clone())
     }
 
     /// Where this store is (no credentials).

@@ -5,7 +5,6 @@
 
 use ferry_events::StoreError;
 
-use crate::parse;
 use crate::threads::{self, Reader};
 
 /// Sealed secrets in the store's database.
@@ -14,10 +13,9 @@ pub struct PgSecrets {
 }
 
 impl PgSecrets {
-    /// Connects on a thread of its own; the table is made with the log's.
-    pub fn open(url: &str) -> Result<PgSecrets, StoreError> {
-        let (config, at) = parse(url)?;
-        threads::ensure_schema(&config, &at)?;
+    /// A reader of its own on the store's database, whose tables the store
+    /// made when it opened.
+    pub(crate) fn start(config: postgres::Config, at: String) -> Result<PgSecrets, StoreError> {
         Ok(PgSecrets {
             reader: threads::start_reader(config, at)?,
         })

@@ -120,18 +120,6 @@ fn create_schema(c: &mut Client) -> Result<(), postgres::Error> {
     tx.commit()
 }
 
-/// Creates the tables if they are missing, on a connection of its own.
-pub(crate) fn ensure_schema(config: &Config, at: &str) -> Result<(), StoreError> {
-    let (config, at) = (config.clone(), at.to_string());
-    // The blocking client cannot run on a runtime's thread.
-    std::thread::spawn(move || {
-        let mut c = config.connect(NoTls).map_err(|e| db_error(&at, e))?;
-        create_schema(&mut c).map_err(|e| db_error(&at, e))
-    })
-    .join()
-    .map_err(|_| StoreError::Closed)?
-}
-
 pub(crate) fn head_seq(c: &mut Client) -> Result<u64, postgres::Error> {
     let row = c.query_one("SELECT seq FROM ferry_head", &[])?;
     Ok(row.get::<_, i64>(0) as u64)
