@@ -162,6 +162,12 @@ async fn follow_store(app: Arc<App>, mut shutdown: shutdown::Shutdown) {
                 if changed.is_err() {
                     return;
                 }
+                // This worker's own appends are folded as they are made:
+                // no read of the store for them.
+                let target = *head.borrow_and_update();
+                if *app.views_head.borrow() >= target {
+                    continue;
+                }
                 let app = app.clone();
                 let _ = tokio::task::spawn_blocking(move || app.catch_up()).await;
             }
