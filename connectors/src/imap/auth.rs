@@ -5,7 +5,7 @@
 use std::io;
 use std::time::Duration;
 
-use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
+use async_imap::imap_proto::{Response, ResponseCode, Status};
 use async_imap::{Authenticator, Client};
 use tokio::net::TcpStream;
 
@@ -72,9 +72,16 @@ where
     }
 }
 
+/// What the greeting says of the server.
+struct Greeting {
+    /// It names SASL-IR among its capabilities.
+    sasl_ir: bool,
+    /// PREAUTH with a `[CAPABILITY ...]` code: the logged-in capabilities.
+    preauth_caps: Option<Vec<String>>,
+}
+
 /// Reads the server greeting: OK or PREAUTH go on, BYE is a refusal.
-/// True when it names SASL-IR among its capabilities.
-async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> Result<bool> {
+async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> Result<Greeting> {
     let response = with_timeout(endpoint, "greeting", t, async {
         client.read_response().await?.ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the greeting")
@@ -83,14 +90,20 @@ async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> R
     .await?;
     match response.parsed() {
         Response::Data {
-            status: Status::Ok | Status::PreAuth,
+            status: status @ (Status::Ok | Status::PreAuth),
             outcome,
-        } => Ok(match &outcome.code {
-            Some(ResponseCode::Capabilities(caps)) => caps
-                .iter()
-                .any(|c| matches!(c, Capability::Atom(a) if a.eq_ignore_ascii_case("SASL-IR"))),
-            _ => false,
-        }),
+        } => {
+            let caps = match &outcome.code {
+                Some(ResponseCode::Capabilities(caps)) => Some(super::capability_names(caps)),
+                _ => None,
+            };
+            Ok(Greeting {
+                sasl_ir: caps
+                    .as_ref()
+                    .is_some_and(|c| c.iter().any(|c| c.eq_ignore_ascii_case("SASL-IR"))),
+                preauth_caps: caps.filter(|_| matches!(status, Status::PreAuth)),
+            })
+        }
         Response::Data { status, outcome } => {
             let text = format!(
                 "{status:?} {}",
@@ -111,8 +124,9 @@ async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> R
     }
 }
 
-/// Connects, secures and logs in.
-pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
+/// Connects, secures and logs in; with the capabilities the login's answer
+/// (or a PREAUTH greeting) carried, which spare a CAPABILITY round trip.
+pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<(Conn, Option<Vec<String>>)> {
     let endpoint = format!("{}:{}", cfg.host, cfg.port);
     let t = cfg.timeout;
     let tcp = with_timeout(
@@ -131,11 +145,11 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
     };
     // Whether the credentials may ride on the AUTHENTICATE command itself
     // (SASL-IR), saving a round trip; not trusted from before STARTTLS.
-    let (client, sasl_ir) = match cfg.tls {
+    let (client, greeted) = match cfg.tls {
         TlsMode::None => {
             let mut client = Client::new(Stream::plain(tcp));
-            let sasl_ir = greeting(&mut client, &endpoint, t).await?;
-            (client, sasl_ir)
+            let greeted = greeting(&mut client, &endpoint, t).await?;
+            (client, greeted)
         }
         TlsMode::Tls => {
             let config = tls_config()?;
@@ -147,8 +161,8 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
             )
             .await?;
             let mut client = Client::new(stream);
-            let sasl_ir = greeting(&mut client, &endpoint, t).await?;
-            (client, sasl_ir)
+            let greeted = greeting(&mut client, &endpoint, t).await?;
+            (client, greeted)
         }
         TlsMode::StartTls => {
             let config = tls_config()?;
@@ -185,14 +199,27 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
                 tls::handshake(tcp, &cfg.host, config),
             )
             .await?;
-            (Client::new(stream), false)
+            let greeted = Greeting {
+                sasl_ir: false,
+                preauth_caps: None,
+            };
+            (Client::new(stream), greeted)
         }
     };
+    let sasl_ir = greeted.sasl_ir;
 
     let (user, result) = match auth {
+        // Dovecot, among others, answers LOGIN with `OK [CAPABILITY ...]`.
         ImapAuth::Login { user, password } => (
             user.as_str(),
-            tokio::time::timeout(t, client.login(user, password)).await,
+            match tokio::time::timeout(t, client.login_with_capabilities(user, password)).await {
+                Ok(Ok((session, caps))) => {
+                    let names = caps.map(|c| c.iter().map(super::capability_name).collect());
+                    Ok(Ok((session, names)))
+                }
+                Ok(Err(e)) => Ok(Err(e)),
+                Err(e) => Err(e),
+            },
         ),
         ImapAuth::Plain {
             authzid,
@@ -216,7 +243,7 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
             };
             (
                 authzid.as_deref().unwrap_or(user),
-                tokio::time::timeout(t, client.authenticate(command, sasl)).await,
+                without_caps(tokio::time::timeout(t, client.authenticate(command, sasl)).await),
             )
         }
         ImapAuth::XOAuth2 { user, token } => {
@@ -227,14 +254,34 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
             };
             (
                 user.as_str(),
-                tokio::time::timeout(t, client.authenticate("XOAUTH2", sasl)).await,
+                without_caps(tokio::time::timeout(t, client.authenticate("XOAUTH2", sasl)).await),
             )
         }
     };
     match result {
         Err(_) => Err(timed_out(&endpoint, "login", t)),
-        Ok(Ok(session)) => Ok(Conn::new(session, endpoint, t)),
+        Ok(Ok((session, caps))) => Ok((
+            Conn::new(session, endpoint, t),
+            caps.or(greeted.preauth_caps),
+        )),
         Ok(Err((e, _client))) => Err(login_error(&endpoint, user, e)),
+    }
+}
+
+/// A login attempt as async-imap ends it, within the timeout.
+type Timed<T> = std::result::Result<
+    std::result::Result<T, (async_imap::error::Error, Client<Stream>)>,
+    tokio::time::error::Elapsed,
+>;
+type Authenticated = Timed<(async_imap::Session<Stream>, Option<Vec<String>>)>;
+
+/// async-imap keeps an AUTHENTICATE answer's capabilities to itself.
+#[allow(clippy::result_large_err)]
+fn without_caps(r: Timed<async_imap::Session<Stream>>) -> Authenticated {
+    match r {
+        Ok(Ok(session)) => Ok(Ok((session, None))),
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(e) => Err(e),
     }
 }
 

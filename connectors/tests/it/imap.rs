@@ -99,6 +99,57 @@ async fn login_and_sasl_plain_reach_the_mailbox() {
     s.logout().await.unwrap();
 }
 
+/// LOGIN's tagged OK carries Dovecot's capabilities: no CAPABILITY
+/// command follows it (one round trip less per session over a long link).
+#[tokio::test]
+async fn capabilities_come_with_the_login_answer() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let d = server();
+    // A pass-through proxy that keeps what the client sends.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let upstream = d.port();
+    let kept = sent.clone();
+    let proxy = tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+            .await
+            .unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let down = tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
+        let mut buf = vec![0; 4096];
+        loop {
+            let n = cr.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            kept.lock().unwrap().extend_from_slice(&buf[..n]);
+            if sw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = sw.shutdown().await;
+        let _ = down.await;
+    });
+    let mut s = connect(&config(port, TlsMode::None, &d), &login_auth())
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}\n{}", d.log()));
+    let caps = s.capabilities().await.unwrap();
+    for want in ["IMAP4rev1", "UIDPLUS", "CONDSTORE", "LITERAL+"] {
+        assert!(caps.iter().any(|c| c == want), "{want} in {caps:?}");
+    }
+    s.logout().await.unwrap();
+    drop(s);
+    proxy.await.unwrap();
+    let sent = String::from_utf8_lossy(&sent.lock().unwrap()).to_string();
+    let verbs: Vec<&str> = sent.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert_eq!(verbs, ["LOGIN", "LOGOUT"], "{sent:?}");
+}
+
 #[tokio::test]
 async fn master_user_impersonates_the_target_mailbox() {
     let d = server();
