@@ -117,16 +117,6 @@ pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
     Ok(session)
 }
 
-/// A capability as the server names it.
-fn capability_name(c: &async_imap::types::Capability) -> String {
-    use async_imap::types::Capability as C;
-    match c {
-        C::Imap4rev1 => "IMAP4rev1".to_string(),
-        C::Auth(m) => format!("AUTH={m}"),
-        C::Atom(a) => a.to_string(),
-    }
-}
-
 /// The names in a `CAPABILITY` answer or response code.
 fn capability_names(list: &[Capability<'_>]) -> Vec<String> {
     list.iter()

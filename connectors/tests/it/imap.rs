@@ -29,6 +29,16 @@ fn login_auth() -> ImapAuth {
     }
 }
 
+/// The master user acting as alice (SASL PLAIN with an authorization identity).
+fn master_auth(d: &Dovecot) -> ImapAuth {
+    let (master, master_pw) = d.master_user();
+    ImapAuth::Plain {
+        authzid: Some(USER.into()),
+        user: master.into(),
+        password: master_pw.into(),
+    }
+}
+
 fn server() -> Dovecot {
     let d = Dovecot::start().expect("dovecot starts");
     d.add_user(USER, PASSWORD).unwrap();
@@ -99,15 +109,13 @@ async fn login_and_sasl_plain_reach_the_mailbox() {
     s.logout().await.unwrap();
 }
 
-/// LOGIN's tagged OK carries Dovecot's capabilities: no CAPABILITY
-/// command follows it (one round trip less per session over a long link).
-#[tokio::test]
-async fn capabilities_come_with_the_login_answer() {
+/// The command verbs a session sends to `d` from login to logout, and the
+/// capabilities it learnt (through a pass-through proxy that keeps what the
+/// client sends).
+async fn verbs_of_a_login(d: &Dovecot, auth: &ImapAuth) -> (Vec<String>, Vec<String>) {
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let d = server();
-    // A pass-through proxy that keeps what the client sends.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let sent = Arc::new(Mutex::new(Vec::<u8>::new()));
@@ -135,30 +143,41 @@ async fn capabilities_come_with_the_login_answer() {
         let _ = sw.shutdown().await;
         let _ = down.await;
     });
-    let mut s = connect(&config(port, TlsMode::None, &d), &login_auth())
+    let mut s = connect(&config(port, TlsMode::None, d), auth)
         .await
         .unwrap_or_else(|e| panic!("login: {e}\n{}", d.log()));
     let caps = s.capabilities().await.unwrap();
-    for want in ["IMAP4rev1", "UIDPLUS", "CONDSTORE", "LITERAL+"] {
-        assert!(caps.iter().any(|c| c == want), "{want} in {caps:?}");
-    }
     s.logout().await.unwrap();
     drop(s);
     proxy.await.unwrap();
     let sent = String::from_utf8_lossy(&sent.lock().unwrap()).to_string();
-    let verbs: Vec<&str> = sent.lines().filter_map(|l| l.split(' ').nth(1)).collect();
-    assert_eq!(verbs, ["LOGIN", "LOGOUT"], "{sent:?}");
+    let verbs = sent
+        .lines()
+        .filter_map(|l| Some(l.split(' ').nth(1)?.to_string()))
+        .collect();
+    (verbs, caps)
+}
+
+/// Dovecot's answer to LOGIN or AUTHENTICATE carries its capabilities: no
+/// CAPABILITY command follows: one round trip less per session over a long
+/// link.
+#[tokio::test]
+async fn capabilities_come_with_the_login_answer() {
+    let d = server();
+    let admin = master_auth(&d);
+    for (auth, verb) in [(login_auth(), "LOGIN"), (admin, "AUTHENTICATE")] {
+        let (verbs, caps) = verbs_of_a_login(&d, &auth).await;
+        for want in ["IMAP4rev1", "UIDPLUS", "CONDSTORE", "LITERAL+"] {
+            assert!(caps.iter().any(|c| c == want), "{want} in {caps:?}");
+        }
+        assert_eq!(verbs, [verb, "LOGOUT"]);
+    }
 }
 
 #[tokio::test]
 async fn master_user_impersonates_the_target_mailbox() {
     let d = server();
-    let (master, master_pw) = d.master_user();
-    let admin = ImapAuth::Plain {
-        authzid: Some(USER.into()),
-        user: master.into(),
-        password: master_pw.into(),
-    };
+    let admin = master_auth(&d);
     let mut s = connect(&config(d.port(), TlsMode::None, &d), &admin)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
