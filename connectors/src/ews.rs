@@ -227,6 +227,10 @@ impl ChangeSource for EwsSource {
         cursor: Option<&Cursor>,
         max: usize,
     ) -> Result<Changes> {
+        // A session that has not listed the tree yet (a spare) lists it once.
+        if !self.ids.contains_key(&folder.raw) {
+            self.folders().await?;
+        }
         let Some(id) = self.ids.get(&folder.raw).cloned() else {
             return Err(ConnectorError::Server {
                 endpoint: self.name.clone(),
