@@ -11,7 +11,7 @@ use ferry_connectors::ews::flags_of;
 use ferry_connectors::{MailSession, digest, maildir};
 use ferry_ews::FlagStatus;
 use ferry_tests::Ferryd;
-use ferry_tests::ews_sim::{EwsSim, ItemKind, SimConfig};
+use ferry_tests::ews_sim::{EwsSim, ItemKind, SimConfig, Throttle};
 use ferry_tests::mailcmp::{self, Contents};
 use ferry_testservers::Dovecot;
 
@@ -332,4 +332,23 @@ async fn impersonation_refused_is_named() {
     let detail = mb["data"]["last_pass"]["detail"].as_str().unwrap();
     assert!(detail.contains("ErrorImpersonateUserDenied"), "{detail}");
     assert_eq!(count(&ferry, "ItemCopied"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_answers_are_waited_out_within_the_connection_cap() {
+    let (sim, dora, ferry, root) = start("dora", 80, 61, true);
+    sim.throttle(Some("GetItem"), Throttle::Busy { back_off_ms: 300 });
+    sim.throttle(Some("SyncFolderItems"), Throttle::Unavailable);
+    sim.throttle(Some("GetItem"), Throttle::ConnectionCount);
+    batch(&ferry, "md", &["dora"], &[]);
+    ferry.run_pass("wave", "full");
+    let src = source_mail(&sim, &dora);
+    let dst = maildir_contents(&root, "dora@new.example").await;
+    assert_eq!(bag_of(&dst), all(&src));
+    let c = sim.counters();
+    assert_eq!(c.throttled, 3, "{c:?}");
+    // The endpoint's --max-connections 4 holds across the mailbox's lanes.
+    assert!(c.max_in_flight <= 4, "{c:?}");
+    let show = ferry.ctl_json(&["batch", "show", "wave"]);
+    assert_eq!(show["data"]["state"], "Synced", "{show}");
 }
