@@ -32,6 +32,53 @@ pub struct SourceTable {
 }
 
 impl SourceTable {
+    /// Folds a `SourceSynced` of this table's folder in; other events are
+    /// ignored. A new generation starts the table afresh.
+    pub fn apply(&mut self, event: &Event) {
+        let Event::SourceSynced {
+            generation,
+            seen,
+            gone,
+            cursor,
+            ..
+        } = event
+        else {
+            return;
+        };
+        if self.generation != *generation {
+            *self = SourceTable {
+                generation: *generation,
+                next: 1,
+                ..SourceTable::default()
+            };
+        }
+        self.round += 1;
+        for o in gone {
+            self.items.remove(o);
+        }
+        for SourceItem {
+            ordinal,
+            key,
+            size,
+            flags,
+            received_us,
+        } in seen
+        {
+            self.next = self.next.max(ordinal.saturating_add(1));
+            self.items.insert(
+                *ordinal,
+                TableItem {
+                    key: key.clone(),
+                    size: *size,
+                    flags: flags.clone(),
+                    received_us: *received_us,
+                    changed: self.round,
+                },
+            );
+        }
+        self.cursor = Some(cursor.clone());
+    }
+
     /// The ordinal of the item with this key.
     pub fn ordinal_of(&self, key: &str) -> Option<u32> {
         self.items
@@ -57,54 +104,16 @@ impl Sources {
     }
 
     pub fn apply(&mut self, env: &Envelope) {
-        let Event::SourceSynced {
-            mailbox,
-            folder,
-            generation,
-            seen,
-            gone,
-            cursor,
+        if let Event::SourceSynced {
+            mailbox, folder, ..
         } = &env.event
-        else {
-            return;
-        };
-        let t = self
-            .tables
-            .entry(mailbox.clone())
-            .or_default()
-            .entry(folder.clone())
-            .or_default();
-        if t.generation != *generation {
-            *t = SourceTable {
-                generation: *generation,
-                next: 1,
-                ..SourceTable::default()
-            };
-        }
-        t.round += 1;
-        for o in gone {
-            t.items.remove(o);
-        }
-        for SourceItem {
-            ordinal,
-            key,
-            size,
-            flags,
-            received_us,
-        } in seen
         {
-            t.next = t.next.max(ordinal.saturating_add(1));
-            t.items.insert(
-                *ordinal,
-                TableItem {
-                    key: key.clone(),
-                    size: *size,
-                    flags: flags.clone(),
-                    received_us: *received_us,
-                    changed: t.round,
-                },
-            );
+            self.tables
+                .entry(mailbox.clone())
+                .or_default()
+                .entry(folder.clone())
+                .or_default()
+                .apply(&env.event);
         }
-        t.cursor = Some(cursor.clone());
     }
 }

@@ -32,6 +32,7 @@ use ferry_events::{Event, SourceItem};
 use ferry_projections::SourceTable;
 
 use super::mailbox::{Work, WorkErr};
+use crate::app::App;
 
 /// Changes asked per `SyncFolderItems` (its maximum is 512).
 pub const SYNC_PAGE: usize = 512;
@@ -267,18 +268,51 @@ impl MailSession for KeyedSession {
 /// a page at a time, each page before anything acts on it; then hands the
 /// table to the session. A quiet folder records nothing.
 pub async fn sync(w: &mut Work<'_>, keyed: &Keyed, folder: &FolderName) -> Result<(), WorkErr> {
-    let address = w.mailbox.address.clone();
-    let recorded = |w: &Work<'_>| {
-        let views = w.app.views.read().unwrap();
-        views.sources.get(&address, &folder.raw).cloned()
-    };
-    let mut table = recorded(w).unwrap_or_else(|| SourceTable {
-        generation: 1,
-        next: 1,
-        ..SourceTable::default()
-    });
+    let table = recorded(w.app, &w.mailbox.address, folder);
+    read(Some(w), keyed, folder, table).await
+}
+
+/// What [`sync`] would read, without recording it (`batch plan`).
+pub async fn preview(
+    app: &App,
+    mailbox: &str,
+    keyed: &Keyed,
+    folder: &FolderName,
+) -> Result<(), ConnectorError> {
+    let table = recorded(app, mailbox, folder);
+    match read(None, keyed, folder, table).await {
+        Ok(()) => Ok(()),
+        Err(WorkErr::Conn(e)) => Err(e),
+        Err(e) => unreachable!("only recording fails otherwise: {e}"),
+    }
+}
+
+/// The folder's table as the log has it, or a first one.
+fn recorded(app: &App, mailbox: &str, folder: &FolderName) -> SourceTable {
+    let views = app.views.read().unwrap();
+    views
+        .sources
+        .get(mailbox, &folder.raw)
+        .cloned()
+        .unwrap_or_else(|| SourceTable {
+            generation: 1,
+            next: 1,
+            ..SourceTable::default()
+        })
+}
+
+/// Reads the folder's changes onto `table`, recording each page first
+/// when `w` is given.
+async fn read(
+    mut w: Option<&mut Work<'_>>,
+    keyed: &Keyed,
+    folder: &FolderName,
+    mut table: SourceTable,
+) -> Result<(), WorkErr> {
     loop {
-        w.check_stop()?;
+        if let Some(w) = w.as_deref() {
+            w.check_stop()?;
+        }
         let cursor = table.cursor.clone().map(Cursor);
         let asked = {
             let mut source = keyed.source.lock().await;
@@ -287,7 +321,7 @@ pub async fn sync(w: &mut Work<'_>, keyed: &Keyed, folder: &FolderName) -> Resul
         let page = match asked {
             Ok(page) => page,
             Err(ConnectorError::CursorInvalid { .. }) if cursor.is_some() => {
-                tracing::warn!(mailbox = %address, folder = %folder.raw,
+                tracing::warn!(folder = %folder.raw,
                     "the source refused the folder's cursor; reading it again from the start");
                 table = SourceTable {
                     generation: table.generation + 1,
@@ -300,9 +334,19 @@ pub async fn sync(w: &mut Work<'_>, keyed: &Keyed, folder: &FolderName) -> Resul
         };
         let quiet = page.changes.is_empty() && cursor.is_some();
         if !quiet {
-            let event = synced(&address, folder, &table, page.changes, page.cursor.0);
-            w.record(vec![event]).await?;
-            table = recorded(w).expect("just recorded");
+            let address = w.as_deref().map(|w| w.mailbox.address.clone());
+            let event = synced(
+                address.as_deref().unwrap_or_default(),
+                folder,
+                &table,
+                page.changes,
+                page.cursor.0,
+            );
+            if let Some(w) = w.as_deref_mut() {
+                w.record(vec![event.clone()]).await?;
+            }
+            // The same fold as the `sources` view's.
+            table.apply(&event);
         }
         if page.last {
             break;
@@ -446,24 +490,7 @@ mod tests {
     }
 
     fn fold(table: &mut SourceTable, e: &Event) {
-        let mut s = ferry_projections::Sources::default();
-        s.tables
-            .entry("m".into())
-            .or_default()
-            .insert("Inbox".into(), table.clone());
-        let env = ferry_events::Envelope {
-            seq: 1,
-            stream: "mailbox/m".into(),
-            stream_version: 1,
-            time_us: 0,
-            actor: ferry_events::Actor::Engine,
-            event_type: e.event_type().into(),
-            schema_version: 2,
-            prev_hash: ferry_events::ZERO_HASH,
-            event: e.clone(),
-        };
-        s.apply(&env);
-        *table = s.get("m", "Inbox").unwrap().clone();
+        table.apply(e);
     }
 
     #[test]

@@ -150,6 +150,13 @@ async fn ews_to_maildir_full_deltas_and_a_refused_sync_state() {
     assert!(ok.contains("EWS") && ok.contains("impersonates"), "{ok}");
     batch(&ferry, "md", &["alice"], &["--propagate-deletions"]);
 
+    // The plan reads the folders as a pass would and records nothing.
+    let plan = ferry.ctl_json(&["batch", "plan", "wave"]);
+    let rows = plan["data"]["mailboxes"][0]["folders"].as_array().unwrap();
+    let to_copy: u64 = rows.iter().map(|r| r["copy_items"].as_u64().unwrap()).sum();
+    assert_eq!(to_copy, 60, "{plan}");
+    assert_eq!(count(&ferry, "SourceSynced"), 0);
+
     ferry.run_pass("wave", "full");
     let src = source_mail(&sim, &alice);
     let dst = maildir_contents(&root, "alice@new.example").await;
@@ -315,6 +322,23 @@ async fn ews_to_dovecot_survives_sigkill_mid_pass() {
         .map(|e| e["event"]["ItemCopied"]["key"].to_string())
         .collect();
     assert_eq!(copied.len(), 400, "each item recorded copied once");
+
+    // A delta into Dovecot after a create and a read-state change.
+    let inbox = sim.folder_id(&bob, "inbox");
+    let first = sim.with(|s| s.mailbox(&bob).unwrap().items_in(&inbox)[0].id.clone());
+    let was_read = sim.with(|s| s.mailbox(&bob).unwrap().items[&first].is_read);
+    sim.set_read(&bob, &first, !was_read);
+    sim.add_message(
+        &bob,
+        &inbox,
+        b"From: a@b\r\nSubject: later\r\n\r\nlater\r\n",
+        true,
+    );
+    ferry.run_pass("wave", "delta");
+    let src = source_mail(&sim, &bob);
+    let got = dovecot_contents(&dst, "bob").await;
+    assert_eq!(bag_of(&got), all(&src), "after the delta");
+    assert_eq!(count(&ferry, "ItemCopyIntent"), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
