@@ -217,6 +217,9 @@ pub struct EndpointAdd {
     /// Log users in with SASL XOAUTH2, tokens from here.
     #[serde(default)]
     pub oauth: Option<ferry_events::TokenSource>,
+    /// An EWS endpoint's authentication and schema version (`--kind ews`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ews: Option<ferry_events::EwsSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -530,6 +533,8 @@ pub struct EndpointUpdate {
     pub max_connections: Option<u32>,
     #[serde(default)]
     pub oauth: Option<ferry_events::TokenSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ews: Option<ferry_events::EwsSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -715,6 +720,7 @@ mod tests {
                     password: None,
                     max_connections: None,
                     oauth: None,
+                    ews: None,
                 }),
                 r#"{"op":"endpoint_add","name":"a","kind":"Imap","host":"h","port":143,"tls":"StartTls","ca_file":null,"admin_user":null,"password":null,"max_connections":null,"oauth":null}"#,
             ),

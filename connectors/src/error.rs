@@ -69,6 +69,10 @@ pub enum ConnectorError {
     /// A folder-mapping rule or filter that does not parse.
     #[error("folder rule {rule:?}: {text}")]
     Mapping { rule: String, text: String },
+    /// The source no longer knows the cursor it gave for a folder (EWS
+    /// `ErrorInvalidSyncStateData`): the folder is read again from none.
+    #[error("{endpoint}: the change cursor of folder {folder} is no longer valid")]
+    CursorInvalid { endpoint: String, folder: String },
 }
 
 impl ConnectorError {
@@ -83,6 +87,7 @@ impl ConnectorError {
             ConnectorError::LocalIo { .. } => ErrorClass::Other,
             ConnectorError::Refused { class, .. } => *class,
             ConnectorError::Mapping { .. } => ErrorClass::Other,
+            ConnectorError::CursorInvalid { .. } => ErrorClass::Folder,
         }
     }
 
@@ -93,7 +98,8 @@ impl ConnectorError {
             | ConnectorError::Server { endpoint, .. }
             | ConnectorError::Auth { endpoint, .. }
             | ConnectorError::Protocol { endpoint, .. }
-            | ConnectorError::Refused { endpoint, .. } => Some(endpoint),
+            | ConnectorError::Refused { endpoint, .. }
+            | ConnectorError::CursorInvalid { endpoint, .. } => Some(endpoint),
             _ => None,
         }
     }

@@ -8,16 +8,20 @@
 //! - `mapping`: special-use and regex folder mapping, include/exclude filters;
 //! - [`paging`]: a folder's items a page at a time.
 //! - [`index`]: which source items a destination folder already holds.
+//! - [`source`]: the seam for sources with opaque item keys and a change
+//!   cursor per folder; [`ews`] is Exchange Web Services behind it.
 //!
 //! Sessions never touch the event log: they move bytes and report facts.
 
 pub mod error;
+pub mod ews;
 pub mod imap;
 pub mod index;
 pub mod maildir;
 pub mod mapping;
 pub mod model;
 pub mod paging;
+pub mod source;
 pub mod utf7;
 
 pub use error::{ConnectorError, ErrorClass, Result};

@@ -81,6 +81,14 @@ pub enum Cmd {
 pub enum KindArg {
     Imap,
     Maildir,
+    /// Exchange 2010 SP1 to 2019 over Exchange Web Services (a source).
+    Ews,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum EwsAuthArg {
+    Ntlm,
+    Basic,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,7 +105,8 @@ pub enum EndpointCmd {
         name: String,
         #[arg(long, value_enum)]
         kind: KindArg,
-        /// IMAP host, or the root folder of a Maildir endpoint.
+        /// IMAP host, the root folder of a Maildir endpoint, or the EWS URL
+        /// (https://mail.example.com/EWS/Exchange.asmx).
         #[arg(long)]
         host: String,
         #[arg(long, default_value_t = 143)]
@@ -126,6 +135,13 @@ pub enum EndpointCmd {
         /// ([endpoints] token_commands) that prints an access token.
         #[arg(long, value_name = "NAME", conflicts_with = "admin_user")]
         oauth_token_command: Option<String>,
+        /// EWS: how logins authenticate (NTLM is Exchange's default on /EWS).
+        #[arg(long, value_enum)]
+        auth: Option<EwsAuthArg>,
+        /// EWS: the schema version to ask in before the server tells its
+        /// own (Exchange2010, Exchange2010_SP1, Exchange2013, Exchange2016).
+        #[arg(long)]
+        ews_version: Option<String>,
     },
     /// Change how a registered endpoint is reached: each option given
     /// replaces the current one. Refused while a pass runs over it.
@@ -150,6 +166,11 @@ pub enum EndpointCmd {
         oauth_token_file: Option<PathBuf>,
         #[arg(long, value_name = "NAME")]
         oauth_token_command: Option<String>,
+        /// EWS: how logins authenticate; with --ews-version, replaces both.
+        #[arg(long, value_enum)]
+        auth: Option<EwsAuthArg>,
+        #[arg(long, requires = "auth")]
+        ews_version: Option<String>,
     },
     /// Forget an endpoint; refused while any batch names it.
     Remove {

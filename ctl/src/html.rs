@@ -442,6 +442,14 @@ fn unresolved_items(mailboxes: &[MailboxReport]) -> String {
             ));
         }
         for (folder, f) in &m.view.folders {
+            if let Some(why) = &f.skipped {
+                by_class.entry("folder skipped").or_default().push(format!(
+                    "<tr><td>{}</td><td>{}</td><td></td><td></td><td>{}</td><td></td><td></td></tr>",
+                    esc(&m.view.address),
+                    esc(folder),
+                    esc(why)
+                ));
+            }
             if let Some(err) = &f.error {
                 by_class.entry("folder").or_default().push(format!(
                     "<tr><td>{}</td><td>{}</td><td></td><td></td><td>{}</td><td></td><td></td></tr>",

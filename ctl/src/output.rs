@@ -430,6 +430,9 @@ fn print_mailbox(m: &MailboxView) {
         if f.vanished {
             println!("folder {} was deleted at the source", folder(name));
         }
+        if let Some(why) = &f.skipped {
+            println!("folder {} skipped: {why}", folder(name));
+        }
     }
     let mut t = table(&[
         "folder",

@@ -16,6 +16,40 @@ pub struct SecretRef(pub String);
 pub enum EndpointKind {
     Imap,
     Maildir,
+    /// Exchange Web Services; `host` holds the EWS URL and the rest of its
+    /// settings come with [`Event::EwsEndpointSet`].
+    Ews,
+}
+
+/// How an EWS endpoint authenticates a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EwsAuth {
+    Basic,
+    Ntlm,
+}
+
+/// What an EWS endpoint needs beside its [`EndpointSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EwsSettings {
+    pub auth: EwsAuth,
+    /// `RequestServerVersion` to start with (`Exchange2013`, ...); `None`:
+    /// learned from the server's `ServerVersionInfo`.
+    pub version: Option<String>,
+}
+
+/// One item of a source that names items by opaque keys (EWS), under the
+/// number the log gives it within its folder and generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceItem {
+    /// The log's number for the item: [`ItemKey::uid`] of its events.
+    pub ordinal: u32,
+    /// The endpoint's own id of the item, exactly as it gave it.
+    pub key: String,
+    pub size: u64,
+    /// Flags and keywords as a copy carries them.
+    pub flags: Vec<String>,
+    /// When it was received, µs since the epoch.
+    pub received_us: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -485,6 +519,32 @@ pub enum Event {
         key: ItemKey,
         about: ItemDescription,
     },
+    /// An EWS endpoint's own settings, set with its registration or update.
+    EwsEndpointSet {
+        name: String,
+        ews: EwsSettings,
+    },
+    /// One answer of a keyed source's change feed for a folder (EWS
+    /// `SyncFolderItems`), recorded before anything acts on it: the items
+    /// seen (new ones numbered, changed ones restated), the ordinals gone,
+    /// and the cursor to ask from next. A new `generation` starts the
+    /// folder's table afresh (the old cursor was refused).
+    SourceSynced {
+        mailbox: String,
+        folder: String,
+        generation: u32,
+        seen: Vec<SourceItem>,
+        gone: Vec<u32>,
+        cursor: String,
+    },
+    /// A source folder left out as a whole, with why (a calendar the
+    /// destination cannot hold).
+    FolderSkipped {
+        mailbox: String,
+        folder: String,
+        class: String,
+        reason: String,
+    },
 }
 
 /// A message's subject (decoded), Message-ID and date, each capped at
@@ -624,6 +684,9 @@ impl Event {
             Event::ItemAdopted { .. } => "ItemAdopted",
             Event::FolderCompared { .. } => "FolderCompared",
             Event::ItemDescribed { .. } => "ItemDescribed",
+            Event::EwsEndpointSet { .. } => "EwsEndpointSet",
+            Event::SourceSynced { .. } => "SourceSynced",
+            Event::FolderSkipped { .. } => "FolderSkipped",
         }
     }
 }

@@ -72,6 +72,8 @@ pub struct EndpointConfig {
     /// (10 until a 2013 or later server is seen, 27 from then on).
     pub max_connections: Option<usize>,
     pub retry: RetryPolicy,
+    /// The schema version to ask in before the server has told its own.
+    pub version: Option<ApiVersion>,
 }
 
 impl EndpointConfig {
@@ -82,6 +84,7 @@ impl EndpointConfig {
             timeout: Duration::from_secs(120),
             max_connections: None,
             retry: RetryPolicy::default(),
+            version: None,
         }
     }
 }
@@ -116,6 +119,8 @@ struct Inner {
     pending_shrink: AtomicUsize,
     cap_fixed: bool,
     version: Mutex<Option<ServerVersion>>,
+    /// What requests carry until the server's version is known.
+    first_version: ApiVersion,
     idle: Mutex<HashMap<u64, Vec<Conn>>>,
     stats: Stats,
     /// The waits of the last throttled calls, newest last (for tests).
@@ -172,6 +177,7 @@ impl Endpoint {
             pending_shrink: AtomicUsize::new(0),
             cap_fixed: cfg.max_connections.is_some(),
             version: Mutex::new(None),
+            first_version: cfg.version.unwrap_or(ApiVersion::Exchange2010),
             idle: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             waits: Mutex::new(Vec::new()),
@@ -189,11 +195,11 @@ impl Endpoint {
     }
 
     /// The schema version requests carry: the server's once known, the
-    /// oldest supported before.
+    /// configured one (or the oldest supported) before.
     pub fn api_version(&self) -> ApiVersion {
         self.server_version()
             .map(|v| v.api)
-            .unwrap_or(ApiVersion::Exchange2010)
+            .unwrap_or(self.0.first_version)
     }
 
     /// Connections at once through this endpoint.
@@ -616,7 +622,7 @@ impl Mailbox {
         let max = max_changes.clamp(1, MAX_SYNC_CHANGES);
         self.call(
             "SyncFolderItems",
-            |x, _| ops::sync_folder_items(x, folder_id, state, max),
+            |x, v| ops::sync_folder_items(x, v, folder_id, state, max),
             |msgs| {
                 let m = msgs
                     .first()

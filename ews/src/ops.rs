@@ -88,18 +88,16 @@ pub fn find_folders(x: &mut Xml, offset: usize, page: usize) {
 }
 
 /// `SyncFolderItems` for one folder from `state` (none: from the start).
-pub fn sync_folder_items(x: &mut Xml, folder_id: &str, state: Option<&str>, max_changes: u32) {
+pub fn sync_folder_items(
+    x: &mut Xml,
+    version: ApiVersion,
+    folder_id: &str,
+    state: Option<&str>,
+    max_changes: u32,
+) {
     x.open("m:SyncFolderItems", &[]).open("m:ItemShape", &[]);
     x.text("t:BaseShape", "IdOnly");
-    field_uris(
-        x,
-        &[
-            "item:ItemClass",
-            "item:Size",
-            "item:DateTimeReceived",
-            "message:IsRead",
-        ],
-    );
+    item_properties(x, version);
     x.close("m:ItemShape")
         .open("m:SyncFolderId", &[])
         .empty("t:FolderId", &[("Id", folder_id)])
@@ -112,23 +110,9 @@ pub fn sync_folder_items(x: &mut Xml, folder_id: &str, state: Option<&str>, max_
     x.close("m:SyncFolderItems");
 }
 
-fn item_ids(x: &mut Xml, container: &str, ids: &[ItemId]) {
-    x.open(container, &[]);
-    for id in ids {
-        match &id.change_key {
-            Some(ck) => x.empty("t:ItemId", &[("Id", &id.id), ("ChangeKey", ck)]),
-            None => x.empty("t:ItemId", &[("Id", &id.id)]),
-        };
-    }
-    x.close(container);
-}
-
-/// `GetItem` with the MIME content and what a copy needs beside it. The
-/// flag is `item:Flag` from 2013; before that, `PR_FLAG_STATUS`.
-pub fn get_items(x: &mut Xml, version: ApiVersion, ids: &[ItemId]) {
-    x.open("m:GetItem", &[]).open("m:ItemShape", &[]);
-    x.text("t:BaseShape", "IdOnly");
-    x.text("t:IncludeMimeContent", "true");
+/// What a copy needs of an item beside its content. The flag is
+/// `item:Flag` from 2013; before that, `PR_FLAG_STATUS`.
+fn item_properties(x: &mut Xml, version: ApiVersion) {
     x.open("t:AdditionalProperties", &[]);
     for u in [
         "item:ItemClass",
@@ -147,7 +131,27 @@ pub fn get_items(x: &mut Xml, version: ApiVersion, ids: &[ItemId]) {
             &[("PropertyTag", PR_FLAG_STATUS), ("PropertyType", "Integer")],
         );
     }
-    x.close("t:AdditionalProperties").close("m:ItemShape");
+    x.close("t:AdditionalProperties");
+}
+
+fn item_ids(x: &mut Xml, container: &str, ids: &[ItemId]) {
+    x.open(container, &[]);
+    for id in ids {
+        match &id.change_key {
+            Some(ck) => x.empty("t:ItemId", &[("Id", &id.id), ("ChangeKey", ck)]),
+            None => x.empty("t:ItemId", &[("Id", &id.id)]),
+        };
+    }
+    x.close(container);
+}
+
+/// `GetItem` with the MIME content and what a copy needs beside it.
+pub fn get_items(x: &mut Xml, version: ApiVersion, ids: &[ItemId]) {
+    x.open("m:GetItem", &[]).open("m:ItemShape", &[]);
+    x.text("t:BaseShape", "IdOnly");
+    x.text("t:IncludeMimeContent", "true");
+    item_properties(x, version);
+    x.close("m:ItemShape");
     item_ids(x, "m:ItemIds", ids);
     x.close("m:GetItem");
 }
@@ -326,6 +330,26 @@ pub fn find_folder_last(msg: Node<'_, '_>) -> bool {
 }
 
 fn item_info(node: Node<'_, '_>) -> Option<ItemInfo> {
+    let flag = match xml::child(node, T, "Flag") {
+        Some(f) => Some(FlagStatus::parse(
+            xml::child_text(f, T, "FlagStatus").unwrap_or(""),
+        )),
+        None => xml::children(node, T, "ExtendedProperty")
+            .find(|p| {
+                xml::child(*p, T, "ExtendedFieldURI")
+                    .and_then(|u| u.attribute("PropertyTag"))
+                    .is_some_and(|t| t.eq_ignore_ascii_case(PR_FLAG_STATUS))
+            })
+            .and_then(|p| xml::child_text(p, T, "Value")?.parse().ok())
+            .map(FlagStatus::from_mapi),
+    };
+    let categories = xml::child(node, T, "Categories")
+        .map(|c| {
+            xml::children(c, T, "String")
+                .filter_map(|s| s.text().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     Some(ItemInfo {
         id: item_id_of(node)?,
         element: node.tag_name().name().to_string(),
@@ -333,6 +357,8 @@ fn item_info(node: Node<'_, '_>) -> Option<ItemInfo> {
         is_read: xml::child_text(node, T, "IsRead").and_then(parse_bool),
         size: xml::child_text(node, T, "Size").and_then(|v| v.parse().ok()),
         received: xml::child_text(node, T, "DateTimeReceived").and_then(parse_time),
+        flag,
+        categories,
     })
 }
 
@@ -385,33 +411,14 @@ pub fn fetched_item(msg: Node<'_, '_>) -> Result<Item, String> {
         Some(b) => decode_b64(b).map_err(|e| format!("MimeContent: {e}"))?,
         None => return Err("no MimeContent".into()),
     };
-    let flag = match xml::child(node, T, "Flag") {
-        Some(f) => FlagStatus::parse(xml::child_text(f, T, "FlagStatus").unwrap_or("")),
-        None => xml::children(node, T, "ExtendedProperty")
-            .find(|p| {
-                xml::child(*p, T, "ExtendedFieldURI")
-                    .and_then(|u| u.attribute("PropertyTag"))
-                    .is_some_and(|t| t.eq_ignore_ascii_case(PR_FLAG_STATUS))
-            })
-            .and_then(|p| xml::child_text(p, T, "Value")?.parse().ok())
-            .map(FlagStatus::from_mapi)
-            .unwrap_or_default(),
-    };
-    let categories = xml::child(node, T, "Categories")
-        .map(|c| {
-            xml::children(c, T, "String")
-                .filter_map(|s| s.text().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
     Ok(Item {
         id: info.id,
         element: info.element,
         item_class: info.item_class,
         mime,
         is_read: info.is_read,
-        flag,
-        categories,
+        flag: info.flag.unwrap_or_default(),
+        categories: info.categories,
         received: info.received,
         size: info.size,
     })

@@ -215,6 +215,9 @@ pub struct ItemInfo {
     pub is_read: Option<bool>,
     pub size: Option<u64>,
     pub received: Option<DateTime<Utc>>,
+    /// The follow-up flag, when the server sent it.
+    pub flag: Option<FlagStatus>,
+    pub categories: Vec<String>,
 }
 
 /// One change of a `SyncFolderItems` page.

@@ -5,6 +5,8 @@
 //! - [`mailboxes`]: each mailbox, its state, per-folder progress, its
 //!   unresolved errors;
 //! - [`watermarks`]: per mailbox and source folder, what is known copied;
+//! - [`sources`]: per mailbox and folder of an EWS source, its items' keys
+//!   and the cursor of its change feed;
 //! - [`stats`]: counters across the whole log;
 //! - [`rules`]: what each batch state accepts, read by every caller.
 //!
@@ -17,6 +19,7 @@ pub mod mailboxes;
 pub mod notices;
 pub mod rules;
 pub mod snapshot;
+pub mod sources;
 pub mod stats;
 pub mod watermarks;
 
@@ -28,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use batches::{BatchState, BatchView};
 pub use mailboxes::{MailboxState, MailboxView};
 pub use notices::{Notices, OwedNotice};
+pub use sources::{SourceTable, Sources};
 pub use stats::Stats;
 pub use watermarks::{FolderMark, Watermarks};
 
@@ -38,6 +42,9 @@ pub struct EndpointView {
     /// Outcome and detail of the last `endpoint verify`.
     pub verified: Option<(bool, String)>,
     pub capabilities: Vec<String>,
+    /// An EWS endpoint's own settings.
+    #[serde(default)]
+    pub ews: Option<ferry_events::EwsSettings>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +77,8 @@ pub struct Projections {
     pub batches: BTreeMap<String, BatchView>,
     pub mailboxes: BTreeMap<String, MailboxView>,
     pub watermarks: Watermarks,
+    #[serde(default)]
+    pub sources: Sources,
     pub domains: BTreeMap<String, DomainView>,
     pub stats: Stats,
     /// Pass notifications not yet delivered.
@@ -93,8 +102,16 @@ impl Projections {
                         spec: spec.clone(),
                         verified: None,
                         capabilities: Vec::new(),
+                        ews: None,
                     },
                 );
+            }
+            Event::EwsEndpointSet { name, ews } => {
+                if let Some(ep) = self.endpoints.get_mut(name) {
+                    ep.ews = Some(ews.clone());
+                    ep.verified = None;
+                    ep.capabilities.clear();
+                }
             }
             Event::EndpointVerified {
                 name,
@@ -135,6 +152,7 @@ impl Projections {
         mailboxes::apply(&mut self.mailboxes, env);
         self.count_in_pass(env);
         self.watermarks.apply(env);
+        self.sources.apply(env);
         self.stats.apply(env);
         self.notices.apply(&self.batches, env);
         match &env.event {
@@ -145,6 +163,7 @@ impl Projections {
         }
         if let Event::MailboxRemoved { address, .. } = &env.event {
             self.watermarks.forget_mailbox(address);
+            self.sources.forget_mailbox(address);
         }
         if let Event::BatchDeleted { batch, .. } = &env.event {
             let gone: Vec<String> = self
@@ -156,6 +175,7 @@ impl Projections {
             for m in gone {
                 self.mailboxes.remove(&m);
                 self.watermarks.forget_mailbox(&m);
+                self.sources.forget_mailbox(&m);
             }
         }
     }

@@ -60,6 +60,9 @@ pub struct FolderProgress {
     /// The last verify pass's comparison with the destination folder.
     #[serde(default)]
     pub comparison: Option<Comparison>,
+    /// Why the whole folder is left out (its class, then the reason).
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 /// A side of the mailbox's pass that does not answer; the pass waits.
@@ -241,7 +244,8 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         | Event::ItemRemovedAtDestination { mailbox, .. }
         | Event::OutageStarted { mailbox, .. }
         | Event::OutageEnded { mailbox, .. }
-        | Event::ItemDescribed { mailbox, .. } => mailbox,
+        | Event::ItemDescribed { mailbox, .. }
+        | Event::FolderSkipped { mailbox, .. } => mailbox,
         Event::CutoverRequested {
             mailboxes: list,
             forced,
@@ -325,6 +329,14 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         }
         Event::FolderFailed { folder, reason, .. } => {
             progress(&mut m.folders, folder).error = Some(reason.clone());
+        }
+        Event::FolderSkipped {
+            folder,
+            class,
+            reason,
+            ..
+        } => {
+            progress(&mut m.folders, folder).skipped = Some(format!("{class}: {reason}"));
         }
         Event::FolderCounted { side, counts, .. } => {
             for c in counts {

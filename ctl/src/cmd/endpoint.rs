@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use ferry_api::wire::{EndpointAdd, EndpointRemove, EndpointUpdate, EndpointVerify};
 use ferry_api::{Client, Request};
-use ferry_events::{EndpointKind, TlsMode, TokenSource};
+use ferry_events::{EndpointKind, EwsAuth, EwsSettings, TlsMode, TokenSource};
 
-use crate::cli::{EndpointCmd, KindArg, TlsArg};
+use crate::cli::{EndpointCmd, EwsAuthArg, KindArg, TlsArg};
 use crate::files::read_secret;
 use crate::send;
 
@@ -37,6 +37,15 @@ fn token_source(
     })
 }
 
+/// EWS settings when an authentication is named (or the kind is EWS).
+fn ews_settings(auth: Option<EwsAuthArg>, version: Option<String>) -> Option<EwsSettings> {
+    let auth = match auth? {
+        EwsAuthArg::Ntlm => EwsAuth::Ntlm,
+        EwsAuthArg::Basic => EwsAuth::Basic,
+    };
+    Some(EwsSettings { auth, version })
+}
+
 fn password(file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
     file.map(|f| read_secret(&f)).transpose()
 }
@@ -55,11 +64,18 @@ pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Resul
             max_connections,
             oauth_token_file,
             oauth_token_command,
+            auth,
+            ews_version,
         } => Request::EndpointAdd(EndpointAdd {
             name,
             kind: match kind {
                 KindArg::Imap => EndpointKind::Imap,
                 KindArg::Maildir => EndpointKind::Maildir,
+                KindArg::Ews => EndpointKind::Ews,
+            },
+            ews: match (kind, auth) {
+                (KindArg::Ews, None) => ews_settings(Some(EwsAuthArg::Ntlm), ews_version),
+                _ => ews_settings(auth, ews_version),
             },
             host,
             port,
@@ -81,7 +97,10 @@ pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Resul
             max_connections,
             oauth_token_file,
             oauth_token_command,
+            auth,
+            ews_version,
         } => Request::EndpointUpdate(EndpointUpdate {
+            ews: ews_settings(auth, ews_version),
             name,
             host,
             port,

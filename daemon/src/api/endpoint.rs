@@ -4,17 +4,35 @@ use std::sync::Arc;
 
 use ferry_api::wire::{EndpointAdd, EndpointUpdate, Response};
 use ferry_api::{ApiError, ErrorCode};
-use ferry_events::{Actor, EndpointKind, EndpointSpec, Event, ExpectedVersion, stream};
+use ferry_connectors::ews;
+use ferry_events::{
+    Actor, EndpointKind, EndpointSpec, Event, EwsAuth, EwsSettings, ExpectedVersion, stream,
+};
 
 use super::{check_name, conflict, done, internal, invalid, not_found, store_error};
 use crate::app::App;
 
 /// What a spec must hold, added or updated; `has_password` says whether
-/// an admin password comes with it.
-fn check_fields(spec: &EndpointSpec, has_password: bool) -> Result<(), ApiError> {
+/// an admin password comes with it, `ews` whether EWS settings do.
+fn check_fields(spec: &EndpointSpec, has_password: bool, ews: bool) -> Result<(), ApiError> {
     let host = &spec.host;
     if host.trim().is_empty() {
         return Err(invalid("--host is empty"));
+    }
+    if spec.kind == EndpointKind::Ews {
+        let lower = host.to_ascii_lowercase();
+        if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+            return Err(invalid(format!(
+                "an EWS endpoint's --host is its URL (https://mail.example.com/EWS/Exchange.asmx), not {host:?}"
+            )));
+        }
+        if spec.oauth.is_some() {
+            return Err(invalid(
+                "an EWS endpoint logs in with Basic or NTLM, not OAuth",
+            ));
+        }
+    } else if ews {
+        return Err(invalid("--auth and --ews-version are for --kind ews"));
     }
     if spec.kind == EndpointKind::Imap && spec.port == 0 {
         return Err(invalid("--port 0 is not a port"));
@@ -33,6 +51,21 @@ fn check_fields(spec: &EndpointSpec, has_password: bool) -> Result<(), ApiError>
     Ok(())
 }
 
+/// An EWS schema version must be one the client speaks.
+fn check_version(ews: Option<&EwsSettings>) -> Result<(), ApiError> {
+    match ews.and_then(|e| e.version.as_deref()) {
+        Some(v) if ews::ApiVersion::parse(v).is_none() => Err(invalid(format!(
+            "--ews-version {v:?} is not one of {}",
+            ews::ApiVersion::ALL
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Stores the admin password (if any) into `spec`, checks the spec against
 /// the config and appends `event(spec)`; a refused or failed append leaves
 /// no new secret behind.
@@ -43,7 +76,7 @@ async fn record(
     mut spec: EndpointSpec,
     password: Option<String>,
     expected: ExpectedVersion,
-    event: impl FnOnce(EndpointSpec) -> Event,
+    events: impl FnOnce(EndpointSpec) -> Vec<Event>,
 ) -> Result<Vec<ferry_events::Envelope>, ApiError> {
     let stored = match &password {
         Some(p) => Some(app.secrets.put(p).map_err(internal)?),
@@ -56,7 +89,7 @@ async fn record(
     let res = match allowed {
         Err(why) => Err(invalid(why)),
         Ok(()) => app
-            .append(&stream::endpoint(name), expected, actor, vec![event(spec)])
+            .append(&stream::endpoint(name), expected, actor, events(spec))
             .await
             .map_err(store_error),
     };
@@ -80,8 +113,17 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
         password,
         max_connections,
         oauth,
+        ews,
     } = req;
     check_name("endpoint", &name)?;
+    let ews = match kind {
+        EndpointKind::Ews => Some(ews.unwrap_or(EwsSettings {
+            auth: EwsAuth::Ntlm,
+            version: None,
+        })),
+        _ => ews,
+    };
+    check_version(ews.as_ref())?;
     let spec = EndpointSpec {
         kind,
         host,
@@ -90,10 +132,11 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
         ca_file,
         admin_user,
         admin_secret: None,
-        max_connections: max_connections.unwrap_or(20),
+        // EWSMaxConcurrency is 10 on Exchange 2010, 27 from 2013.
+        max_connections: max_connections.unwrap_or(if kind == EndpointKind::Ews { 10 } else { 20 }),
         oauth,
     };
-    check_fields(&spec, password.is_some())?;
+    check_fields(&spec, password.is_some(), ews.is_some())?;
     let _guard = app.commands.lock().await;
     if app.views.read().unwrap().endpoints.contains_key(&name) {
         return Err(conflict(format!("endpoint {name} already exists")));
@@ -104,10 +147,15 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
         v => ExpectedVersion::Exact(v),
     };
     let envs = record(app, actor, &name, spec, password, expected, |spec| {
-        Event::EndpointRegistered {
+        let mut events = vec![Event::EndpointRegistered {
             name: name.clone(),
             spec,
-        }
+        }];
+        events.extend(ews.map(|ews| Event::EwsEndpointSet {
+            name: name.clone(),
+            ews,
+        }));
+        events
     })
     .await?;
     Ok(done(format!("endpoint {name} registered"), &envs))
@@ -140,7 +188,9 @@ pub async fn update(
         password,
         max_connections,
         oauth,
+        ews,
     } = req;
+    check_version(ews.as_ref())?;
     let _guard = app.commands.lock().await;
     let old = {
         let views = app.views.read().unwrap();
@@ -168,7 +218,11 @@ pub async fn update(
     spec.admin_user = admin_user.or(spec.admin_user);
     spec.max_connections = max_connections.unwrap_or(spec.max_connections);
     spec.oauth = oauth.or(spec.oauth);
-    check_fields(&spec, password.is_some() || spec.admin_secret.is_some())?;
+    check_fields(
+        &spec,
+        password.is_some() || spec.admin_secret.is_some(),
+        ews.is_some(),
+    )?;
     let replaced: Vec<ferry_events::SecretRef> = match &password {
         Some(_) => old.admin_secret.iter().cloned().collect(),
         None => Vec::new(),
@@ -181,9 +235,16 @@ pub async fn update(
         spec,
         password,
         ExpectedVersion::Exact(version),
-        |spec| Event::EndpointUpdated {
-            name: name.clone(),
-            spec,
+        |spec| {
+            let mut events = vec![Event::EndpointUpdated {
+                name: name.clone(),
+                spec,
+            }];
+            events.extend(ews.map(|ews| Event::EwsEndpointSet {
+                name: name.clone(),
+                ews,
+            }));
+            events
         },
     )
     .await?;
@@ -239,18 +300,18 @@ pub async fn verify(
         .get(name)
         .map(|e| e.spec.clone())
         .ok_or_else(|| not_found("endpoint", name))?;
-    let (ok, capabilities, detail) = match crate::engine::verify_endpoint(app, &spec, as_user).await
-    {
-        Ok(caps) => (true, caps, String::new()),
-        // A missing feature says nothing about the endpoint: record nothing.
-        Err(crate::engine::EngineError::Unsupported(what)) => {
-            return Err(ApiError::new(
-                ErrorCode::NotImplemented,
-                format!("{what}; nothing was recorded"),
-            ));
-        }
-        Err(e) => (false, Vec::new(), e.to_string()),
-    };
+    let (ok, capabilities, detail) =
+        match crate::engine::verify_endpoint(app, name, &spec, as_user).await {
+            Ok(caps) => (true, caps, String::new()),
+            // A missing feature says nothing about the endpoint: record nothing.
+            Err(crate::engine::EngineError::Unsupported(what)) => {
+                return Err(ApiError::new(
+                    ErrorCode::NotImplemented,
+                    format!("{what}; nothing was recorded"),
+                ));
+            }
+            Err(e) => (false, Vec::new(), e.to_string()),
+        };
     let envs = app
         .append(
             &stream::endpoint(name),

@@ -50,7 +50,9 @@ pub fn names_mailbox(e: &Event, address: &str) -> bool {
         | Event::OutageEnded { mailbox, .. }
         | Event::ItemAdopted { mailbox, .. }
         | Event::FolderCompared { mailbox, .. }
-        | Event::ItemDescribed { mailbox, .. } => mailbox == address,
+        | Event::ItemDescribed { mailbox, .. }
+        | Event::SourceSynced { mailbox, .. }
+        | Event::FolderSkipped { mailbox, .. } => mailbox == address,
         _ => false,
     }
 }

@@ -12,16 +12,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig};
-use ferry_connectors::{ConnectorError, MailSession, maildir};
-use ferry_events::{EndpointKind, EndpointSpec, MailboxSpec, Side, TlsMode, TokenSource};
+use ferry_connectors::{ConnectorError, MailSession, ews, maildir};
+use ferry_events::{EndpointKind, EndpointSpec, EwsAuth, MailboxSpec, Side, TlsMode, TokenSource};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::EngineError;
+use super::keyed::{Keyed, KeyedSession};
 use crate::app::App;
 
 /// A session plus its place under the endpoint's connection cap.
 pub struct Conn {
     pub session: Box<dyn MailSession>,
+    /// A keyed source's change feed, for the folder jobs to read first.
+    pub keyed: Option<Keyed>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -137,6 +140,7 @@ async fn open_in(
     // was registered.
     let allowed = app.config.read().unwrap().endpoints.check_spec(spec);
     allowed.map_err(EngineError::Unsupported)?;
+    let mut keyed = None;
     let session: Box<dyn MailSession> = match spec.kind {
         EndpointKind::Maildir => {
             let root = maildir_root(&spec.host, &address)?;
@@ -182,11 +186,71 @@ async fn open_in(
             };
             Box::new(imap::connect(&cfg, &auth).await?)
         }
+        EndpointKind::Ews => {
+            if side == Side::Destination {
+                return Err(EngineError::Unsupported(format!(
+                    "endpoint {endpoint} is EWS, which is read as a source only"
+                )));
+            }
+            let user_secret = secret(app, secret_ref)?;
+            let (user, password, act_as) = match (login, user_secret) {
+                (login, Some(password)) => (login.unwrap_or(address.clone()), password, None),
+                (_, None) => match (&spec.admin_user, secret(app, &spec.admin_secret)?) {
+                    (Some(admin), Some(password)) => (admin.clone(), password, Some(address)),
+                    _ => {
+                        return Err(EngineError::NoCredentials {
+                            address,
+                            endpoint: endpoint.to_string(),
+                        });
+                    }
+                },
+            };
+            let source = ews_open(app, endpoint, spec, timeout, &user, &password, act_as).await?;
+            let k = Keyed::new(Box::new(source));
+            keyed = Some(k.clone());
+            Box::new(KeyedSession::new(k, ews::endpoint_name(&spec.host)))
+        }
     };
     Ok(Conn {
         session,
+        keyed,
         _slot: slot,
     })
+}
+
+/// Logs in to an EWS endpoint as `user`, acting for `act_as` when given.
+async fn ews_open(
+    app: &App,
+    endpoint: &str,
+    spec: &EndpointSpec,
+    timeout: Duration,
+    user: &str,
+    password: &str,
+    act_as: Option<String>,
+) -> Result<ews::EwsSource, EngineError> {
+    let settings = app
+        .views
+        .read()
+        .unwrap()
+        .endpoints
+        .get(endpoint)
+        .and_then(|e| e.ews.clone())
+        .ok_or_else(|| {
+            EngineError::Unsupported(format!("endpoint {endpoint} has no EWS settings"))
+        })?;
+    let cfg = ews::EwsConfig {
+        url: spec.host.clone(),
+        ca_file: spec.ca_file.clone().map(Into::into),
+        timeout,
+        max_connections: spec.max_connections as usize,
+        version: settings.version.as_deref().and_then(ews::ApiVersion::parse),
+    };
+    let auth = match settings.auth {
+        EwsAuth::Basic => ews::AuthKind::Basic,
+        EwsAuth::Ntlm => ews::AuthKind::Ntlm,
+    };
+    let ep = ews::endpoint(&cfg)?;
+    Ok(ews::EwsSource::open(&ep, auth, user, password, act_as.as_deref()).await?)
 }
 
 /// Whether `spec` is a Maildir endpoint where the destination Maildir of
@@ -275,13 +339,29 @@ async fn token(app: &App, source: &TokenSource, timeout: Duration) -> Result<Str
     Ok(t)
 }
 
-/// Logs in as the endpoint's admin (IMAP) or opens its root (Maildir).
+/// Logs in as the endpoint's admin (IMAP, EWS) or opens its root
+/// (Maildir); with `as_user`, acting for that user.
 pub async fn verify(
     app: &App,
+    name: &str,
     spec: &EndpointSpec,
     as_user: Option<&str>,
 ) -> Result<Vec<String>, EngineError> {
     match spec.kind {
+        EndpointKind::Ews => {
+            let (Some(user), Some(password)) = (&spec.admin_user, secret(app, &spec.admin_secret)?)
+            else {
+                return Err(EngineError::NoAdmin);
+            };
+            let timeout = Duration::from_secs(30);
+            let act_as = as_user.map(str::to_string);
+            let s = ews_open(app, name, spec, timeout, user, &password, act_as).await?;
+            let mut caps = vec![s.server()];
+            if let Some(u) = as_user {
+                caps.push(format!("impersonates {u}"));
+            }
+            Ok(caps)
+        }
         EndpointKind::Maildir => {
             let root = Path::new(&spec.host);
             if !root.is_dir() {

@@ -20,6 +20,7 @@
 //! matched by digest, and only unmatched items are appended again.
 
 pub mod connect;
+pub mod keyed;
 pub mod mailbox;
 pub mod pass;
 pub mod plan;
@@ -63,10 +64,11 @@ pub enum EngineError {
 /// Logs in as the endpoint's admin (or opens the Maildir) and lists capabilities.
 pub async fn verify_endpoint(
     app: &App,
+    name: &str,
     spec: &EndpointSpec,
     as_user: Option<&str>,
 ) -> Result<Vec<String>, EngineError> {
-    connect::verify(app, spec, as_user).await
+    connect::verify(app, name, spec, as_user).await
 }
 
 pub use crate::budget::Budget;

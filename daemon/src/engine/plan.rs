@@ -79,6 +79,12 @@ async fn plan_mailbox(
         ),
     };
     let src_folders = src.list_folders().await?;
+    // A keyed source's folders are read as a pass would, recording nothing.
+    if let Some(k) = src.keyed.clone() {
+        for f in &src_folders {
+            super::keyed::preview(app, &mb.address, &k, &f.name).await?;
+        }
+    }
     let dst_folders = match dst.as_mut() {
         Some(d) => {
             d.session.limit_items(limit);

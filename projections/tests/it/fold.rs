@@ -107,6 +107,28 @@ fn arb_event() -> impl Strategy<Value = Event> {
             class: "Item".into(),
             reason: "NO".into()
         }),
+        (mb.clone(), 1u32..3, 1u32..6, any::<bool>()).prop_map(|(mailbox, generation, o, seen)| {
+            Event::SourceSynced {
+                mailbox,
+                folder: "INBOX".into(),
+                generation,
+                seen: vec![ferry_events::SourceItem {
+                    ordinal: o,
+                    key: format!("id-{o}"),
+                    size: 10,
+                    flags: if seen { vec!["\\Seen".into()] } else { vec![] },
+                    received_us: None,
+                }],
+                gone: vec![o % 3],
+                cursor: format!("c{o}"),
+            }
+        }),
+        mb.clone().prop_map(|mailbox| Event::FolderSkipped {
+            mailbox,
+            folder: "Calendar".into(),
+            class: "IPF.Appointment".into(),
+            reason: "mail only".into()
+        }),
         (mb.clone(), k.clone()).prop_map(|(mailbox, key)| Event::ItemDescribed {
             mailbox,
             key,

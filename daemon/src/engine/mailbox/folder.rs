@@ -8,7 +8,7 @@ use ferry_events::{Event, FolderCount, PassKind, Side};
 use ferry_projections::FolderMark;
 
 use super::{Work, WorkErr, adopt, copy, describe, flags, lanes, settle, vanish, verify};
-use crate::engine::retry;
+use crate::engine::{keyed, retry};
 
 /// What a copying pass does in each folder; a verify pass only counts.
 enum Job {
@@ -68,6 +68,9 @@ impl Work<'_> {
             }
         };
         let (special, delimiter) = destination_context(&dst_folders);
+        if let Some(k) = self.src.as_ref().and_then(|c| c.keyed.clone()) {
+            keyed::skip_others(self, &k).await?;
+        }
         self.dst_folders = dst_folders.iter().map(|f| f.name.raw.clone()).collect();
         self.dst_subscribed = dst_folders
             .iter()
@@ -251,6 +254,10 @@ impl Work<'_> {
         dname: &FolderName,
         tally: &mut verify::Tally,
     ) -> Result<(), WorkErr> {
+        // A keyed source's changes are recorded before the folder is read.
+        if let Some(k) = self.src.as_ref().and_then(|c| c.keyed.clone()) {
+            keyed::sync(self, &k, &f.name).await?;
+        }
         let Some(job) = Job::of(self.kind, self.older_than_days) else {
             return verify::count(self, f, dname, tally).await;
         };

@@ -262,6 +262,7 @@ fn host_of(spec: &EndpointSpec) -> String {
     match spec.kind {
         ferry_events::EndpointKind::Imap => format!("{}:{}", spec.host, spec.port),
         ferry_events::EndpointKind::Maildir => spec.host.clone(),
+        ferry_events::EndpointKind::Ews => ferry_connectors::ews::endpoint_name(&spec.host),
     }
 }
 

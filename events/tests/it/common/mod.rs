@@ -305,5 +305,32 @@ pub fn every_event() -> Vec<Event> {
                 uids: vec![3, 11],
             }],
         },
+        Event::EwsEndpointSet {
+            name: "exchange".into(),
+            ews: EwsSettings {
+                auth: EwsAuth::Ntlm,
+                version: Some("Exchange2013".into()),
+            },
+        },
+        Event::SourceSynced {
+            mailbox: "anna@example.org".into(),
+            folder: "Inbox".into(),
+            generation: 1,
+            seen: vec![SourceItem {
+                ordinal: 1,
+                key: "AAMkAD=".into(),
+                size: 1234,
+                flags: vec!["\\Seen".into()],
+                received_us: Some(1_763_700_000_000_000),
+            }],
+            gone: vec![7],
+            cursor: "H4sIAAA=".into(),
+        },
+        Event::FolderSkipped {
+            mailbox: "anna@example.org".into(),
+            folder: "Calendar".into(),
+            class: "IPF.Appointment".into(),
+            reason: "the destination holds mail only".into(),
+        },
     ]
 }

@@ -1,0 +1,144 @@
+//! The source side of an endpoint that names items by opaque keys and
+//! tells its changes per folder from a cursor (Exchange Web Services).
+//!
+//! IMAP and Maildir sources are read through [`crate::MailSession`]: UIDs
+//! ascend, so "everything above the last UID" is the cursor. Here the
+//! endpoint keeps the cursor (a sync state) and hands out ids that mean
+//! nothing in order; [`ChangeSource::changes`] says what was created,
+//! changed and deleted since a cursor, a page at a time.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset};
+
+use crate::{Flag, Folder, FolderName, Result};
+
+/// An item's id as the endpoint gives it; opaque, and it may change when
+/// the item moves to another folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey(pub String);
+
+/// Where a folder's change feed stands; opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub String);
+
+/// What a folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FolderClass {
+    Mail,
+    Calendar,
+    Contacts,
+    Tasks,
+    Other,
+}
+
+impl FolderClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FolderClass::Mail => "mail",
+            FolderClass::Calendar => "calendar",
+            FolderClass::Contacts => "contacts",
+            FolderClass::Tasks => "tasks",
+            FolderClass::Other => "other",
+        }
+    }
+}
+
+/// A folder with its class, as the endpoint names it (`IPF.Note`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFolder {
+    pub folder: Folder,
+    pub class: FolderClass,
+    pub class_name: String,
+}
+
+/// What a copy needs to know of an item before reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMeta {
+    pub key: SourceKey,
+    pub size: u64,
+    pub flags: Vec<Flag>,
+    pub internal_date: Option<DateTime<FixedOffset>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Created(SourceMeta),
+    /// The item's description changed (flags, keywords); `meta` is whole.
+    Updated(SourceMeta),
+    /// Only the read state changed.
+    Read {
+        key: SourceKey,
+        seen: bool,
+    },
+    Deleted(SourceKey),
+}
+
+/// One page of a folder's change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub changes: Vec<Change>,
+    /// Ask from here next.
+    pub cursor: Cursor,
+    /// Nothing more to ask after this page.
+    pub last: bool,
+}
+
+/// An item's exact bytes and its description as read with them.
+#[derive(Debug, Clone)]
+pub struct SourceItem {
+    pub meta: SourceMeta,
+    pub body: Bytes,
+}
+
+/// One logged-in reader of one user's mailbox.
+#[async_trait]
+pub trait ChangeSource: Send {
+    /// Every folder with its class, parents first.
+    async fn folders(&mut self) -> Result<Vec<SourceFolder>>;
+
+    /// Up to `max` changes of `folder` since `cursor` (none: every item,
+    /// as created). [`crate::ConnectorError::CursorInvalid`] when the
+    /// endpoint no longer knows the cursor.
+    async fn changes(
+        &mut self,
+        folder: &FolderName,
+        cursor: Option<&Cursor>,
+        max: usize,
+    ) -> Result<Changes>;
+
+    /// The items with these keys, in the order asked; an item gone since
+    /// is left out.
+    async fn fetch(&mut self, keys: &[SourceKey]) -> Result<Vec<SourceItem>>;
+}
+
+/// An IMAP keyword for a category: atom characters kept, the others
+/// (space, brackets, quotes, `%`, `*`, `\`) turned into `_`.
+pub fn keyword_of(category: &str) -> Flag {
+    let k: String = category
+        .trim()
+        .chars()
+        .map(|c| {
+            let special = c.is_control()
+                || c.is_whitespace()
+                || !c.is_ascii()
+                || matches!(c, '(' | ')' | '{' | '%' | '*' | '"' | '\\' | ']' | '[');
+            if special { '_' } else { c }
+        })
+        .collect();
+    if k.is_empty() { "_".into() } else { k }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keyword_of;
+
+    #[test]
+    fn categories_become_atoms() {
+        assert_eq!(keyword_of("Red Category"), "Red_Category");
+        assert_eq!(keyword_of("Projekt (Q1)"), "Projekt__Q1_");
+        assert_eq!(keyword_of("Überfällig"), "_berf_llig");
+        assert_eq!(keyword_of("Project-X"), "Project-X");
+        assert_eq!(keyword_of("  "), "_");
+    }
+}

@@ -1,0 +1,542 @@
+//! Sources that name items by opaque keys and tell their changes from a
+//! cursor per folder (EWS), under the engine's item names.
+//!
+//! The engine names an item `(folder, uidvalidity, uid)` in every event it
+//! writes. For a keyed source the log gives those names itself: before a
+//! folder's job, [`sync`] reads the folder's changes since its recorded
+//! cursor and records them as `SourceSynced`, each new key under the next
+//! number of the folder (its ordinal), in the folder's generation; the
+//! `sources` view folds these into the folder's table. [`KeyedSession`]
+//! then answers the engine's source calls from that table, and fetches by
+//! key. So intents, outcomes, in-doubt settling, flags and deletions work
+//! as for IMAP, and the log holds the real ids beside the numbers.
+//!
+//! A refused cursor starts the folder's next generation from no cursor,
+//! with new numbers: the engine sees a new UIDVALIDITY and pairs what is
+//! already copied by content, copying nothing twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset};
+use ferry_connectors::source::{
+    Change, ChangeSource, Cursor, FolderClass, SourceFolder, SourceKey,
+};
+use ferry_connectors::{
+    AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta,
+    MailSession, Result,
+};
+use ferry_events::{Event, SourceItem};
+use ferry_projections::SourceTable;
+
+use super::mailbox::{Work, WorkErr};
+use crate::app::App;
+
+/// Changes asked per `SyncFolderItems` (its maximum is 512).
+pub const SYNC_PAGE: usize = 512;
+
+/// What the engine and the session of one keyed source share.
+#[derive(Clone)]
+pub struct Keyed {
+    source: Arc<tokio::sync::Mutex<Box<dyn ChangeSource>>>,
+    /// Folder → its table as last recorded, for the session to answer from.
+    tables: Arc<Mutex<HashMap<String, SourceTable>>>,
+    /// Every folder of the last listing, with its class.
+    folders: Arc<Mutex<Vec<SourceFolder>>>,
+}
+
+impl Keyed {
+    pub fn new(source: Box<dyn ChangeSource>) -> Keyed {
+        Keyed {
+            source: Arc::new(tokio::sync::Mutex::new(source)),
+            tables: Arc::default(),
+            folders: Arc::default(),
+        }
+    }
+
+    /// The folders of the last listing that hold no mail.
+    pub fn others(&self) -> Vec<SourceFolder> {
+        self.folders
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| f.class != FolderClass::Mail)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The engine's source session over a keyed source.
+pub struct KeyedSession {
+    keyed: Keyed,
+    endpoint: String,
+    /// The examined folder and its table.
+    open: Option<(String, SourceTable)>,
+    limit: u64,
+}
+
+impl KeyedSession {
+    pub fn new(keyed: Keyed, endpoint: String) -> KeyedSession {
+        KeyedSession {
+            keyed,
+            endpoint,
+            open: None,
+            limit: ferry_connectors::DEFAULT_ITEM_LIMIT,
+        }
+    }
+
+    fn refuse(&self, op: &'static str) -> ConnectorError {
+        ConnectorError::Refused {
+            endpoint: self.endpoint.clone(),
+            op,
+            class: ErrorClass::Other,
+            text: "an EWS endpoint is read as a source only".into(),
+        }
+    }
+
+    fn table(&self) -> Result<&SourceTable> {
+        self.open
+            .as_ref()
+            .map(|(_, t)| t)
+            .ok_or(ConnectorError::NoFolder)
+    }
+
+    fn meta(&self, ordinal: u32, i: &ferry_projections::sources::TableItem) -> ItemMeta {
+        ItemMeta {
+            uid: ordinal,
+            size: i.size,
+            flags: i.flags.clone(),
+            internal_date: date(i.received_us),
+            modseq: Some(i.changed),
+            refused: self.too_big(i.size),
+        }
+    }
+
+    fn too_big(&self, size: u64) -> Option<String> {
+        (size > self.limit).then(|| format!("{size} bytes is over the limit of {}", self.limit))
+    }
+}
+
+fn date(us: Option<i64>) -> Option<DateTime<FixedOffset>> {
+    us.and_then(DateTime::from_timestamp_micros)
+        .map(|d| d.fixed_offset())
+}
+
+#[async_trait]
+impl MailSession for KeyedSession {
+    async fn capabilities(&mut self) -> Result<Vec<String>> {
+        Ok(vec!["EWS".into()])
+    }
+
+    /// The mail folders; the others are kept for [`Keyed::others`].
+    async fn list_folders(&mut self) -> Result<Vec<Folder>> {
+        let all = self.keyed.source.lock().await.folders().await?;
+        let mail = all
+            .iter()
+            .filter(|f| f.class == FolderClass::Mail)
+            .map(|f| f.folder.clone())
+            .collect();
+        *self.keyed.folders.lock().unwrap() = all;
+        Ok(mail)
+    }
+
+    async fn examine(&mut self, folder: &FolderName) -> Result<FolderStatus> {
+        let table = self.keyed.tables.lock().unwrap().get(&folder.raw).cloned();
+        // Not read yet this session: its job reads it first.
+        let Some(table) = table else {
+            return Err(ConnectorError::Server {
+                endpoint: self.endpoint.clone(),
+                op: "examining",
+                class: ErrorClass::Folder,
+                text: format!("folder {} is not synced yet", folder.raw),
+            });
+        };
+        let st = FolderStatus {
+            uidvalidity: table.generation,
+            uidnext: table.next.max(1),
+            exists: u32::try_from(table.items.len()).unwrap_or(u32::MAX),
+            highest_modseq: Some(table.round),
+        };
+        self.open = Some((folder.raw.clone(), table));
+        Ok(st)
+    }
+
+    async fn select(&mut self, _folder: &FolderName) -> Result<FolderStatus> {
+        Err(self.refuse("selecting"))
+    }
+
+    async fn list_items(&mut self, from_uid: u32, max: usize) -> Result<Vec<ItemMeta>> {
+        let t = self.table()?;
+        Ok(t.items
+            .range(from_uid..)
+            .take(max)
+            .map(|(o, i)| self.meta(*o, i))
+            .collect())
+    }
+
+    async fn changed_since(&mut self, modseq: u64) -> Result<Option<Vec<ItemMeta>>> {
+        let t = self.table()?;
+        Ok(Some(
+            t.items
+                .iter()
+                .filter(|(_, i)| i.changed > modseq)
+                .map(|(o, i)| self.meta(*o, i))
+                .collect(),
+        ))
+    }
+
+    async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Item>> {
+        let t = self.table()?.clone();
+        let mut keys = Vec::new();
+        let mut out: Vec<Item> = Vec::new();
+        let mut ordinal_of: HashMap<String, u32> = HashMap::new();
+        for u in uids {
+            let Some(i) = t.items.get(u) else { continue };
+            match self.too_big(i.size) {
+                Some(reason) => out.push(Item {
+                    meta: ItemMeta {
+                        refused: Some(reason),
+                        ..self.meta(*u, i)
+                    },
+                    body: Bytes::new(),
+                }),
+                None => {
+                    ordinal_of.insert(i.key.clone(), *u);
+                    keys.push(SourceKey(i.key.clone()));
+                }
+            }
+        }
+        let got = self.keyed.source.lock().await.fetch(&keys).await?;
+        for g in got {
+            let Some(ordinal) = ordinal_of.get(&g.meta.key.0) else {
+                continue;
+            };
+            out.push(Item {
+                meta: ItemMeta {
+                    uid: *ordinal,
+                    size: g.body.len() as u64,
+                    flags: g.meta.flags,
+                    internal_date: g.meta.internal_date,
+                    modseq: None,
+                    refused: self.too_big(g.body.len() as u64),
+                },
+                body: g.body,
+            });
+        }
+        out.sort_by_key(|i| i.meta.uid);
+        Ok(out)
+    }
+
+    async fn create_folder(&mut self, _folder: &FolderName) -> Result<()> {
+        Err(self.refuse("creating a folder"))
+    }
+
+    async fn subscribe(&mut self, _folder: &FolderName) -> Result<()> {
+        Err(self.refuse("subscribing"))
+    }
+
+    async fn append(
+        &mut self,
+        _folder: &FolderName,
+        _flags: &[Flag],
+        _internal_date: Option<DateTime<FixedOffset>>,
+        _body: Bytes,
+    ) -> Result<Option<AppendUid>> {
+        Err(self.refuse("appending"))
+    }
+
+    async fn store_flags(&mut self, _uid: u32, _flags: &[Flag]) -> Result<()> {
+        Err(self.refuse("storing flags"))
+    }
+
+    async fn remove(&mut self, _uids: &[u32]) -> Result<()> {
+        Err(self.refuse("removing"))
+    }
+
+    async fn logout(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn limit_items(&mut self, max_bytes: u64) {
+        self.limit = max_bytes;
+    }
+}
+
+/// Reads `folder`'s changes since its recorded cursor and records them,
+/// a page at a time, each page before anything acts on it; then hands the
+/// table to the session. A quiet folder records nothing.
+pub async fn sync(w: &mut Work<'_>, keyed: &Keyed, folder: &FolderName) -> Result<(), WorkErr> {
+    let table = recorded(w.app, &w.mailbox.address, folder);
+    read(Some(w), keyed, folder, table).await
+}
+
+/// What [`sync`] would read, without recording it (`batch plan`).
+pub async fn preview(
+    app: &App,
+    mailbox: &str,
+    keyed: &Keyed,
+    folder: &FolderName,
+) -> Result<(), ConnectorError> {
+    let table = recorded(app, mailbox, folder);
+    match read(None, keyed, folder, table).await {
+        Ok(()) => Ok(()),
+        Err(WorkErr::Conn(e)) => Err(e),
+        Err(e) => unreachable!("only recording fails otherwise: {e}"),
+    }
+}
+
+/// The folder's table as the log has it, or a first one.
+fn recorded(app: &App, mailbox: &str, folder: &FolderName) -> SourceTable {
+    let views = app.views.read().unwrap();
+    views
+        .sources
+        .get(mailbox, &folder.raw)
+        .cloned()
+        .unwrap_or_else(|| SourceTable {
+            generation: 1,
+            next: 1,
+            ..SourceTable::default()
+        })
+}
+
+/// Reads the folder's changes onto `table`, recording each page first
+/// when `w` is given.
+async fn read(
+    mut w: Option<&mut Work<'_>>,
+    keyed: &Keyed,
+    folder: &FolderName,
+    mut table: SourceTable,
+) -> Result<(), WorkErr> {
+    loop {
+        if let Some(w) = w.as_deref() {
+            w.check_stop()?;
+        }
+        let cursor = table.cursor.clone().map(Cursor);
+        let asked = {
+            let mut source = keyed.source.lock().await;
+            source.changes(folder, cursor.as_ref(), SYNC_PAGE).await
+        };
+        let page = match asked {
+            Ok(page) => page,
+            Err(ConnectorError::CursorInvalid { .. }) if cursor.is_some() => {
+                tracing::warn!(folder = %folder.raw,
+                    "the source refused the folder's cursor; reading it again from the start");
+                table = SourceTable {
+                    generation: table.generation + 1,
+                    next: 1,
+                    ..SourceTable::default()
+                };
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let quiet = page.changes.is_empty() && cursor.is_some();
+        if !quiet {
+            let address = w.as_deref().map(|w| w.mailbox.address.clone());
+            let event = synced(
+                address.as_deref().unwrap_or_default(),
+                folder,
+                &table,
+                page.changes,
+                page.cursor.0,
+            );
+            if let Some(w) = w.as_deref_mut() {
+                w.record(vec![event.clone()]).await?;
+            }
+            // The same fold as the `sources` view's.
+            table.apply(&event);
+        }
+        if page.last {
+            break;
+        }
+    }
+    keyed
+        .tables
+        .lock()
+        .unwrap()
+        .insert(folder.raw.clone(), table);
+    Ok(())
+}
+
+/// The `SourceSynced` of one page of changes against `table`: new keys
+/// numbered from its next ordinal, changed ones restated whole.
+fn synced(
+    mailbox: &str,
+    folder: &FolderName,
+    table: &SourceTable,
+    changes: Vec<Change>,
+    cursor: String,
+) -> Event {
+    let mut by_key: HashMap<String, u32> = table
+        .items
+        .iter()
+        .map(|(o, i)| (i.key.clone(), *o))
+        .collect();
+    let mut next = table.next.max(1);
+    let mut seen: Vec<SourceItem> = Vec::new();
+    let mut gone = Vec::new();
+    let current = |seen: &[SourceItem], o: u32| -> Option<SourceItem> {
+        if let Some(s) = seen.iter().rev().find(|s| s.ordinal == o) {
+            return Some(s.clone());
+        }
+        table.items.get(&o).map(|i| SourceItem {
+            ordinal: o,
+            key: i.key.clone(),
+            size: i.size,
+            flags: i.flags.clone(),
+            received_us: i.received_us,
+        })
+    };
+    for c in changes {
+        match c {
+            Change::Created(m) | Change::Updated(m) => {
+                let ordinal = *by_key.entry(m.key.0.clone()).or_insert_with(|| {
+                    next += 1;
+                    next - 1
+                });
+                seen.retain(|s| s.ordinal != ordinal);
+                seen.push(SourceItem {
+                    ordinal,
+                    key: m.key.0,
+                    size: m.size,
+                    flags: m.flags,
+                    received_us: m.internal_date.map(|d| d.timestamp_micros()),
+                });
+            }
+            Change::Read { key, seen: read } => {
+                let Some(o) = by_key.get(&key.0).copied() else {
+                    continue;
+                };
+                let Some(mut item) = current(&seen, o) else {
+                    continue;
+                };
+                item.flags.retain(|f| !f.eq_ignore_ascii_case("\\Seen"));
+                if read {
+                    item.flags.insert(0, "\\Seen".into());
+                }
+                seen.retain(|s| s.ordinal != o);
+                seen.push(item);
+            }
+            Change::Deleted(key) => {
+                if let Some(o) = by_key.remove(&key.0) {
+                    seen.retain(|s| s.ordinal != o);
+                    if table.items.contains_key(&o) {
+                        gone.push(o);
+                    }
+                }
+            }
+        }
+    }
+    Event::SourceSynced {
+        mailbox: mailbox.to_string(),
+        folder: folder.raw.clone(),
+        generation: table.generation,
+        seen,
+        gone,
+        cursor,
+    }
+}
+
+/// Records, once, each folder that holds no mail as skipped: the
+/// destinations the engine writes hold mail only.
+pub async fn skip_others(w: &mut Work<'_>, keyed: &Keyed) -> Result<(), WorkErr> {
+    let events: Vec<Event> = {
+        let views = w.app.views.read().unwrap();
+        let known = views.mailboxes.get(&w.mailbox.address);
+        keyed
+            .others()
+            .into_iter()
+            .filter(|f| {
+                known
+                    .and_then(|m| m.folders.get(&f.folder.name.raw))
+                    .is_none_or(|p| p.skipped.is_none())
+            })
+            .map(|f| Event::FolderSkipped {
+                mailbox: w.mailbox.address.clone(),
+                folder: f.folder.name.raw.clone(),
+                class: f.class_name.clone(),
+                reason: format!(
+                    "{} items: the destination holds mail only",
+                    f.class.as_str()
+                ),
+            })
+            .collect()
+    };
+    w.record(events).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_connectors::source::SourceMeta;
+
+    fn name(raw: &str) -> FolderName {
+        FolderName {
+            raw: raw.into(),
+            delimiter: Some('/'),
+            segments: vec![raw.into()],
+        }
+    }
+
+    fn meta(key: &str, flags: &[&str]) -> SourceMeta {
+        SourceMeta {
+            key: SourceKey(key.into()),
+            size: 10,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            internal_date: None,
+        }
+    }
+
+    fn fold(table: &mut SourceTable, e: &Event) {
+        table.apply(e);
+    }
+
+    #[test]
+    fn keys_are_numbered_once_and_changes_restate_them() {
+        let mut t = SourceTable {
+            generation: 1,
+            next: 1,
+            ..SourceTable::default()
+        };
+        let e = synced(
+            "m",
+            &name("Inbox"),
+            &t,
+            vec![
+                Change::Created(meta("a", &[])),
+                Change::Created(meta("b", &["\\Seen"])),
+            ],
+            "c1".into(),
+        );
+        fold(&mut t, &e);
+        assert_eq!(t.ordinal_of("a"), Some(1));
+        assert_eq!(t.ordinal_of("b"), Some(2));
+        assert_eq!(t.next, 3);
+        let e = synced(
+            "m",
+            &name("Inbox"),
+            &t,
+            vec![
+                Change::Read {
+                    key: SourceKey("a".into()),
+                    seen: true,
+                },
+                Change::Deleted(SourceKey("b".into())),
+                Change::Created(meta("c", &[])),
+            ],
+            "c2".into(),
+        );
+        let Event::SourceSynced { gone, .. } = &e else {
+            unreachable!()
+        };
+        assert_eq!(gone, &vec![2]);
+        fold(&mut t, &e);
+        assert_eq!(t.items[&1].flags, vec!["\\Seen"]);
+        assert_eq!(t.ordinal_of("c"), Some(3));
+        assert!(!t.items.contains_key(&2));
+        assert_eq!(t.cursor.as_deref(), Some("c2"));
+        assert_eq!(t.round, 2);
+    }
+}
