@@ -81,6 +81,35 @@ pub enum Cmd {
 pub enum KindArg {
     Imap,
     Maildir,
+    /// Microsoft Graph (Exchange Online), signed in as an application.
+    Graph,
+}
+
+/// An Entra ID application's app-only sign-in: a graph endpoint's, or an
+/// IMAP endpoint's in Exchange Online (XOAUTH2 without a token command).
+#[derive(clap::Args, Default)]
+pub struct GraphSignInArgs {
+    /// The tenant: its id or a domain such as contoso.onmicrosoft.com.
+    #[arg(long, requires = "client_id")]
+    pub tenant: Option<String>,
+    /// The application (client) id.
+    #[arg(long, requires = "tenant")]
+    pub client_id: Option<String>,
+    /// File holding the client secret (first line).
+    #[arg(long, requires = "tenant", conflicts_with = "certificate_file")]
+    pub client_secret_file: Option<PathBuf>,
+    /// The application's certificate (PEM), for a signed client assertion.
+    #[arg(long, requires_all = ["tenant", "key_file"])]
+    pub certificate_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "certificate_file")]
+    pub key_file: Option<PathBuf>,
+    /// The sign-in host (national clouds): https://login.microsoftonline.com unless given.
+    #[arg(long, requires = "tenant")]
+    pub authority: Option<String>,
+    /// Graph's root: https://graph.microsoft.com/v1.0 unless given.
+    #[arg(long, requires = "tenant")]
+    pub graph_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,8 +126,9 @@ pub enum EndpointCmd {
         name: String,
         #[arg(long, value_enum)]
         kind: KindArg,
-        /// IMAP host, or the root folder of a Maildir endpoint.
-        #[arg(long)]
+        /// IMAP host, or the root folder of a Maildir endpoint (a graph
+        /// endpoint's is its Graph URL's).
+        #[arg(long, required_unless_present = "tenant", default_value = "")]
         host: String,
         #[arg(long, default_value_t = 143)]
         port: u16,
@@ -126,6 +156,8 @@ pub enum EndpointCmd {
         /// ([endpoints] token_commands) that prints an access token.
         #[arg(long, value_name = "NAME", conflicts_with = "admin_user")]
         oauth_token_command: Option<String>,
+        #[command(flatten)]
+        graph: GraphSignInArgs,
     },
     /// Change how a registered endpoint is reached: each option given
     /// replaces the current one. Refused while a pass runs over it.

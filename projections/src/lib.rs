@@ -38,6 +38,8 @@ pub struct EndpointView {
     /// Outcome and detail of the last `endpoint verify`.
     pub verified: Option<(bool, String)>,
     pub capabilities: Vec<String>,
+    /// The app-only sign-in (Graph, or Exchange Online's IMAP).
+    pub graph: Option<ferry_events::GraphSignIn>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,8 +95,16 @@ impl Projections {
                         spec: spec.clone(),
                         verified: None,
                         capabilities: Vec::new(),
+                        graph: None,
                     },
                 );
+            }
+            Event::GraphEndpointSet { name, sign_in } => {
+                if let Some(ep) = self.endpoints.get_mut(name) {
+                    ep.graph = sign_in.clone();
+                    ep.verified = None;
+                    ep.capabilities.clear();
+                }
             }
             Event::EndpointVerified {
                 name,

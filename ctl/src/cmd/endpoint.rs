@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
-use ferry_api::wire::{EndpointAdd, EndpointRemove, EndpointUpdate, EndpointVerify};
+use ferry_api::wire::{
+    EndpointAdd, EndpointRemove, EndpointUpdate, EndpointVerify, GraphSignInInput,
+};
 use ferry_api::{Client, Request};
 use ferry_events::{EndpointKind, TlsMode, TokenSource};
 
-use crate::cli::{EndpointCmd, KindArg, TlsArg};
+use crate::cli::{EndpointCmd, GraphSignInArgs, KindArg, TlsArg};
 use crate::files::read_secret;
 use crate::send;
 
@@ -37,6 +39,28 @@ fn token_source(
     })
 }
 
+/// The application sign-in as ferryd takes it: the files read here.
+fn graph_sign_in(g: GraphSignInArgs) -> anyhow::Result<Option<GraphSignInInput>> {
+    let (Some(tenant), Some(client_id)) = (g.tenant, g.client_id) else {
+        return Ok(None);
+    };
+    let read = |f: Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        f.map(|f| {
+            std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))
+        })
+        .transpose()
+    };
+    Ok(Some(GraphSignInInput {
+        tenant,
+        client_id,
+        client_secret: password(g.client_secret_file)?,
+        certificate_pem: read(g.certificate_file)?,
+        private_key_pem: read(g.key_file)?,
+        authority: g.authority,
+        graph_url: g.graph_url,
+    }))
+}
+
 fn password(file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
     file.map(|f| read_secret(&f)).transpose()
 }
@@ -55,11 +79,13 @@ pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Resul
             max_connections,
             oauth_token_file,
             oauth_token_command,
+            graph,
         } => Request::EndpointAdd(EndpointAdd {
             name,
             kind: match kind {
                 KindArg::Imap => EndpointKind::Imap,
                 KindArg::Maildir => EndpointKind::Maildir,
+                KindArg::Graph => EndpointKind::Graph,
             },
             host,
             port,
@@ -69,6 +95,7 @@ pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Resul
             password: password(password_file)?,
             max_connections,
             oauth: token_source(oauth_token_file, oauth_token_command)?,
+            graph: graph_sign_in(graph)?,
         }),
         EndpointCmd::Update {
             name,

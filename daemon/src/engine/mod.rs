@@ -63,10 +63,11 @@ pub enum EngineError {
 /// Logs in as the endpoint's admin (or opens the Maildir) and lists capabilities.
 pub async fn verify_endpoint(
     app: &App,
+    name: &str,
     spec: &EndpointSpec,
     as_user: Option<&str>,
 ) -> Result<Vec<String>, EngineError> {
-    connect::verify(app, spec, as_user).await
+    connect::verify(app, name, spec, as_user).await
 }
 
 pub use crate::budget::Budget;

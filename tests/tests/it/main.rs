@@ -17,6 +17,7 @@ mod engine_faults;
 mod ews;
 mod fuzz_corpora;
 mod graph;
+mod graph_engine;
 mod hardening;
 mod layout;
 mod log_crash;

@@ -91,6 +91,7 @@ mod tests {
             },
             verified: None,
             capabilities: Vec::new(),
+            graph: None,
         }
     }
 

@@ -7,7 +7,7 @@ use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::Event;
 use ferry_projections::FolderMark;
 
-use super::copy::{key, src};
+use super::copy::{key, origin, src};
 use super::{Work, WorkErr, copies};
 
 pub(super) fn flags_to_copy(flags: &[String]) -> Vec<String> {
@@ -38,6 +38,15 @@ pub(super) async fn sync_flags(
         (Some(old), Some(_)) => Some(old),
         _ => None,
     };
+    if w.dst
+        .as_mut()
+        .expect("connected")
+        .session
+        .by_origin()
+        .is_some()
+    {
+        return by_origin(w, f, dname, st, since).await;
+    }
     // Source UID → destination UID, from the log.
     let copies = copies_of(w, &f.name.raw, st.uidvalidity, &dname.raw);
     if copies.is_empty() {
@@ -116,6 +125,78 @@ async fn sync_page(
         });
     }
     w.record(events).await
+}
+
+/// At a destination that keeps origins: each copied item the source
+/// says changed (every copied item without CONDSTORE) is brought to the
+/// source's flags by its origin; the destination tells whether it changed.
+async fn by_origin(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    since: Option<u64>,
+) -> Result<(), WorkErr> {
+    // Source UID → digest of the copies in `dname`, from the log.
+    let stream = ferry_events::stream::mailbox(&w.mailbox.address);
+    let copied: HashMap<u32, String> =
+        ferry_events::EventStore::scan_stream(w.app.store.as_ref(), &stream, 1)
+            .filter_map(Result::ok)
+            .filter_map(|e| match e.event {
+                Event::ItemCopied {
+                    key,
+                    digest,
+                    dest_folder,
+                    ..
+                } if key.folder == f.name.raw
+                    && key.uidvalidity == st.uidvalidity
+                    && dest_folder == dname.raw =>
+                {
+                    Some((key.uid, digest))
+                }
+                _ => None,
+            })
+            .collect();
+    if copied.is_empty() {
+        return Ok(());
+    }
+    let changed = match since {
+        Some(old) => src(w).changed_since(old).await?,
+        None => None,
+    };
+    let mut pages = Pages::from(1);
+    let mut listed = changed.map(|l| vec![l]).unwrap_or_default().into_iter();
+    let all = listed.len() == 0;
+    loop {
+        w.check_stop()?;
+        let page = match listed.next() {
+            Some(p) => p,
+            None if all => match pages.next(src(w)).await? {
+                Some(p) => p,
+                None => break,
+            },
+            None => break,
+        };
+        let mut events = Vec::new();
+        for m in page {
+            let Some(digest) = copied.get(&m.uid) else {
+                continue;
+            };
+            let k = key(f, st, m.uid);
+            let want = flags_to_copy(&m.flags);
+            let dst = w.dst.as_mut().expect("connected").session.as_mut();
+            let dst = dst.by_origin().expect("checked by the caller");
+            if dst.set_flags(dname, &origin(&k, digest), &want).await? {
+                events.push(Event::FlagsSynced {
+                    mailbox: w.mailbox.address.clone(),
+                    key: k,
+                    flags: want,
+                });
+            }
+        }
+        w.record(events).await?;
+    }
+    Ok(())
 }
 
 fn same_flags(a: &[String], b: &[String]) -> bool {

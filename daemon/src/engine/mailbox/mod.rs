@@ -261,7 +261,9 @@ pub async fn run(
 fn host_of(spec: &EndpointSpec) -> String {
     match spec.kind {
         ferry_events::EndpointKind::Imap => format!("{}:{}", spec.host, spec.port),
-        ferry_events::EndpointKind::Maildir => spec.host.clone(),
+        ferry_events::EndpointKind::Maildir | ferry_events::EndpointKind::Graph => {
+            spec.host.clone()
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::Event;
 use ferry_projections::FolderMark;
 
-use super::copy::{fetch, key, src};
+use super::copy::{fetch, key, origin, src};
 use super::{Work, WorkErr, copies};
 
 /// Destination items from `from_uid` on, by digest, excluding `claimed` UIDs
@@ -72,6 +72,11 @@ pub(super) async fn settle(
     if doubts.is_empty() {
         return Ok(());
     }
+    if let Some(found) = by_origin(w, f, dname, st, &doubts).await? {
+        tracing::info!(mailbox = %w.mailbox.address, folder = %f.name.raw,
+            in_doubt = doubts.len(), found = found.len(), "settled in-doubt items by origin");
+        return w.record(found).await;
+    }
     let from = doubts
         .iter()
         .map(|(_, d)| d.dest_uidnext.unwrap_or(1))
@@ -101,6 +106,37 @@ pub(super) async fn settle(
     tracing::info!(mailbox = %w.mailbox.address, folder = %f.name.raw,
         in_doubt = mark.in_doubt.len(), found = events.len(), "settled in-doubt items");
     w.record(events).await
+}
+
+/// At a destination that keeps origins, the in-doubt items it holds,
+/// asked one by one (a copy cut short half-way is removed by the asking,
+/// so it is written again); `None` at any other destination.
+async fn by_origin(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    doubts: &[(u32, &ferry_projections::watermarks::InDoubt)],
+) -> Result<Option<Vec<Event>>, WorkErr> {
+    let dst = w.dst.as_mut().expect("connected").session.as_mut();
+    let Some(dst) = dst.by_origin() else {
+        return Ok(None);
+    };
+    let mut events = Vec::new();
+    for (uid, d) in doubts {
+        let k = key(f, st, *uid);
+        if dst.holds(dname, &origin(&k, &d.digest)).await? {
+            events.push(Event::ItemCopied {
+                mailbox: w.mailbox.address.clone(),
+                key: k,
+                size: d.size,
+                digest: d.digest.clone(),
+                dest_folder: dname.raw.clone(),
+                dest_uid: None,
+            });
+        }
+    }
+    Ok(Some(events))
 }
 
 /// After a UIDVALIDITY change: pairs source items with destination items of
