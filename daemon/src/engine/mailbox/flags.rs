@@ -8,7 +8,7 @@ use ferry_events::Event;
 use ferry_projections::FolderMark;
 
 use super::copy::{key, origin, src};
-use super::{Work, WorkErr, copies};
+use super::{Work, WorkErr, copied_digests, copies};
 
 pub(super) fn flags_to_copy(flags: &[String]) -> Vec<String> {
     flags
@@ -138,25 +138,11 @@ async fn by_origin(
     since: Option<u64>,
 ) -> Result<(), WorkErr> {
     // Source UID → digest of the copies in `dname`, from the log.
-    let stream = ferry_events::stream::mailbox(&w.mailbox.address);
-    let copied: HashMap<u32, String> =
-        ferry_events::EventStore::scan_stream(w.app.store.as_ref(), &stream, 1)
-            .filter_map(Result::ok)
-            .filter_map(|e| match e.event {
-                Event::ItemCopied {
-                    key,
-                    digest,
-                    dest_folder,
-                    ..
-                } if key.folder == f.name.raw
-                    && key.uidvalidity == st.uidvalidity
-                    && dest_folder == dname.raw =>
-                {
-                    Some((key.uid, digest))
-                }
-                _ => None,
-            })
-            .collect();
+    let copied: HashMap<u32, String> = copied_digests(w.app, &w.mailbox.address, |k, df| {
+        k.folder == f.name.raw && k.uidvalidity == st.uidvalidity && df == dname.raw
+    })
+    .map(|(k, d)| (k.uid, d))
+    .collect();
     if copied.is_empty() {
         return Ok(());
     }
@@ -164,39 +150,47 @@ async fn by_origin(
         Some(old) => src(w).changed_since(old).await?,
         None => None,
     };
+    if let Some(list) = changed {
+        return set_by_origin(w, f, dname, st, &copied, list).await;
+    }
     let mut pages = Pages::from(1);
-    let mut listed = changed.map(|l| vec![l]).unwrap_or_default().into_iter();
-    let all = listed.len() == 0;
-    loop {
+    while let Some(page) = {
         w.check_stop()?;
-        let page = match listed.next() {
-            Some(p) => p,
-            None if all => match pages.next(src(w)).await? {
-                Some(p) => p,
-                None => break,
-            },
-            None => break,
-        };
-        let mut events = Vec::new();
-        for m in page {
-            let Some(digest) = copied.get(&m.uid) else {
-                continue;
-            };
-            let k = key(f, st, m.uid);
-            let want = flags_to_copy(&m.flags);
-            let dst = w.dst.as_mut().expect("connected").session.as_mut();
-            let dst = dst.by_origin().expect("checked by the caller");
-            if dst.set_flags(dname, &origin(&k, digest), &want).await? {
-                events.push(Event::FlagsSynced {
-                    mailbox: w.mailbox.address.clone(),
-                    key: k,
-                    flags: want,
-                });
-            }
-        }
-        w.record(events).await?;
+        pages.next(src(w)).await?
+    } {
+        set_by_origin(w, f, dname, st, &copied, page).await?;
     }
     Ok(())
+}
+
+/// Brings the copies of `metas` (source UID → digest in `copied`) to the
+/// source's flags, recording those that changed.
+async fn set_by_origin(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    copied: &HashMap<u32, String>,
+    metas: Vec<ItemMeta>,
+) -> Result<(), WorkErr> {
+    let mut events = Vec::new();
+    for m in metas {
+        let Some(digest) = copied.get(&m.uid) else {
+            continue;
+        };
+        let k = key(f, st, m.uid);
+        let want = flags_to_copy(&m.flags);
+        let dst = w.dst.as_mut().expect("connected").session.as_mut();
+        let dst = dst.by_origin().expect("checked by the caller");
+        if dst.set_flags(dname, &origin(&k, digest), &want).await? {
+            events.push(Event::FlagsSynced {
+                mailbox: w.mailbox.address.clone(),
+                key: k,
+                flags: want,
+            });
+        }
+    }
+    w.record(events).await
 }
 
 fn same_flags(a: &[String], b: &[String]) -> bool {

@@ -543,3 +543,25 @@ pub(super) fn copies<'a>(
             _ => None,
         })
 }
+
+/// Every recorded copy of this mailbox that `keep` selects by source key
+/// and destination folder, with the digest of its bytes, whether or not
+/// the destination told a UID (a destination that keeps origins never does).
+pub(super) fn copied_digests<'a>(
+    app: &'a App,
+    mailbox: &str,
+    keep: impl Fn(&ItemKey, &str) -> bool + 'a,
+) -> impl Iterator<Item = (ItemKey, String)> + 'a {
+    let stream = ferry_events::stream::mailbox(mailbox);
+    ferry_events::EventStore::scan_stream(app.store.as_ref(), &stream, 1)
+        .filter_map(Result::ok)
+        .filter_map(move |e| match e.event {
+            Event::ItemCopied {
+                key,
+                digest,
+                dest_folder,
+                ..
+            } if keep(&key, &dest_folder) => Some((key, digest)),
+            _ => None,
+        })
+}
