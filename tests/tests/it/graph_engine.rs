@@ -46,6 +46,13 @@ fn rig(users: &[&str], sim_cfg: SimConfig, config: &str) -> Rig {
     }
     let ferry = Ferryd::start_with_config(config);
     ferry.add_imap_endpoint("old", src.port(), src.master_user());
+    add_graph_endpoint(&ferry, &sim);
+    ferry.create_batch("wave", "old", "m365", users, &[]);
+    Rig { src, sim, ferry }
+}
+
+/// `endpoint add m365 --kind graph`, signed in to the simulator.
+fn add_graph_endpoint(ferry: &Ferryd, sim: &GraphSim) {
     let secret = ferry.file("m365.secret", &format!("{SECRET}\n"));
     ferry.ctl_ok(&[
         "endpoint",
@@ -66,8 +73,6 @@ fn rig(users: &[&str], sim_cfg: SimConfig, config: &str) -> Rig {
         "--ca-file",
         sim.ca_path().to_str().unwrap(),
     ]);
-    ferry.create_batch("wave", "old", "m365", users, &[]);
-    Rig { src, sim, ferry }
 }
 
 async fn contents(d: &Dovecot, user: &str) -> Contents {
@@ -372,4 +377,37 @@ async fn sigkill_mid_pass_loses_and_duplicates_nothing() {
         per_key.values().all(|n| *n == 1),
         "an item recorded copied twice"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maildir_to_graph_full_pass() {
+    let root = tempfile::tempdir().unwrap();
+    let anna = root.path().join("anna@old.example");
+    {
+        let mut m = ferry_connectors::maildir::open(&anna, true).unwrap();
+        let spec = SampleSpec {
+            seed: 71,
+            messages: 30,
+            attachment_percent: 10,
+            huge: 0,
+        };
+        sample::fill(&mut m, &spec).await.unwrap();
+    }
+    let sim = GraphSim::start(SimConfig::default());
+    sim.add_app_secret(APP, SECRET);
+    sim.add_user(&dest("anna"));
+    let ferry = Ferryd::start();
+    ferry.add_maildir_endpoint("old", root.path());
+    add_graph_endpoint(&ferry, &sim);
+    ferry.create_batch("wave", "old", "m365", &["anna"], &[]);
+    ferry.run_pass("wave", "full");
+    let src = {
+        let mut m = ferry_connectors::maildir::open(&anna, false).unwrap();
+        mailcmp::contents(&mut m).await
+    };
+    assert_eq!(src.values().map(Vec::len).sum::<usize>(), 30);
+    check_all(&src, &sim.messages(&dest("anna")));
+    // A delta pass with nothing new writes nothing.
+    ferry.run_pass("wave", "delta");
+    assert_eq!(sim.messages(&dest("anna")).len(), 30);
 }
