@@ -220,6 +220,42 @@ pub struct EndpointAdd {
     /// An EWS endpoint's authentication and schema version (`--kind ews`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ews: Option<ferry_events::EwsSettings>,
+    /// App-only sign-in: a `graph` endpoint's, or an IMAP endpoint's in
+    /// Exchange Online (XOAUTH2 with the application's token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphSignInInput>,
+}
+
+/// An Entra ID application as ferryctl read it; the secret and the
+/// private key go to the secret store, never to the log.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSignInInput {
+    pub tenant: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub certificate_pem: Option<String>,
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+    /// `https://login.microsoftonline.com` unless given.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// `https://graph.microsoft.com/v1.0` unless given.
+    #[serde(default)]
+    pub graph_url: Option<String>,
+}
+
+impl std::fmt::Debug for GraphSignInInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSignInInput")
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+            .field("authority", &self.authority)
+            .field("graph_url", &self.graph_url)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -555,6 +591,10 @@ pub struct StatusView {
     pub mailboxes: usize,
     pub passes_running: usize,
     pub draining: bool,
+    /// Each Graph destination mailbox's throttling budget, as
+    /// `MAILBOX: throttled by the destination: N s in the last hour; …`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_budgets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -721,6 +761,7 @@ mod tests {
                     max_connections: None,
                     oauth: None,
                     ews: None,
+                    graph: None,
                 }),
                 r#"{"op":"endpoint_add","name":"a","kind":"Imap","host":"h","port":143,"tls":"StartTls","ca_file":null,"admin_user":null,"password":null,"max_connections":null,"oauth":null}"#,
             ),

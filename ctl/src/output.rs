@@ -46,6 +46,9 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
                 s.uptime_s,
                 if s.draining { "; draining" } else { "" }
             );
+            for line in &s.destination_budgets {
+                println!("{line}");
+            }
         }
         Response::Endpoint(e) => print_endpoints(std::slice::from_ref(e)),
         Response::Endpoints(es) => print_endpoints(es),

@@ -41,6 +41,8 @@ pub struct App {
     pub next_attempts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Message bytes in flight across every fetch the daemon makes.
     pub budget: Arc<crate::budget::Budget>,
+    /// Graph clients and the throttling budget per mailbox and application.
+    pub graph: crate::graph::Graphs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,7 @@ impl App {
         let budget = Arc::new(crate::budget::Budget::new(
             config.engine.max_bytes_in_flight,
         ));
+        let config_graph_limits = config.graph.limits();
         let app = App {
             config: RwLock::new(config),
             store,
@@ -145,6 +148,7 @@ impl App {
             snapshot_head: std::sync::Mutex::new(head),
             views_head: tokio::sync::watch::channel(head).0,
             _pid_file: pid_file,
+            graph: crate::graph::Graphs::new(config_graph_limits),
             next_attempts: Default::default(),
             budget,
         };

@@ -22,6 +22,7 @@ pub mod config;
 pub mod cron;
 pub mod csvimport;
 pub mod engine;
+pub mod graph;
 pub mod metrics;
 pub mod notify;
 pub mod scheduler;

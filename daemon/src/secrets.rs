@@ -288,8 +288,9 @@ pub fn of_batch(
         .collect()
 }
 
-/// Every secret the views refer to: endpoints' admin passwords, mailboxes'
-/// passwords, batches' webhooks and the webhooks of reports still owed.
+/// Every secret the views refer to: endpoints' admin passwords and
+/// application credentials, mailboxes' passwords, batches' webhooks and
+/// the webhooks of reports still owed.
 pub fn referenced(views: &ferry_projections::Projections) -> HashSet<String> {
     let endpoints = views.endpoints.values().map(|e| &e.spec.admin_secret);
     let mailboxes = views
@@ -298,12 +299,17 @@ pub fn referenced(views: &ferry_projections::Projections) -> HashSet<String> {
         .flat_map(|m| [&m.spec.source_secret, &m.spec.destination_secret]);
     let webhooks = views.batches.values().map(|b| &b.notify.webhook);
     let owed = views.notices.owed.iter().map(|n| &n.webhook);
+    let sign_ins = views
+        .endpoints
+        .values()
+        .flat_map(|e| e.graph.iter().flat_map(|g| g.credential.secrets()));
     endpoints
         .chain(mailboxes)
         .chain(webhooks)
         .chain(owed)
         .flatten()
         .map(|r| r.0.clone())
+        .chain(sign_ins.map(|r| r.0))
         .collect()
 }
 

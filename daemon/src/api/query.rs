@@ -30,6 +30,7 @@ pub fn status(app: &Arc<App>) -> Response {
             .filter(|b| b.running_pass().is_some())
             .count(),
         draining: app.is_draining(),
+        destination_budgets: app.graph.budget_lines(),
     })
 }
 

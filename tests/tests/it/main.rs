@@ -18,6 +18,7 @@ mod ews;
 mod ews_engine;
 mod fuzz_corpora;
 mod graph;
+mod graph_engine;
 mod hardening;
 mod layout;
 mod log_crash;
