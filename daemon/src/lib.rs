@@ -77,16 +77,12 @@ pub async fn run(
     }
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
     let (shutdown_tx, shutdown_rx) = shutdown::channel();
-    let (engine, scheduler) = match app.leadership.as_ref().map(|l| l.watch()) {
-        None => (
-            engine::spawn(app.clone(), shutdown_rx.clone()),
-            scheduler::spawn(app.clone(), shutdown_rx.clone()),
-        ),
-        // A fleet's worker runs them while it leads.
-        Some(leads) => (
-            tokio::spawn(while_leading(app.clone(), leads, shutdown_rx.clone())),
-            tokio::spawn(async {}),
-        ),
+    // Every fleet worker runs the engine (its passes shared by leases); the
+    // scheduler runs on the leader alone.
+    let engine = engine::spawn(app.clone(), shutdown_rx.clone());
+    let scheduler = match app.leadership.as_ref().map(|l| l.watch()) {
+        None => scheduler::spawn(app.clone(), shutdown_rx.clone()),
+        Some(leads) => tokio::spawn(while_leading(app.clone(), leads, shutdown_rx.clone())),
     };
     let notifier = notify::spawn(app.clone(), shutdown_rx.clone());
     let metrics_listen = app.config.read().unwrap().metrics_listen;
@@ -175,10 +171,8 @@ async fn follow_store(app: Arc<App>, mut shutdown: shutdown::Shutdown) {
     }
 }
 
-/// Runs the engine and the scheduler while this worker leads the fleet.
-/// When the lead is lost they are told to stop; the store refuses their
-/// appends from that moment, and the next leader settles what they left
-/// in doubt, as after a crash.
+/// Runs the scheduler while this worker leads the fleet. When the lead is
+/// lost it is told to stop; the store refuses its appends from that moment.
 async fn while_leading(
     app: Arc<App>,
     mut leads: tokio::sync::watch::Receiver<bool>,
@@ -189,20 +183,18 @@ async fn while_leading(
             _ = shutdown.wait() => return,
             lead = leads.wait_for(|l| *l) => if lead.is_err() { return },
         }
-        tracing::info!("leading the fleet: engine and scheduler started");
+        tracing::info!("leading the fleet: scheduler started");
         let (stop, stopped) = shutdown::channel();
-        let engine = engine::spawn(app.clone(), stopped.clone());
         let scheduler = scheduler::spawn(app.clone(), stopped);
         let ended = tokio::select! {
             _ = shutdown.wait() => true,
             lost = leads.wait_for(|l| !*l) => lost.is_err(),
         };
         stop.fire();
-        let _ = engine.await;
         let _ = scheduler.await;
         if ended {
             return;
         }
-        tracing::warn!("lead of the fleet lost: engine and scheduler stopped");
+        tracing::warn!("lead of the fleet lost: scheduler stopped");
     }
 }

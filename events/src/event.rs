@@ -485,6 +485,17 @@ pub enum Event {
         key: ItemKey,
         about: ItemDescription,
     },
+    /// A fleet's worker took a mailbox's share of a running pass: the
+    /// first event it writes under that lease. `lease` grows with each
+    /// taking; `previous` is the worker whose lease had expired, if any.
+    MailboxLeased {
+        mailbox: String,
+        batch: String,
+        pass_id: u64,
+        worker: String,
+        lease: u64,
+        previous: Option<String>,
+    },
 }
 
 /// A message's subject (decoded), Message-ID and date, each capped at
@@ -565,7 +576,8 @@ impl Event {
             | Event::MailboxUpdated { batch, .. }
             | Event::MailboxRemoved { batch, .. }
             | Event::CompletionForced { batch, .. }
-            | Event::DeletionsPropagated { batch, .. } => batch,
+            | Event::DeletionsPropagated { batch, .. }
+            | Event::MailboxLeased { batch, .. } => batch,
             _ => return None,
         })
     }
@@ -624,6 +636,7 @@ impl Event {
             Event::ItemAdopted { .. } => "ItemAdopted",
             Event::FolderCompared { .. } => "FolderCompared",
             Event::ItemDescribed { .. } => "ItemDescribed",
+            Event::MailboxLeased { .. } => "MailboxLeased",
         }
     }
 }

@@ -15,6 +15,7 @@ mod engine;
 mod engine_crash;
 mod engine_faults;
 mod ews;
+mod fleet;
 mod fuzz_corpora;
 mod graph;
 mod hardening;
