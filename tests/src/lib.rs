@@ -8,6 +8,7 @@ pub mod loggen;
 pub mod mailcmp;
 pub mod pair;
 pub mod sample;
+pub mod storerates;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
