@@ -78,13 +78,19 @@ pub async fn run(
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
     let (shutdown_tx, shutdown_rx) = shutdown::channel();
     // Every fleet worker runs the engine (its passes shared by leases); the
-    // scheduler runs on the leader alone.
+    // scheduler and the notifier run on the leader alone, so that a fire or
+    // a summary is not sent by each worker.
     let engine = engine::spawn(app.clone(), shutdown_rx.clone());
-    let scheduler = match app.leadership.as_ref().map(|l| l.watch()) {
-        None => scheduler::spawn(app.clone(), shutdown_rx.clone()),
-        Some(leads) => tokio::spawn(while_leading(app.clone(), leads, shutdown_rx.clone())),
+    let (scheduler, notifier) = match app.leadership.as_ref().map(|l| l.watch()) {
+        None => (
+            scheduler::spawn(app.clone(), shutdown_rx.clone()),
+            notify::spawn(app.clone(), shutdown_rx.clone()),
+        ),
+        Some(leads) => (
+            tokio::spawn(while_leading(app.clone(), leads, shutdown_rx.clone())),
+            tokio::spawn(async {}),
+        ),
     };
-    let notifier = notify::spawn(app.clone(), shutdown_rx.clone());
     let metrics_listen = app.config.read().unwrap().metrics_listen;
     let metrics = match metrics_listen {
         Some(addr) => Some(metrics::bind(addr).await?),
@@ -171,8 +177,9 @@ async fn follow_store(app: Arc<App>, mut shutdown: shutdown::Shutdown) {
     }
 }
 
-/// Runs the scheduler while this worker leads the fleet. When the lead is
-/// lost it is told to stop; the store refuses its appends from that moment.
+/// Runs the scheduler and the notifier while this worker leads the fleet.
+/// When the lead is lost they are told to stop; the store refuses the
+/// scheduler's appends from that moment.
 async fn while_leading(
     app: Arc<App>,
     mut leads: tokio::sync::watch::Receiver<bool>,
@@ -183,18 +190,20 @@ async fn while_leading(
             _ = shutdown.wait() => return,
             lead = leads.wait_for(|l| *l) => if lead.is_err() { return },
         }
-        tracing::info!("leading the fleet: scheduler started");
+        tracing::info!("leading the fleet: scheduler and notifier started");
         let (stop, stopped) = shutdown::channel();
-        let scheduler = scheduler::spawn(app.clone(), stopped);
+        let scheduler = scheduler::spawn(app.clone(), stopped.clone());
+        let notifier = notify::spawn(app.clone(), stopped);
         let ended = tokio::select! {
             _ = shutdown.wait() => true,
             lost = leads.wait_for(|l| !*l) => lost.is_err(),
         };
         stop.fire();
         let _ = scheduler.await;
+        let _ = notifier.await;
         if ended {
             return;
         }
-        tracing::warn!("lead of the fleet lost: scheduler stopped");
+        tracing::warn!("lead of the fleet lost: scheduler and notifier stopped");
     }
 }
