@@ -44,6 +44,9 @@ pub struct MailboxStats {
     /// The last verify pass's comparison, by source folder.
     #[serde(default)]
     pub verified: BTreeMap<String, Comparison>,
+    /// The fleet's worker that holds the mailbox in the running pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl MailboxStats {
@@ -59,6 +62,7 @@ impl MailboxStats {
             last_pass: m.last_pass.clone(),
             last_delta_us: m.last_delta_us,
             cut_over_us: m.cut_over_us,
+            worker: None,
             verified: m
                 .folders
                 .iter()
@@ -595,6 +599,40 @@ pub struct StatusView {
     /// `MAILBOX: throttled by the destination: N s in the last hour; …`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destination_budgets: Vec<String>,
+    /// The fleet sharing this worker's store (PostgreSQL only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// A fleet's workers as one of them sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// The worker answering.
+    pub worker: String,
+    /// Whether it leads (fires schedules, starts and ends passes).
+    pub leads: bool,
+    pub workers: Vec<FleetWorker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetWorker {
+    pub name: String,
+    pub started_us: i64,
+    pub heartbeat_us: i64,
+    /// Milliseconds since its last heartbeat, on the database's clock.
+    pub heartbeat_age_ms: i64,
+    /// The mailboxes it holds by lease now.
+    pub leases: Vec<FleetLease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetLease {
+    pub batch: String,
+    pub pass_id: u64,
+    pub mailbox: String,
+    pub lease: u64,
+    /// Milliseconds until it expires unless renewed.
+    pub expires_in_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub dns: DnsConfig,
     #[serde(default)]
     pub cutover: CutoverConfig,
+    #[serde(default)]
+    pub fleet: FleetConfig,
     pub metrics: Option<MetricsConfig>,
     #[serde(default)]
     pub endpoints: EndpointsConfig,
@@ -143,6 +145,26 @@ impl Default for CutoverConfig {
             hook: None,
             hook_timeout_s: 120,
             runbook_dir: None,
+        }
+    }
+}
+
+/// `[fleet]`: this worker's part in a fleet sharing a PostgreSQL store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// The worker's name, unique in the fleet; default `HOST:DATA_DIR`.
+    pub worker: Option<String>,
+    /// Seconds a mailbox lease lasts unless renewed (renewed four times
+    /// within it): how long a dead worker's mailboxes wait for another.
+    pub lease_s: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            worker: None,
+            lease_s: 30,
         }
     }
 }
@@ -364,6 +386,7 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub dns: DnsConfig,
     pub cutover: CutoverConfig,
+    pub fleet: FleetConfig,
     /// Where `/metrics` is served (loopback only), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub endpoints: EndpointsConfig,
@@ -474,6 +497,7 @@ impl Config {
             notify: file.notify,
             dns: file.dns,
             cutover: file.cutover,
+            fleet: file.fleet,
             endpoints: file.endpoints,
             graph: file.graph,
             metrics_listen: file

@@ -169,6 +169,22 @@ impl SecretStore {
         }
     }
 
+    /// Copies every secret under this store's directory into a fleet's
+    /// table, sealed as they are (the fleet then uses this store's key
+    /// file); returns how many.
+    pub fn copy_into(&self, table: &ferry_pgstore::PgSecrets) -> Result<usize, SecretError> {
+        let Backend::Dir(dir) = &self.backend else {
+            return Ok(0);
+        };
+        let ids = stored(dir)?;
+        for id in &ids {
+            let path = dir.join(id);
+            let sealed = std::fs::read(&path).map_err(io("reading", &path))?;
+            table.put(id, &sealed)?;
+        }
+        Ok(ids.len())
+    }
+
     /// Removes every stored secret whose id is not in `keep`; returns how
     /// many. Only while no command can be storing one (at start), so never
     /// in a fleet's shared table, where another worker may be storing one.

@@ -586,6 +586,17 @@ pub enum Event {
         name: String,
         sign_in: Option<GraphSignIn>,
     },
+    /// A fleet's worker took a mailbox's share of a running pass: the
+    /// first event it writes under that lease. `lease` grows with each
+    /// taking; `previous` is the worker whose lease had expired, if any.
+    MailboxLeased {
+        mailbox: String,
+        batch: String,
+        pass_id: u64,
+        worker: String,
+        lease: u64,
+        previous: Option<String>,
+    },
 }
 
 /// A message's subject (decoded), Message-ID and date, each capped at
@@ -666,7 +677,8 @@ impl Event {
             | Event::MailboxUpdated { batch, .. }
             | Event::MailboxRemoved { batch, .. }
             | Event::CompletionForced { batch, .. }
-            | Event::DeletionsPropagated { batch, .. } => batch,
+            | Event::DeletionsPropagated { batch, .. }
+            | Event::MailboxLeased { batch, .. } => batch,
             _ => return None,
         })
     }
@@ -729,6 +741,7 @@ impl Event {
             Event::SourceSynced { .. } => "SourceSynced",
             Event::FolderSkipped { .. } => "FolderSkipped",
             Event::GraphEndpointSet { .. } => "GraphEndpointSet",
+            Event::MailboxLeased { .. } => "MailboxLeased",
         }
     }
 }
