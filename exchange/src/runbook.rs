@@ -68,6 +68,9 @@ pub struct BatchRunbook {
     /// Host name or IP address of the source mail server that accepts mail
     /// for the users not yet migrated.
     pub smart_host: String,
+    /// The destination tenant's domain (`contoso.onmicrosoft.com`), when
+    /// known: the script checks it is connected to that tenant.
+    pub tenant: Option<String>,
 }
 
 impl BatchRunbook {
@@ -78,6 +81,7 @@ impl BatchRunbook {
             users,
             routing: Routing::for_batch(batch),
             smart_host: smart_host.to_string(),
+            tenant: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct CutoverRunbook {
     pub batch: String,
     pub user: User,
     pub routing: Routing,
+    /// As [`BatchRunbook::tenant`].
+    pub tenant: Option<String>,
 }
 
 impl CutoverRunbook {
@@ -97,6 +103,7 @@ impl CutoverRunbook {
             batch: batch.to_string(),
             user,
             routing: Routing::for_batch(batch),
+            tenant: None,
         }
     }
 }
@@ -165,6 +172,27 @@ fn header(out: &mut String, title: &str, lines: &[String]) {
     out.push_str("$ErrorActionPreference = 'Stop'\n\n");
 }
 
+/// The tenant's initial domain (`*.onmicrosoft.com`) among what an
+/// application's sign-in names its tenant by (a domain or an id).
+pub fn tenant_domain(tenant: &str) -> Option<String> {
+    let t = tenant.trim().to_lowercase();
+    (t.ends_with(".onmicrosoft.com") && !t.contains(['/', ' ', '\'', '"'])).then_some(t)
+}
+
+/// Stops the script unless Exchange Online PowerShell is connected to
+/// `tenant` (its initial domain is one of the session's accepted domains).
+fn tenant_guard(out: &mut String, tenant: Option<&str>) {
+    let Some(t) = tenant.and_then(tenant_domain) else {
+        return;
+    };
+    var(out, "tenant", &t);
+    out.push_str(
+        "if (-not (Get-AcceptedDomain -Identity $tenant -ErrorAction SilentlyContinue)) {\n    \
+         throw \"not connected to $tenant: run Connect-ExchangeOnline -Organization $tenant\"\n\
+         }\n",
+    );
+}
+
 fn var(out: &mut String, name: &str, value: &str) {
     let _ = writeln!(out, "${name} = {}", ps_quote(value));
 }
@@ -193,6 +221,7 @@ pub fn batch_setup(rb: &BatchRunbook) -> String {
             "group is routed to the source smart host until the user is cut over.".into(),
         ],
     );
+    tenant_guard(&mut out, rb.tenant.as_deref());
     var(&mut out, "group", &rb.routing.group);
     var(&mut out, "connector", &rb.routing.connector);
     var(&mut out, "rule", &rb.routing.rule);
@@ -309,6 +338,7 @@ fn cutover_exo(rb: &CutoverRunbook) -> String {
         "mailferry runbook: cutover in Exchange Online",
         &lines,
     );
+    tenant_guard(&mut out, rb.tenant.as_deref());
     var(&mut out, "group", &rb.routing.group);
     var(&mut out, "user", &rb.user.destination);
     out.push('\n');
@@ -421,6 +451,32 @@ fn cutover_mailuser(rb: &CutoverRunbook, saved: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exchange_online_scripts_check_the_tenant_when_it_is_known() {
+        let user = User {
+            source: "ann@old.example".into(),
+            destination: "ann@contoso.com".into(),
+        };
+        let mut rb = CutoverRunbook::new("b", user.clone());
+        let exo = |rb: &CutoverRunbook| cutover(rb)[0].text.clone();
+        assert!(!exo(&rb).contains("Get-AcceptedDomain"));
+        rb.tenant = Some("Contoso.onmicrosoft.com".into());
+        let text = exo(&rb);
+        assert!(
+            text.contains("$tenant = 'contoso.onmicrosoft.com'"),
+            "{text}"
+        );
+        assert!(text.contains("Connect-ExchangeOnline -Organization $tenant"));
+        // The on-premises scripts are not run in the tenant.
+        assert!(!cutover(&rb)[1].text.contains("$tenant"));
+        // A tenant named by its id cannot be checked this way.
+        rb.tenant = Some("9188040d-6c67-4c5b-b112-36a304b66dad".into());
+        assert!(!exo(&rb).contains("Get-AcceptedDomain -Identity $tenant"));
+        let mut setup = BatchRunbook::new("b", vec![user], "mx.old.example");
+        setup.tenant = Some("contoso.onmicrosoft.com".into());
+        assert!(batch_setup(&setup).contains("$tenant = 'contoso.onmicrosoft.com'"));
+    }
 
     #[test]
     fn quotes_are_doubled() {

@@ -23,6 +23,15 @@ pub async fn run(
     let Response::Batch(view) = resp else {
         bail!("ferryd answered batch show with something else");
     };
+    // The destination's tenant, when it signs in as an application.
+    let tenant = match client.call(&Request::EndpointList).await? {
+        Response::Endpoints(eps) => eps
+            .into_iter()
+            .find(|e| e.name == view.batch.destination)
+            .and_then(|e| e.graph)
+            .map(|g| g.tenant),
+        _ => None,
+    };
     let mut waiting = Vec::new();
     let mut runbooks = Vec::new();
     for m in &view.mailbox_stats {
@@ -30,7 +39,9 @@ pub async fn run(
             source: m.address.clone(),
             destination: m.destination.clone(),
         };
-        runbooks.extend(runbook::cutover(&CutoverRunbook::new(batch, user.clone())));
+        let mut rb = CutoverRunbook::new(batch, user.clone());
+        rb.tenant = tenant.clone();
+        runbooks.extend(runbook::cutover(&rb));
         // Users already cut over stay out of the "not migrated" group.
         if m.cut_over_us.is_none() {
             waiting.push(user);
@@ -41,7 +52,10 @@ pub async fn run(
             0,
             Runbook {
                 file_name: runbook::batch_setup_file_name(batch),
-                text: runbook::batch_setup(&BatchRunbook::new(batch, waiting, host)),
+                text: runbook::batch_setup(&BatchRunbook {
+                    tenant,
+                    ..BatchRunbook::new(batch, waiting, host)
+                }),
             },
         ),
         None => eprintln!("ferryctl: no --smart-host, so no batch setup runbook"),

@@ -18,6 +18,7 @@ use ferry_projections::CutoverStage;
 use ferry_projections::mailboxes::ABANDONED;
 
 use super::Engine;
+use crate::app::App;
 
 /// Routes every mailbox of `mailboxes` whose cutover pass `pass_id` ended.
 pub async fn route(engine: &Arc<Engine>, batch: &str, pass_id: u64, mailboxes: &[String]) {
@@ -138,7 +139,8 @@ async fn route_one(
         detail,
     };
 
-    let (ok, detail) = write_runbooks(&runbook_dir, batch, address, &destination);
+    let tenant = destination_tenant(app, batch);
+    let (ok, detail) = write_runbooks(&runbook_dir, batch, address, &destination, tenant);
     let mut all_ok = ok;
     app.append(
         &stream,
@@ -177,14 +179,30 @@ async fn route_one(
     Ok(())
 }
 
+/// The tenant the batch's destination endpoint signs in to, if any.
+fn destination_tenant(app: &App, batch: &str) -> Option<String> {
+    let views = app.views.read().unwrap();
+    let b = views.batches.get(batch)?;
+    let g = views.endpoints.get(&b.destination)?.graph.as_ref()?;
+    Some(g.tenant.clone())
+}
+
 /// Writes the user's cutover runbooks under `dir/BATCH/`; returns the
 /// outcome for the `RoutingAction` event.
-fn write_runbooks(dir: &Path, batch: &str, source: &str, destination: &str) -> (bool, String) {
+fn write_runbooks(
+    dir: &Path,
+    batch: &str,
+    source: &str,
+    destination: &str,
+    tenant: Option<String>,
+) -> (bool, String) {
     let user = User {
         source: source.to_string(),
         destination: destination.to_string(),
     };
-    let books = runbook::cutover(&CutoverRunbook::new(batch, user));
+    let mut rb = CutoverRunbook::new(batch, user);
+    rb.tenant = tenant;
+    let books = runbook::cutover(&rb);
     let dir = dir.join(runbook::file_part(batch));
     let written = std::fs::create_dir_all(&dir).and_then(|()| {
         for b in &books {

@@ -246,6 +246,22 @@ async fn imap_to_graph_full_pass_then_delta() {
     check_all(&src, &r.sim.messages(&dest("anna")));
     assert!(!r.ferry.events_of("FlagsSynced").is_empty());
 
+    // The runbooks check they run against the destination's tenant.
+    let out = r.ferry.dir().join("runbooks");
+    r.ferry.ctl_ok(&[
+        "runbook",
+        "wave",
+        "-o",
+        out.to_str().unwrap(),
+        "--smart-host",
+        "mx.old.example",
+    ]);
+    let setup = std::fs::read_to_string(out.join("batch-setup-wave.ps1")).unwrap();
+    assert!(
+        setup.contains(&format!("$tenant = '{}'", r.sim.tenant_domain())),
+        "{setup}"
+    );
+
     // The secret never reaches the log.
     let log = serde_json::to_string(&r.ferry.events()).unwrap();
     assert!(!log.contains(SECRET), "the client secret is in the log");
