@@ -1,5 +1,6 @@
 //! The state every part of the daemon shares.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -46,6 +47,9 @@ pub struct App {
     pub budget: Arc<crate::budget::Budget>,
     /// Graph clients and the throttling budget per mailbox and application.
     pub graph: crate::graph::Graphs,
+    /// In a fleet, by mailbox: whether this worker's lease on it still
+    /// holds, asked before every write to its destination server.
+    pub fences: std::sync::Mutex<HashMap<String, ferry_connectors::imap::WriteFence>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +199,7 @@ impl App {
             graph: crate::graph::Graphs::new(config_graph_limits),
             next_attempts: Default::default(),
             budget,
+            fences: Default::default(),
         };
         app.catch_up();
         Ok(app)

@@ -70,6 +70,8 @@ pub struct Lease {
     /// The worker that held it before, if its lease had expired.
     pub previous: Option<String>,
     lost: watch::Receiver<bool>,
+    held: Held,
+    check: Check,
 }
 
 impl Lease {
@@ -79,6 +81,15 @@ impl Lease {
         async move {
             let _ = lost.wait_for(|l| *l).await;
         }
+    }
+
+    /// Whether this worker may still write for the mailbox: asked before
+    /// each write to a mail server, so a worker woken from a pause past its
+    /// lease sends nothing more (its successor settles what it left).
+    pub fn fence(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let (held, check) = (self.held.clone(), self.check.clone());
+        let stream = ferry_events::stream::mailbox(&self.mailbox);
+        move || still_holds(&held, &stream, &check)
     }
 }
 
@@ -310,16 +321,17 @@ impl Leases {
             .into_iter()
             .map(|(mailbox, version, was)| {
                 let (lost, watching) = watch::channel(false);
+                let check = Check {
+                    batch: batch.to_string(),
+                    pass_id,
+                    mailbox: mailbox.clone(),
+                    version,
+                    worker: self.worker.clone(),
+                };
                 held.insert(
                     ferry_events::stream::mailbox(&mailbox),
                     Token {
-                        check: Check {
-                            batch: batch.to_string(),
-                            pass_id,
-                            mailbox: mailbox.clone(),
-                            version,
-                            worker: self.worker.clone(),
-                        },
+                        check: check.clone(),
                         since,
                         valid_until: since + self.ttl,
                         lost,
@@ -330,8 +342,11 @@ impl Leases {
                     pass_id,
                     mailbox,
                     version,
-                    previous: was.filter(|w| *w != self.worker),
+                    // This worker's own lease, lapsed and taken again, too.
+                    previous: was,
                     lost: watching,
+                    held: self.held.clone(),
+                    check,
                 }
             })
             .collect())

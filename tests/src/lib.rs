@@ -390,6 +390,7 @@ pub async fn imap_login(
         tls: TlsMode::None,
         ca_file: None,
         timeout: Duration::from_secs(30),
+        fence: None,
     };
     let auth = ImapAuth::Login {
         user: user.into(),

@@ -116,7 +116,7 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<(Conn, Opt
     // (SASL-IR), saving a round trip; not trusted from before STARTTLS.
     let (client, greeted) = match cfg.tls {
         TlsMode::None => {
-            let mut client = Client::new(Stream::plain(tcp));
+            let mut client = Client::new(Stream::plain(tcp).fenced(cfg.fence.clone()));
             let greeted = greeting(&mut client, &endpoint, t).await?;
             (client, greeted)
         }
@@ -129,7 +129,7 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<(Conn, Opt
                 tls::handshake(tcp, &cfg.host, config),
             )
             .await?;
-            let mut client = Client::new(stream);
+            let mut client = Client::new(stream.fenced(cfg.fence.clone()));
             let greeted = greeting(&mut client, &endpoint, t).await?;
             (client, greeted)
         }
@@ -172,7 +172,7 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<(Conn, Opt
                 sasl_ir: false,
                 preauth_caps: None,
             };
-            (Client::new(stream), greeted)
+            (Client::new(stream.fenced(cfg.fence.clone())), greeted)
         }
     };
     let sasl_ir = greeted.sasl_ir;

@@ -20,8 +20,10 @@ pub mod parse;
 pub use async_imap::imap_proto;
 mod session;
 mod tls;
+pub use tls::WriteFence;
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -75,7 +77,7 @@ impl std::fmt::Debug for ImapAuth {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ImapConfig {
     pub host: String,
     pub port: u16,
@@ -84,6 +86,21 @@ pub struct ImapConfig {
     pub ca_file: Option<PathBuf>,
     /// Bound on each network step (connect, handshake, every read/write).
     pub timeout: Duration,
+    /// Asked before every write; `None`: always allowed.
+    pub fence: Option<WriteFence>,
+}
+
+impl fmt::Debug for ImapConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("timeout", &self.timeout)
+            .field("fenced", &self.fence.is_some())
+            .finish()
+    }
 }
 
 /// Connects, secures the line as configured, logs in and reads the

@@ -17,31 +17,50 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto};
 
+/// Whether this process may still write to the server: asked before every
+/// write, so a worker that lost its claim on a mailbox (a fleet's lease,
+/// lapsed while it was paused) sends nothing more, not even the rest of an
+/// APPEND it had begun.
+pub type WriteFence = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Either transport behind one type, as async-imap wants one `T`.
-pub enum Stream {
+pub struct Stream {
+    io: Io,
+    fence: Option<WriteFence>,
+}
+
+enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Stream {
     pub(crate) fn plain(tcp: TcpStream) -> Stream {
-        Stream::Plain(tcp)
+        Stream {
+            io: Io::Plain(tcp),
+            fence: None,
+        }
+    }
+
+    pub(crate) fn fenced(mut self, fence: Option<WriteFence>) -> Stream {
+        self.fence = fence;
+        self
     }
 
     /// The TCP socket back, for STARTTLS.
     pub(crate) fn into_tcp(self) -> Option<TcpStream> {
-        match self {
-            Stream::Plain(tcp) => Some(tcp),
-            Stream::Tls(_) => None,
+        match self.io {
+            Io::Plain(tcp) => Some(tcp),
+            Io::Tls(_) => None,
         }
     }
 }
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Stream::Plain(_) => "Stream::Plain",
-            Stream::Tls(_) => "Stream::Tls",
+        f.write_str(match self.io {
+            Io::Plain(_) => "Stream::Plain",
+            Io::Tls(_) => "Stream::Tls",
         })
     }
 }
@@ -52,9 +71,9 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -65,23 +84,30 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        let this = self.get_mut();
+        if this.fence.as_ref().is_some_and(|may_write| !may_write()) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "this worker no longer holds the mailbox",
+            )));
+        }
+        match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -125,5 +151,8 @@ pub(crate) async fn handshake(
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let tls = TlsConnector::from(config).connect(name, tcp).await?;
-    Ok(Stream::Tls(Box::new(tls)))
+    Ok(Stream {
+        io: Io::Tls(Box::new(tls)),
+        fence: None,
+    })
 }

@@ -19,6 +19,7 @@ fn config(port: u16, tls: TlsMode, d: &Dovecot) -> ImapConfig {
         tls,
         ca_file: d.ca_pem_path().map(Into::into),
         timeout: Duration::from_secs(20),
+        fence: None,
     }
 }
 
@@ -651,6 +652,7 @@ async fn silent_or_dropped_lines_are_connection_errors() {
         tls: TlsMode::None,
         ca_file: None,
         timeout: Duration::from_millis(300),
+        fence: None,
     };
     let server = tokio::spawn(async move {
         // First client: accepted, never greeted. Second: hung up on.
@@ -742,6 +744,7 @@ async fn multiappend_without_literal_plus_waits_for_each_continuation() {
         tls: TlsMode::None,
         ca_file: None,
         timeout: Duration::from_secs(5),
+        fence: None,
     };
     let mut s = connect(&cfg, &login_auth()).await.unwrap();
     assert!(s.can_append_many());

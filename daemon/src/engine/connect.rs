@@ -73,6 +73,7 @@ fn imap_config(spec: &EndpointSpec, timeout: Duration) -> ImapConfig {
         tls: tls(spec.tls),
         ca_file: spec.ca_file.clone().map(Into::into),
         timeout,
+        fence: None,
     }
 }
 
@@ -201,7 +202,11 @@ async fn open_in(
                     }
                 },
             };
-            Box::new(imap::connect(&imap_config(spec, timeout), &auth).await?)
+            let mut cfg = imap_config(spec, timeout);
+            if side == Side::Destination {
+                cfg.fence = app.fences.lock().unwrap().get(&mailbox.address).cloned();
+            }
+            Box::new(imap::connect(&cfg, &auth).await?)
         }
         EndpointKind::Ews => {
             if side == Side::Destination {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use ferry_connectors::imap::WriteFence;
 use ferry_events::{Actor, Event, ExpectedVersion, MailboxSpec, Outcome, PassKind, stream};
 use ferry_projections::batches::PassPurpose;
 use ferry_projections::mailboxes::MailboxView;
@@ -311,15 +312,28 @@ async fn leased(
                     tracing::info!(mailbox = %lease.mailbox, lease = lease.version,
                         previous = ?lease.previous, "mailbox taken");
                     let (batch, pass_id) = (lease.batch.clone(), lease.pass_id);
+                    let fence: WriteFence = Arc::new(lease.fence());
+                    app.fences
+                        .lock()
+                        .unwrap()
+                        .insert(lease.mailbox.clone(), fence.clone());
                     let work = mailbox::run(&engine, &batch, pass_id, kind, older_than_days, spec);
-                    tokio::select! {
+                    let ended = tokio::select! {
                         e = work => Some(e),
                         () = lease.lost() => {
                             tracing::warn!(mailbox = %lease.mailbox, lease = lease.version,
                                 "lease lost: this worker's work on the mailbox stops");
                             None
                         }
+                    };
+                    let mut fences = app.fences.lock().unwrap();
+                    if fences
+                        .get(&lease.mailbox)
+                        .is_some_and(|f| Arc::ptr_eq(f, &fence))
+                    {
+                        fences.remove(&lease.mailbox);
                     }
+                    ended
                 }
             }
         }

@@ -430,6 +430,7 @@ async fn login(port: u16, user: &str) -> Result<imap::ImapSession> {
         tls: TlsMode::None,
         ca_file: None,
         timeout: Duration::from_secs(120),
+        fence: None,
     };
     let auth = ImapAuth::Login {
         user: user.into(),

@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 tls: TlsMode::None,
                 ca_file: None,
                 timeout: Duration::from_secs(60),
+                fence: None,
             };
             let mut s = imap::connect(
                 &cfg,

@@ -43,6 +43,7 @@ async fn login(d: &Dovecot, user: &str) -> imap::ImapSession {
         tls: TlsMode::None,
         ca_file: None,
         timeout: Duration::from_secs(30),
+        fence: None,
     };
     let auth = ImapAuth::Login {
         user: user.into(),
