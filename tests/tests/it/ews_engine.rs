@@ -18,8 +18,9 @@ use ferry_testservers::Dovecot;
 const PW: &str = "Winter-2024!pw";
 const ADMIN_PW: &str = "Admin-pw-77";
 
-/// (digest, flags lower-cased and sorted) of every message, any folder.
-type Bag = Vec<(String, Vec<String>)>;
+/// (digest, flags lower-cased and sorted, received time as the internal
+/// date in Unix seconds) of every message, any folder.
+type Bag = Vec<(String, Vec<String>, Option<i64>)>;
 
 /// Folder path → what the simulator's mail folders hold, as a copy
 /// should carry it.
@@ -34,9 +35,10 @@ fn source_mail(sim: &EwsSim, smtp: &str) -> BTreeMap<String, Bag> {
                 .collect();
             flags.sort();
             let folder = mb.folder(&it.folder).expect("folder").name.clone();
+            let date = Some(it.received.timestamp());
             out.entry(folder)
                 .or_default()
-                .push((digest(&it.mime), flags));
+                .push((digest(&it.mime), flags, date));
         }
         out.values_mut().for_each(|b| b.sort());
         out
@@ -47,7 +49,7 @@ fn bag_of(c: &Contents) -> Bag {
     let mut b: Bag = c
         .values()
         .flatten()
-        .map(|s| (s.digest.clone(), s.flags.clone()))
+        .map(|s| (s.digest.clone(), s.flags.clone(), s.date))
         .collect();
     b.sort();
     b
