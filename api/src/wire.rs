@@ -44,6 +44,9 @@ pub struct MailboxStats {
     /// The last verify pass's comparison, by source folder.
     #[serde(default)]
     pub verified: BTreeMap<String, Comparison>,
+    /// The fleet's worker that holds the mailbox in the running pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl MailboxStats {
@@ -59,6 +62,7 @@ impl MailboxStats {
             last_pass: m.last_pass.clone(),
             last_delta_us: m.last_delta_us,
             cut_over_us: m.cut_over_us,
+            worker: None,
             verified: m
                 .folders
                 .iter()
@@ -220,6 +224,42 @@ pub struct EndpointAdd {
     /// An EWS endpoint's authentication and schema version (`--kind ews`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ews: Option<ferry_events::EwsSettings>,
+    /// App-only sign-in: a `graph` endpoint's, or an IMAP endpoint's in
+    /// Exchange Online (XOAUTH2 with the application's token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphSignInInput>,
+}
+
+/// An Entra ID application as ferryctl read it; the secret and the
+/// private key go to the secret store, never to the log.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSignInInput {
+    pub tenant: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub certificate_pem: Option<String>,
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+    /// `https://login.microsoftonline.com` unless given.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// `https://graph.microsoft.com/v1.0` unless given.
+    #[serde(default)]
+    pub graph_url: Option<String>,
+}
+
+impl std::fmt::Debug for GraphSignInInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSignInInput")
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+            .field("authority", &self.authority)
+            .field("graph_url", &self.graph_url)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -555,6 +595,44 @@ pub struct StatusView {
     pub mailboxes: usize,
     pub passes_running: usize,
     pub draining: bool,
+    /// Each Graph destination mailbox's throttling budget, as
+    /// `MAILBOX: throttled by the destination: N s in the last hour; …`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_budgets: Vec<String>,
+    /// The fleet sharing this worker's store (PostgreSQL only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// A fleet's workers as one of them sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// The worker answering.
+    pub worker: String,
+    /// Whether it leads (fires schedules, starts and ends passes).
+    pub leads: bool,
+    pub workers: Vec<FleetWorker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetWorker {
+    pub name: String,
+    pub started_us: i64,
+    pub heartbeat_us: i64,
+    /// Milliseconds since its last heartbeat, on the database's clock.
+    pub heartbeat_age_ms: i64,
+    /// The mailboxes it holds by lease now.
+    pub leases: Vec<FleetLease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetLease {
+    pub batch: String,
+    pub pass_id: u64,
+    pub mailbox: String,
+    pub lease: u64,
+    /// Milliseconds until it expires unless renewed.
+    pub expires_in_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -721,6 +799,7 @@ mod tests {
                     max_connections: None,
                     oauth: None,
                     ews: None,
+                    graph: None,
                 }),
                 r#"{"op":"endpoint_add","name":"a","kind":"Imap","host":"h","port":143,"tls":"StartTls","ca_file":null,"admin_user":null,"password":null,"max_connections":null,"oauth":null}"#,
             ),

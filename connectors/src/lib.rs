@@ -20,6 +20,7 @@ pub mod index;
 pub mod maildir;
 pub mod mapping;
 pub mod model;
+pub mod origin;
 pub mod paging;
 pub mod source;
 pub mod utf7;
@@ -187,4 +188,10 @@ pub trait MailSession: Send {
     /// Items over `max_bytes` are listed and fetched with a reason in
     /// [`ItemMeta::refused`] and no body, however large they say they are.
     fn limit_items(&mut self, _max_bytes: u64) {}
+
+    /// A destination that finds items by their stamped origin, not by
+    /// UID and bytes (see [`origin`]).
+    fn by_origin(&mut self) -> Option<&mut dyn origin::OriginStore> {
+        None
+    }
 }

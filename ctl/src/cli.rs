@@ -83,12 +83,41 @@ pub enum KindArg {
     Maildir,
     /// Exchange 2010 SP1 to 2019 over Exchange Web Services (a source).
     Ews,
+    /// Microsoft Graph (Exchange Online), signed in as an application.
+    Graph,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum EwsAuthArg {
     Ntlm,
     Basic,
+}
+
+/// An Entra ID application's app-only sign-in: a graph endpoint's, or an
+/// IMAP endpoint's in Exchange Online (XOAUTH2 without a token command).
+#[derive(clap::Args, Default)]
+pub struct GraphSignInArgs {
+    /// The tenant: its id or a domain such as contoso.onmicrosoft.com.
+    #[arg(long, requires = "client_id")]
+    pub tenant: Option<String>,
+    /// The application (client) id.
+    #[arg(long, requires = "tenant")]
+    pub client_id: Option<String>,
+    /// File holding the client secret (first line).
+    #[arg(long, requires = "tenant", conflicts_with = "certificate_file")]
+    pub client_secret_file: Option<PathBuf>,
+    /// The application's certificate (PEM), for a signed client assertion.
+    #[arg(long, requires_all = ["tenant", "key_file"])]
+    pub certificate_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "certificate_file")]
+    pub key_file: Option<PathBuf>,
+    /// The sign-in host (national clouds): https://login.microsoftonline.com unless given.
+    #[arg(long, requires = "tenant")]
+    pub authority: Option<String>,
+    /// Graph's root: https://graph.microsoft.com/v1.0 unless given.
+    #[arg(long, requires = "tenant")]
+    pub graph_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -106,8 +135,9 @@ pub enum EndpointCmd {
         #[arg(long, value_enum)]
         kind: KindArg,
         /// IMAP host, the root folder of a Maildir endpoint, or the EWS URL
-        /// (https://mail.example.com/EWS/Exchange.asmx).
-        #[arg(long)]
+        /// (https://mail.example.com/EWS/Exchange.asmx); a graph endpoint's
+        /// is its Graph URL's.
+        #[arg(long, required_unless_present = "tenant", default_value = "")]
         host: String,
         #[arg(long, default_value_t = 143)]
         port: u16,
@@ -142,6 +172,8 @@ pub enum EndpointCmd {
         /// own (Exchange2010, Exchange2010_SP1, Exchange2013, Exchange2016).
         #[arg(long)]
         ews_version: Option<String>,
+        #[command(flatten)]
+        graph: GraphSignInArgs,
     },
     /// Change how a registered endpoint is reached: each option given
     /// replaces the current one. Refused while a pass runs over it.

@@ -46,6 +46,12 @@ pub fn print(resp: &Response, json: bool) -> anyhow::Result<()> {
                 s.uptime_s,
                 if s.draining { "; draining" } else { "" }
             );
+            for line in &s.destination_budgets {
+                println!("{line}");
+            }
+            if let Some(f) = &s.fleet {
+                print_fleet(f);
+            }
         }
         Response::Endpoint(e) => print_endpoints(std::slice::from_ref(e)),
         Response::Endpoints(es) => print_endpoints(es),
@@ -341,7 +347,13 @@ fn print_batch(d: &BatchDetail) {
                     .as_ref()
                     .map(|p| {
                         let o = p.outcome.map(|o| format!("{o:?}"));
-                        format!("{} {}", p.pass.as_str(), o.as_deref().unwrap_or("running"))
+                        let on = m.worker.as_ref().map(|w| format!(" on {w}"));
+                        format!(
+                            "{} {}{}",
+                            p.pass.as_str(),
+                            o.as_deref().unwrap_or("running"),
+                            on.unwrap_or_default()
+                        )
                     })
                     .unwrap_or_default(),
             ]);
@@ -356,6 +368,34 @@ fn print_batch(d: &BatchDetail) {
                 .map(|(n, c)| (m.address.clone(), n.as_str(), c))
         }),
     );
+}
+
+/// The fleet's workers, each with its last heartbeat and its leases.
+fn print_fleet(f: &ferry_api::wire::FleetStatus) {
+    println!(
+        "fleet: this is worker {}{}",
+        f.worker,
+        if f.leads { " (leader)" } else { "" }
+    );
+    let mut t = table(&["worker", "heartbeat", "leases"]);
+    for w in &f.workers {
+        let leases: Vec<String> = w
+            .leases
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} ({} pass {}, lease {}, {} ms left)",
+                    l.mailbox, l.batch, l.pass_id, l.lease, l.expires_in_ms
+                )
+            })
+            .collect();
+        t.add_row(vec![
+            w.name.clone(),
+            format!("{} ({} ms ago)", time(w.heartbeat_us), w.heartbeat_age_ms),
+            leases.join("\n"),
+        ]);
+    }
+    println!("{t}");
 }
 
 fn purpose(p: &PassPurpose) -> String {

@@ -20,6 +20,9 @@ pub struct App {
     /// This worker's part in a fleet's lead (shared store only): only the
     /// leader runs the engine and the scheduler.
     pub leadership: Option<ferry_pgstore::Leadership>,
+    /// This worker's share of a fleet's work (shared store only): every
+    /// worker takes mailboxes of running passes by lease.
+    pub leases: Option<Arc<ferry_pgstore::Leases>>,
     /// Folded up to `views.head`; always a prefix of the log, never ahead.
     pub views: RwLock<Projections>,
     pub secrets: SecretStore,
@@ -41,6 +44,8 @@ pub struct App {
     pub next_attempts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Message bytes in flight across every fetch the daemon makes.
     pub budget: Arc<crate::budget::Budget>,
+    /// Graph clients and the throttling budget per mailbox and application.
+    pub graph: crate::graph::Graphs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,45 @@ pub enum StartError {
         "store = {0:?}: give a postgres:// or postgresql:// URL, or no store for the embedded log"
     )]
     StoreUrl(String),
+    #[error(transparent)]
+    Import(#[from] ferry_pgstore::ImportError),
+    #[error(
+        "import-log needs the PostgreSQL store to import into: --store URL or store in the config"
+    )]
+    NoStore,
+}
+
+/// Moves the data directory's event log into the empty PostgreSQL store the
+/// config names, checking the hash chain record by record. ferryd must not
+/// run on the data directory meanwhile (its lock is taken).
+pub fn import_log(config: &Config) -> Result<ferry_pgstore::Imported, StartError> {
+    let url = match config.store.as_deref() {
+        Some(url) if is_postgres(url) => url,
+        Some(other) => return Err(StartError::StoreUrl(ferry_pgstore::describe(other))),
+        None => return Err(StartError::NoStore),
+    };
+    let _pid_file = lock_data_dir(&config.data_dir)?;
+    let path = config.data_dir.join("log");
+    if !path.exists() {
+        return Err(StartError::DataDir {
+            path,
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    }
+    let log = SegmentStore::open(&path)?;
+    // Secrets first: they are copied again harmlessly if the log's import
+    // fails, while an imported log refuses a second import.
+    let secrets = SecretStore::open(&config.data_dir.join("secrets"), &config.secret_key_file)?;
+    let store = ferry_pgstore::PgStore::open(url)?;
+    let copied = secrets.copy_into(&store.secrets()?)?;
+    tracing::info!(secrets = copied, "secrets copied into the shared store");
+    let done = ferry_pgstore::import(url, log.read_raw(1))?;
+    log.close();
+    Ok(done)
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Locks `DATA_DIR/ferryd.pid` and writes this process's id in it; a
@@ -118,6 +162,7 @@ impl App {
             store,
             segments,
             leadership,
+            leases,
             secrets,
         } = open_store(&config)?;
         let mut views = load_views(&config, store.as_ref());
@@ -132,11 +177,13 @@ impl App {
         let budget = Arc::new(crate::budget::Budget::new(
             config.engine.max_bytes_in_flight,
         ));
+        let config_graph_limits = config.graph.limits();
         let app = App {
             config: RwLock::new(config),
             store,
             segments,
             leadership,
+            leases,
             views: RwLock::new(views),
             secrets,
             started: Instant::now(),
@@ -145,6 +192,7 @@ impl App {
             snapshot_head: std::sync::Mutex::new(head),
             views_head: tokio::sync::watch::channel(head).0,
             _pid_file: pid_file,
+            graph: crate::graph::Graphs::new(config_graph_limits),
             next_attempts: Default::default(),
             budget,
         };
@@ -225,6 +273,8 @@ struct Opened {
     segments: Option<Arc<SegmentStore>>,
     /// The worker's lead when the log is shared.
     leadership: Option<ferry_pgstore::Leadership>,
+    /// The worker's leases when the log is shared.
+    leases: Option<Arc<ferry_pgstore::Leases>>,
     secrets: SecretStore,
 }
 
@@ -233,14 +283,16 @@ struct Opened {
 /// and the secrets under the data directory.
 fn open_store(config: &Config) -> Result<Opened, StartError> {
     match config.store.as_deref() {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+        Some(url) if is_postgres(url) => {
             let store = ferry_pgstore::PgStore::open(url)?;
             tracing::info!(store = store.location(), "event log on PostgreSQL");
-            let name = format!("pid {} ({})", std::process::id(), config.data_dir.display());
+            let name = worker_name(config);
+            let lease = std::time::Duration::from_secs(config.fleet.lease_s.max(1));
             // Secrets first: a worker with the wrong key never competes for the lead.
             Ok(Opened {
                 secrets: SecretStore::open_shared(store.secrets()?, &config.secret_key_file)?,
                 leadership: Some(store.lead(&name)?),
+                leases: Some(Arc::new(store.leases(&name, lease)?)),
                 store: Arc::new(store),
                 segments: None,
             })
@@ -252,6 +304,7 @@ fn open_store(config: &Config) -> Result<Opened, StartError> {
                 store: store.clone(),
                 segments: Some(store),
                 leadership: None,
+                leases: None,
                 secrets: SecretStore::open(
                     &config.data_dir.join("secrets"),
                     &config.secret_key_file,
@@ -259,6 +312,17 @@ fn open_store(config: &Config) -> Result<Opened, StartError> {
             })
         }
     }
+}
+
+/// This worker's name in the fleet: the configured one, else the host's
+/// name and the data directory, which no other worker has.
+fn worker_name(config: &Config) -> String {
+    config.fleet.worker.clone().unwrap_or_else(|| {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}", config.data_dir.display())
+    })
 }
 
 /// The snapshot when it is readable and not ahead of the log, else nothing.

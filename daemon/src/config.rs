@@ -35,9 +35,13 @@ pub struct FileConfig {
     pub dns: DnsConfig,
     #[serde(default)]
     pub cutover: CutoverConfig,
+    #[serde(default)]
+    pub fleet: FleetConfig,
     pub metrics: Option<MetricsConfig>,
     #[serde(default)]
     pub endpoints: EndpointsConfig,
+    #[serde(default)]
+    pub graph: GraphConfig,
 }
 
 /// `[endpoints]`: what a user of the control socket may make ferryd read
@@ -141,6 +145,26 @@ impl Default for CutoverConfig {
             hook: None,
             hook_timeout_s: 120,
             runbook_dir: None,
+        }
+    }
+}
+
+/// `[fleet]`: this worker's part in a fleet sharing a PostgreSQL store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// The worker's name, unique in the fleet; default `HOST:DATA_DIR`.
+    pub worker: Option<String>,
+    /// Seconds a mailbox lease lasts unless renewed (renewed four times
+    /// within it): how long a dead worker's mailboxes wait for another.
+    pub lease_s: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            worker: None,
+            lease_s: 30,
         }
     }
 }
@@ -362,9 +386,40 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub dns: DnsConfig,
     pub cutover: CutoverConfig,
+    pub fleet: FleetConfig,
     /// Where `/metrics` is served (loopback only), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub endpoints: EndpointsConfig,
+    pub graph: GraphConfig,
+}
+
+/// `[graph]`: the throttling budget per mailbox and application, Exchange
+/// Online's published limits unless set (a tenant with other limits, a
+/// test service). Read at start.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphConfig {
+    pub concurrent: Option<u32>,
+    pub requests: Option<u32>,
+    pub request_window_s: Option<u64>,
+    pub upload_bytes: Option<u64>,
+    pub upload_window_s: Option<u64>,
+}
+
+impl GraphConfig {
+    pub fn limits(&self) -> ferry_graph::Limits {
+        let d = ferry_graph::Limits::EXCHANGE_ONLINE;
+        let secs = |s: Option<u64>, d: std::time::Duration| {
+            s.map_or(d, |s| std::time::Duration::from_secs(s.max(1)))
+        };
+        ferry_graph::Limits {
+            concurrent: self.concurrent.unwrap_or(d.concurrent).max(1),
+            requests: self.requests.unwrap_or(d.requests).max(1),
+            request_window: secs(self.request_window_s, d.request_window),
+            upload_bytes: self.upload_bytes.unwrap_or(d.upload_bytes).max(1),
+            upload_window: secs(self.upload_window_s, d.upload_window),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -442,7 +497,9 @@ impl Config {
             notify: file.notify,
             dns: file.dns,
             cutover: file.cutover,
+            fleet: file.fleet,
             endpoints: file.endpoints,
+            graph: file.graph,
             metrics_listen: file
                 .metrics
                 .as_ref()

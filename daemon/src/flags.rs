@@ -16,6 +16,8 @@ pub struct Flags {
     pub log_json: bool,
     /// The event log in PostgreSQL, for a fleet of workers.
     pub store: Option<String>,
+    /// `import-log`: move the data directory's log into `store`, then exit.
+    pub import_log: bool,
 }
 
 /// What the command line asks for.
@@ -126,6 +128,10 @@ pub fn parse(
                 return Err(unexpected(&format!("--{name}"), similar(&name), &usage));
             }
             Short(c) => return Err(unexpected(&format!("-{c}"), None, &usage)),
+            Value(v) if v == "import-log" && !flags.import_log => {
+                flags.import_log = true;
+                continue;
+            }
             Value(v) => return Err(unexpected(&v.to_string_lossy(), None, &usage)),
         };
         // As clap did: a value is attached (`--flag=V`) or the next word,
@@ -205,6 +211,10 @@ fn help(bin: &str, env: &dyn Fn(&str) -> Option<OsString>) -> String {
         "The mailferry migration daemon
 
 Usage: {bin} [OPTIONS]
+       {bin} import-log --data-dir <DATA_DIR> --store <URL>
+
+Commands:
+  import-log  Move the data directory's event log into an empty PostgreSQL store, checking its chain, and exit
 
 Options:
       --data-dir <DATA_DIR>  Where the event log, snapshots and secrets live [env: FERRY_DATA_DIR={}]
@@ -257,6 +267,7 @@ mod tests {
                 config: Some("/c.toml".into()),
                 log_json: true,
                 store: None,
+                import_log: false,
             }
         );
         assert_eq!(run(&[], &[]), Ok(Parsed::Run(Flags::default())));
@@ -264,6 +275,11 @@ mod tests {
             panic!("refused")
         };
         assert_eq!(f.store.as_deref(), Some("postgres://ferry@db/log"));
+        let Ok(Parsed::Run(f)) = run(&["import-log", "--data-dir", "/d"], &[]) else {
+            panic!("refused")
+        };
+        assert!(f.import_log && f.data_dir.is_some());
+        assert!(refused(&["import-log", "import-log"]).contains("unexpected argument"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod config;
 pub mod cron;
 pub mod csvimport;
 pub mod engine;
+pub mod graph;
 pub mod metrics;
 pub mod notify;
 pub mod scheduler;
@@ -77,18 +78,20 @@ pub async fn run(
     }
     let listener = server::bind(&socket, admin_group.as_deref()).await?;
     let (shutdown_tx, shutdown_rx) = shutdown::channel();
-    let (engine, scheduler) = match app.leadership.as_ref().map(|l| l.watch()) {
+    // Every fleet worker runs the engine (its passes shared by leases); the
+    // scheduler and the notifier run on the leader alone, so that a fire or
+    // a summary is not sent by each worker.
+    let engine = engine::spawn(app.clone(), shutdown_rx.clone());
+    let (scheduler, notifier) = match app.leadership.as_ref().map(|l| l.watch()) {
         None => (
-            engine::spawn(app.clone(), shutdown_rx.clone()),
             scheduler::spawn(app.clone(), shutdown_rx.clone()),
+            notify::spawn(app.clone(), shutdown_rx.clone()),
         ),
-        // A fleet's worker runs them while it leads.
         Some(leads) => (
             tokio::spawn(while_leading(app.clone(), leads, shutdown_rx.clone())),
             tokio::spawn(async {}),
         ),
     };
-    let notifier = notify::spawn(app.clone(), shutdown_rx.clone());
     let metrics_listen = app.config.read().unwrap().metrics_listen;
     let metrics = match metrics_listen {
         Some(addr) => Some(metrics::bind(addr).await?),
@@ -175,10 +178,9 @@ async fn follow_store(app: Arc<App>, mut shutdown: shutdown::Shutdown) {
     }
 }
 
-/// Runs the engine and the scheduler while this worker leads the fleet.
-/// When the lead is lost they are told to stop; the store refuses their
-/// appends from that moment, and the next leader settles what they left
-/// in doubt, as after a crash.
+/// Runs the scheduler and the notifier while this worker leads the fleet.
+/// When the lead is lost they are told to stop; the store refuses the
+/// scheduler's appends from that moment.
 async fn while_leading(
     app: Arc<App>,
     mut leads: tokio::sync::watch::Receiver<bool>,
@@ -189,20 +191,20 @@ async fn while_leading(
             _ = shutdown.wait() => return,
             lead = leads.wait_for(|l| *l) => if lead.is_err() { return },
         }
-        tracing::info!("leading the fleet: engine and scheduler started");
+        tracing::info!("leading the fleet: scheduler and notifier started");
         let (stop, stopped) = shutdown::channel();
-        let engine = engine::spawn(app.clone(), stopped.clone());
-        let scheduler = scheduler::spawn(app.clone(), stopped);
+        let scheduler = scheduler::spawn(app.clone(), stopped.clone());
+        let notifier = notify::spawn(app.clone(), stopped);
         let ended = tokio::select! {
             _ = shutdown.wait() => true,
             lost = leads.wait_for(|l| !*l) => lost.is_err(),
         };
         stop.fire();
-        let _ = engine.await;
         let _ = scheduler.await;
+        let _ = notifier.await;
         if ended {
             return;
         }
-        tracing::warn!("lead of the fleet lost: engine and scheduler stopped");
+        tracing::warn!("lead of the fleet lost: scheduler and notifier stopped");
     }
 }

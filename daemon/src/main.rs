@@ -33,6 +33,16 @@ fn real_main(args: flags::Flags) -> anyhow::Result<()> {
     if args.store.is_some() {
         config.store = args.store;
     }
+    if args.import_log {
+        let done = ferryd::app::import_log(&config)?;
+        println!(
+            "imported {} events into {} (head {}); the chain is unbroken",
+            done.events,
+            ferry_pgstore::describe(config.store.as_deref().unwrap_or_default()),
+            done.head
+        );
+        return Ok(());
+    }
 
     let (filter, filter_handle) = reload::Layer::new(
         EnvFilter::try_new(&config.log).context("the log filter in the configuration")?,

@@ -123,6 +123,34 @@ pub fn render(app: &App) -> String {
         "Events in the log not yet folded into the views.",
         &[(String::new(), head.saturating_sub(views.head))],
     );
+    let budgets = app.graph.budgets().states();
+    let sample = |f: &dyn Fn(&ferry_graph::BudgetState) -> u64| -> Vec<(String, u64)> {
+        budgets
+            .iter()
+            .map(|((mailbox, client), st)| {
+                let l = format!(
+                    "{{mailbox=\"{}\",application=\"{}\"}}",
+                    label(mailbox),
+                    label(client)
+                );
+                (l, f(st))
+            })
+            .collect()
+    };
+    metric(
+        &mut out,
+        "ferry_destination_throttled_seconds_last_hour",
+        "gauge",
+        "Seconds a Graph destination mailbox was throttled by the destination in the last hour.",
+        &sample(&|st| st.throttled_last_hour.as_secs()),
+    );
+    metric(
+        &mut out,
+        "ferry_destination_requests_in_window",
+        "gauge",
+        "Requests to a Graph destination mailbox within its budget's window.",
+        &sample(&|st| st.requests_in_window),
+    );
     let now = ferry_events::time::now_us();
     let fires: Vec<(String, u64)> = views
         .batches

@@ -169,6 +169,22 @@ impl SecretStore {
         }
     }
 
+    /// Copies every secret under this store's directory into a fleet's
+    /// table, sealed as they are (the fleet then uses this store's key
+    /// file); returns how many.
+    pub fn copy_into(&self, table: &ferry_pgstore::PgSecrets) -> Result<usize, SecretError> {
+        let Backend::Dir(dir) = &self.backend else {
+            return Ok(0);
+        };
+        let ids = stored(dir)?;
+        for id in &ids {
+            let path = dir.join(id);
+            let sealed = std::fs::read(&path).map_err(io("reading", &path))?;
+            table.put(id, &sealed)?;
+        }
+        Ok(ids.len())
+    }
+
     /// Removes every stored secret whose id is not in `keep`; returns how
     /// many. Only while no command can be storing one (at start), so never
     /// in a fleet's shared table, where another worker may be storing one.
@@ -288,8 +304,9 @@ pub fn of_batch(
         .collect()
 }
 
-/// Every secret the views refer to: endpoints' admin passwords, mailboxes'
-/// passwords, batches' webhooks and the webhooks of reports still owed.
+/// Every secret the views refer to: endpoints' admin passwords and
+/// application credentials, mailboxes' passwords, batches' webhooks and
+/// the webhooks of reports still owed.
 pub fn referenced(views: &ferry_projections::Projections) -> HashSet<String> {
     let endpoints = views.endpoints.values().map(|e| &e.spec.admin_secret);
     let mailboxes = views
@@ -298,12 +315,17 @@ pub fn referenced(views: &ferry_projections::Projections) -> HashSet<String> {
         .flat_map(|m| [&m.spec.source_secret, &m.spec.destination_secret]);
     let webhooks = views.batches.values().map(|b| &b.notify.webhook);
     let owed = views.notices.owed.iter().map(|n| &n.webhook);
+    let sign_ins = views
+        .endpoints
+        .values()
+        .flat_map(|e| e.graph.iter().flat_map(|g| g.credential.secrets()));
     endpoints
         .chain(mailboxes)
         .chain(webhooks)
         .chain(owed)
         .flatten()
         .map(|r| r.0.clone())
+        .chain(sign_ins.map(|r| r.0))
         .collect()
 }
 

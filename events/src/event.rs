@@ -19,6 +19,8 @@ pub enum EndpointKind {
     /// Exchange Web Services; `host` holds the EWS URL and the rest of its
     /// settings come with [`Event::EwsEndpointSet`].
     Ews,
+    /// Microsoft Graph (Exchange Online), signed in as an application.
+    Graph,
 }
 
 /// How an EWS endpoint authenticates a login.
@@ -86,6 +88,39 @@ pub enum TokenSource {
     File(String),
     /// A command (run with `sh -c`) that prints the token on stdout.
     Command(String),
+}
+
+/// An Entra ID application's app-only sign-in, for a `graph` endpoint and
+/// for Exchange Online's IMAP (SASL XOAUTH2). Only references to secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphSignIn {
+    pub tenant: String,
+    pub client_id: String,
+    pub credential: GraphCredential,
+    /// The sign-in host with its scheme (national clouds, a test service).
+    pub authority: String,
+    /// Graph's root with its version, such as `https://graph.microsoft.com/v1.0`.
+    pub graph_url: String,
+}
+
+/// How the application proves itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GraphCredential {
+    /// A client secret, in the secret store.
+    Secret(SecretRef),
+    /// A certificate (PEM, public) and its private key (PEM, in the secret
+    /// store): the JWT client assertion.
+    Certificate { cert_pem: String, key: SecretRef },
+}
+
+impl GraphCredential {
+    pub fn secrets(&self) -> Vec<SecretRef> {
+        match self {
+            GraphCredential::Secret(s) | GraphCredential::Certificate { key: s, .. } => {
+                vec![s.clone()]
+            }
+        }
+    }
 }
 
 /// A pre-stage pass copies items older than this many days unless told.
@@ -545,6 +580,23 @@ pub enum Event {
         class: String,
         reason: String,
     },
+    /// An endpoint's app-only sign-in set (a `graph` endpoint's, or an IMAP
+    /// endpoint's in Exchange Online), or cleared with `None`.
+    GraphEndpointSet {
+        name: String,
+        sign_in: Option<GraphSignIn>,
+    },
+    /// A fleet's worker took a mailbox's share of a running pass: the
+    /// first event it writes under that lease. `lease` grows with each
+    /// taking; `previous` is the worker whose lease had expired, if any.
+    MailboxLeased {
+        mailbox: String,
+        batch: String,
+        pass_id: u64,
+        worker: String,
+        lease: u64,
+        previous: Option<String>,
+    },
 }
 
 /// A message's subject (decoded), Message-ID and date, each capped at
@@ -625,7 +677,8 @@ impl Event {
             | Event::MailboxUpdated { batch, .. }
             | Event::MailboxRemoved { batch, .. }
             | Event::CompletionForced { batch, .. }
-            | Event::DeletionsPropagated { batch, .. } => batch,
+            | Event::DeletionsPropagated { batch, .. }
+            | Event::MailboxLeased { batch, .. } => batch,
             _ => return None,
         })
     }
@@ -687,6 +740,8 @@ impl Event {
             Event::EwsEndpointSet { .. } => "EwsEndpointSet",
             Event::SourceSynced { .. } => "SourceSynced",
             Event::FolderSkipped { .. } => "FolderSkipped",
+            Event::GraphEndpointSet { .. } => "GraphEndpointSet",
+            Event::MailboxLeased { .. } => "MailboxLeased",
         }
     }
 }

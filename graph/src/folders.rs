@@ -81,6 +81,16 @@ impl Mailbox {
         Ok(out)
     }
 
+    /// One folder, with its counts.
+    pub async fn folder(&self, id: &str) -> Result<MailFolder> {
+        let req = Req::new(
+            self.op("read folder"),
+            Method::GET,
+            self.url(&format!("/mailFolders/{id}")),
+        );
+        self.call(req).await
+    }
+
     /// Creates `name` under `parent` (a folder id, or the root when
     /// `None`); a folder of that name already there is answered instead.
     pub async fn create_folder(&self, parent: Option<&str>, name: &str) -> Result<MailFolder> {

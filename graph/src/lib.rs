@@ -11,6 +11,8 @@
 //!   resources, one file each; `model` holds their wire shapes.
 //!
 //! - `mime`: a MIME message read into that JSON create.
+//! - `session`: a mailbox as the engine's copy destination, items found
+//!   by their origin.
 //!
 //! Which way an item goes in, and what it keeps:
 //! - the import API (`import`): a full-fidelity item (`exportItems`, EWS
@@ -36,11 +38,13 @@ pub mod import;
 pub mod messages;
 pub mod mime;
 pub mod model;
+pub mod session;
 
 pub use auth::{AccessToken, AppAuth, Credential, EXCHANGE_IMAP_SCOPE, GRAPH_SCOPE};
 pub use budget::{Budget, BudgetState, Budgets, Limits};
 pub use client::{Graph, GraphConfig, Mailbox};
 pub use reqwest::Method;
+pub use session::GraphSession;
 
 /// What a Graph call can fail with. Messages name the operation and what
 /// the service said, never a credential.

@@ -254,8 +254,13 @@ impl Mailbox {
     async fn find_stamped(&self, folder: Option<&str>, value: &str) -> Result<Vec<Message>> {
         let scope = folder.map_or(String::new(), |f| format!("/mailFolders/{f}"));
         let value = value.replace('\'', "''");
+        let filter = format!(
+            "singleValueExtendedProperties/Any(ep: ep/id eq '{ORIGIN_PROPERTY}' and ep/value eq '{value}')"
+        );
+        // The value names a folder: `&`, `#` or `+` in it must not end the query.
+        let filter: String = form_urlencoded::byte_serialize(filter.as_bytes()).collect();
         let url = self.url(&format!(
-            "{scope}/messages?$filter=singleValueExtendedProperties/Any(ep: ep/id eq '{ORIGIN_PROPERTY}' and ep/value eq '{value}')&$select={MESSAGE_SELECT}&$expand=singleValueExtendedProperties($filter=id eq '{ORIGIN_PROPERTY}')"
+            "{scope}/messages?$filter={filter}&$select={MESSAGE_SELECT}&$expand=singleValueExtendedProperties($filter=id eq '{ORIGIN_PROPERTY}')"
         ));
         self.collect(&self.op("find by origin"), url).await
     }

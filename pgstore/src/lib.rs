@@ -18,11 +18,15 @@
 //! bytes before anything is written again, so a restart of PostgreSQL
 //! neither loses nor doubles an append.
 
+mod import;
 mod leader;
+mod lease;
 mod secrets;
 mod threads;
 
+pub use import::{ImportError, Imported, import};
 pub use leader::Leadership;
+pub use lease::{FleetView, Lease, LeaseRow, Leases, WorkerRow};
 pub use secrets::PgSecrets;
 
 use std::str::FromStr;
@@ -40,6 +44,8 @@ use threads::{Append, Reader};
 
 /// How long a lost connection is retried before appends and reads fail.
 pub const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
+/// How long a session may sit inside a transaction without a statement.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(3);
 /// Records fetched per round trip by the iterators.
 const PAGE: i64 = 1000;
 /// The channel other workers' appends are announced on.
@@ -54,6 +60,8 @@ pub struct PgStore {
     at: String,
     config: postgres::Config,
     fence: Arc<AtomicU64>,
+    /// The mailbox leases this worker holds (a fleet's shared work).
+    held: lease::Held,
 }
 
 /// Where the store is, as errors and logs may show it: host, port and
@@ -91,7 +99,18 @@ impl PgStore {
     /// Connects, creates the tables if this is a new store, and starts the
     /// store's threads.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
-        let (config, at) = parse(url)?;
+        let (mut config, at) = parse(url)?;
+        // A worker paused inside a transaction (SIGSTOP, a frozen VM) would
+        // hold the log's head lock, and with it every worker's appends: the
+        // server ends such a session, and the worker finds out when it wakes.
+        let options = config
+            .get_options()
+            .map(|o| format!("{o} "))
+            .unwrap_or_default();
+        config.options(&format!(
+            "{options}-c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TRANSACTION.as_millis()
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         let head = Arc::new(watch::channel(0).0);
         let fence = Arc::new(AtomicU64::new(threads::UNFENCED));
@@ -110,6 +129,7 @@ impl PgStore {
             at,
             config: config_for_lead,
             fence,
+            held: lease::Held::default(),
         })
     }
 
@@ -123,6 +143,20 @@ impl PgStore {
             self.at.clone(),
             name.to_string(),
             self.fence.clone(),
+            self.stop.clone(),
+        )
+    }
+
+    /// Takes part in the fleet's shared work as `worker`, whose leases last
+    /// `ttl` unless renewed: from now on, this store refuses an engine
+    /// append for a leased mailbox once its lease is lost.
+    pub fn leases(&self, worker: &str, ttl: Duration) -> Result<Leases, StoreError> {
+        let db = threads::start_reader(self.config.clone(), self.at.clone())?;
+        lease::start(
+            db,
+            self.held.clone(),
+            worker.to_string(),
+            ttl,
             self.stop.clone(),
         )
     }
@@ -190,6 +224,10 @@ impl EventStore for PgStore {
         actor: Actor,
         events: Vec<Event>,
     ) -> Result<Vec<Envelope>, StoreError> {
+        let lease = match actor {
+            Actor::Engine => lease::check_for(&self.held, stream),
+            _ => None,
+        };
         let (reply, answer) = oneshot::channel();
         self.appends
             .send(Append {
@@ -197,10 +235,20 @@ impl EventStore for PgStore {
                 expected,
                 actor,
                 events,
+                lease: lease.clone(),
                 reply,
             })
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let written = answer.await.map_err(|_| StoreError::Closed)??;
+        match lease {
+            // Written while the lease held, but it may have lapsed since
+            // (the worker paused): the caller must not act on it.
+            Some(l) if !lease::still_holds(&self.held, stream, &l) => Err(StoreError::LeaseLost {
+                mailbox: l.mailbox,
+                lease: l.version,
+            }),
+            _ => Ok(written),
+        }
     }
 
     fn read_all(&self, from_seq: u64) -> EnvelopeIter<'_> {

@@ -14,6 +14,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls};
 use tokio::sync::{oneshot, watch};
 
+use crate::lease::{self, NOW_US};
 use crate::{CHANNEL, RECONNECT_LIMIT};
 
 /// The fence of a store that no leadership was asked of (one daemon alone).
@@ -40,6 +41,21 @@ CREATE TABLE IF NOT EXISTS ferry_leader (
     holder text NOT NULL,
     since_us bigint NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ferry_leases (
+    batch text NOT NULL,
+    pass_id bigint NOT NULL,
+    mailbox text NOT NULL,
+    holder text,
+    version bigint NOT NULL DEFAULT 0,
+    expires_us bigint NOT NULL DEFAULT 0,
+    done boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (batch, pass_id, mailbox)
+);
+CREATE TABLE IF NOT EXISTS ferry_workers (
+    name text PRIMARY KEY,
+    started_us bigint NOT NULL,
+    heartbeat_us bigint NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ferry_head (
     one boolean PRIMARY KEY DEFAULT true CHECK (one),
     seq bigint NOT NULL,
@@ -56,10 +72,12 @@ pub(crate) struct Append {
     pub expected: ExpectedVersion,
     pub actor: Actor,
     pub events: Vec<Event>,
+    /// The lease this append is made under (a fleet worker's mailbox work).
+    pub lease: Option<lease::Check>,
     pub reply: oneshot::Sender<Result<Vec<Envelope>, StoreError>>,
 }
 
-fn db_error(at: &str, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn db_error(at: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Database {
         at: at.to_string(),
         what: e.to_string(),
@@ -102,7 +120,7 @@ fn retryable(e: &postgres::Error) -> bool {
     )
 }
 
-fn create_schema(c: &mut Client) -> Result<(), postgres::Error> {
+pub(crate) fn create_schema(c: &mut Client) -> Result<(), postgres::Error> {
     let mut tx = c.transaction()?;
     // Two workers starting at once would race on CREATE TABLE IF NOT EXISTS.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
@@ -296,13 +314,14 @@ fn write_group(
     let mut tx = client.transaction()?;
     // Read under a share lock: a worker taking the lead waits for this
     // transaction, and this one sees a lead taken before it.
-    let check = fence != UNFENCED && group.iter().any(|a| fenced(&a.actor));
+    let check = fence != UNFENCED && group.iter().any(|a| a.lease.is_none() && fenced(&a.actor));
     let epoch = if check {
         let row = tx.query_one("SELECT epoch FROM ferry_leader FOR SHARE", &[])?;
         row.get::<_, i64>(0) as u64
     } else {
         0
     };
+    let leases_held = held_leases(&mut tx, group)?;
     let row = tx.query_one("SELECT seq, hash, time_us FROM ferry_head FOR UPDATE", &[])?;
     let head: i64 = row.get(0);
     let hash_bytes: Vec<u8> = row.get(1);
@@ -326,8 +345,16 @@ fn write_group(
     let now = now_us();
     let results: Vec<_> = group
         .iter()
-        .map(|a| {
-            if fence != UNFENCED && fenced(&a.actor) && (fence == 0 || fence != epoch) {
+        .zip(&leases_held)
+        .map(|(a, holds)| {
+            if let Some(l) = &a.lease {
+                if !holds {
+                    return Err(StoreError::LeaseLost {
+                        mailbox: l.mailbox.clone(),
+                        lease: l.version,
+                    });
+                }
+            } else if fence != UNFENCED && fenced(&a.actor) && (fence == 0 || fence != epoch) {
                 return Err(StoreError::NotLeader { epoch });
             }
             sequencer.sequence(&a.stream, a.expected, &a.actor, a.events.clone(), now)
@@ -373,6 +400,45 @@ fn write_group(
         first,
     });
     tx.commit()
+}
+
+/// For each append, whether the lease it is made under still holds (true
+/// for appends under none). The rows stay share-locked until `COMMIT`, so
+/// no worker takes a mailbox over while an append under its lease is made.
+fn held_leases(
+    tx: &mut postgres::Transaction<'_>,
+    group: &[Append],
+) -> Result<Vec<bool>, postgres::Error> {
+    let checks: Vec<&lease::Check> = group.iter().filter_map(|a| a.lease.as_ref()).collect();
+    if checks.is_empty() {
+        return Ok(vec![true; group.len()]);
+    }
+    let batches: Vec<&str> = checks.iter().map(|c| c.batch.as_str()).collect();
+    let passes: Vec<i64> = checks.iter().map(|c| c.pass_id as i64).collect();
+    let mailboxes: Vec<&str> = checks.iter().map(|c| c.mailbox.as_str()).collect();
+    let rows = tx.query(
+        &format!(
+            "SELECT l.batch, l.pass_id, l.mailbox, l.holder, l.version FROM ferry_leases l \
+             JOIN unnest($1::text[], $2::int8[], $3::text[]) AS k(batch, pass_id, mailbox) \
+               USING (batch, pass_id, mailbox) \
+             WHERE NOT l.done AND l.expires_us > {NOW_US} FOR SHARE OF l"
+        ),
+        &[&batches, &passes, &mailboxes],
+    )?;
+    Ok(group
+        .iter()
+        .map(|a| {
+            a.lease.as_ref().is_none_or(|c| {
+                rows.iter().any(|r| {
+                    r.get::<_, String>(0) == c.batch
+                        && r.get::<_, i64>(1) as u64 == c.pass_id
+                        && r.get::<_, String>(2) == c.mailbox
+                        && r.get::<_, Option<String>>(3).as_deref() == Some(c.worker.as_str())
+                        && r.get::<_, i64>(4) as u64 == c.version
+                })
+            })
+        })
+        .collect())
 }
 
 /// A read to run on the reader's connection (reopened as needed).

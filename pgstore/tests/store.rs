@@ -261,3 +261,61 @@ async fn only_the_leader_writes_engine_events_and_a_deposed_one_is_fenced() {
     assert_eq!(epoch.trim(), "3|worker-b");
     assert_eq!(check_log(&b).len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_is_written_only_under_its_current_lease() {
+    let pg = Postgres::start().unwrap();
+    let a = PgStore::open(&pg.url()).unwrap();
+    let b = PgStore::open(&pg.url()).unwrap();
+    let ttl = Duration::from_secs(30);
+    let (la, lb) = (a.leases("a", ttl).unwrap(), b.leases("b", ttl).unwrap());
+    let (a_lead, b_lead) = (a.lead("a").unwrap(), b.lead("b").unwrap());
+    until("a leader", || a_lead.leads() || b_lead.leads()).await;
+    let boxes = ["m1@x".to_string(), "m2@x".to_string()];
+    la.open_pass("wave", 1, &boxes).unwrap();
+    // Each worker takes what is free; nothing is taken twice.
+    let got_a = la.take("wave", 1, 1).unwrap();
+    let got_b = lb.take("wave", 1, 5).unwrap();
+    assert_eq!(got_a.len(), 1);
+    assert_eq!(got_b.len(), 1);
+    assert_ne!(got_a[0].mailbox, got_b[0].mailbox);
+    assert!(lb.take("wave", 1, 5).unwrap().is_empty());
+    let m = got_a[0].mailbox.clone();
+    let stream = stream::mailbox(&m);
+    // Written under the lease by its holder, whoever leads.
+    a.append(&stream, ExpectedVersion::Any, Actor::Engine, vec![ev("a1")])
+        .await
+        .unwrap();
+
+    // a's lease expires (a paused): b takes the mailbox over, and a, which
+    // still believes it holds it, is refused.
+    pg.psql(&format!(
+        "UPDATE ferry_leases SET expires_us = 0 WHERE mailbox = '{m}'"
+    ))
+    .unwrap();
+    let over = lb.take("wave", 1, 5).unwrap();
+    assert_eq!(over.len(), 1);
+    assert_eq!(over[0].mailbox, m);
+    assert_eq!(over[0].version, got_a[0].version + 1);
+    assert_eq!(over[0].previous.as_deref(), Some("a"));
+    let err = a
+        .append(&stream, ExpectedVersion::Any, Actor::Engine, vec![ev("a2")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    b.append(&stream, ExpectedVersion::Any, Actor::Engine, vec![ev("b1")])
+        .await
+        .unwrap();
+    // a finds out at its next renewal.
+    tokio::time::timeout(Duration::from_secs(30), got_a[0].lost())
+        .await
+        .expect("a learns its lease is lost");
+
+    // A finished mailbox is taken by nobody; the pass is done when all are.
+    lb.finish(&over[0]).unwrap();
+    lb.finish(&got_b[0]).unwrap();
+    assert!(la.take("wave", 1, 5).unwrap().is_empty());
+    let members = la.members("wave", 1).unwrap();
+    assert!(members.iter().all(|(_, done)| *done), "{members:?}");
+    check_log(&a);
+}

@@ -45,6 +45,8 @@ pub struct EndpointView {
     /// An EWS endpoint's own settings.
     #[serde(default)]
     pub ews: Option<ferry_events::EwsSettings>,
+    /// The app-only sign-in (Graph, or Exchange Online's IMAP).
+    pub graph: Option<ferry_events::GraphSignIn>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,12 +105,20 @@ impl Projections {
                         verified: None,
                         capabilities: Vec::new(),
                         ews: None,
+                        graph: None,
                     },
                 );
             }
             Event::EwsEndpointSet { name, ews } => {
                 if let Some(ep) = self.endpoints.get_mut(name) {
                     ep.ews = Some(ews.clone());
+                    ep.verified = None;
+                    ep.capabilities.clear();
+                }
+            }
+            Event::GraphEndpointSet { name, sign_in } => {
+                if let Some(ep) = self.endpoints.get_mut(name) {
+                    ep.graph = sign_in.clone();
                     ep.verified = None;
                     ep.capabilities.clear();
                 }

@@ -8,6 +8,7 @@ pub mod loggen;
 pub mod mailcmp;
 pub mod pair;
 pub mod sample;
+pub mod storerates;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -51,6 +52,13 @@ impl Ferryd {
     /// `[endpoints]` table, one allowing paths under the temporary folder
     /// is added.
     pub fn start_with_config(toml: &str) -> Ferryd {
+        let mut d = Ferryd::configured(toml);
+        d.launch();
+        d
+    }
+
+    /// Like [`Ferryd::start_with_config`], but not launched yet.
+    pub fn configured(toml: &str) -> Ferryd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let config = tmp.path().join("ferryd.toml");
         let mut toml = toml.to_string();
@@ -59,15 +67,13 @@ impl Ferryd {
             toml.push_str(&format!("\n[endpoints]\npath_roots = [{roots}]\n"));
         }
         std::fs::write(&config, toml).unwrap();
-        let mut d = Ferryd {
+        Ferryd {
             data_dir: tmp.path().join("data"),
             socket: tmp.path().join("ferryd.sock"),
             config: Some(config),
             child: None,
             _tmp: Some(tmp),
-        };
-        d.launch();
-        d
+        }
     }
 
     pub fn command(&self) -> Command {

@@ -5,46 +5,15 @@
 use std::io;
 use std::time::Duration;
 
-use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
-use async_imap::{Authenticator, Client};
+use async_imap::Client;
+use async_imap::imap_proto::{Response, ResponseCode, Status};
+use base64::Engine;
 use tokio::net::TcpStream;
 
-use super::session::Conn;
+use super::session::{Conn, Tagged};
 use super::tls::{self, Stream};
 use super::{ImapAuth, ImapConfig, TlsMode};
 use crate::{ConnectorError, ErrorClass, Result};
-
-/// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`.
-struct Plain<'a> {
-    authzid: &'a str,
-    user: &'a str,
-    password: &'a str,
-}
-
-impl Authenticator for Plain<'_> {
-    type Response = Vec<u8>;
-    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        format!("{}\0{}\0{}", self.authzid, self.user, self.password).into_bytes()
-    }
-}
-
-/// XOAUTH2: the first answer carries the token; a failure comes back as a
-/// JSON challenge that must be answered with an empty line before the NO.
-struct XOAuth2<'a> {
-    user: &'a str,
-    token: &'a str,
-    sent: bool,
-}
-
-impl Authenticator for XOAuth2<'_> {
-    type Response = Vec<u8>;
-    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        if std::mem::replace(&mut self.sent, true) {
-            return Vec::new();
-        }
-        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token).into_bytes()
-    }
-}
 
 fn io_err(endpoint: &str, op: &'static str, source: io::Error) -> ConnectorError {
     ConnectorError::Io {
@@ -72,9 +41,16 @@ where
     }
 }
 
+/// What the greeting says of the server.
+struct Greeting {
+    /// It names SASL-IR among its capabilities.
+    sasl_ir: bool,
+    /// PREAUTH with a `[CAPABILITY ...]` code: the logged-in capabilities.
+    preauth_caps: Option<Vec<String>>,
+}
+
 /// Reads the server greeting: OK or PREAUTH go on, BYE is a refusal.
-/// True when it names SASL-IR among its capabilities.
-async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> Result<bool> {
+async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> Result<Greeting> {
     let response = with_timeout(endpoint, "greeting", t, async {
         client.read_response().await?.ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the greeting")
@@ -83,14 +59,20 @@ async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> R
     .await?;
     match response.parsed() {
         Response::Data {
-            status: Status::Ok | Status::PreAuth,
+            status: status @ (Status::Ok | Status::PreAuth),
             outcome,
-        } => Ok(match &outcome.code {
-            Some(ResponseCode::Capabilities(caps)) => caps
-                .iter()
-                .any(|c| matches!(c, Capability::Atom(a) if a.eq_ignore_ascii_case("SASL-IR"))),
-            _ => false,
-        }),
+        } => {
+            let caps = match &outcome.code {
+                Some(ResponseCode::Capabilities(caps)) => Some(super::capability_names(caps)),
+                _ => None,
+            };
+            Ok(Greeting {
+                sasl_ir: caps
+                    .as_ref()
+                    .is_some_and(|c| c.iter().any(|c| c.eq_ignore_ascii_case("SASL-IR"))),
+                preauth_caps: caps.filter(|_| matches!(status, Status::PreAuth)),
+            })
+        }
         Response::Data { status, outcome } => {
             let text = format!(
                 "{status:?} {}",
@@ -111,8 +93,9 @@ async fn greeting(client: &mut Client<Stream>, endpoint: &str, t: Duration) -> R
     }
 }
 
-/// Connects, secures and logs in.
-pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
+/// Connects, secures and logs in; with the capabilities the login's answer
+/// (or a PREAUTH greeting) carried, which spare a CAPABILITY round trip.
+pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<(Conn, Option<Vec<String>>)> {
     let endpoint = format!("{}:{}", cfg.host, cfg.port);
     let t = cfg.timeout;
     let tcp = with_timeout(
@@ -131,11 +114,11 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
     };
     // Whether the credentials may ride on the AUTHENTICATE command itself
     // (SASL-IR), saving a round trip; not trusted from before STARTTLS.
-    let (client, sasl_ir) = match cfg.tls {
+    let (client, greeted) = match cfg.tls {
         TlsMode::None => {
             let mut client = Client::new(Stream::plain(tcp));
-            let sasl_ir = greeting(&mut client, &endpoint, t).await?;
-            (client, sasl_ir)
+            let greeted = greeting(&mut client, &endpoint, t).await?;
+            (client, greeted)
         }
         TlsMode::Tls => {
             let config = tls_config()?;
@@ -147,8 +130,8 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
             )
             .await?;
             let mut client = Client::new(stream);
-            let sasl_ir = greeting(&mut client, &endpoint, t).await?;
-            (client, sasl_ir)
+            let greeted = greeting(&mut client, &endpoint, t).await?;
+            (client, greeted)
         }
         TlsMode::StartTls => {
             let config = tls_config()?;
@@ -185,100 +168,136 @@ pub(crate) async fn open(cfg: &ImapConfig, auth: &ImapAuth) -> Result<Conn> {
                 tls::handshake(tcp, &cfg.host, config),
             )
             .await?;
-            (Client::new(stream), false)
+            let greeted = Greeting {
+                sasl_ir: false,
+                preauth_caps: None,
+            };
+            (Client::new(stream), greeted)
         }
     };
+    let sasl_ir = greeted.sasl_ir;
 
-    let (user, result) = match auth {
-        ImapAuth::Login { user, password } => (
-            user.as_str(),
-            tokio::time::timeout(t, client.login(user, password)).await,
-        ),
+    let mut conn = Conn::new(client, endpoint.clone(), t);
+    // Whatever the server says of its capabilities on the way in.
+    let mut caps = Vec::new();
+    let (user, tagged) = match auth {
+        ImapAuth::Login { user, password } => {
+            let (Some(u), Some(p)) = (super::parse::quote(user), super::parse::quote(password))
+            else {
+                return Err(ConnectorError::Auth {
+                    endpoint,
+                    user: user.clone(),
+                    text: "a user name or password with a line break cannot be sent".into(),
+                });
+            };
+            let id = conn.send("login", &format!("LOGIN {u} {p}")).await?;
+            let tagged = conn
+                .finish("login", &id, |r| {
+                    if let Response::Capabilities(list) = r {
+                        caps.extend(super::capability_names(list));
+                    }
+                    Ok(())
+                })
+                .await?;
+            (user.as_str(), tagged)
+        }
         ImapAuth::Plain {
             authzid,
             user,
             password,
         } => {
-            let mut sasl = Plain {
-                authzid: authzid.as_deref().unwrap_or(""),
-                user,
-                password,
-            };
-            let command = if sasl_ir {
-                use base64::Engine;
-                let initial = sasl.process(b"");
-                format!(
-                    "PLAIN {}",
-                    base64::engine::general_purpose::STANDARD.encode(initial)
-                )
-            } else {
-                "PLAIN".to_string()
-            };
-            (
-                authzid.as_deref().unwrap_or(user),
-                tokio::time::timeout(t, client.authenticate(command, sasl)).await,
-            )
+            // SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`.
+            let first = format!("{}\0{user}\0{password}", authzid.as_deref().unwrap_or(""));
+            let tagged =
+                authenticate(&mut conn, "PLAIN", first.as_bytes(), sasl_ir, &mut caps).await?;
+            (authzid.as_deref().unwrap_or(user), tagged)
         }
         ImapAuth::XOAuth2 { user, token } => {
-            let sasl = XOAuth2 {
-                user,
-                token,
-                sent: false,
-            };
-            (
-                user.as_str(),
-                tokio::time::timeout(t, client.authenticate("XOAUTH2", sasl)).await,
-            )
+            let first = format!("user={user}\x01auth=Bearer {token}\x01\x01");
+            let tagged =
+                authenticate(&mut conn, "XOAUTH2", first.as_bytes(), sasl_ir, &mut caps).await?;
+            (user.as_str(), tagged)
         }
     };
-    match result {
-        Err(_) => Err(timed_out(&endpoint, "login", t)),
-        Ok(Ok(session)) => Ok(Conn::new(session, endpoint, t)),
-        Ok(Err((e, _client))) => Err(login_error(&endpoint, user, e)),
-    }
-}
-
-/// The server's words from async-imap's `code: .., info: Some("..")`.
-fn server_words(text: String) -> String {
-    match text.split_once("info: Some(\"") {
-        Some((_, rest)) => rest.trim_end_matches("\")").replace("\\\"", "\""),
-        None => text,
-    }
-}
-
-fn login_error(endpoint: &str, user: &str, e: async_imap::error::Error) -> ConnectorError {
-    use async_imap::error::Error;
-    let e = match e {
-        Error::No(text) => Error::No(server_words(text)),
-        Error::Bad(text) => Error::Bad(server_words(text)),
-        other => other,
-    };
-    match e {
-        Error::Io(source) => io_err(endpoint, "login", source),
-        Error::ConnectionLost => io_err(
-            endpoint,
-            "login",
-            io::Error::new(io::ErrorKind::UnexpectedEof, "connection lost"),
-        ),
+    if !tagged.is_ok() {
+        let text = tagged.describe();
         // "[UNAVAILABLE] Temporary authentication failure" is not a wrong
         // password: the same credentials will work later.
-        Error::No(text) | Error::Bad(text) if super::parse::is_throttle(&text) => {
+        return Err(if super::parse::is_throttle(&text) {
             ConnectorError::Server {
-                endpoint: endpoint.to_string(),
+                endpoint,
                 op: "login",
                 class: ErrorClass::Throttled,
                 text,
             }
+        } else {
+            ConnectorError::Auth {
+                endpoint,
+                user: user.to_string(),
+                text,
+            }
+        });
+    }
+    let caps = tagged
+        .caps
+        .or((!caps.is_empty()).then_some(caps))
+        .or(greeted.preauth_caps);
+    Ok((conn, caps))
+}
+
+/// AUTHENTICATE with `mechanism`: `first` is the client's first answer,
+/// sent with the command where the server takes an initial response (one
+/// round trip less), else at its first challenge; a later challenge
+/// (XOAUTH2's error details) gets an empty answer. The tagged end, and
+/// any untagged capabilities in `caps`.
+async fn authenticate(
+    conn: &mut Conn,
+    mechanism: &str,
+    first: &[u8],
+    sasl_ir: bool,
+    caps: &mut Vec<String>,
+) -> Result<Tagged> {
+    enum Step {
+        Challenge,
+        Done(Tagged),
+        Other,
+    }
+    let first = base64::engine::general_purpose::STANDARD.encode(first);
+    let command = if sasl_ir {
+        format!("AUTHENTICATE {mechanism} {first}")
+    } else {
+        format!("AUTHENTICATE {mechanism}")
+    };
+    let id = conn.send("login", &command).await?;
+    let mut answered = sasl_ir;
+    loop {
+        let step = conn
+            .next("login", |r| match r {
+                Response::Continue { .. } => Step::Challenge,
+                Response::Done {
+                    tag,
+                    status,
+                    outcome,
+                } if *tag == id => Step::Done(Tagged::new(status, outcome)),
+                Response::Capabilities(list) => {
+                    caps.extend(super::capability_names(list));
+                    Step::Other
+                }
+                _ => Step::Other,
+            })
+            .await?;
+        match step {
+            Step::Challenge => {
+                let answer = if std::mem::replace(&mut answered, true) {
+                    ""
+                } else {
+                    first.as_str()
+                };
+                conn.write_raw("login", format!("{answer}\r\n").as_bytes())
+                    .await?;
+            }
+            Step::Done(tagged) => return Ok(tagged),
+            Step::Other => {}
         }
-        Error::No(text) | Error::Bad(text) => ConnectorError::Auth {
-            endpoint: endpoint.to_string(),
-            user: user.to_string(),
-            text,
-        },
-        other => ConnectorError::Protocol {
-            endpoint: endpoint.to_string(),
-            op: "login",
-            text: other.to_string(),
-        },
     }
 }

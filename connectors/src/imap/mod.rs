@@ -95,7 +95,7 @@ pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
     let opened = std::panic::AssertUnwindSafe(auth::open(cfg, auth))
         .catch_unwind()
         .await;
-    let conn = opened.map_err(|_| ConnectorError::Protocol {
+    let (conn, caps) = opened.map_err(|_| ConnectorError::Protocol {
         endpoint: format!("{}:{}", cfg.host, cfg.port),
         op: "login",
         text: session::UNPARSEABLE.into(),
@@ -109,8 +109,23 @@ pub async fn connect(cfg: &ImapConfig, auth: &ImapAuth) -> Result<ImapSession> {
         qresync: None,
         listed: HashMap::new(),
     };
-    session.caps = session.fetch_capabilities().await?;
+    // Asked only when the login's answer did not carry them.
+    session.caps = match caps {
+        Some(caps) => caps,
+        None => session.fetch_capabilities().await?,
+    };
     Ok(session)
+}
+
+/// The names in a `CAPABILITY` answer or response code.
+fn capability_names(list: &[Capability<'_>]) -> Vec<String> {
+    list.iter()
+        .map(|c| match c {
+            Capability::Imap4rev1 => "IMAP4rev1".to_string(),
+            Capability::Auth(m) => format!("AUTH={m}"),
+            Capability::Atom(a) => a.to_string(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -268,11 +283,7 @@ impl ImapSession {
         self.conn
             .run("capability", "CAPABILITY", ErrorClass::Other, |r| {
                 if let Response::Capabilities(list) = r {
-                    caps.extend(list.iter().map(|c| match c {
-                        Capability::Imap4rev1 => "IMAP4rev1".to_string(),
-                        Capability::Auth(m) => format!("AUTH={m}"),
-                        Capability::Atom(a) => a.to_string(),
-                    }));
+                    caps.extend(capability_names(list));
                 }
                 Ok(())
             })

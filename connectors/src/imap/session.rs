@@ -1,9 +1,10 @@
 //! The command loop: send one tagged command, hand each untagged response to
 //! the caller, and turn the tagged answer into a typed result.
 //!
-//! async-imap gives the framing, tags and imap-proto parsing; its high-level
-//! calls are not used past login because they fold response codes into
-//! strings (APPENDUID, [UNAVAILABLE], ...) and have no per-step timeout.
+//! async-imap gives the framing and imap-proto parsing; its high-level calls
+//! are not used, login included, because they fold response codes into
+//! strings (APPENDUID, [UNAVAILABLE], [CAPABILITY ...]) and have no per-step
+//! timeout. Commands are tagged here.
 //! Every read and write here is bounded by the endpoint's timeout; after a
 //! timeout or I/O failure the connection is out of step, so it is marked
 //! broken and every later call fails fast with a Connection-class error.
@@ -11,7 +12,7 @@
 use std::io;
 use std::time::Duration;
 
-use async_imap::Session;
+use async_imap::Client;
 use async_imap::imap_proto::rfc4315::UidSetMember;
 use async_imap::imap_proto::{Outcome, RequestId, Response, ResponseCode, Status};
 use futures::FutureExt;
@@ -33,6 +34,8 @@ pub(crate) struct Tagged {
     pub append_uid_set: Option<(u32, Vec<UidSetMember>)>,
     /// `[TRYCREATE]`: the target folder does not exist.
     pub try_create: bool,
+    /// `[CAPABILITY ...]`, as a login's answer carries it.
+    pub caps: Option<Vec<String>>,
     /// The code as parsed, for messages; unknown codes stay in `text`.
     pub code: Option<String>,
     pub text: String,
@@ -62,6 +65,10 @@ impl Tagged {
             append_uid,
             append_uid_set,
             try_create: matches!(outcome.code, Some(ResponseCode::TryCreate)),
+            caps: match &outcome.code {
+                Some(ResponseCode::Capabilities(list)) => Some(super::capability_names(list)),
+                _ => None,
+            },
             code: outcome.code.as_ref().map(|c| format!("{c:?}")),
             text: outcome.information.as_deref().unwrap_or("").to_string(),
         }
@@ -82,7 +89,9 @@ impl Tagged {
 }
 
 pub(crate) struct Conn {
-    session: Session<Stream>,
+    client: Client<Stream>,
+    /// Tags sent so far.
+    tags: u32,
     pub endpoint: String,
     timeout: Duration,
     broken: bool,
@@ -94,9 +103,10 @@ pub(crate) struct Conn {
 pub(crate) const UNPARSEABLE: &str = "the server sent an answer that could not be parsed";
 
 impl Conn {
-    pub fn new(session: Session<Stream>, endpoint: String, timeout: Duration) -> Conn {
+    pub fn new(client: Client<Stream>, endpoint: String, timeout: Duration) -> Conn {
         Conn {
-            session,
+            client,
+            tags: 0,
             endpoint,
             timeout,
             broken: false,
@@ -154,17 +164,16 @@ impl Conn {
                 ),
             ));
         }
-        match tokio::time::timeout(self.timeout, self.session.run_command(command)).await {
-            Err(_) => Err(self.timed_out(op)),
-            Ok(Ok(id)) => Ok(id),
-            Ok(Err(async_imap::error::Error::Io(e))) => Err(self.io_error(op, e)),
-            Ok(Err(e)) => Err(self.protocol_error(op, e.to_string())),
-        }
+        self.tags += 1;
+        let tag = format!("F{}", self.tags);
+        self.write_raw(op, format!("{tag} {command}\r\n").as_bytes())
+            .await?;
+        Ok(RequestId(tag))
     }
 
     /// Writes raw bytes (a literal's content) and flushes.
     pub async fn write_raw(&mut self, op: &'static str, bytes: &[u8]) -> Result<()> {
-        let stream = self.session.as_mut();
+        let stream = self.client.get_mut();
         let write = async {
             stream.write_all(bytes).await?;
             stream.flush().await
@@ -186,7 +195,7 @@ impl Conn {
         // imap-proto panics on some malformed answers (a non-ASCII byte
         // right after a response code): that is the server's fault, so it
         // fails this connection, never the task that reads it.
-        let read = std::panic::AssertUnwindSafe(self.session.read_response()).catch_unwind();
+        let read = std::panic::AssertUnwindSafe(self.client.read_response()).catch_unwind();
         match tokio::time::timeout(self.timeout, read).await {
             Err(_) => Err(self.timed_out(op)),
             Ok(Err(_)) => {

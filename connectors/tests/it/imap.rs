@@ -29,6 +29,16 @@ fn login_auth() -> ImapAuth {
     }
 }
 
+/// The master user acting as alice (SASL PLAIN with an authorization identity).
+fn master_auth(d: &Dovecot) -> ImapAuth {
+    let (master, master_pw) = d.master_user();
+    ImapAuth::Plain {
+        authzid: Some(USER.into()),
+        user: master.into(),
+        password: master_pw.into(),
+    }
+}
+
 fn server() -> Dovecot {
     let d = Dovecot::start().expect("dovecot starts");
     d.add_user(USER, PASSWORD).unwrap();
@@ -99,15 +109,75 @@ async fn login_and_sasl_plain_reach_the_mailbox() {
     s.logout().await.unwrap();
 }
 
+/// The command verbs a session sends to `d` from login to logout, and the
+/// capabilities it learnt (through a pass-through proxy that keeps what the
+/// client sends).
+async fn verbs_of_a_login(d: &Dovecot, auth: &ImapAuth) -> (Vec<String>, Vec<String>) {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let upstream = d.port();
+    let kept = sent.clone();
+    let proxy = tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+            .await
+            .unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let down = tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
+        let mut buf = vec![0; 4096];
+        loop {
+            let n = cr.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            kept.lock().unwrap().extend_from_slice(&buf[..n]);
+            if sw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = sw.shutdown().await;
+        let _ = down.await;
+    });
+    let mut s = connect(&config(port, TlsMode::None, d), auth)
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}\n{}", d.log()));
+    let caps = s.capabilities().await.unwrap();
+    s.logout().await.unwrap();
+    drop(s);
+    proxy.await.unwrap();
+    let sent = String::from_utf8_lossy(&sent.lock().unwrap()).to_string();
+    let verbs = sent
+        .lines()
+        .filter_map(|l| Some(l.split(' ').nth(1)?.to_string()))
+        .collect();
+    (verbs, caps)
+}
+
+/// Dovecot's answer to LOGIN or AUTHENTICATE carries its capabilities: no
+/// CAPABILITY command follows: one round trip less per session over a long
+/// link.
+#[tokio::test]
+async fn capabilities_come_with_the_login_answer() {
+    let d = server();
+    let admin = master_auth(&d);
+    for (auth, verb) in [(login_auth(), "LOGIN"), (admin, "AUTHENTICATE")] {
+        let (verbs, caps) = verbs_of_a_login(&d, &auth).await;
+        for want in ["IMAP4rev1", "UIDPLUS", "CONDSTORE", "LITERAL+"] {
+            assert!(caps.iter().any(|c| c == want), "{want} in {caps:?}");
+        }
+        assert_eq!(verbs, [verb, "LOGOUT"]);
+    }
+}
+
 #[tokio::test]
 async fn master_user_impersonates_the_target_mailbox() {
     let d = server();
-    let (master, master_pw) = d.master_user();
-    let admin = ImapAuth::Plain {
-        authzid: Some(USER.into()),
-        user: master.into(),
-        password: master_pw.into(),
-    };
+    let admin = master_auth(&d);
     let mut s = connect(&config(d.port(), TlsMode::None, &d), &admin)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));

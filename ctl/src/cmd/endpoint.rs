@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 
-use ferry_api::wire::{EndpointAdd, EndpointRemove, EndpointUpdate, EndpointVerify};
+use ferry_api::wire::{
+    EndpointAdd, EndpointRemove, EndpointUpdate, EndpointVerify, GraphSignInInput,
+};
 use ferry_api::{Client, Request};
 use ferry_events::{EndpointKind, EwsAuth, EwsSettings, TlsMode, TokenSource};
 
-use crate::cli::{EndpointCmd, EwsAuthArg, KindArg, TlsArg};
+use crate::cli::{EndpointCmd, EwsAuthArg, GraphSignInArgs, KindArg, TlsArg};
 use crate::files::read_secret;
 use crate::send;
 
@@ -46,6 +48,28 @@ fn ews_settings(auth: Option<EwsAuthArg>, version: Option<String>) -> Option<Ews
     Some(EwsSettings { auth, version })
 }
 
+/// The application sign-in as ferryd takes it: the files read here.
+fn graph_sign_in(g: GraphSignInArgs) -> anyhow::Result<Option<GraphSignInInput>> {
+    let (Some(tenant), Some(client_id)) = (g.tenant, g.client_id) else {
+        return Ok(None);
+    };
+    let read = |f: Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        f.map(|f| {
+            std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))
+        })
+        .transpose()
+    };
+    Ok(Some(GraphSignInInput {
+        tenant,
+        client_id,
+        client_secret: password(g.client_secret_file)?,
+        certificate_pem: read(g.certificate_file)?,
+        private_key_pem: read(g.key_file)?,
+        authority: g.authority,
+        graph_url: g.graph_url,
+    }))
+}
+
 fn password(file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
     file.map(|f| read_secret(&f)).transpose()
 }
@@ -66,11 +90,13 @@ pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Resul
             oauth_token_command,
             auth,
             ews_version,
+            graph,
         } => Request::EndpointAdd(EndpointAdd {
             name,
             kind: match kind {
                 KindArg::Imap => EndpointKind::Imap,
                 KindArg::Maildir => EndpointKind::Maildir,
+                KindArg::Graph => EndpointKind::Graph,
                 KindArg::Ews => EndpointKind::Ews,
             },
             ews: match (kind, auth) {
@@ -85,6 +111,7 @@ pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Resul
             password: password(password_file)?,
             max_connections,
             oauth: token_source(oauth_token_file, oauth_token_command)?,
+            graph: graph_sign_in(graph)?,
         }),
         EndpointCmd::Update {
             name,

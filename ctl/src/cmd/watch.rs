@@ -213,6 +213,9 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
     // between the two reads is missed until its mailbox's pass ends, when
     // the views are read again.
     let mut since = log_head(client).await? + 1;
+    let mut budgets_shown = Vec::new();
+    let mut budgets_asked = Instant::now();
+    show_budgets(client, &mut budgets_shown).await?;
     while !watched.is_empty() {
         let Response::Events { events, .. } = client
             .call(&Request::Events(Events {
@@ -241,6 +244,10 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
                 p.waiting = m.outage.as_ref().map(crate::output::waiting);
                 w.show(&a, true);
             }
+        }
+        if budgets_asked.elapsed() >= BUDGET_EVERY {
+            budgets_asked = Instant::now();
+            show_budgets(client, &mut budgets_shown).await?;
         }
         if events.is_empty() {
             // A pass stopped or deleted without an event we saw: ask.
@@ -352,6 +359,23 @@ pub async fn watch(client: &Client, only: Option<&str>) -> anyhow::Result<i32> {
         println!("batch {}: pass ended, {state}", b.name);
     }
     Ok(0)
+}
+
+/// How often the destination budgets are asked while watching.
+const BUDGET_EVERY: Duration = Duration::from_secs(5);
+
+/// Prints each Graph destination budget whose line changed since shown.
+async fn show_budgets(client: &Client, shown: &mut Vec<String>) -> anyhow::Result<()> {
+    let Response::Status(s) = client.call(&Request::Status).await? else {
+        bail!("ferryd answered status with something else");
+    };
+    for line in &s.destination_budgets {
+        if !shown.contains(line) {
+            println!("{line}");
+        }
+    }
+    *shown = s.destination_budgets;
+    Ok(())
 }
 
 async fn log_head(client: &Client) -> anyhow::Result<u64> {

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use ferry_api::wire::{EndpointAdd, EndpointUpdate, Response};
+use ferry_api::wire::{EndpointAdd, EndpointUpdate, GraphSignInInput, Response};
 use ferry_api::{ApiError, ErrorCode};
 use ferry_connectors::ews;
 use ferry_events::{
-    Actor, EndpointKind, EndpointSpec, Event, EwsAuth, EwsSettings, ExpectedVersion, stream,
+    Actor, EndpointKind, EndpointSpec, Event, EwsAuth, EwsSettings, ExpectedVersion,
+    GraphCredential, GraphSignIn, SecretRef, stream,
 };
 
 use super::{check_name, conflict, done, internal, invalid, not_found, store_error};
@@ -114,6 +115,7 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
         max_connections,
         oauth,
         ews,
+        graph,
     } = req;
     check_name("endpoint", &name)?;
     let ews = match kind {
@@ -124,6 +126,28 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
         _ => ews,
     };
     check_version(ews.as_ref())?;
+    let graph = graph.map(graph_sign_in).transpose()?;
+    let host = match (&graph, kind) {
+        // Where a graph endpoint is, as outages name it: Graph's host.
+        (Some(g), EndpointKind::Graph) if host.trim().is_empty() => {
+            graph_host(&g.sign_in.graph_url)
+        }
+        _ => host,
+    };
+    if kind == EndpointKind::Graph && graph.is_none() {
+        return Err(invalid(
+            "a graph endpoint needs --tenant, --client-id and --client-secret-file or --certificate-file with --key-file",
+        ));
+    }
+    if graph.is_some() && matches!(kind, EndpointKind::Maildir | EndpointKind::Ews) {
+        return Err(invalid(
+            "only graph and IMAP endpoints take an application sign-in",
+        ));
+    }
+    let (port, tls) = match kind {
+        EndpointKind::Graph => (443, ferry_events::TlsMode::Tls),
+        _ => (port, tls),
+    };
     let spec = EndpointSpec {
         kind,
         host,
@@ -146,7 +170,11 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
         0 => ExpectedVersion::NoStream,
         v => ExpectedVersion::Exact(v),
     };
-    let envs = record(app, actor, &name, spec, password, expected, |spec| {
+    let stored = match graph {
+        Some(g) => Some(store_sign_in(app, g)?),
+        None => None,
+    };
+    let res = record(app, actor, &name, spec, password, expected, |spec| {
         let mut events = vec![Event::EndpointRegistered {
             name: name.clone(),
             spec,
@@ -155,10 +183,111 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
             name: name.clone(),
             ews,
         }));
+        // In the same append: the endpoint is never seen without its sign-in.
+        events.extend(stored.clone().map(|sign_in| Event::GraphEndpointSet {
+            name: name.clone(),
+            sign_in: Some(sign_in),
+        }));
         events
     })
-    .await?;
+    .await;
+    let envs = match res {
+        Ok(envs) => envs,
+        Err(e) => {
+            if let Some(g) = &stored {
+                super::forget_secrets(app, &g.credential.secrets());
+            }
+            return Err(e);
+        }
+    };
     Ok(done(format!("endpoint {name} registered"), &envs))
+}
+
+/// An application sign-in checked as given: a client secret, or a
+/// certificate with its private key, never both.
+struct GivenSignIn {
+    sign_in: GraphSignIn,
+    secret: String,
+}
+
+fn graph_sign_in(g: GraphSignInInput) -> Result<GivenSignIn, ApiError> {
+    let GraphSignInInput {
+        tenant,
+        client_id,
+        client_secret,
+        certificate_pem,
+        private_key_pem,
+        authority,
+        graph_url,
+    } = g;
+    if tenant.trim().is_empty() || client_id.trim().is_empty() {
+        return Err(invalid("--tenant and --client-id must not be empty"));
+    }
+    if tenant.contains(['/', '?', '#', ' ']) {
+        return Err(invalid(format!(
+            "--tenant {tenant:?} is not a tenant name or id"
+        )));
+    }
+    let authority = authority.unwrap_or_else(|| ferry_graph::auth::DEFAULT_AUTHORITY.into());
+    let graph_url = graph_url.unwrap_or_else(|| ferry_graph::client::DEFAULT_GRAPH_URL.into());
+    for (what, url) in [("--authority", &authority), ("--graph-url", &graph_url)] {
+        if !(url.starts_with("https://") || url.starts_with("http://127.0.0.1")) {
+            return Err(invalid(format!("{what} {url:?} is not an https URL")));
+        }
+    }
+    // The placeholder is replaced by the stored secret's reference.
+    let placeholder = SecretRef(String::new());
+    let (credential, secret) = match (client_secret, certificate_pem, private_key_pem) {
+        (Some(s), None, None) if !s.trim().is_empty() => {
+            (GraphCredential::Secret(placeholder), s.trim().to_string())
+        }
+        (None, Some(cert_pem), Some(key)) => {
+            // Checked now, so a wrong file is told at once.
+            ferry_graph::Credential::certificate_pem(key.as_bytes(), cert_pem.as_bytes())
+                .map_err(|e| invalid(format!("the certificate credential: {e}")))?;
+            (
+                GraphCredential::Certificate {
+                    cert_pem,
+                    key: placeholder,
+                },
+                key,
+            )
+        }
+        _ => {
+            return Err(invalid(
+                "give --client-secret-file, or --certificate-file with --key-file",
+            ));
+        }
+    };
+    Ok(GivenSignIn {
+        sign_in: GraphSignIn {
+            tenant,
+            client_id,
+            credential,
+            authority: authority.trim_end_matches('/').to_string(),
+            graph_url: graph_url.trim_end_matches('/').to_string(),
+        },
+        secret,
+    })
+}
+
+/// Puts the secret into the store and its reference into the sign-in.
+fn store_sign_in(app: &Arc<App>, g: GivenSignIn) -> Result<GraphSignIn, ApiError> {
+    let r = app.secrets.put(&g.secret).map_err(internal)?;
+    let mut sign_in = g.sign_in;
+    match &mut sign_in.credential {
+        GraphCredential::Secret(s) | GraphCredential::Certificate { key: s, .. } => *s = r,
+    }
+    Ok(sign_in)
+}
+
+/// The host of a Graph URL, or the URL when it has none.
+fn graph_host(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(url)
+        .to_string()
 }
 
 /// The batches naming `name` as source or destination.
@@ -268,7 +397,9 @@ pub async fn remove(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response
                 users.join(", ")
             )));
         }
-        ep.spec.admin_secret.clone()
+        let mut secrets: Vec<SecretRef> = ep.spec.admin_secret.iter().cloned().collect();
+        secrets.extend(ep.graph.iter().flat_map(|g| g.credential.secrets()));
+        secrets
     };
     let version = app.store.stream_version(&stream::endpoint(name));
     let envs = app
@@ -282,7 +413,7 @@ pub async fn remove(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response
         )
         .await
         .map_err(store_error)?;
-    super::forget_secrets(app, &secret.into_iter().collect::<Vec<_>>());
+    super::forget_secrets(app, &secret);
     Ok(done(format!("endpoint {name} removed"), &envs))
 }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use ferry_api::ApiError;
 use ferry_api::audit::{self, ExportQuery, Format};
-use ferry_api::wire::{BatchDetail, Events, Response, StatusView};
+use ferry_api::wire::{
+    BatchDetail, Events, FleetLease, FleetStatus, FleetWorker, Response, StatusView,
+};
 use ferry_projections::Projections;
 
 use super::export::{Selection, Step};
@@ -30,7 +32,67 @@ pub fn status(app: &Arc<App>) -> Response {
             .filter(|b| b.running_pass().is_some())
             .count(),
         draining: app.is_draining(),
+        destination_budgets: app.graph.budget_lines(),
+        fleet: fleet_status(app),
     })
+}
+
+/// The fleet's workers and their leases, read from the shared store.
+fn fleet_status(app: &App) -> Option<FleetStatus> {
+    let leases = app.leases.as_ref()?;
+    let view = match tokio::task::block_in_place(|| leases.view()) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "the fleet's workers not read");
+            return None;
+        }
+    };
+    let workers = view
+        .workers
+        .iter()
+        .map(|w| FleetWorker {
+            name: w.name.clone(),
+            started_us: w.started_us,
+            heartbeat_us: w.heartbeat_us,
+            heartbeat_age_ms: (view.now_us - w.heartbeat_us) / 1000,
+            leases: view
+                .leases
+                .iter()
+                .filter(|l| l.holder == w.name)
+                .map(|l| FleetLease {
+                    batch: l.batch.clone(),
+                    pass_id: l.pass_id,
+                    mailbox: l.mailbox.clone(),
+                    lease: l.version,
+                    expires_in_ms: (l.expires_us - view.now_us) / 1000,
+                })
+                .collect(),
+        })
+        .collect();
+    Some(FleetStatus {
+        worker: leases.worker().to_string(),
+        leads: app.leadership.as_ref().is_some_and(|l| l.leads()),
+        workers,
+    })
+}
+
+/// Who holds each mailbox of `batch` now, in a fleet.
+fn holders(app: &App, batch: &str) -> std::collections::HashMap<String, String> {
+    let Some(leases) = app.leases.as_ref() else {
+        return Default::default();
+    };
+    match tokio::task::block_in_place(|| leases.view()) {
+        Ok(v) => v
+            .leases
+            .into_iter()
+            .filter(|l| l.batch == batch)
+            .map(|l| (l.mailbox, l.holder))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the fleet's leases not read");
+            Default::default()
+        }
+    }
 }
 
 pub fn endpoints(app: &Arc<App>) -> Response {
@@ -46,10 +108,14 @@ pub fn endpoints(app: &Arc<App>) -> Response {
 }
 
 pub fn batch(app: &Arc<App>, name: &str) -> Result<Response, ApiError> {
+    let holders = holders(app, name);
     let views = app.views.read().unwrap();
-    batch_detail(&views, name, super::now_us())
-        .map(|d| Response::Batch(Box::new(d)))
-        .ok_or_else(|| not_found("batch", name))
+    let mut detail =
+        batch_detail(&views, name, super::now_us()).ok_or_else(|| not_found("batch", name))?;
+    for m in &mut detail.mailbox_stats {
+        m.worker = holders.get(&m.address).cloned();
+    }
+    Ok(Response::Batch(Box::new(detail)))
 }
 
 /// `batch show`: the batch with its mailboxes' standing, as of `now_us`.

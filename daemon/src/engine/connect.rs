@@ -66,6 +66,16 @@ fn tls(mode: TlsMode) -> imap::TlsMode {
     }
 }
 
+fn imap_config(spec: &EndpointSpec, timeout: Duration) -> ImapConfig {
+    ImapConfig {
+        host: spec.host.clone(),
+        port: spec.port,
+        tls: tls(spec.tls),
+        ca_file: spec.ca_file.clone().map(Into::into),
+        timeout,
+    }
+}
+
 fn secret(app: &App, r: &Option<ferry_events::SecretRef>) -> Result<Option<String>, EngineError> {
     r.as_ref()
         .map(|r| app.secrets.get(r).map_err(EngineError::Secret))
@@ -152,12 +162,26 @@ async fn open_in(
                 Side::Destination => Box::new(maildir::open(&root, write)?),
             }
         }
+        EndpointKind::Graph => {
+            let graph = graph_client(app, endpoint, spec)?;
+            // Graph acts for a user by address; a CSV login names an IMAP user.
+            let mailbox = graph
+                .mailbox(&address)
+                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            Box::new(ferry_graph::GraphSession::new(mailbox, &spec.host))
+        }
         EndpointKind::Imap => {
             let user_secret = secret(app, secret_ref)?;
+            let sign_in = sign_in_of(app, endpoint);
             let auth = match (login, user_secret) {
                 (login, Some(password)) => ImapAuth::Login {
                     user: login.unwrap_or(address.clone()),
                     password,
+                },
+                // Exchange Online's IMAP with the application's own token.
+                (login, None) if sign_in.is_some() => ImapAuth::XOAuth2 {
+                    user: login.unwrap_or(address.clone()),
+                    token: imap_token(app, endpoint, spec).await?,
                 },
                 (login, None) if spec.oauth.is_some() => ImapAuth::XOAuth2 {
                     user: login.unwrap_or(address.clone()),
@@ -177,14 +201,7 @@ async fn open_in(
                     }
                 },
             };
-            let cfg = ImapConfig {
-                host: spec.host.clone(),
-                port: spec.port,
-                tls: tls(spec.tls),
-                ca_file: spec.ca_file.clone().map(Into::into),
-                timeout,
-            };
-            Box::new(imap::connect(&cfg, &auth).await?)
+            Box::new(imap::connect(&imap_config(spec, timeout), &auth).await?)
         }
         EndpointKind::Ews => {
             if side == Side::Destination {
@@ -339,8 +356,69 @@ async fn token(app: &App, source: &TokenSource, timeout: Duration) -> Result<Str
     Ok(t)
 }
 
-/// Logs in as the endpoint's admin (IMAP, EWS) or opens its root
-/// (Maildir); with `as_user`, acting for that user.
+/// The app-only sign-in recorded for endpoint `name`, if any.
+fn sign_in_of(app: &App, name: &str) -> Option<ferry_events::GraphSignIn> {
+    let views = app.views.read().unwrap();
+    views.endpoints.get(name)?.graph.clone()
+}
+
+/// The Graph client of endpoint `name` (its token cache shared by every
+/// session, its budgets by the whole daemon).
+fn graph_client(
+    app: &App,
+    name: &str,
+    spec: &EndpointSpec,
+) -> Result<ferry_graph::Graph, EngineError> {
+    let sign_in = sign_in_of(app, name).ok_or_else(|| {
+        EngineError::Token(format!(
+            "endpoint {name} has no application sign-in recorded"
+        ))
+    })?;
+    app.graph
+        .client(&app.secrets, name, &sign_in, spec.ca_file.as_deref())
+        .map_err(EngineError::Token)
+}
+
+/// An app-only token for Exchange Online's IMAP (XOAUTH2).
+async fn imap_token(app: &App, name: &str, spec: &EndpointSpec) -> Result<String, EngineError> {
+    let graph = graph_client(app, name, spec)?;
+    let token = graph.auth().token(ferry_graph::EXCHANGE_IMAP_SCOPE).await;
+    Ok(token
+        .map_err(|e| EngineError::Token(e.to_string()))?
+        .secret()
+        .to_string())
+}
+
+/// Signs in as the application and reads the folders of `as_user`'s
+/// mailbox (Graph); without a user, only the sign-in is proven.
+async fn verify_graph(
+    app: &App,
+    name: &str,
+    spec: &EndpointSpec,
+    as_user: Option<&str>,
+) -> Result<Vec<String>, EngineError> {
+    let graph = graph_client(app, name, spec)?;
+    let mut caps = vec!["GRAPH".to_string()];
+    graph
+        .auth()
+        .token(ferry_graph::GRAPH_SCOPE)
+        .await
+        .map_err(|e| EngineError::Token(e.to_string()))?;
+    caps.push("SIGNED-IN".into());
+    if let Some(user) = as_user {
+        let mailbox = graph
+            .mailbox(user)
+            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+        let mut s = ferry_graph::GraphSession::new(mailbox, &spec.host);
+        let folders = s.list_folders().await?;
+        caps.push(format!("FOLDERS={}", folders.len()));
+    }
+    Ok(caps)
+}
+
+/// Logs in as the endpoint's admin (IMAP, EWS), opens its root (Maildir),
+/// or signs in as its application (Graph, or IMAP with an app sign-in);
+/// with `as_user`, acting for that user.
 pub async fn verify(
     app: &App,
     name: &str,
@@ -362,6 +440,7 @@ pub async fn verify(
             }
             Ok(caps)
         }
+        EndpointKind::Graph => verify_graph(app, name, spec, as_user).await,
         EndpointKind::Maildir => {
             let root = Path::new(&spec.host);
             if !root.is_dir() {
@@ -374,28 +453,31 @@ pub async fn verify(
             Ok(vec!["MAILDIR".into()])
         }
         EndpointKind::Imap => {
-            let (Some(user), Some(password)) = (&spec.admin_user, secret(app, &spec.admin_secret)?)
-            else {
-                return Err(EngineError::NoAdmin);
-            };
-            let cfg = ImapConfig {
-                host: spec.host.clone(),
-                port: spec.port,
-                tls: tls(spec.tls),
-                ca_file: spec.ca_file.clone().map(Into::into),
-                timeout: Duration::from_secs(30),
-            };
-            let auth = match as_user {
-                Some(target) => ImapAuth::Plain {
-                    authzid: Some(target.to_string()),
-                    user: user.clone(),
-                    password,
+            let auth = match (&spec.admin_user, secret(app, &spec.admin_secret)?) {
+                (Some(user), Some(password)) => match as_user {
+                    Some(target) => ImapAuth::Plain {
+                        authzid: Some(target.to_string()),
+                        user: user.clone(),
+                        password,
+                    },
+                    None => ImapAuth::Login {
+                        user: user.clone(),
+                        password,
+                    },
                 },
-                None => ImapAuth::Login {
-                    user: user.clone(),
-                    password,
+                // Exchange Online's IMAP, signed in as the application.
+                _ if sign_in_of(app, name).is_some() => ImapAuth::XOAuth2 {
+                    user: as_user
+                        .ok_or(EngineError::Unsupported(
+                            "an IMAP endpoint signed in as an application is verified with --as USER"
+                                .into(),
+                        ))?
+                        .to_string(),
+                    token: imap_token(app, name, spec).await?,
                 },
+                _ => return Err(EngineError::NoAdmin),
             };
+            let cfg = imap_config(spec, Duration::from_secs(30));
             let mut s = imap::connect(&cfg, &auth).await?;
             let caps = s.capabilities().await?;
             let _ = s.logout().await;

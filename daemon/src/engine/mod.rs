@@ -81,11 +81,55 @@ pub struct Engine {
     pub budget: Arc<Budget>,
     pub shutdown: Shutdown,
     running: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Passes this worker listed for the fleet's workers while leading.
+    opened: Mutex<std::collections::HashSet<(String, u64)>>,
 }
 
 impl Engine {
     pub fn draining(&self) -> bool {
         self.shutdown.is_shutdown()
+    }
+
+    /// Whether this engine starts and ends passes: always, unless it is a
+    /// fleet's worker that does not lead.
+    pub fn leads(&self) -> bool {
+        self.app.leadership.as_ref().is_none_or(|l| l.leads())
+    }
+
+    /// Lists a fleet's pass's mailboxes for the workers to take, once per
+    /// pass while this worker leads (again after a takeover of the lead:
+    /// the listing keeps what is there).
+    /// Whether the pass is listed.
+    pub(super) async fn open_for_fleet(
+        &self,
+        leases: &Arc<ferry_pgstore::Leases>,
+        batch: &str,
+        id: u64,
+    ) -> bool {
+        let key = (batch.to_string(), id);
+        if self.opened.lock().unwrap().contains(&key) {
+            return true;
+        }
+        let Some((todo, _, _)) = pass::todo(&self.app, batch, id) else {
+            return false;
+        };
+        let names: Vec<String> = todo.into_iter().map(|m| m.address).collect();
+        let (l, b) = (leases.clone(), batch.to_string());
+        let res = tokio::task::spawn_blocking(move || l.open_pass(&b, id, &names)).await;
+        match res {
+            Ok(Ok(())) => {
+                self.opened.lock().unwrap().insert(key);
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%batch, error = %e, "pass not opened to the fleet");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(%batch, error = %e, "pass not opened to the fleet");
+                false
+            }
+        }
     }
 
     /// Starts what is due: resumed passes first, then pending ones.
@@ -106,6 +150,10 @@ impl Engine {
                 .collect()
         };
         for (batch, p, resumed, version) in to_start {
+            // In a fleet only the leader starts passes; every worker shares them.
+            if !resumed && !self.leads() {
+                continue;
+            }
             if !resumed {
                 let res = self
                     .app
@@ -125,14 +173,19 @@ impl Engine {
                     tracing::debug!(%batch, error = %e, "pass not started");
                     continue;
                 }
-            } else {
+            } else if self.app.leases.is_none() {
                 tracing::info!(%batch, pass = p.pass.as_str(), "resuming interrupted pass");
             }
             let engine = self.clone();
             let name = batch.clone();
-            let handle = tokio::spawn(async move {
-                pass::run(engine, name, p.id, p.pass, p.older_than_days).await;
-            });
+            let handle = match self.app.leases.clone() {
+                None => tokio::spawn(async move {
+                    pass::run(engine, name, p.id, p.pass, p.older_than_days).await;
+                }),
+                Some(leases) => tokio::spawn(async move {
+                    pass::share(engine, leases, name, p.id, p.pass, p.older_than_days).await;
+                }),
+            };
             self.running.lock().unwrap().insert(batch, handle);
         }
     }
@@ -147,12 +200,22 @@ pub fn spawn(app: Arc<App>, shutdown: Shutdown) -> JoinHandle<()> {
             budget: app.budget.clone(),
             shutdown: shutdown.clone(),
             running: Mutex::new(HashMap::new()),
+            opened: Mutex::new(Default::default()),
             app: app.clone(),
         });
         let mut head = app.views_head.subscribe();
         let mut stop = shutdown;
-        routing::resume(&engine).await;
+        let mut led = false;
         loop {
+            // Cutovers left mid-routing are the leader's to finish.
+            let leads = engine.leads();
+            if leads && !led {
+                routing::resume(&engine).await;
+            }
+            if !leads {
+                engine.opened.lock().unwrap().clear();
+            }
+            led = leads;
             engine.scan().await;
             tokio::select! {
                 _ = head.changed() => {}

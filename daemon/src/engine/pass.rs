@@ -2,13 +2,52 @@
 
 use std::sync::Arc;
 
-use ferry_events::{Actor, Event, ExpectedVersion, Outcome, PassKind, stream};
+use ferry_events::{Actor, Event, ExpectedVersion, MailboxSpec, Outcome, PassKind, stream};
 use ferry_projections::batches::PassPurpose;
+use ferry_projections::mailboxes::MailboxView;
 use tokio::sync::Semaphore;
 
 use super::Engine;
 use super::mailbox::{self, Ended};
 use crate::app::App;
+
+/// A pass's mailboxes still to do, how many at once, and what it is for.
+pub(super) fn todo(
+    app: &App,
+    batch: &str,
+    pass_id: u64,
+) -> Option<(Vec<MailboxSpec>, usize, PassPurpose)> {
+    let views = app.views.read().unwrap();
+    let b = views.batches.get(batch)?;
+    let purpose = b
+        .passes
+        .iter()
+        .rev()
+        .find(|p| p.id == pass_id)
+        .map(|p| p.purpose.clone())
+        .unwrap_or_default();
+    let only = match &purpose {
+        PassPurpose::Cutover { mailboxes } => Some(mailboxes),
+        _ => None,
+    };
+    // A resumed pass skips the mailboxes that already finished it.
+    let todo: Vec<_> = b
+        .mailboxes
+        .iter()
+        .filter(|m| only.is_none_or(|o| o.contains(m)))
+        .filter_map(|m| views.mailboxes.get(m))
+        .filter(|m| m.cut_over_us.is_none() && !finished(m, pass_id))
+        .map(|m| m.spec.clone())
+        .collect();
+    Some((todo, b.options.max_concurrent.max(1) as usize, purpose))
+}
+
+/// Whether the mailbox's share of the pass is recorded.
+fn finished(m: &MailboxView, pass_id: u64) -> bool {
+    m.last_pass
+        .as_ref()
+        .is_some_and(|p| p.id == pass_id && p.outcome.is_some())
+}
 
 pub async fn run(
     engine: Arc<Engine>,
@@ -17,38 +56,8 @@ pub async fn run(
     kind: PassKind,
     older_than_days: Option<u32>,
 ) {
-    let (mailboxes, max, purpose) = {
-        let views = engine.app.views.read().unwrap();
-        let Some(b) = views.batches.get(&batch) else {
-            return;
-        };
-        let purpose = b
-            .passes
-            .iter()
-            .rev()
-            .find(|p| p.id == pass_id)
-            .map(|p| p.purpose.clone())
-            .unwrap_or_default();
-        let only = match &purpose {
-            PassPurpose::Cutover { mailboxes } => Some(mailboxes),
-            _ => None,
-        };
-        // A resumed pass skips the mailboxes that already finished it.
-        let todo: Vec<_> = b
-            .mailboxes
-            .iter()
-            .filter(|m| only.is_none_or(|o| o.contains(m)))
-            .filter_map(|m| views.mailboxes.get(m))
-            .filter(|m| {
-                m.cut_over_us.is_none()
-                    && !m
-                        .last_pass
-                        .as_ref()
-                        .is_some_and(|p| p.id == pass_id && p.outcome.is_some())
-            })
-            .map(|m| m.spec.clone())
-            .collect();
-        (todo, b.options.max_concurrent.max(1) as usize, purpose)
+    let Some((mailboxes, max, purpose)) = todo(&engine.app, &batch, pass_id) else {
+        return;
     };
     tracing::info!(%batch, pass = kind.as_str(), mailboxes = mailboxes.len(), "pass running");
     let slots = Arc::new(Semaphore::new(max));
@@ -94,6 +103,19 @@ pub async fn run(
         tracing::info!(%batch, "pass interrupted by shutdown; it resumes at the next start");
         return;
     }
+    finish(&engine, &batch, pass_id, kind, purpose).await;
+}
+
+/// Records the pass's end from its mailboxes' outcomes (and, after a
+/// cutover's final pass, routes its users).
+async fn finish(
+    engine: &Arc<Engine>,
+    batch: &str,
+    pass_id: u64,
+    kind: PassKind,
+    purpose: PassPurpose,
+) {
+    let batch = batch.to_string();
     let outcome = aggregate(&engine.app, &batch, pass_id);
     let mut events = vec![Event::PassFinished {
         batch: batch.clone(),
@@ -125,7 +147,7 @@ pub async fn run(
         }
     }
     if let PassPurpose::Cutover { mailboxes } = purpose {
-        super::routing::route(&engine, &batch, pass_id, &mailboxes).await;
+        super::routing::route(engine, &batch, pass_id, &mailboxes).await;
     }
 }
 
@@ -152,4 +174,175 @@ fn aggregate(app: &App, batch: &str, pass_id: u64) -> Outcome {
     } else {
         Outcome::Succeeded
     }
+}
+
+/// How often a fleet's worker looks for mailboxes to take and its leader
+/// for the pass's end.
+const SHARE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// This worker's share of a fleet's running pass: it takes the pass's free
+/// mailboxes by lease, up to the batch's `max_concurrent` at a time, until
+/// none is left; the leader records the pass's end once every mailbox's
+/// share is recorded, whoever ran it.
+pub async fn share(
+    engine: Arc<Engine>,
+    leases: Arc<ferry_pgstore::Leases>,
+    batch: String,
+    pass_id: u64,
+    kind: PassKind,
+    older_than_days: Option<u32>,
+) {
+    let mut running = tokio::task::JoinSet::new();
+    let mut shutdown = engine.shutdown.clone();
+    loop {
+        let (runs, max) = {
+            let views = engine.app.views.read().unwrap();
+            let b = views.batches.get(&batch);
+            let runs = b
+                .and_then(|b| b.running_pass())
+                .is_some_and(|p| p.id == pass_id);
+            let max = b.map_or(1, |b| b.options.max_concurrent.max(1) as usize);
+            (runs, max)
+        };
+        if !runs || engine.draining() {
+            break;
+        }
+        // The leader lists the pass's mailboxes first (again after taking
+        // the lead over: the dead leader may not have).
+        let listed = engine.leads() && engine.open_for_fleet(&leases, &batch, pass_id).await;
+        let free = max.saturating_sub(running.len());
+        if free > 0 {
+            let (l, b) = (leases.clone(), batch.clone());
+            match blocking(move || l.take(&b, pass_id, free)).await {
+                Ok(taken) => {
+                    for lease in taken {
+                        let (engine, leases) = (engine.clone(), leases.clone());
+                        running.spawn(leased(engine, leases, lease, kind, older_than_days));
+                    }
+                }
+                Err(e) => tracing::warn!(%batch, error = %e, "no mailboxes taken"),
+            }
+        }
+        if running.is_empty() && listed && all_done(&engine, &leases, &batch, pass_id).await {
+            let purpose = todo(&engine.app, &batch, pass_id).map(|t| t.2);
+            finish(&engine, &batch, pass_id, kind, purpose.unwrap_or_default()).await;
+            break;
+        }
+        tokio::select! {
+            _ = running.join_next(), if !running.is_empty() => {}
+            _ = tokio::time::sleep(SHARE_TICK) => {}
+            () = shutdown.wait() => {}
+        }
+    }
+    // Stopping (or the pass ended meanwhile): the mailboxes in flight stop
+    // at a safe point and their leases are given back.
+    while running.join_next().await.is_some() {}
+}
+
+/// Whether every mailbox the pass listed is finished; the views are then
+/// brought up to date, so the pass's outcome counts every mailbox's.
+async fn all_done(
+    engine: &Arc<Engine>,
+    leases: &Arc<ferry_pgstore::Leases>,
+    batch: &str,
+    pass_id: u64,
+) -> bool {
+    let (l, b) = (leases.clone(), batch.to_string());
+    match blocking(move || l.members(&b, pass_id)).await {
+        Ok(members) if members.iter().all(|(_, done)| *done) => {
+            let app = engine.app.clone();
+            let _ = tokio::task::spawn_blocking(move || app.catch_up()).await;
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(%batch, error = %e, "the pass's mailboxes not read");
+            false
+        }
+    }
+}
+
+/// One mailbox under this worker's lease: the pass's work for it, dropped
+/// at once if the lease is lost (whoever takes the mailbox next settles
+/// what was in doubt, as after a crash).
+async fn leased(
+    engine: Arc<Engine>,
+    leases: Arc<ferry_pgstore::Leases>,
+    lease: ferry_pgstore::Lease,
+    kind: PassKind,
+    older_than_days: Option<u32>,
+) {
+    let app = engine.app.clone();
+    // Whoever held it before may have recorded its end and died before
+    // saying so to the lease table.
+    let _ = tokio::task::spawn_blocking({
+        let app = app.clone();
+        move || app.catch_up()
+    })
+    .await;
+    let spec = {
+        let views = app.views.read().unwrap();
+        views
+            .mailboxes
+            .get(&lease.mailbox)
+            .map(|m| (finished(m, lease.pass_id), m.spec.clone()))
+    };
+    let ended = match spec {
+        None | Some((true, _)) => Some(Ended::Done(Outcome::Succeeded)),
+        Some((false, spec)) => {
+            let taken = Event::MailboxLeased {
+                mailbox: lease.mailbox.clone(),
+                batch: lease.batch.clone(),
+                pass_id: lease.pass_id,
+                worker: leases.worker().to_string(),
+                lease: lease.version,
+                previous: lease.previous.clone(),
+            };
+            let stream = stream::mailbox(&lease.mailbox);
+            match app
+                .append(&stream, ExpectedVersion::Any, Actor::Engine, vec![taken])
+                .await
+            {
+                Err(e) => {
+                    tracing::warn!(mailbox = %lease.mailbox, error = %e, "lease not recorded");
+                    None
+                }
+                Ok(_) => {
+                    tracing::info!(mailbox = %lease.mailbox, lease = lease.version,
+                        previous = ?lease.previous, "mailbox taken");
+                    let (batch, pass_id) = (lease.batch.clone(), lease.pass_id);
+                    let work = mailbox::run(&engine, &batch, pass_id, kind, older_than_days, spec);
+                    tokio::select! {
+                        e = work => Some(e),
+                        () = lease.lost() => {
+                            tracing::warn!(mailbox = %lease.mailbox, lease = lease.version,
+                                "lease lost: this worker's work on the mailbox stops");
+                            None
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let done = matches!(ended, Some(Ended::Done(_)));
+    let res = blocking(move || {
+        if done {
+            leases.finish(&lease)
+        } else {
+            leases.release(&lease)
+        }
+    })
+    .await;
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "lease not ended; it expires by itself");
+    }
+}
+
+/// Runs a call to the store's blocking client off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ferry_events::StoreError> + Send + 'static,
+) -> Result<T, ferry_events::StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ferry_events::StoreError::Closed)?
 }

@@ -101,6 +101,12 @@ pub enum StoreError {
         "this worker does not lead the fleet (leader epoch {epoch}); only the leader's engine writes"
     )]
     NotLeader { epoch: u64 },
+    /// An engine append for a mailbox whose lease this worker no longer
+    /// holds (it expired, or another worker has taken the mailbox over).
+    #[error(
+        "the lease on {mailbox} (lease {lease}) is no longer this worker's: another worker may have taken it over; its work stops here"
+    )]
+    LeaseLost { mailbox: String, lease: u64 },
     /// A database behind the store (PostgreSQL) failed or could not be reached.
     #[error("event store at {at}: {what}")]
     Database { at: String, what: String },

@@ -801,3 +801,51 @@ fn too_many(secs: u64) -> Answer {
     a.headers.push(("retry-after".into(), secs.to_string()));
     a
 }
+
+/// Checks arrivals `(time, status)` of one mailbox against a client budget
+/// of `requests` per `window` (less 50 ms of network jitter) and
+/// `Retry-After: retry_after` on each 429: nothing starts within it (but
+/// requests already on their way, 30 ms), and work resumes within 100 ms
+/// of its end. Returns the times of the 429s.
+pub fn assert_budget_kept(
+    log: &[(Duration, u16)],
+    requests: usize,
+    window: Duration,
+    retry_after: Duration,
+) -> Vec<Duration> {
+    let times: Vec<Duration> = log.iter().map(|(t, _)| *t).collect();
+    let span = window.saturating_sub(Duration::from_millis(50));
+    for (i, t) in times.iter().enumerate() {
+        let within = times[i..].iter().take_while(|u| **u < *t + span).count();
+        assert!(
+            within <= requests,
+            "{within} requests within {window:?} from {t:?}"
+        );
+    }
+    let throttled: Vec<Duration> = log
+        .iter()
+        .filter(|(_, s)| *s == 429)
+        .map(|(t, _)| *t)
+        .collect();
+    for t in &throttled {
+        let early: Vec<&Duration> = times
+            .iter()
+            .filter(|u| **u > *t + Duration::from_millis(30) && **u < *t + retry_after)
+            .collect();
+        assert!(
+            early.is_empty(),
+            "requests at {early:?} within {retry_after:?} of a 429 at {t:?}"
+        );
+    }
+    if let Some(last) = throttled.last() {
+        let resumed = *times
+            .iter()
+            .find(|u| **u > *last + Duration::from_millis(30))
+            .expect("work resumed after the last 429");
+        assert!(
+            resumed <= *last + retry_after + Duration::from_millis(100),
+            "resumed at {resumed:?}, last 429 at {last:?}"
+        );
+    }
+    throttled
+}

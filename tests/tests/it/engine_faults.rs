@@ -66,6 +66,17 @@ async fn fill(d: &Dovecot, user: &str, seed: u64) {
     let _ = s.logout().await;
 }
 
+/// The test's random source: `FERRY_ENGINE_FAULTS_SEED`, or a seed it
+/// prints, so a failure can be replayed.
+fn seeded(what: &str) -> rand::rngs::StdRng {
+    let seed = std::env::var("FERRY_ENGINE_FAULTS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("{what}: seed {seed}");
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
 fn setup(src: &Dovecot, psrc: &FaultProxy, pdst: &FaultProxy) -> Ferryd {
     let ferry = Ferryd::start_with_config(CONFIG);
     // The endpoints are the proxies, not the servers.
@@ -88,12 +99,7 @@ fn pass_running(f: &Ferryd) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drops_resets_and_stalls_neither_lose_nor_duplicate_items() {
     let began = Instant::now();
-    let seed = std::env::var("FERRY_ENGINE_FAULTS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("engine faults test: seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = seeded("engine faults test");
 
     let src = Dovecot::start().unwrap();
     let dst = Dovecot::start().unwrap();
@@ -256,70 +262,26 @@ fn assert_exactly_once(ferry: &Ferryd, expected: usize) -> usize {
 /// lands exactly once, and what a spare's failure left in doubt is settled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folders_copied_at_once_under_faults_neither_lose_nor_duplicate_items() {
-    let seed = std::env::var("FERRY_ENGINE_FAULTS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("parallel folders under faults: seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = seeded("parallel folders under faults");
     let user = "carl";
-    let src = Dovecot::start().unwrap();
-    let dst = Dovecot::start().unwrap();
-    src.add_user(user, PW).unwrap();
-    dst.add_user(user, PW).unwrap();
-    fill(&src, user, 31).await;
-    let psrc = FaultProxy::start(src.port());
-    let pdst = FaultProxy::start(dst.port());
-    let mut ferry = Ferryd::start_with_config(CONFIG);
-    for (name, port) in [("old", psrc.port()), ("new", pdst.port())] {
-        ferry.add_imap_endpoint(name, port, src.master_user());
-    }
-    ferry.create_batch("wave1", "old", "new", &[user], &[]);
-    let log = ferry.dir().join("ferryd.log");
-    ferry.stop();
-    ferry.launch_logged(&log);
-
-    let mut plan: Vec<(bool, Fault, Dir)> = vec![(true, Fault::Drop, Dir::AppendAnswer); 3];
-    let mut rest: Vec<(bool, Fault, Dir)> = vec![
+    let m = OneMailbox::start(user, 31, false).await;
+    let rest = vec![
         (true, Fault::Reset, Dir::Down),
         (true, Fault::Drop, Dir::Both),
         (true, Fault::Stall(STALL), Dir::Down),
         (false, Fault::Reset, Dir::Both),
         (false, Fault::Drop, Dir::Both),
     ];
-    rest.shuffle(&mut rng);
-    plan.extend(rest);
-    ferry.ctl_ok(&["batch", "start", "wave1", "--pass", "full"]);
-    inject(&ferry, &plan, (&psrc, &pdst), &mut rng);
-    ferry.ctl_ok(&["batch", "wait", "wave1", "--timeout", "120"]);
-    let (fs, fd) = (psrc.fired(), pdst.fired());
-    eprintln!(
-        "faults fired: source {fs:?}, destination {fd:?}; at once at most: source {}, destination {}",
-        psrc.peak_connections(),
-        pdst.peak_connections()
-    );
+    m.full_pass(rest, &mut rng);
+    let (ps, pd) = (m.psrc.peak_connections(), m.pdst.peak_connections());
+    eprintln!("at once at most: source {ps}, destination {pd} sessions");
     // One mailbox with more than one session a side: folders were in flight at once.
     assert!(
-        psrc.peak_connections() >= 2 && pdst.peak_connections() >= 2,
+        ps >= 2 && pd >= 2,
         "one mailbox never had two sessions a side open at once"
     );
-    assert!(
-        fd.total() >= 3,
-        "too few faults fired during the pass: {fd:?}"
-    );
-
-    let s = contents(&src, user).await;
-    let d = contents(&dst, user).await;
-    assert_eq!(mailcmp::diff(&s, &d), Vec::<String>::new());
-    assert_no_duplicates(user, &s, &d);
-    let expected = s.values().map(Vec::len).sum::<usize>();
-    ferry.stop();
-    assert_exactly_once(&ferry, expected);
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        settled_in_log(&text) > 0,
-        "no in-doubt item was settled by digest"
-    );
+    let expected = m.src_items(user).await;
+    m.check_exactly_once(user, expected).await;
 }
 
 /// No digest appears more often in a destination folder than in its source.
@@ -342,4 +304,174 @@ fn assert_no_duplicates(user: &str, src: &Contents, dst: &Contents) {
             );
         }
     }
+}
+
+/// One user on a source and a destination Dovecot, each behind a fault
+/// proxy, and a ferryd logging to `log` with a batch of that user.
+struct OneMailbox {
+    src: Dovecot,
+    dst: Dovecot,
+    psrc: FaultProxy,
+    pdst: FaultProxy,
+    ferry: Ferryd,
+    log: std::path::PathBuf,
+}
+
+impl OneMailbox {
+    async fn start(user: &str, seed: u64, mostly_inbox: bool) -> OneMailbox {
+        let src = Dovecot::start().unwrap();
+        let dst = Dovecot::start().unwrap();
+        src.add_user(user, PW).unwrap();
+        dst.add_user(user, PW).unwrap();
+        if mostly_inbox {
+            fill_mostly_inbox(&src, user, seed).await;
+        } else {
+            fill(&src, user, seed).await;
+        }
+        let psrc = FaultProxy::start(src.port());
+        let pdst = FaultProxy::start(dst.port());
+        let mut ferry = Ferryd::start_with_config(CONFIG);
+        for (name, port) in [("old", psrc.port()), ("new", pdst.port())] {
+            ferry.add_imap_endpoint(name, port, src.master_user());
+        }
+        ferry.create_batch("wave1", "old", "new", &[user], &[]);
+        let log = ferry.dir().join("ferryd.log");
+        ferry.stop();
+        ferry.launch_logged(&log);
+        OneMailbox {
+            src,
+            dst,
+            psrc,
+            pdst,
+            ferry,
+            log,
+        }
+    }
+
+    /// A full pass to its end while three APPEND answers are cut, then
+    /// the faults of `rest` in a random order.
+    fn full_pass(&self, mut rest: Vec<(bool, Fault, Dir)>, rng: &mut rand::rngs::StdRng) {
+        let mut plan: Vec<(bool, Fault, Dir)> = vec![(true, Fault::Drop, Dir::AppendAnswer); 3];
+        rest.shuffle(rng);
+        plan.extend(rest);
+        self.ferry
+            .ctl_ok(&["batch", "start", "wave1", "--pass", "full"]);
+        inject(&self.ferry, &plan, (&self.psrc, &self.pdst), rng);
+        self.ferry
+            .ctl_ok(&["batch", "wait", "wave1", "--timeout", "120"]);
+    }
+
+    /// Items in the source mailbox.
+    async fn src_items(&self, user: &str) -> usize {
+        contents(&self.src, user).await.values().map(Vec::len).sum()
+    }
+
+    /// After the pass: enough faults fired, the destination holds the
+    /// source's `expected` items byte exact and once each, the log records
+    /// each copied once, and settling found what a cut answer left in
+    /// doubt; the daemon's log text.
+    async fn check_exactly_once(mut self, user: &str, expected: usize) -> String {
+        let (fs, fd) = (self.psrc.fired(), self.pdst.fired());
+        eprintln!("faults fired: source {fs:?}, destination {fd:?}");
+        assert!(
+            fd.total() >= 3,
+            "too few faults fired during the pass: {fd:?}"
+        );
+        let s = contents(&self.src, user).await;
+        let d = contents(&self.dst, user).await;
+        assert_eq!(mailcmp::diff(&s, &d), Vec::<String>::new());
+        assert_no_duplicates(user, &s, &d);
+        self.ferry.stop();
+        assert_exactly_once(&self.ferry, expected);
+        let text = std::fs::read_to_string(&self.log).unwrap();
+        assert!(
+            settled_in_log(&text) > 0,
+            "no in-doubt item was settled by digest"
+        );
+        text
+    }
+}
+
+/// Fills `user`'s mailbox with the sample's folders but most messages in
+/// the INBOX.
+async fn fill_mostly_inbox(d: &Dovecot, user: &str, seed: u64) {
+    let mut s = login(d, user).await;
+    let empty = SampleSpec {
+        seed,
+        messages: 0,
+        attachment_percent: 0,
+        huge: 0,
+    };
+    sample::fill(&mut s, &empty)
+        .await
+        .expect("make the folders");
+    let delimiter = s
+        .list_folders()
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|f| f.name.delimiter);
+    let names: Vec<_> = sample::folders()
+        .iter()
+        .map(|f| sample::folder_name(f, delimiter))
+        .collect();
+    let spec = SampleSpec {
+        seed,
+        messages: MESSAGES,
+        attachment_percent: 2,
+        huge: 0,
+    };
+    for (i, m) in sample::messages(&spec).enumerate() {
+        let folder = if i % 4 == 0 { m.folder } else { 0 };
+        s.append(&names[folder], &m.flags, Some(m.date), m.body)
+            .await
+            .expect("append");
+    }
+    let _ = s.logout().await;
+}
+
+/// The most ranges of a large folder the daemon's log shows in flight at once.
+fn ranges_at_once(log: &str) -> usize {
+    let (mut open, mut most) = (0usize, 0usize);
+    for line in log.lines() {
+        if line.contains("range of a large folder begun") {
+            open += 1;
+            most = most.max(open);
+        } else if line.contains("range of a large folder ended") {
+            open = open.saturating_sub(1);
+        }
+    }
+    most
+}
+
+/// A mailbox whose INBOX holds most of its items: several lanes copy UID
+/// ranges of the INBOX at once while faults cut both sides; every item
+/// still lands exactly once and byte exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_folder_copied_in_ranges_under_faults_neither_loses_nor_duplicates_items() {
+    let mut rng = seeded("a large folder in ranges under faults");
+    let user = "dora";
+    let m = OneMailbox::start(user, 41, true).await;
+    let s = contents(&m.src, user).await;
+    let inbox = s.get("INBOX").map_or(0, Vec::len);
+    let expected = s.values().map(Vec::len).sum::<usize>();
+    assert!(
+        inbox * 2 > expected,
+        "the INBOX holds {inbox} of {expected}"
+    );
+    let rest = vec![
+        (true, Fault::Reset, Dir::Down),
+        (true, Fault::Drop, Dir::Both),
+        (true, Fault::Drop, Dir::AppendAnswer),
+        (false, Fault::Reset, Dir::Both),
+        (false, Fault::Drop, Dir::Both),
+    ];
+    m.full_pass(rest, &mut rng);
+    let text = m.check_exactly_once(user, expected).await;
+    let at_once = ranges_at_once(&text);
+    eprintln!("{inbox} of {expected} items in the INBOX; at most {at_once} of its ranges at once");
+    assert!(
+        at_once >= 2,
+        "no two ranges of the INBOX were in flight at once"
+    );
 }

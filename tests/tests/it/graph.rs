@@ -13,7 +13,7 @@ use ferry_graph::batch::BatchPart;
 use ferry_graph::messages::{Found, ORIGIN_PROPERTY, PR_MESSAGE_FLAGS};
 use ferry_graph::model::{NewAttachment, NewMessage, Origin, WellKnown};
 use ferry_graph::{Budgets, Credential, Error, Graph, GraphConfig, Limits};
-use ferry_tests::graph_sim::{GraphSim, SimConfig, SimLimits};
+use ferry_tests::graph_sim::{GraphSim, SimConfig, SimLimits, assert_budget_kept};
 
 const APP: &str = "4a1c2e3f-0000-4000-8000-00000000a001";
 const SECRET: &str = "Xq8~app.secret-never-in-logs_42";
@@ -772,45 +772,19 @@ async fn a_429_storm_never_pushes_the_rate_over_the_budget() {
         .filter(|r| r.mailbox == USER)
         .collect();
     assert_eq!(log.iter().filter(|r| r.status == 200).count(), 120);
-    let throttled: Vec<_> = log.iter().filter(|r| r.status == 429).collect();
+    assert!(log.iter().all(|r| r.in_flight <= 4), "at most 4 in flight");
+    // The rate and Retry-After, as the service saw them.
+    let arrivals: Vec<(Duration, u16)> = log.iter().map(|r| (r.at, r.status)).collect();
+    let throttled = assert_budget_kept(
+        &arrivals,
+        40,
+        Duration::from_secs(2),
+        Duration::from_secs(1),
+    );
     assert_eq!(
         throttled.len(),
         3,
         "only the injected 429s: the budget kept under the service's limit"
-    );
-
-    // The rate: never more than the budget in any window (less 50 ms of network jitter).
-    let times: Vec<Duration> = log.iter().map(|r| r.at).collect();
-    for (i, t) in times.iter().enumerate() {
-        let within = times[i..]
-            .iter()
-            .take_while(|u| **u < *t + Duration::from_millis(1950))
-            .count();
-        assert!(within <= 40, "{within} requests within 2 s from {t:?}");
-    }
-    assert!(log.iter().all(|r| r.in_flight <= 4), "at most 4 in flight");
-
-    // Retry-After: nothing starts within 1 s of a 429 (but for requests already on their
-    // way, 30 ms), and after the last one the work resumes within 100 ms of its second.
-    let throttled: Vec<Duration> = throttled.iter().map(|r| r.at).collect();
-    for t in &throttled {
-        let early: Vec<&Duration> = times
-            .iter()
-            .filter(|u| **u > *t + Duration::from_millis(30) && **u < *t + Duration::from_secs(1))
-            .collect();
-        assert!(
-            early.is_empty(),
-            "requests at {early:?} within 1 s of a 429 at {t:?}"
-        );
-    }
-    let last = *throttled.last().unwrap();
-    let resumed = *times
-        .iter()
-        .find(|u| **u > last + Duration::from_millis(30))
-        .unwrap();
-    assert!(
-        resumed <= last + Duration::from_millis(1100),
-        "resumed at {resumed:?}, last 429 at {last:?}"
     );
     let state = mb.budget().state();
     assert_eq!(state.throttles_last_hour, 3);

@@ -197,3 +197,93 @@ async fn when_the_leading_worker_dies_another_finishes_its_pass_exactly_once() {
         "each message copied once across the takeover"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_daemons_log_moves_into_postgres_with_its_chain() {
+    let pg = Postgres::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // A single daemon on its own log copies the mailbox once.
+    let Pair {
+        src,
+        dst,
+        ferry: mut alone,
+    } = Pair::start("b", &["anna"], None);
+    pair::add_mail(&src, "anna", 21, 40).await;
+    alone.run_pass("b", "full");
+    let head = alone.head();
+    alone.stop();
+
+    let import = |data: &std::path::Path| {
+        std::process::Command::new(ferry_tests::bin("ferryd"))
+            .arg("import-log")
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--store")
+            .arg(pg.url())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = import(&alone.data_dir);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&format!("imported {head} events")), "{said}");
+    let rows = pg.psql("SELECT count(*) FROM ferry_log").unwrap();
+    assert_eq!(rows.trim().parse::<u64>().unwrap(), head);
+    // A second import would mix two logs: refused, nothing written.
+    let again = import(&alone.data_dir);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("already holds"),
+        "{err}"
+    );
+
+    // A worker on PostgreSQL with the daemon's key goes on from there: its
+    // views are the daemon's, and the secrets came along (it logs in).
+    let key = alone.data_dir.join("secret.key");
+    let mut worker = Ferryd::configured(&format!(
+        "store = {:?}\nsecret_key_file = {:?}\n",
+        pg.url(),
+        key.display().to_string()
+    ));
+    let log = tmp.path().join("worker.log");
+    worker.launch_logged(&log);
+    assert_eq!(worker.head(), head);
+    assert_eq!(copied(&worker), 40);
+    // The delta logs in at the destination with the imported secret, and
+    // finds nothing left to copy.
+    worker.run_pass("b", "delta");
+    assert_eq!(
+        mailcmp::diff(
+            &pair::contents(&src, "anna").await,
+            &pair::contents(&dst, "anna").await
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        copied(&worker),
+        40,
+        "the delta copied nothing again: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let passes = worker.events_of("PassFinished");
+    assert_eq!(passes.len(), 2);
+    assert_eq!(
+        passes[1]["event"]["PassFinished"]["outcome"], "Succeeded",
+        "{}",
+        passes[1]
+    );
+    // One chain from the daemon's first event to the worker's last.
+    let export = tmp.path().join("audit.jsonl");
+    worker.ctl_ok(&["audit", "export", "-o", export.to_str().unwrap()]);
+    let verify = worker.ctl(&["audit", "verify", export.to_str().unwrap()]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

@@ -92,6 +92,7 @@ mod tests {
             verified: None,
             capabilities: Vec::new(),
             ews: None,
+            graph: None,
         }
     }
 

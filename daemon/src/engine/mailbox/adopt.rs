@@ -47,6 +47,11 @@ pub async fn adoptable(
             .cloned()
             .unwrap_or_default()
     };
+    // Such a destination gives back no bytes to pair by; its copies are
+    // found by their origin.
+    if dst.by_origin().is_some() {
+        return Ok(None);
+    }
     let dst_st = dst.examine(dname).await?;
     if dst_st.exists == 0 {
         return Ok(None);

@@ -5,6 +5,7 @@
 //! bytes, fetching the next group while the current one is appended. Each
 //! group's intents are flushed to the log before its first APPEND.
 
+use ferry_connectors::origin::Origin;
 use ferry_connectors::paging::{Pages, groups};
 use ferry_connectors::{
     AppendItem, AppendUid, ErrorClass, Folder, FolderName, FolderStatus, Item, ItemMeta,
@@ -202,10 +203,13 @@ async fn append_group(
         return Ok(0);
     }
     // Where new items will land: settling looks from here after a crash.
-    // A bound learnt earlier serves as well: UIDs only grow.
+    // A bound learnt earlier serves as well: UIDs only grow. A destination
+    // that keeps origins is asked by origin instead.
+    let stamped = dst.by_origin().is_some();
     let uidnext = match next_uid.take() {
-        Some(n) => n,
-        None => dst.select(dname).await?.uidnext,
+        _ if stamped => None,
+        Some(n) => Some(n),
+        None => Some(dst.select(dname).await?.uidnext),
     };
     let digests: Vec<String> = items.iter().map(Item::digest).collect();
     let intents = items
@@ -217,7 +221,7 @@ async fn append_group(
             size: it.body.len() as u64,
             digest: d.clone(),
             dest_folder: dname.raw.clone(),
-            dest_uidnext: Some(uidnext),
+            dest_uidnext: uidnext,
         })
         .collect();
     app.append(&stream, any, engine.clone(), intents).await?;
@@ -232,7 +236,7 @@ async fn append_group(
     };
     // One MULTIAPPEND for the group where the server offers it: all or
     // nothing, and one commit at the destination instead of one per item.
-    if items.len() > 1 && dst.can_append_many() {
+    if let Some(uidnext) = uidnext.filter(|_| items.len() > 1 && dst.can_append_many()) {
         let batch: Vec<AppendItem> = items
             .iter()
             .map(|it| AppendItem {
@@ -269,10 +273,17 @@ async fn append_group(
     for (it, digest) in items.into_iter().zip(digests) {
         let k = key(f, st, it.meta.uid);
         let flags = flags_to_copy(&it.meta.flags);
-        match dst
-            .append(dname, &flags, it.meta.internal_date, it.body.clone())
-            .await
-        {
+        let (date, body) = (it.meta.internal_date, it.body.clone());
+        let written = match dst.by_origin() {
+            Some(o) => {
+                let origin = origin(&k, &digest);
+                o.write_stamped(dname, &flags, date, body, &origin)
+                    .await
+                    .map(|()| None)
+            }
+            None => dst.append(dname, &flags, date, body).await,
+        };
+        match written {
             Ok(uid) => {
                 stored.push(uid);
                 outcomes.push(copied(&it, digest, uid));
@@ -299,9 +310,18 @@ async fn append_group(
     match interrupted {
         Some(e) => Err(e.into()),
         None => {
-            *next_uid = past(uidnext, &stored);
+            *next_uid = uidnext.and_then(|n| past(n, &stored));
             Ok(failed)
         }
+    }
+}
+
+/// The stamp a copy carries at a destination that keeps origins (see
+/// `ferry_connectors::origin`): the source key and the digest of its bytes.
+pub(super) fn origin(k: &ItemKey, digest: &str) -> Origin {
+    Origin {
+        key: format!("{}/{}:{}", k.folder, k.uidvalidity, k.uid),
+        digest: digest.to_string(),
     }
 }
 

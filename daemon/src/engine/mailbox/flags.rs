@@ -7,8 +7,8 @@ use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::Event;
 use ferry_projections::FolderMark;
 
-use super::copy::{key, src};
-use super::{Work, WorkErr, copies};
+use super::copy::{key, origin, src};
+use super::{Work, WorkErr, copied_digests, copies};
 
 pub(super) fn flags_to_copy(flags: &[String]) -> Vec<String> {
     flags
@@ -38,6 +38,15 @@ pub(super) async fn sync_flags(
         (Some(old), Some(_)) => Some(old),
         _ => None,
     };
+    if w.dst
+        .as_mut()
+        .expect("connected")
+        .session
+        .by_origin()
+        .is_some()
+    {
+        return by_origin(w, f, dname, st, since).await;
+    }
     // Source UID → destination UID, from the log.
     let copies = copies_of(w, &f.name.raw, st.uidvalidity, &dname.raw);
     if copies.is_empty() {
@@ -114,6 +123,72 @@ async fn sync_page(
             key: key(f, st, m.uid),
             flags: want,
         });
+    }
+    w.record(events).await
+}
+
+/// At a destination that keeps origins: each copied item the source
+/// says changed (every copied item without CONDSTORE) is brought to the
+/// source's flags by its origin; the destination tells whether it changed.
+async fn by_origin(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    since: Option<u64>,
+) -> Result<(), WorkErr> {
+    // Source UID → digest of the copies in `dname`, from the log.
+    let copied: HashMap<u32, String> = copied_digests(w.app, &w.mailbox.address, |k, df| {
+        k.folder == f.name.raw && k.uidvalidity == st.uidvalidity && df == dname.raw
+    })
+    .map(|(k, d)| (k.uid, d))
+    .collect();
+    if copied.is_empty() {
+        return Ok(());
+    }
+    let changed = match since {
+        Some(old) => src(w).changed_since(old).await?,
+        None => None,
+    };
+    if let Some(list) = changed {
+        return set_by_origin(w, f, dname, st, &copied, list).await;
+    }
+    let mut pages = Pages::from(1);
+    while let Some(page) = {
+        w.check_stop()?;
+        pages.next(src(w)).await?
+    } {
+        set_by_origin(w, f, dname, st, &copied, page).await?;
+    }
+    Ok(())
+}
+
+/// Brings the copies of `metas` (source UID → digest in `copied`) to the
+/// source's flags, recording those that changed.
+async fn set_by_origin(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    copied: &HashMap<u32, String>,
+    metas: Vec<ItemMeta>,
+) -> Result<(), WorkErr> {
+    let mut events = Vec::new();
+    for m in metas {
+        let Some(digest) = copied.get(&m.uid) else {
+            continue;
+        };
+        let k = key(f, st, m.uid);
+        let want = flags_to_copy(&m.flags);
+        let dst = w.dst.as_mut().expect("connected").session.as_mut();
+        let dst = dst.by_origin().expect("checked by the caller");
+        if dst.set_flags(dname, &origin(&k, digest), &want).await? {
+            events.push(Event::FlagsSynced {
+                mailbox: w.mailbox.address.clone(),
+                key: k,
+                flags: want,
+            });
+        }
     }
     w.record(events).await
 }

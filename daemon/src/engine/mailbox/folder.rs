@@ -273,18 +273,7 @@ impl Work<'_> {
         if matches!(job, Job::Delta) && self.unchanged(f, dname) {
             return Ok(());
         }
-        // The destination is opened alongside: its UIDNEXT tells the first
-        // group's intents where their items will land.
-        let (st, dst_st) = tokio::join!(
-            self.src.as_mut().expect("connected").examine(&f.name),
-            self.dst.as_mut().expect("connected").select(dname)
-        );
-        let st = st?;
-        self.dst_next = match dst_st {
-            Ok(d) => Some((dname.raw.clone(), d.uidnext)),
-            Err(e) if e.is_transient() => return Err(e.into()),
-            Err(_) => None,
-        };
+        let st = self.open_both(f, dname).await?;
         // Read before anything is recorded about the folder.
         let mark = self.mark(&f.name.raw);
         self.note_folder(f, dname, &st, mark.as_ref()).await?;
@@ -319,6 +308,26 @@ impl Work<'_> {
             self.checkpoint(f, &st, &mark).await?;
         }
         Ok(())
+    }
+
+    /// Opens the source folder, and the destination alongside: its UIDNEXT
+    /// tells the first group's intents where their items will land.
+    pub(super) async fn open_both(
+        &mut self,
+        f: &Folder,
+        dname: &FolderName,
+    ) -> Result<FolderStatus, WorkErr> {
+        let (st, dst_st) = tokio::join!(
+            self.src.as_mut().expect("connected").examine(&f.name),
+            self.dst.as_mut().expect("connected").select(dname)
+        );
+        let st = st?;
+        self.dst_next = match dst_st {
+            Ok(d) => Some((dname.raw.clone(), d.uidnext)),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(_) => None,
+        };
+        Ok(st)
     }
 
     /// Creates the destination folder if missing and subscribes it like the

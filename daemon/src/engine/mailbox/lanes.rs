@@ -15,11 +15,22 @@
 //! and retires, and the mailbox's own lane counts that failure as one of
 //! its own (backoff, outage window) before it takes the folder, settling
 //! what the spare left in doubt.
+//!
+//! A folder that holds most of a full pass's items is split into UID
+//! ranges, one unit each, so several lanes copy it at once. A range only
+//! copies what a lane could copy without first settling, re-matching or
+//! adopting: items neither done nor in doubt, under the UIDVALIDITY the log
+//! knows (or none yet), into a destination folder with nothing to adopt.
+//! So no range ever settles against another range's writes. Once every
+//! range has ended, the folder gets its own whole turn on the mailbox's
+//! lane, with no other writer in it: it settles what ranges left in doubt,
+//! copies what they did not, and only then moves the checkpoint.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use ferry_connectors::{ErrorClass, Folder, FolderName};
+use ferry_connectors::paging::Pages;
+use ferry_connectors::{ErrorClass, Folder, FolderName, ItemMeta};
 use ferry_events::{Event, PassKind, Side};
 
 use super::{Work, WorkErr, copy, verify};
@@ -28,8 +39,19 @@ use crate::engine::{connect, retry};
 /// Pairs of sessions per mailbox at most, its own included.
 pub const LANES: usize = 3;
 
-/// Folders to work on, in units that stay on one lane (indexes into the jobs).
-type Queue = Mutex<VecDeque<Vec<usize>>>;
+/// Items a folder holds at least before it is split into ranges.
+const SPLIT_MIN_ITEMS: u32 = 200;
+
+/// Work that stays on one lane.
+#[derive(Debug, Clone)]
+enum Unit {
+    /// Whole folders (indexes into the jobs) landing in one destination folder.
+    Folders(Vec<usize>),
+    /// The items of one job's folder with UIDs in `lo..=hi`.
+    Range { job: usize, lo: u32, hi: u32 },
+}
+
+type Queue = Mutex<VecDeque<Unit>>;
 
 impl<'a> Work<'a> {
     /// Works on every job, in lanes where the pass copies and there is
@@ -42,7 +64,9 @@ impl<'a> Work<'a> {
         mut spares: Vec<Work<'a>>,
         tally: &mut verify::Tally,
     ) -> Result<(), WorkErr> {
-        let queue = Mutex::new(self.units(jobs));
+        let mut units = self.units(jobs);
+        let split = self.split(jobs, &mut units).await;
+        let queue = Mutex::new(units);
         let want = match self.kind {
             PassKind::Verify => 0,
             _ => (LANES - 1).min(queue.lock().unwrap().len().saturating_sub(1)),
@@ -57,7 +81,8 @@ impl<'a> Work<'a> {
             spares.push(self.spare());
         }
         if spares.is_empty() {
-            return self.lane(jobs, &queue, tally).await.map(|_| ());
+            self.lane(jobs, &queue, tally).await?;
+            return self.finish_split(jobs, split, tally).await;
         }
         let mut lanes: Vec<(Work<'a>, verify::Tally)> = spares
             .into_iter()
@@ -86,13 +111,143 @@ impl<'a> Work<'a> {
             let mut backoff = retry::Backoff::new(&self.cfg);
             self.recover(e, &mut backoff, "a spare session").await?;
         }
-        self.lane(jobs, &queue, tally).await.map(|_| ())
+        self.lane(jobs, &queue, tally).await?;
+        self.finish_split(jobs, split, tally).await
+    }
+
+    /// The split folder's own whole turn, once every range has ended.
+    async fn finish_split(
+        &mut self,
+        jobs: &[(&Folder, FolderName)],
+        split: Option<usize>,
+        tally: &mut verify::Tally,
+    ) -> Result<(), WorkErr> {
+        let Some(i) = split else { return Ok(()) };
+        let (f, dname) = &jobs[i];
+        self.run_folder(f, dname, None, tally).await.map(|_| ())
+    }
+
+    /// Replaces the first unit by UID ranges when it is one folder holding
+    /// most of a full pass's items and ranges may copy it (see the module
+    /// notes); the job split, if any.
+    async fn split(
+        &mut self,
+        jobs: &[(&Folder, FolderName)],
+        units: &mut VecDeque<Unit>,
+    ) -> Option<usize> {
+        if self.kind != PassKind::Full {
+            return None;
+        }
+        let Some(Unit::Folders(first)) = units.front() else {
+            return None;
+        };
+        let &[i] = first.as_slice() else {
+            return None;
+        };
+        let (f, dname) = &jobs[i];
+        let st = *self.statuses.get(&f.name.raw)?;
+        let total: u64 = jobs
+            .iter()
+            .filter_map(|(f, _)| self.statuses.get(&f.name.raw))
+            .map(|s| u64::from(s.exists))
+            .sum();
+        if st.exists < SPLIT_MIN_ITEMS || u64::from(st.exists) * 2 <= total {
+            return None;
+        }
+        if !self.dst_folders.contains(&dname.raw) {
+            return None;
+        }
+        let first_copy = {
+            let views = self.app.views.read().unwrap();
+            let mark = views.watermarks.get(&self.mailbox.address, &f.name.raw);
+            if mark.is_some_and(|m| m.uidvalidity != st.uidvalidity) {
+                return None;
+            }
+            views.first_copy(&self.mailbox.address, &f.name.raw)
+        };
+        // Adoption comes before a folder's first copy: only an empty
+        // destination folder has nothing to adopt.
+        if first_copy && !self.made.contains(&dname.raw) {
+            let dst = self.dst.as_mut()?;
+            match dst.statuses(std::slice::from_ref(dname)).await {
+                Ok(list)
+                    if list
+                        .first()
+                        .is_some_and(|s| s.as_ref().is_ok_and(|s| s.exists == 0)) => {}
+                Err(e) if e.is_transient() => {
+                    self.dst = None;
+                    return None;
+                }
+                _ => return None,
+            }
+        }
+        let top = st.uidnext.saturating_sub(1);
+        let step = top.div_ceil(LANES as u32).max(1);
+        units.pop_front();
+        let mut hi = top;
+        while hi > 0 {
+            let lo = hi.saturating_sub(step) + 1;
+            units.push_front(Unit::Range { job: i, lo, hi });
+            hi = lo - 1;
+        }
+        tracing::info!(mailbox = %self.mailbox.address, folder = %f.name.raw, items = st.exists,
+            ranges = units.iter().filter(|u| matches!(u, Unit::Range { .. })).count(),
+            "a large folder is copied in UID ranges at once");
+        Some(i)
+    }
+
+    /// Copies the items of `f` with UIDs in `lo..=hi` that are neither done
+    /// nor in doubt, unless the folder needs its own turn first.
+    async fn range(
+        &mut self,
+        f: &Folder,
+        dname: &FolderName,
+        (lo, hi): (u32, u32),
+    ) -> Result<(), WorkErr> {
+        let _logged = RangeLog::begin(&self.mailbox.address, &f.name.raw, lo, hi);
+        if !self.dst_folders.contains(&dname.raw) {
+            return Ok(());
+        }
+        let st = self.open_both(f, dname).await?;
+        let other_validity = {
+            let views = self.app.views.read().unwrap();
+            let mark = views.watermarks.get(&self.mailbox.address, &f.name.raw);
+            mark.is_some_and(|m| m.uidvalidity != st.uidvalidity)
+        };
+        if other_validity {
+            return Ok(());
+        }
+        let mut pages = Pages::from(lo);
+        while let Some(page) = {
+            self.check_stop()?;
+            pages.next(copy::src(self)).await?
+        } {
+            let past = page.last().is_some_and(|m| m.uid >= hi);
+            let todo: Vec<ItemMeta> = {
+                let views = self.app.views.read().unwrap();
+                let mark = views.watermarks.get(&self.mailbox.address, &f.name.raw);
+                let open = |uid: u32| {
+                    !mark.is_some_and(|k| {
+                        k.uidvalidity == st.uidvalidity
+                            && (k.is_done(uid) || k.in_doubt.contains_key(&uid))
+                    })
+                };
+                page.into_iter()
+                    .filter(|m| m.uid <= hi && open(m.uid))
+                    .collect()
+            };
+            copy::copy_items(self, f, dname, &st, todo).await?;
+            if past {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The jobs in units: those landing in one destination folder together,
     /// the units with the most items first. A delta leaves out the folders
     /// with nothing to do, so they open no spare.
-    fn units(&self, jobs: &[(&Folder, FolderName)]) -> VecDeque<Vec<usize>> {
+    fn units(&self, jobs: &[(&Folder, FolderName)]) -> VecDeque<Unit> {
         let mut units: Vec<(String, Vec<usize>, u64)> = Vec::new();
         for (i, (f, dname)) in jobs.iter().enumerate() {
             if self.quiet(f, dname) {
@@ -109,7 +264,10 @@ impl<'a> Work<'a> {
         }
         // Stable: equal units keep the listing's order.
         units.sort_by_key(|u| std::cmp::Reverse(u.2));
-        units.into_iter().map(|(_, list, _)| list).collect()
+        units
+            .into_iter()
+            .map(|(_, list, _)| Unit::Folders(list))
+            .collect()
     }
 
     /// Spare lanes for a pass that copies whole folders, to open while the
@@ -230,7 +388,7 @@ impl<'a> Work<'a> {
         jobs: &[(&Folder, FolderName)],
         queue: &Queue,
         tally: &mut verify::Tally,
-    ) -> Result<Option<(WorkErr, Vec<usize>)>, WorkErr> {
+    ) -> Result<Option<(WorkErr, Unit)>, WorkErr> {
         if self.spare && self.src.is_none() {
             // Not worth waiting for once every folder is taken.
             let connected = tokio::select! {
@@ -246,31 +404,43 @@ impl<'a> Work<'a> {
             let Some(unit) = next else {
                 return Ok(None);
             };
-            for (n, &i) in unit.iter().enumerate() {
-                let (f, dname) = &jobs[i];
-                if let Some(e) = self.run_folder(f, dname, tally).await? {
-                    return Ok(Some((e, unit[n..].to_vec())));
+            match &unit {
+                Unit::Folders(list) => {
+                    for (n, &i) in list.iter().enumerate() {
+                        let (f, dname) = &jobs[i];
+                        if let Some(e) = self.run_folder(f, dname, None, tally).await? {
+                            return Ok(Some((e, Unit::Folders(list[n..].to_vec()))));
+                        }
+                    }
+                }
+                &Unit::Range { job, lo, hi } => {
+                    let (f, dname) = &jobs[job];
+                    if let Some(e) = self.run_folder(f, dname, Some((lo, hi)), tally).await? {
+                        return Ok(Some((e, unit)));
+                    }
                 }
             }
         }
     }
 
-    /// One folder's work with its retries; a folder's own failure is
-    /// recorded and the pass goes on. Some: a spare's line failed, and the
-    /// folder is handed back.
+    /// One folder's work (or one UID range's) with its retries; a folder's
+    /// own failure is recorded and the pass goes on. Some: a spare's line
+    /// failed, and the work is handed back.
     async fn run_folder(
         &mut self,
         f: &Folder,
         dname: &FolderName,
+        range: Option<(u32, u32)>,
         tally: &mut verify::Tally,
     ) -> Result<Option<WorkErr>, WorkErr> {
         let mut backoff = retry::Backoff::new(&self.cfg);
         let res = loop {
             let before = self.progress();
             let attempt = match self.check_stop() {
-                Ok(()) => match self.connect().await {
-                    Ok(()) => self.folder(f, dname, tally).await,
-                    Err(e) => Err(e),
+                Ok(()) => match (self.connect().await, range) {
+                    (Ok(()), None) => self.folder(f, dname, tally).await,
+                    (Ok(()), Some(r)) => self.range(f, dname, r).await,
+                    (Err(e), _) => Err(e),
                 },
                 Err(e) => Err(e),
             };
@@ -297,6 +467,10 @@ impl<'a> Work<'a> {
         };
         match res {
             Ok(()) => Ok(None),
+            // The folder's own turn, after every range, meets it again and says why.
+            Err(WorkErr::Conn(e)) if matches!(e.class(), ErrorClass::Folder) && range.is_some() => {
+                Ok(None)
+            }
             Err(WorkErr::Conn(e)) if matches!(e.class(), ErrorClass::Folder) => {
                 self.folder_errors
                     .push(format!("folder {}: {e}", f.name.raw));
@@ -311,6 +485,39 @@ impl<'a> Work<'a> {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Logs a range's start, and its end however it ends, so the log shows
+/// which ranges were in flight at once.
+struct RangeLog {
+    mailbox: String,
+    folder: String,
+    lo: u32,
+    hi: u32,
+}
+
+impl RangeLog {
+    fn begin(mailbox: &str, folder: &str, lo: u32, hi: u32) -> RangeLog {
+        tracing::info!(%mailbox, %folder, lo, hi, "range of a large folder begun");
+        RangeLog {
+            mailbox: mailbox.to_string(),
+            folder: folder.to_string(),
+            lo,
+            hi,
+        }
+    }
+}
+
+impl Drop for RangeLog {
+    fn drop(&mut self) {
+        let RangeLog {
+            mailbox,
+            folder,
+            lo,
+            hi,
+        } = self;
+        tracing::info!(%mailbox, %folder, lo, hi, "range of a large folder ended");
     }
 }
 

@@ -261,7 +261,9 @@ pub async fn run(
 fn host_of(spec: &EndpointSpec) -> String {
     match spec.kind {
         ferry_events::EndpointKind::Imap => format!("{}:{}", spec.host, spec.port),
-        ferry_events::EndpointKind::Maildir => spec.host.clone(),
+        ferry_events::EndpointKind::Maildir | ferry_events::EndpointKind::Graph => {
+            spec.host.clone()
+        }
         ferry_events::EndpointKind::Ews => ferry_connectors::ews::endpoint_name(&spec.host),
     }
 }
@@ -523,22 +525,46 @@ pub(super) fn copies<'a>(
     mailbox: &str,
     keep: impl Fn(&ItemKey, &str, (u32, u32)) -> bool + 'a,
 ) -> impl Iterator<Item = (ItemKey, String, (u32, u32))> + 'a {
+    events_of(app, mailbox).filter_map(move |e| match e {
+        Event::ItemCopied {
+            key,
+            dest_folder,
+            dest_uid: Some(du),
+            ..
+        }
+        | Event::ItemAdopted {
+            key,
+            dest_folder,
+            dest_uid: du,
+            ..
+        } if keep(&key, &dest_folder, du) => Some((key, dest_folder, du)),
+        _ => None,
+    })
+}
+
+/// Every recorded copy of this mailbox that `keep` selects by source key
+/// and destination folder, with the digest of its bytes, whether or not
+/// the destination told a UID (a destination that keeps origins never does).
+pub(super) fn copied_digests<'a>(
+    app: &'a App,
+    mailbox: &str,
+    keep: impl Fn(&ItemKey, &str) -> bool + 'a,
+) -> impl Iterator<Item = (ItemKey, String)> + 'a {
+    events_of(app, mailbox).filter_map(move |e| match e {
+        Event::ItemCopied {
+            key,
+            digest,
+            dest_folder,
+            ..
+        } if keep(&key, &dest_folder) => Some((key, digest)),
+        _ => None,
+    })
+}
+
+/// This mailbox's stream, read lazily.
+fn events_of<'a>(app: &'a App, mailbox: &str) -> impl Iterator<Item = Event> + 'a {
     let stream = ferry_events::stream::mailbox(mailbox);
     ferry_events::EventStore::scan_stream(app.store.as_ref(), &stream, 1)
         .filter_map(Result::ok)
-        .filter_map(move |e| match e.event {
-            Event::ItemCopied {
-                key,
-                dest_folder,
-                dest_uid: Some(du),
-                ..
-            }
-            | Event::ItemAdopted {
-                key,
-                dest_folder,
-                dest_uid: du,
-                ..
-            } if keep(&key, &dest_folder, du) => Some((key, dest_folder, du)),
-            _ => None,
-        })
+        .map(|e| e.event)
 }

@@ -9,8 +9,8 @@ use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::Event;
 use ferry_projections::FolderMark;
 
-use super::copy::{fetch, key, src};
-use super::{Work, WorkErr, copies};
+use super::copy::{fetch, key, origin, src};
+use super::{Work, WorkErr, copied_digests, copies};
 
 /// Destination items from `from_uid` on, by digest, excluding `claimed` UIDs
 /// and sizes nobody is looking for.
@@ -72,6 +72,11 @@ pub(super) async fn settle(
     if doubts.is_empty() {
         return Ok(());
     }
+    if let Some(found) = by_origin(w, f, dname, st, &doubts).await? {
+        tracing::info!(mailbox = %w.mailbox.address, folder = %f.name.raw,
+            in_doubt = doubts.len(), found = found.len(), "settled in-doubt items by origin");
+        return w.record(found).await;
+    }
     let from = doubts
         .iter()
         .map(|(_, d)| d.dest_uidnext.unwrap_or(1))
@@ -103,6 +108,55 @@ pub(super) async fn settle(
     w.record(events).await
 }
 
+/// At a destination that keeps origins, the in-doubt items it holds,
+/// asked one by one (a copy cut short half-way is removed by the asking,
+/// so it is written again); `None` at any other destination.
+async fn by_origin(
+    w: &mut Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+    doubts: &[(u32, &ferry_projections::watermarks::InDoubt)],
+) -> Result<Option<Vec<Event>>, WorkErr> {
+    let dst = w.dst.as_mut().expect("connected").session.as_mut();
+    let Some(dst) = dst.by_origin() else {
+        return Ok(None);
+    };
+    let mut events = Vec::new();
+    for (uid, d) in doubts {
+        let k = key(f, st, *uid);
+        if dst.holds(dname, &origin(&k, &d.digest)).await? {
+            events.push(Event::ItemCopied {
+                mailbox: w.mailbox.address.clone(),
+                key: k,
+                size: d.size,
+                digest: d.digest.clone(),
+                dest_folder: dname.raw.clone(),
+                dest_uid: None,
+            });
+        }
+    }
+    Ok(Some(events))
+}
+
+/// Digests of the copies of `f` into `dname` recorded under another
+/// UIDVALIDITY, one entry per copy.
+fn old_copies(
+    w: &Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+) -> HashMap<String, Vec<Option<u32>>> {
+    let mut out: HashMap<String, Vec<Option<u32>>> = HashMap::new();
+    let copied = copied_digests(w.app, &w.mailbox.address, |k, df| {
+        k.folder == f.name.raw && k.uidvalidity != st.uidvalidity && df == dname.raw
+    });
+    for (_, d) in copied {
+        out.entry(d).or_default().push(None);
+    }
+    out
+}
+
 /// After a UIDVALIDITY change: pairs source items with destination items of
 /// the same bytes, so nothing already copied is copied again.
 pub(super) async fn rematch(
@@ -118,7 +172,18 @@ pub(super) async fn rematch(
     while let Some(page) = pages.next(src(w)).await? {
         sizes.extend(page.iter().map(|m| m.size));
     }
-    let mut found = dest_digests(w, 1, &sizes, &HashSet::new()).await?;
+    // Destination UIDs by digest; at a destination that keeps origins, the
+    // copies the log records under the old UIDVALIDITY (their stamps hold
+    // the digest), with no UID.
+    let mut found: HashMap<String, Vec<Option<u32>>> =
+        match w.dst.as_mut().expect("connected").session.by_origin() {
+            Some(_) => old_copies(w, f, dname, st),
+            None => dest_digests(w, 1, &sizes, &HashSet::new())
+                .await?
+                .into_iter()
+                .map(|(d, uids)| (d, uids.into_iter().map(Some).collect()))
+                .collect(),
+        };
     let per_group = w.cfg.group_bytes.max(1);
     let max_count = w.cfg.fetch_batch.max(1);
     let mut matched = 0usize;
@@ -136,7 +201,7 @@ pub(super) async fn rematch(
                         size: it.body.len() as u64,
                         digest: d,
                         dest_folder: dname.raw.clone(),
-                        dest_uid: Some((dst_st.uidvalidity, u)),
+                        dest_uid: u.map(|u| (dst_st.uidvalidity, u)),
                     });
                 }
             }

@@ -33,7 +33,16 @@ pub(super) async fn count(
     });
     if w.dst_folders.contains(&dname.raw) {
         let dst = w.dst.as_mut().expect("connected");
-        dst.examine(dname).await?;
+        let st = dst.examine(dname).await?;
+        if dst.session.by_origin().is_some() {
+            // No bytes to count or pair at such a destination: its count.
+            tally.destination.push(FolderCount {
+                folder: dname.raw.clone(),
+                items: u64::from(st.exists),
+                bytes: 0,
+            });
+            return Ok(());
+        }
         let (items, bytes) = paging::count(dst.session.as_mut()).await?;
         tally.destination.push(FolderCount {
             folder: dname.raw.clone(),

@@ -1,0 +1,49 @@
+//! Destinations that find an item by the origin stamped on it.
+//!
+//! An IMAP or Maildir destination gives back an item's exact bytes, so an
+//! item in doubt is found by its digest from the UIDNEXT its intent
+//! recorded. Microsoft Graph gives back neither the bytes (Exchange
+//! rebuilds the headers) nor a UID: it is asked instead whether it holds
+//! an item stamped with the source item's key and digest. A session that
+//! can be asked so says it by [`crate::MailSession::by_origin`].
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Flag, FolderName, Result};
+
+/// Where a copy came from: the source item's key and the digest of its
+/// bytes, stamped on the copy when it is written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub key: String,
+    pub digest: String,
+}
+
+/// The write, lookup and flag change of a destination that keeps origins.
+#[async_trait]
+pub trait OriginStore: Send {
+    /// Writes one message into `folder` stamped with `origin`, with its
+    /// flags and keywords, and its internal date as the received time.
+    async fn write_stamped(
+        &mut self,
+        folder: &FolderName,
+        flags: &[Flag],
+        internal_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+        body: Bytes,
+        origin: &Origin,
+    ) -> Result<()>;
+
+    /// Whether `folder` holds a complete item stamped with `origin`. A
+    /// write cut short half-way is removed here, so it is written again.
+    async fn holds(&mut self, folder: &FolderName, origin: &Origin) -> Result<bool>;
+
+    /// Brings the item stamped `origin` to `flags`; `Ok(false)` when it
+    /// already had them or is not there, so only a change is recorded.
+    async fn set_flags(
+        &mut self,
+        folder: &FolderName,
+        origin: &Origin,
+        flags: &[Flag],
+    ) -> Result<bool>;
+}

@@ -1,0 +1,384 @@
+//! A user's mailbox in Exchange Online as a copy destination.
+//!
+//! Folders are named by their path of display names joined with `/`, the
+//! inbox as `INBOX`, and the well-known folders carry their special-use.
+//! Items are written as received mail (`create_message`) stamped with
+//! their origin, and found again by it: Graph has no UIDs and gives back
+//! no exact bytes, so the session answers [`MailSession::by_origin`] and
+//! refuses what only a source does.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_connectors::origin::{Origin as ItemOrigin, OriginStore};
+use ferry_connectors::{
+    AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta,
+    MailSession, SpecialUse,
+};
+
+use crate::messages::Found;
+use crate::model::{NewMessage, Origin, WellKnown};
+use crate::{Error, Mailbox};
+
+const DELIMITER: char = '/';
+
+pub struct GraphSession {
+    mailbox: Mailbox,
+    /// Where the session is, as errors name it (the endpoint's host).
+    endpoint: String,
+    /// Folder ids by name, from the last listing and the folders made since.
+    ids: HashMap<String, String>,
+    listed: bool,
+}
+
+impl GraphSession {
+    pub fn new(mailbox: Mailbox, endpoint: &str) -> GraphSession {
+        GraphSession {
+            mailbox,
+            endpoint: endpoint.to_string(),
+            ids: HashMap::new(),
+            listed: false,
+        }
+    }
+
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// A Graph failure as the engine classes it; `refused` is the class of
+    /// a plain refusal (4xx) of this call: the item's, or the folder's.
+    fn err(&self, op: &'static str, e: Error, refused: ErrorClass) -> ConnectorError {
+        let class = match &e {
+            Error::Http { status, .. } => match status {
+                429 | 500 | 502 | 503 | 504 => ErrorClass::Throttled,
+                401 | 403 => ErrorClass::Auth,
+                _ => refused,
+            },
+            Error::Transport { .. } => ErrorClass::Connection,
+            Error::SignIn { .. } | Error::Credential { .. } => ErrorClass::Auth,
+            Error::Invalid(_) => refused,
+            Error::Protocol { .. } => ErrorClass::Other,
+        };
+        ConnectorError::Server {
+            endpoint: self.endpoint.clone(),
+            op,
+            class,
+            text: e.to_string(),
+        }
+    }
+
+    fn source_only(&self, op: &'static str) -> ConnectorError {
+        ConnectorError::Refused {
+            endpoint: self.endpoint.clone(),
+            op,
+            class: ErrorClass::Other,
+            text: "a graph endpoint is a destination only".into(),
+        }
+    }
+
+    async fn id_of(&mut self, folder: &FolderName) -> Result<String, ConnectorError> {
+        let key = key_of(&path_of(folder));
+        // Another session of the mailbox may have made it since the listing.
+        if !self.listed || !self.ids.contains_key(&key) {
+            self.list_folders().await?;
+        }
+        self.ids
+            .get(&key_of(&path_of(folder)))
+            .cloned()
+            .ok_or_else(|| ConnectorError::Server {
+                endpoint: self.endpoint.clone(),
+                op: "opening folder",
+                class: ErrorClass::Folder,
+                text: format!("no folder {:?}", folder.raw),
+            })
+    }
+
+    async fn find(
+        &mut self,
+        folder: &FolderName,
+        origin: &ItemOrigin,
+    ) -> Result<Found, ConnectorError> {
+        let id = self.id_of(folder).await?;
+        self.mailbox
+            .find_by_origin(Some(&id), &stamp(origin))
+            .await
+            .map_err(|e| self.err("finding by origin", e, ErrorClass::Other))
+    }
+
+    async fn status(&mut self, folder: &FolderName) -> Result<FolderStatus, ConnectorError> {
+        let id = self.id_of(folder).await?;
+        let f = self
+            .mailbox
+            .folder(&id)
+            .await
+            .map_err(|e| self.err("reading folder", e, ErrorClass::Folder))?;
+        // No UIDs at a graph destination: copies are found by origin.
+        Ok(FolderStatus {
+            uidvalidity: 1,
+            uidnext: 1,
+            exists: f.total_item_count,
+            highest_modseq: None,
+        })
+    }
+}
+
+/// A folder's name as the engine's mapping spells it: the raw name in
+/// modified UTF-7 (as an IMAP destination's), the segments as shown.
+fn name(path: &[String]) -> FolderName {
+    FolderName {
+        raw: ferry_connectors::utf7::encode(&path.join(&DELIMITER.to_string())),
+        delimiter: Some(DELIMITER),
+        segments: path.to_vec(),
+    }
+}
+
+/// The key of a folder's id: its path of display names.
+fn path_of(folder: &FolderName) -> Vec<String> {
+    if !folder.segments.is_empty() {
+        return folder.segments.clone();
+    }
+    let raw = ferry_connectors::utf7::decode(&folder.raw).unwrap_or_else(|| folder.raw.clone());
+    raw.split(DELIMITER)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn key_of(path: &[String]) -> String {
+    path.join(&DELIMITER.to_string())
+}
+
+fn special_use(w: WellKnown) -> SpecialUse {
+    match w {
+        WellKnown::Inbox => SpecialUse::Inbox,
+        WellKnown::SentItems => SpecialUse::Sent,
+        WellKnown::Drafts => SpecialUse::Drafts,
+        WellKnown::DeletedItems => SpecialUse::Trash,
+        WellKnown::JunkEmail => SpecialUse::Junk,
+        WellKnown::Archive => SpecialUse::Archive,
+    }
+}
+
+/// The stamp of a copy: the source key and digest.
+fn stamp(o: &ItemOrigin) -> Origin {
+    Origin {
+        key: o.key.clone(),
+        digest: o.digest.clone(),
+    }
+}
+
+#[async_trait]
+impl MailSession for GraphSession {
+    async fn capabilities(&mut self) -> ferry_connectors::Result<Vec<String>> {
+        Ok(vec!["GRAPH".into(), "ORIGIN".into()])
+    }
+
+    async fn list_folders(&mut self) -> ferry_connectors::Result<Vec<Folder>> {
+        let nodes = self
+            .mailbox
+            .folders()
+            .await
+            .map_err(|e| self.err("listing folders", e, ErrorClass::Other))?;
+        let inbox: Option<&str> = nodes
+            .iter()
+            .find(|n| n.well_known == Some(WellKnown::Inbox))
+            .map(|n| n.folder.id.as_str());
+        let ids: HashMap<&str, &crate::model::FolderNode> =
+            nodes.iter().map(|n| (n.folder.id.as_str(), n)).collect();
+        let mut out = Vec::with_capacity(nodes.len());
+        self.ids.clear();
+        for n in &nodes {
+            // Below the inbox, the path starts at INBOX as IMAP names it.
+            let mut path = n.path.clone();
+            let mut top = n;
+            while let Some(p) = top
+                .folder
+                .parent_folder_id
+                .as_deref()
+                .and_then(|p| ids.get(p))
+            {
+                top = p;
+            }
+            if Some(top.folder.id.as_str()) == inbox {
+                path[0] = "INBOX".into();
+            }
+            let fname = name(&path);
+            self.ids.insert(key_of(&path), n.folder.id.clone());
+            out.push(Folder {
+                name: fname,
+                special_use: n.well_known.map(special_use),
+                selectable: true,
+                subscribed: !n.folder.is_hidden,
+            });
+        }
+        self.listed = true;
+        Ok(out)
+    }
+
+    async fn examine(&mut self, folder: &FolderName) -> ferry_connectors::Result<FolderStatus> {
+        self.status(folder).await
+    }
+
+    async fn select(&mut self, folder: &FolderName) -> ferry_connectors::Result<FolderStatus> {
+        self.status(folder).await
+    }
+
+    async fn list_items(
+        &mut self,
+        _from_uid: u32,
+        _max: usize,
+    ) -> ferry_connectors::Result<Vec<ItemMeta>> {
+        Err(self.source_only("listing items"))
+    }
+
+    async fn changed_since(
+        &mut self,
+        _modseq: u64,
+    ) -> ferry_connectors::Result<Option<Vec<ItemMeta>>> {
+        Ok(None)
+    }
+
+    async fn fetch(&mut self, _uids: &[u32]) -> ferry_connectors::Result<Vec<Item>> {
+        Err(self.source_only("fetching items"))
+    }
+
+    async fn create_folder(&mut self, folder: &FolderName) -> ferry_connectors::Result<()> {
+        if !self.listed {
+            self.list_folders().await?;
+        }
+        let segments = path_of(folder);
+        let mut parent: Option<String> = None;
+        for i in 1..=segments.len() {
+            let path = key_of(&segments[..i]);
+            if let Some(id) = self.ids.get(&path) {
+                parent = Some(id.clone());
+                continue;
+            }
+            let made = self
+                .mailbox
+                .create_folder(parent.as_deref(), &segments[i - 1])
+                .await
+                .map_err(|e| self.err("creating folder", e, ErrorClass::Folder))?;
+            self.ids.insert(path, made.id.clone());
+            parent = Some(made.id);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, _folder: &FolderName) -> ferry_connectors::Result<()> {
+        // Exchange has no subscriptions: every visible folder is shown.
+        Ok(())
+    }
+
+    async fn append(
+        &mut self,
+        _folder: &FolderName,
+        _flags: &[Flag],
+        _internal_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+        _body: Bytes,
+    ) -> ferry_connectors::Result<Option<AppendUid>> {
+        // Every item is stamped with its origin, or it could not be found.
+        Err(ConnectorError::Refused {
+            endpoint: self.endpoint.clone(),
+            op: "appending",
+            class: ErrorClass::Other,
+            text: "a graph endpoint writes items only with their origin".into(),
+        })
+    }
+
+    async fn store_flags(&mut self, _uid: u32, _flags: &[Flag]) -> ferry_connectors::Result<()> {
+        Err(self.source_only("storing flags by UID"))
+    }
+
+    async fn remove(&mut self, _uids: &[u32]) -> ferry_connectors::Result<()> {
+        Err(self.source_only("removing items by UID"))
+    }
+
+    async fn logout(&mut self) -> ferry_connectors::Result<()> {
+        Ok(())
+    }
+
+    fn by_origin(&mut self) -> Option<&mut dyn OriginStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl OriginStore for GraphSession {
+    async fn write_stamped(
+        &mut self,
+        folder: &FolderName,
+        flags: &[Flag],
+        internal_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+        body: Bytes,
+        origin: &ItemOrigin,
+    ) -> ferry_connectors::Result<()> {
+        let id = self.id_of(folder).await?;
+        let received = internal_date.map_or_else(chrono::Utc::now, Into::into);
+        let mut m = NewMessage::from_mime(&body, received)
+            .map_err(|e| self.err("reading the message", e, ErrorClass::Item))?
+            .with_imap_flags(flags);
+        m.origin = Some(stamp(origin));
+        match self.mailbox.create_message(&id, &m).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = self.err("creating message", e, ErrorClass::Item);
+                if e.class() == ErrorClass::Item {
+                    // A refused attachment leaves a partial item: removed
+                    // now, as the item is recorded failed, not in doubt.
+                    let _ = self.holds(folder, origin).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn holds(
+        &mut self,
+        folder: &FolderName,
+        origin: &ItemOrigin,
+    ) -> ferry_connectors::Result<bool> {
+        match self.find(folder, origin).await? {
+            Found::Complete(_) => Ok(true),
+            Found::Nothing => Ok(false),
+            Found::Partial(list) => {
+                for m in list {
+                    self.mailbox
+                        .delete_message(&m.id)
+                        .await
+                        .map_err(|e| self.err("removing a partial item", e, ErrorClass::Other))?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    async fn set_flags(
+        &mut self,
+        folder: &FolderName,
+        origin: &ItemOrigin,
+        flags: &[Flag],
+    ) -> ferry_connectors::Result<bool> {
+        let Found::Complete(have) = self.find(folder, origin).await? else {
+            return Ok(false);
+        };
+        let want = NewMessage::default().with_imap_flags(flags);
+        let have_flagged = have
+            .flag
+            .as_ref()
+            .is_some_and(|f| f.flag_status == "flagged");
+        let set = |v: &[String]| -> HashSet<String> { v.iter().cloned().collect() };
+        if have.is_read == Some(want.is_read)
+            && have_flagged == want.flagged
+            && set(&have.categories) == set(&want.categories)
+        {
+            return Ok(false);
+        }
+        self.mailbox
+            .update_state(&have.id, want.is_read, want.flagged, &want.categories)
+            .await
+            .map_err(|e| self.err("updating message", e, ErrorClass::Item))?;
+        Ok(true)
+    }
+}

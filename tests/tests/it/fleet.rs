@@ -1,0 +1,365 @@
+//! A fleet: three ferryd workers on one PostgreSQL store share a pass's
+//! mailboxes by leases, over two real Dovecot servers. Workers die, pause
+//! past their leases and lose the database mid-pass; every mailbox ends
+//! copied once, and the log shows who held each mailbox when.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_tests::pair::{self, PW};
+use ferry_tests::{Ferryd, mailcmp, signal};
+use ferry_testservers::{Dovecot, Postgres};
+
+/// Short leases, so that a dead worker's mailboxes move on quickly.
+const LEASE_S: u64 = 3;
+const USERS: [&str; 12] = [
+    "u01", "u02", "u03", "u04", "u05", "u06", "u07", "u08", "u09", "u10", "u11", "u12",
+];
+
+struct Fleet {
+    pg: Postgres,
+    src: Dovecot,
+    dst: Dovecot,
+    workers: Vec<Ferryd>,
+    logs: Vec<PathBuf>,
+    _tmp: tempfile::TempDir,
+}
+
+fn worker_config(url: &str, name: &str, key: Option<&std::path::Path>) -> String {
+    let key = key
+        .map(|k| format!("secret_key_file = {:?}\n", k.display().to_string()))
+        .unwrap_or_default();
+    format!("store = {url:?}\n{key}[fleet]\nworker = {name:?}\nlease_s = {LEASE_S}\n")
+}
+
+impl Fleet {
+    /// PostgreSQL, two Dovecots with `users`, `messages` each at the
+    /// source, and three workers w1..w3 with batch `b` (each worker runs up
+    /// to `per_worker` mailboxes at once).
+    async fn start(users: &[&str], messages: usize, per_worker: &str) -> Fleet {
+        let pg = Postgres::start().unwrap();
+        let src = Dovecot::start().unwrap();
+        let dst = Dovecot::start().unwrap();
+        for (n, u) in users.iter().enumerate() {
+            src.add_user(u, PW).unwrap();
+            dst.add_user(u, PW).unwrap();
+            pair::add_mail(&src, u, 100 + n as u64, messages).await;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut workers = Vec::new();
+        let mut logs = Vec::new();
+        let mut key = None;
+        for n in 1..=3 {
+            let name = format!("w{n}");
+            let mut w = Ferryd::configured(&worker_config(&pg.url(), &name, key.as_deref()));
+            let log = tmp.path().join(format!("{name}.log"));
+            w.launch_logged(&log);
+            if key.is_none() {
+                key = Some(w.data_dir.join("secret.key"));
+                for (e, d) in [("old", &src), ("new", &dst)] {
+                    w.add_imap_endpoint(e, d.port(), src.master_user());
+                }
+                w.create_batch("b", "old", "new", users, &["--max-concurrent", per_worker]);
+            }
+            workers.push(w);
+            logs.push(log);
+        }
+        for w in &workers {
+            w.wait_for(10, "the worker sees the batch", |f| {
+                f.ctl(&["batch", "show", "b"]).status.success()
+            });
+        }
+        Fleet {
+            pg,
+            src,
+            dst,
+            workers,
+            logs,
+            _tmp: tmp,
+        }
+    }
+
+    /// The worker that leads (fires schedules, starts and ends passes).
+    fn leader(&self) -> usize {
+        let holder = self.pg.psql("SELECT holder FROM ferry_leader").unwrap();
+        (0..3)
+            .find(|i| holder.trim() == format!("w{}", i + 1))
+            .expect("a worker leads")
+    }
+
+    /// Workers holding a live mailbox lease now.
+    fn holders(&self) -> BTreeSet<String> {
+        self.pg
+            .psql(
+                "SELECT DISTINCT holder FROM ferry_leases WHERE NOT done AND holder IS NOT NULL \
+                 AND expires_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint",
+            )
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Every user's mailbox at the destination equals its source, item by
+    /// item (a duplicate or a loss shows as a difference).
+    async fn assert_copied(&self, users: &[&str], messages: usize) {
+        for u in users {
+            let want = pair::contents(&self.src, u).await;
+            assert_eq!(pair::count(&want), messages, "{u} at the source");
+            let got = pair::contents(&self.dst, u).await;
+            assert_eq!(mailcmp::diff(&want, &got), Vec::<String>::new(), "{u}");
+            assert_eq!(pair::count(&got), messages, "{u} at the destination");
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
+    }
+}
+
+fn field<'a>(e: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    &e["event"][e["event_type"].as_str().unwrap()][name]
+}
+
+/// One grant of a mailbox's lease, as the log records it.
+#[derive(Debug, Clone)]
+struct Grant {
+    seq: u64,
+    worker: String,
+    lease: u64,
+    previous: Option<String>,
+}
+
+/// The lease grants of each (mailbox, pass), in log order, checked: the
+/// lease numbers grow, a grant names the worker before it as `previous`,
+/// and no event of the mailbox follows a grant unless that grant is the
+/// newest (so two workers never wrote the mailbox at once: everything after
+/// a takeover was written under the new lease).
+fn grants(events: &[serde_json::Value]) -> BTreeMap<(String, u64), Vec<Grant>> {
+    let mut out: BTreeMap<(String, u64), Vec<Grant>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["event_type"] == "MailboxLeased") {
+        let key = (
+            field(e, "mailbox").as_str().unwrap().to_string(),
+            field(e, "pass_id").as_u64().unwrap(),
+        );
+        out.entry(key).or_default().push(Grant {
+            seq: e["seq"].as_u64().unwrap(),
+            worker: field(e, "worker").as_str().unwrap().to_string(),
+            lease: field(e, "lease").as_u64().unwrap(),
+            previous: field(e, "previous").as_str().map(str::to_string),
+        });
+    }
+    for ((mailbox, pass), gs) in &out {
+        for pair in gs.windows(2) {
+            assert!(
+                pair[1].lease > pair[0].lease,
+                "{mailbox} pass {pass}: lease numbers do not grow: {gs:?}"
+            );
+            assert_eq!(
+                pair[1].previous.as_deref(),
+                Some(pair[0].worker.as_str()),
+                "{mailbox} pass {pass}: a takeover names someone else: {gs:?}"
+            );
+        }
+    }
+    out
+}
+
+fn copied(f: &Ferryd) -> usize {
+    f.events_of("ItemCopied").len()
+}
+
+/// Waits for the batch's pass on `w` and checks it ended well.
+fn wait_pass(w: &Ferryd) {
+    let out = w.ctl(&["batch", "wait", "b", "--timeout", "300"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let finished = w.events_of("PassFinished");
+    let last = finished.last().expect("the pass finished");
+    assert_eq!(field(last, "outcome"), "Succeeded", "{last}");
+    assert_eq!(finished.len(), 1, "one pass, finished once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_twelve_mailboxes_each_copied_once() {
+    const MESSAGES: usize = 25;
+    let f = Fleet::start(&USERS, MESSAGES, "2").await;
+    f.workers[1].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    wait_pass(&f.workers[2]);
+    f.assert_copied(&USERS, MESSAGES).await;
+    let w = &f.workers[0];
+    assert_eq!(
+        copied(w),
+        USERS.len() * MESSAGES,
+        "each message copied once"
+    );
+    let events = w.events();
+    let grants = grants(&events);
+    assert_eq!(grants.len(), USERS.len(), "{grants:?}");
+    // Nobody died: each mailbox was leased once, to one worker.
+    for (key, gs) in &grants {
+        assert_eq!(gs.len(), 1, "{key:?} leased more than once: {gs:?}");
+    }
+    let workers: BTreeSet<&str> = grants.values().map(|g| g[0].worker.as_str()).collect();
+    assert!(workers.len() > 1, "the work was not spread: {workers:?}");
+    // Every mailbox's work followed its grant in the log.
+    for e in events
+        .iter()
+        .filter(|e| e["event_type"] == "MailboxPassStarted")
+    {
+        let m = field(e, "mailbox").as_str().unwrap();
+        let g = &grants[&(m.to_string(), field(e, "pass_id").as_u64().unwrap())][0];
+        assert!(
+            e["seq"].as_u64().unwrap() > g.seq,
+            "{m} started before its lease"
+        );
+    }
+    // Each worker's status shows the fleet.
+    let status = f.workers[1].ctl_json(&["status"]);
+    let names: Vec<&str> = status["data"]["fleet"]["workers"]
+        .as_array()
+        .expect("workers in the status")
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["w1", "w2", "w3"], "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_mailboxes_are_finished_by_the_others() {
+    const MESSAGES: usize = 120;
+    let mut f = Fleet::start(&USERS, MESSAGES, "1").await;
+    f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    // A worker that is not the leader, while it holds a mailbox mid-copy.
+    let leader = f.leader();
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let name = format!("w{}", victim + 1);
+    f.workers[leader].wait_for(120, "the victim holds a mailbox mid-copy", |w| {
+        f.holders().contains(&name) && copied(w) > 60
+    });
+    f.workers[victim].kill();
+    let killed_at = f.workers[leader].head();
+    wait_pass(&f.workers[leader]);
+    f.assert_copied(&USERS, MESSAGES).await;
+    let w = &f.workers[leader];
+    assert_eq!(
+        copied(w),
+        USERS.len() * MESSAGES,
+        "each message copied once"
+    );
+    let grants = grants(&w.events());
+    let taken_over: Vec<_> = grants
+        .values()
+        .flat_map(|gs| gs.iter().filter(|g| g.previous.is_some()))
+        .collect();
+    assert!(!taken_over.is_empty(), "nothing was taken over: {grants:?}");
+    for g in &taken_over {
+        assert_eq!(g.previous.as_deref(), Some(name.as_str()), "{g:?}");
+        assert_ne!(g.worker, name);
+        assert!(g.seq > killed_at, "taken over before the kill: {g:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_paused_past_its_lease_cannot_write_when_it_wakes() {
+    const MESSAGES: usize = 120;
+    let f = Fleet::start(&USERS, MESSAGES, "1").await;
+    f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    let leader = f.leader();
+    let paused = (0..3).find(|i| *i != leader).unwrap();
+    let name = format!("w{}", paused + 1);
+    f.workers[leader].wait_for(120, "the worker holds a mailbox mid-copy", |w| {
+        f.holders().contains(&name) && copied(w) > 60
+    });
+    signal(f.workers[paused].pid(), libc::SIGSTOP);
+    // Another worker takes its mailbox once the lease has expired.
+    f.workers[leader].wait_for(120, "its mailbox taken over", |w| {
+        grants(&w.events())
+            .values()
+            .flatten()
+            .any(|g| g.previous.as_deref() == Some(name.as_str()))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    signal(f.workers[paused].pid(), libc::SIGCONT);
+    wait_pass(&f.workers[leader]);
+    f.assert_copied(&USERS, MESSAGES).await;
+    assert_eq!(
+        copied(&f.workers[leader]),
+        USERS.len() * MESSAGES,
+        "each message copied once"
+    );
+    // The woken worker learnt that its lease was gone, and stopped.
+    let log = f.log(paused);
+    assert!(
+        log.contains("lease lost") || log.contains("is no longer this worker's"),
+        "{log}"
+    );
+    grants(&f.workers[leader].events());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_scheduling_worker_dies_the_next_fire_runs_once() {
+    let mut f = Fleet::start(&USERS[..2], 5, "2").await;
+    f.workers[0].ctl_ok(&["batch", "schedule", "b", "--delta", "*/4 * * * * *"]);
+    let leader = f.leader();
+    let other = (leader + 1) % 3;
+    f.workers[other].wait_for(30, "a fire", |w| !w.events_of("ScheduleFired").is_empty());
+    f.workers[leader].kill();
+    let killed_at = f.workers[other].head();
+    f.workers[other].wait_for(60, "a fire by the next leader", |w| {
+        w.events_of("ScheduleFired")
+            .iter()
+            .any(|e| e["seq"].as_u64().unwrap() > killed_at)
+    });
+    f.workers[other].ctl_ok(&["batch", "schedule", "b", "--delta", "off"]);
+    f.workers[other].ctl_ok(&["batch", "wait", "b", "--timeout", "120"]);
+    let events = f.workers[other].events();
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["event_type"] == kind).collect()
+    };
+    let mut dues: Vec<i64> = [
+        of("ScheduleFired"),
+        of("ScheduleSkipped"),
+        of("ScheduleMissed"),
+    ]
+    .concat()
+    .iter()
+    .map(|e| field(e, "due_us").as_i64().unwrap())
+    .collect();
+    let n = dues.len();
+    dues.sort();
+    dues.dedup();
+    assert_eq!(dues.len(), n, "a fire was recorded twice");
+    // Each fire's pass ran once.
+    let started: Vec<u64> = of("PassStarted")
+        .iter()
+        .map(|e| field(e, "pass_id").as_u64().unwrap())
+        .collect();
+    let unique: BTreeSet<_> = started.iter().collect();
+    assert_eq!(unique.len(), started.len(), "a pass started twice");
+    assert_eq!(of("PassFinished").len(), started.len());
+    f.assert_copied(&USERS[..2], 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_goes_on_across_a_restart_of_postgresql() {
+    const MESSAGES: usize = 100;
+    let mut f = Fleet::start(&USERS[..6], MESSAGES, "1").await;
+    f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    f.workers[0].wait_for(120, "copying has begun", |w| copied(w) > 50);
+    f.pg.restart().unwrap();
+    wait_pass(&f.workers[1]);
+    f.assert_copied(&USERS[..6], MESSAGES).await;
+    assert_eq!(
+        copied(&f.workers[2]),
+        6 * MESSAGES,
+        "each message copied once"
+    );
+    grants(&f.workers[2].events());
+}
