@@ -188,7 +188,7 @@ impl MailSession for KeyedSession {
     }
 
     async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Item>> {
-        let t = self.table()?.clone();
+        let t = self.table()?;
         let mut keys = Vec::new();
         let mut out: Vec<Item> = Vec::new();
         let mut ordinal_of: HashMap<String, u32> = HashMap::new();
