@@ -10,8 +10,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto};
 
 /// A client configuration trusting the public roots and every certificate
-/// in `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
+/// in `ca_file`, without ALPN; IMAP sessions use it as it is.
+pub fn base_config(ca_file: Option<&Path>) -> io::Result<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
@@ -32,12 +32,18 @@ pub fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
             return Err(invalid("no certificate in it".into()));
         }
     }
-    let mut config =
+    Ok(
         ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?
             .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_no_client_auth(),
+    )
+}
+
+/// [`base_config`] speaking HTTP/1.1 (ALPN), for EWS.
+pub fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
+    let mut config = base_config(ca_file)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -13,9 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// Whether this process may still write to the server: asked before every
 /// write, so a worker that lost its claim on a mailbox (a fleet's lease,
@@ -112,33 +111,10 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// A rustls client configuration for one endpoint.
+/// A rustls client configuration for one endpoint: the same trust as
+/// every other endpoint kind (webpki roots plus its CA file).
 pub(crate) fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let invalid = |e: String| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("CA file {}: {e}", path.display()),
-            )
-        };
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
-            let cert = cert.map_err(|e| invalid(e.to_string()))?;
-            roots.add(cert).map_err(|e| invalid(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(invalid("no certificate in it".into()));
-        }
-    }
-    let config = ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    ferry_ews::tls::base_config(ca_file).map(Arc::new)
 }
 
 /// Runs the TLS handshake over `tcp`, checking the certificate against `host`
