@@ -5,6 +5,20 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The number after `name` on the command line (`--fill 5000`), or
+/// `default` when it is not given.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
+        .unwrap_or(default)
+}
+
 /// A `/proc/PID/status` field in MB (VmRSS, VmHWM).
 pub fn status_mb(pid: u32, field: &str) -> f64 {
     try_status_mb(pid, field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))

@@ -2,7 +2,7 @@
 //! store's, measured in the same run (storebench, fleetbench).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ferry_events::{Actor, EventStore, ExpectedVersion, SegmentStore};
 use ferry_pgstore::PgStore;
@@ -12,13 +12,25 @@ use crate::loggen::{copied, mailbox};
 /// Appends per second with `tasks` tasks each appending to its own stream.
 pub async fn appends(store: Arc<dyn EventStore>, tasks: usize, total: u64, phase: usize) -> f64 {
     let per = total / tasks as u64;
+    let elapsed = append_from(store, tasks, per, |w| format!("bench/{phase}/{w}")).await;
+    (per * tasks as u64) as f64 / elapsed.as_secs_f64()
+}
+
+/// `per` single-event appends from each of `tasks` tasks, task `w` on
+/// stream `stream(w)` from its start; how long they all took.
+pub async fn append_from(
+    store: Arc<dyn EventStore>,
+    tasks: usize,
+    per: u64,
+    stream: impl Fn(usize) -> String,
+) -> Duration {
     let t = Instant::now();
     let mut handles = Vec::new();
     for w in 0..tasks {
         let store = store.clone();
+        let stream = stream(w);
         handles.push(tokio::spawn(async move {
             let addr = mailbox(w);
-            let stream = format!("bench/{phase}/{w}");
             for i in 0..per {
                 store
                     .append(
@@ -33,9 +45,9 @@ pub async fn appends(store: Arc<dyn EventStore>, tasks: usize, total: u64, phase
         }));
     }
     for h in handles {
-        h.await.unwrap();
+        h.await.expect("writer");
     }
-    (per * tasks as u64) as f64 / t.elapsed().as_secs_f64()
+    t.elapsed()
 }
 
 pub async fn fill(store: &dyn EventStore, n: u64) {

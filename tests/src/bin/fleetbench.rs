@@ -20,18 +20,6 @@ use ferry_tests::delayproxy::{DelayProxy, Link};
 use ferry_tests::pair::{self, PW};
 use ferry_testservers::{Dovecot, Postgres};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
-
 /// What every run shares.
 struct Rig {
     users: Vec<String>,
@@ -125,10 +113,10 @@ fn run(rig: &Rig, workers: usize, run_no: usize) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rtt = arg("--rtt", 40);
-    let mailboxes = arg("--mailboxes", 16);
-    let messages = arg("--messages", 60);
-    let per_worker = arg("--per-worker", 2);
+    let rtt = ferry_tests::bench::arg("--rtt", 40);
+    let mailboxes = ferry_tests::bench::arg("--mailboxes", 16);
+    let messages = ferry_tests::bench::arg("--messages", 60);
+    let per_worker = ferry_tests::bench::arg("--per-worker", 2);
     let src = Dovecot::start().expect("start Dovecot");
     let dst = Dovecot::start().expect("start Dovecot");
     let users: Vec<String> = (0..mailboxes).map(|i| format!("u{i:02}")).collect();

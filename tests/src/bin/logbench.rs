@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry_events::{Actor, Envelope, EventStore, ExpectedVersion, SegmentStore, codec};
+use ferry_events::{Actor, Envelope, EventStore, SegmentStore, codec};
 use ferry_projections::{Projections, snapshot};
 use ferry_tests::bench::{start_ferryd, status_mb};
 use ferry_tests::loggen::{copied, generate, intent, mailbox};
@@ -105,31 +105,10 @@ async fn append_run(writers: usize, events: u64) -> AppendResult {
     let tmp = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SegmentStore::open(&tmp.path().join("log")).expect("open store"));
     let per = events / writers as u64;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let addr = mailbox(w);
-                let stream = ferry_events::stream::mailbox(&addr);
-                for i in 0..per {
-                    store
-                        .append(
-                            &stream,
-                            ExpectedVersion::Exact(i),
-                            Actor::Engine,
-                            vec![copied(&addr, i as u32 + 1)],
-                        )
-                        .await
-                        .expect("append");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("writer");
-    }
-    let elapsed = t.elapsed();
+    let elapsed = ferry_tests::storerates::append_from(store.clone(), writers, per, |w| {
+        ferry_events::stream::mailbox(&mailbox(w))
+    })
+    .await;
     let stats = store.stats();
     let groups = stats.groups.load(Ordering::Relaxed);
     let written = stats.events.load(Ordering::Relaxed);

@@ -8,22 +8,10 @@
 
 use ferry_testservers::Postgres;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let total = arg("--appends", 4_000);
-    let bulk = arg("--fill", 200_000);
+    let total = ferry_tests::bench::arg("--appends", 4_000);
+    let bulk = ferry_tests::bench::arg("--fill", 200_000);
     let pg = Postgres::start_with(true).expect("start PostgreSQL (apt-get install postgresql)");
     ferry_tests::storerates::compare(&pg.url(), total, bulk).await;
 }
