@@ -56,7 +56,16 @@ pub(crate) fn check_for(held: &Held, stream: &str) -> Option<Check> {
 /// it acts on the answer (such as writing to a mail server).
 pub(crate) fn still_holds(held: &Held, stream: &str, check: &Check) -> bool {
     held.lock().unwrap().get(stream).is_some_and(|t| {
-        t.check.version == check.version && !*t.lost.borrow() && Instant::now() < t.valid_until
+        if t.check.version != check.version || *t.lost.borrow() {
+            return false;
+        }
+        // A lapse seen once is final: a renewal that lands later must not
+        // revive a lease whose holder was already told to stop writing.
+        let holds = Instant::now() < t.valid_until;
+        if !holds && !t.lost.send_replace(true) {
+            tracing::warn!(mailbox = %t.check.mailbox, lease = t.check.version, "lease expired");
+        }
+        holds
     })
 }
 

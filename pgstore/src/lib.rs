@@ -228,6 +228,15 @@ impl EventStore for PgStore {
             Actor::Engine => lease::check_for(&self.held, stream),
             _ => None,
         };
+        // A lease this worker already knows lapsed writes nothing more.
+        if let Some(l) = &lease
+            && !lease::still_holds(&self.held, stream, l)
+        {
+            return Err(StoreError::LeaseLost {
+                mailbox: l.mailbox.clone(),
+                lease: l.version,
+            });
+        }
         let (reply, answer) = oneshot::channel();
         self.appends
             .send(Append {
