@@ -423,6 +423,27 @@ impl Ferryd {
         ]);
     }
 
+    /// `endpoint add NAME --kind ews` on the simulator, NTLM, acting
+    /// through the simulator's account `admin`; `extra` options follow.
+    pub fn add_ews_endpoint(
+        &self,
+        name: &str,
+        sim: &ews_sim::EwsSim,
+        admin: (&str, &str),
+        extra: &[&str],
+    ) {
+        let pw = self.file(&format!("{name}.admin.pw"), &format!("{}\n", admin.1));
+        let user = format!("SIM\\{}", admin.0);
+        let mut args = vec!["endpoint", "add", name, "--kind", "ews", "--host"];
+        let url = sim.url();
+        let ca = sim.ca_file();
+        args.extend_from_slice(&[&url, "--ca-file", ca.to_str().unwrap()]);
+        args.extend_from_slice(&["--auth", "ntlm", "--admin-user", &user]);
+        args.extend_from_slice(&["--password-file", pw.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        self.ctl_ok(&args);
+    }
+
     /// `endpoint add NAME --kind maildir` with its root folder.
     pub fn add_maildir_endpoint(&self, name: &str, root: &Path) {
         self.ctl_ok(&[
@@ -447,22 +468,37 @@ impl Ferryd {
         users: &[&str],
         extra: &[&str],
     ) {
-        let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
-        for u in users {
-            csv.push_str(&format!("{u}@old.example,{u}@new.example,{u},{u}\n"));
-        }
+        let rows = users
+            .iter()
+            .map(|u| format!("{u}@old.example,{u}@new.example,{u},{u}"));
+        let header = "SourceEmail,DestinationEmail,SourceLogin,DestinationLogin";
+        self.batch_of_rows(name, [source, destination], header, rows, extra);
+    }
+
+    /// `batch create NAME` from the EWS endpoint `ends[0]` to `ends[1]`
+    /// for `users` (`U@sim.example` → `U@new.example`, destination login
+    /// U; the endpoint acts for each user); `extra` options follow.
+    pub fn create_ews_batch(&self, name: &str, ends: [&str; 2], users: &[&str], extra: &[&str]) {
+        let rows = users
+            .iter()
+            .map(|u| format!("{u}@sim.example,{u}@new.example,{u}"));
+        let header = "SourceEmail,DestinationEmail,DestinationLogin";
+        self.batch_of_rows(name, ends, header, rows, extra);
+    }
+
+    fn batch_of_rows(
+        &self,
+        name: &str,
+        [source, destination]: [&str; 2],
+        header: &str,
+        rows: impl Iterator<Item = String>,
+        extra: &[&str],
+    ) {
+        let mut csv = format!("{header}\n");
+        rows.for_each(|r| csv.push_str(&format!("{r}\n")));
         let csv = self.file(&format!("{name}.csv"), &csv);
-        let mut args = vec![
-            "batch",
-            "create",
-            name,
-            "--source",
-            source,
-            "--destination",
-            destination,
-            "--csv",
-            csv.to_str().unwrap(),
-        ];
+        let mut args = vec!["batch", "create", name, "--source", source];
+        args.extend_from_slice(&["--destination", destination, "--csv", csv.to_str().unwrap()]);
         args.extend_from_slice(extra);
         self.ctl_ok(&args);
     }

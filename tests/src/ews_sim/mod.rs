@@ -26,7 +26,7 @@ use tokio_rustls::rustls::{ServerConfig, crypto};
 
 pub use server::AuthSchemes;
 pub use soap::export_stream;
-pub use store::{Counters, ItemKind, SimVersion, Store, Throttle, User};
+pub use store::{Counters, ItemKind, Served, SimVersion, Store, Throttle, User};
 
 use crate::sample::{self, SampleSpec};
 
@@ -325,6 +325,11 @@ impl EwsSim {
         };
         let r = self.with(|s| soap::handle(s, &caller, body));
         (r.status, r.body.len())
+    }
+
+    /// Every request served so far, in arrival order.
+    pub fn served(&self) -> Vec<Served> {
+        self.with(|s| s.served.clone())
     }
 
     pub fn counters(&self) -> Counters {

@@ -13,7 +13,7 @@ use ferry_ews::ApiVersion;
 use ferry_ews::xml::roxmltree::{Document, Node};
 use ferry_ews::xml::{self, MESSAGES as M, SOAP, TYPES as T, Xml};
 
-use super::store::{SimItem, Store, SyncChange, Throttle};
+use super::store::{Served, SimItem, Store, SyncChange, Throttle};
 
 /// What one request comes to.
 pub struct Reply {
@@ -193,12 +193,23 @@ pub fn handle(store: &mut Store, caller: &Caller<'_>, body: &[u8]) -> Reply {
         }
     };
     // Injected throttling, for the next request of the named operation.
-    if let Some(pos) = store
+    let throttle = store
         .throttles
         .iter()
         .position(|(o, _)| o.as_ref().is_none_or(|o| *o == op_name))
-    {
-        let (_, t) = store.throttles.remove(pos).expect("found");
+        .and_then(|pos| store.throttles.remove(pos))
+        .map(|(_, t)| t);
+    store.served.push(Served {
+        op: op_name.clone(),
+        at: std::time::Instant::now(),
+        body: {
+            let mut h = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(body, &mut h);
+            std::hash::Hasher::finish(&h)
+        },
+        throttled: throttle.clone(),
+    });
+    if let Some(t) = throttle {
         store.counters.throttled += 1;
         return match t {
             Throttle::Busy { back_off_ms } => fault(

@@ -192,6 +192,18 @@ pub enum Throttle {
     ConnectionCount,
 }
 
+/// One SOAP request as the simulator saw it, for tests that time a
+/// client's waits.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub op: String,
+    pub at: std::time::Instant,
+    /// A hash of the request's bytes: a retry sends the same bytes.
+    pub body: u64,
+    /// The throttling it met, if any.
+    pub throttled: Option<Throttle>,
+}
+
 /// Counters tests read.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -220,6 +232,8 @@ pub struct Store {
     pub max_concurrency: Option<u64>,
     pub in_flight: HashMap<String, u64>,
     pub counters: Counters,
+    /// Every request that named an operation, in arrival order.
+    pub served: Vec<Served>,
     next: u64,
     salt: u64,
 }
@@ -235,6 +249,7 @@ impl Store {
             max_concurrency: None,
             in_flight: HashMap::new(),
             counters: Counters::default(),
+            served: Vec::new(),
             next: 0,
             salt: rand::random(),
         }

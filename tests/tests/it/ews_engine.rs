@@ -75,49 +75,12 @@ async fn dovecot_contents(d: &Dovecot, user: &str) -> Contents {
 
 /// `endpoint add ex --kind ews` acting through `admin`.
 fn add_ews(ferry: &Ferryd, sim: &EwsSim, admin: &str, pw: &str) {
-    let pw = ferry.file("ews.admin.pw", &format!("{pw}\n"));
-    ferry.ctl_ok(&[
-        "endpoint",
-        "add",
-        "ex",
-        "--kind",
-        "ews",
-        "--host",
-        &sim.url(),
-        "--ca-file",
-        sim.ca_file().to_str().unwrap(),
-        "--auth",
-        "ntlm",
-        "--admin-user",
-        &format!("SIM\\{admin}"),
-        "--password-file",
-        pw.to_str().unwrap(),
-        "--max-connections",
-        "4",
-    ]);
+    ferry.add_ews_endpoint("ex", sim, (admin, pw), &["--max-connections", "4"]);
 }
 
-/// A batch from `ex` to `dst` for `users` (`NAME@sim.example` →
-/// `NAME@new.example`, destination login NAME).
+/// A batch `wave` from `ex` to `dst` for `users`.
 fn batch(ferry: &Ferryd, dst: &str, users: &[&str], extra: &[&str]) {
-    let mut csv = String::from("SourceEmail,DestinationEmail,DestinationLogin\n");
-    for u in users {
-        csv.push_str(&format!("{u}@sim.example,{u}@new.example,{u}\n"));
-    }
-    let csv = ferry.file("wave.csv", &csv);
-    let mut args = vec![
-        "batch",
-        "create",
-        "wave",
-        "--source",
-        "ex",
-        "--destination",
-        dst,
-        "--csv",
-        csv.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ferry.ctl_ok(&args);
+    ferry.create_ews_batch("wave", ["ex", dst], users, extra);
 }
 
 /// A simulator with `user`'s mailbox filled, an admin that may (or may
@@ -387,6 +350,32 @@ async fn throttled_answers_are_waited_out_within_the_connection_cap() {
     assert_eq!(bag_of(&dst), all(&src));
     let c = sim.counters();
     assert_eq!(c.throttled, 3, "{c:?}");
+    // Each throttled request is sent again, byte for byte, after the wait
+    // it was told: BackOffMilliseconds exactly, else the engine's back-off
+    // (one second, doubled with each attempt).
+    let served = sim.served();
+    for (i, s) in served.iter().enumerate() {
+        let Some(t) = &s.throttled else { continue };
+        let again = served[i + 1..]
+            .iter()
+            .find(|r| r.body == s.body)
+            .unwrap_or_else(|| panic!("{} throttled ({t:?}) was never sent again", s.op));
+        let waited = again.at - s.at;
+        let least = match t {
+            Throttle::Busy { back_off_ms } => *back_off_ms,
+            _ => {
+                // Doubling from the first back-off with each attempt.
+                let before = served[..i].iter().filter(|r| r.body == s.body).count();
+                1_000 << before
+            }
+        };
+        let most = least + 250;
+        assert!(
+            waited >= Duration::from_millis(least) && waited < Duration::from_millis(most),
+            "{} throttled ({t:?}) was sent again after {waited:?}",
+            s.op
+        );
+    }
     // The endpoint's --max-connections 4 holds across the mailbox's lanes.
     assert!(c.max_in_flight <= 4, "{c:?}");
     let show = ferry.ctl_json(&["batch", "show", "wave"]);
