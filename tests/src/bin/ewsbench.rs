@@ -19,13 +19,14 @@
 use std::time::Instant;
 
 use clap::Parser;
+use ferry_connectors::maildir;
 use ferry_ews::{
     AuthKind, Change, Credentials, Endpoint, EndpointConfig, FolderKind, ItemId, Mailbox, ops,
 };
 use ferry_tests::Ferryd;
 use ferry_tests::bench::try_status_mb;
 use ferry_tests::ews_sim::{EwsSim, SimConfig};
-use ferry_tests::sample::SampleSpec;
+use ferry_tests::sample::{self, SampleSpec};
 
 #[derive(Parser)]
 struct Args {
@@ -42,13 +43,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sim = EwsSim::start(SimConfig::default());
     let alice = sim.add_user("alice", "bench-pw");
-    let spec = SampleSpec {
-        seed: 42,
-        messages: args.messages,
-        attachment_percent: 0,
-        huge: 0,
-    };
-    sim.populate_spec(&alice, &spec, 0);
+    sim.populate_spec(&alice, &spec(args.messages), 0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -156,6 +151,7 @@ fn through_ferryd(sim: &EwsSim, items: usize, client: f64, alone: f64) -> anyhow
     ferry.add_maildir_endpoint("md", &root);
     ferry.create_ews_batch("wave", ["ex", "md"], &["alice"], &[]);
     let n = items as f64;
+    let mut full_rate = 0.0;
     for pass in ["full", "delta"] {
         let before = sim.counters();
         let t = Instant::now();
@@ -167,6 +163,7 @@ fn through_ferryd(sim: &EwsSim, items: usize, client: f64, alone: f64) -> anyhow
         let http = after.http_requests - before.http_requests;
         let calls = soap(&after) - soap(&before);
         if pass == "full" {
+            full_rate = n / secs;
             let copied = ferry.events_of("ItemCopied").len();
             anyhow::ensure!(copied == items, "ferryd copied {copied} of {items}");
             let peak = try_status_mb(ferry.pid(), "VmHWM").unwrap_or(0.0);
@@ -188,5 +185,38 @@ fn through_ferryd(sim: &EwsSim, items: usize, client: f64, alone: f64) -> anyhow
             );
         }
     }
+    // Baseline: the same messages from a Maildir source, to the same kind
+    // of destination, in the same ferryd.
+    let src = ferry.dir().join("source");
+    let spec = spec(items);
+    tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(async {
+            let mut s = maildir::open(&src.join("alice@old.example"), true)?;
+            sample::fill(&mut s, &spec).await
+        })?;
+    ferry.add_maildir_endpoint("old", &src);
+    ferry.create_batch("base", "old", "md", &["alice"], &[]);
+    let t = Instant::now();
+    ferry.run_pass("base", "full");
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "ferryd full pass Maildir to Maildir, same messages (baseline): {secs:.2} s: {:.0} items/s",
+        n / secs
+    );
+    println!(
+        "ratio ferryd from EWS / ferryd from Maildir: {:.2}",
+        full_rate / (n / secs)
+    );
     Ok(())
+}
+
+/// The sample both sources hold.
+fn spec(messages: usize) -> SampleSpec {
+    SampleSpec {
+        seed: 42,
+        messages,
+        attachment_percent: 0,
+        huge: 0,
+    }
 }

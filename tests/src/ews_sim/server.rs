@@ -47,6 +47,8 @@ pub async fn serve(listener: TcpListener, tls: TlsAcceptor, shared: Arc<Shared>)
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
+        // As IIS does: an answer is not held back for the client's ACK.
+        let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
