@@ -343,6 +343,20 @@ impl Ferryd {
     }
 }
 
+/// The most ranges of a large folder the daemon's log shows in flight at once.
+pub fn ranges_at_once(log: &str) -> usize {
+    let (mut open, mut most) = (0usize, 0usize);
+    for line in log.lines() {
+        if line.contains("range of a large folder begun") {
+            open += 1;
+            most = most.max(open);
+        } else if line.contains("range of a large folder ended") {
+            open = open.saturating_sub(1);
+        }
+    }
+    most
+}
+
 /// Sum of `found=N` over the engine's "settled in-doubt items" log lines:
 /// in-doubt appends found at the destination by digest, not copied again.
 pub fn settled_in_log(log: &str) -> u64 {

@@ -269,7 +269,19 @@ impl MailSession for KeyedSession {
 /// table to the session. A quiet folder records nothing.
 pub async fn sync(w: &mut Work<'_>, keyed: &Keyed, folder: &FolderName) -> Result<(), WorkErr> {
     let table = recorded(w.app, &w.mailbox.address, folder);
-    read(Some(w), keyed, folder, table).await
+    // Read already in this pass, maybe by another lane: the log's table
+    // serves, and nothing is read or recorded twice.
+    if w.keyed_read.lock().unwrap().contains(&folder.raw) {
+        keyed
+            .tables
+            .lock()
+            .unwrap()
+            .insert(folder.raw.clone(), table);
+        return Ok(());
+    }
+    read(Some(w), keyed, folder, table).await?;
+    w.keyed_read.lock().unwrap().insert(folder.raw.clone());
+    Ok(())
 }
 
 /// What [`sync`] would read, without recording it (`batch plan`).

@@ -431,20 +431,6 @@ async fn fill_mostly_inbox(d: &Dovecot, user: &str, seed: u64) {
     let _ = s.logout().await;
 }
 
-/// The most ranges of a large folder the daemon's log shows in flight at once.
-fn ranges_at_once(log: &str) -> usize {
-    let (mut open, mut most) = (0usize, 0usize);
-    for line in log.lines() {
-        if line.contains("range of a large folder begun") {
-            open += 1;
-            most = most.max(open);
-        } else if line.contains("range of a large folder ended") {
-            open = open.saturating_sub(1);
-        }
-    }
-    most
-}
-
 /// A mailbox whose INBOX holds most of its items: several lanes copy UID
 /// ranges of the INBOX at once while faults cut both sides; every item
 /// still lands exactly once and byte exact.
@@ -469,7 +455,7 @@ async fn a_large_folder_copied_in_ranges_under_faults_neither_loses_nor_duplicat
     ];
     m.full_pass(rest, &mut rng);
     let text = m.check_exactly_once(user, expected).await;
-    let at_once = ranges_at_once(&text);
+    let at_once = ferry_tests::ranges_at_once(&text);
     eprintln!("{inbox} of {expected} items in the INBOX; at most {at_once} of its ranges at once");
     assert!(
         at_once >= 2,

@@ -275,7 +275,9 @@ async fn ews_to_dovecot_survives_sigkill_mid_pass() {
         d.create_folder(&sent).await.unwrap();
         let _ = d.logout().await;
     }
-    let mut ferry = Ferryd::start();
+    let mut ferry = Ferryd::configured("");
+    let log = ferry.dir().join("ferryd.log");
+    ferry.launch_logged(&log);
     add_ews(&ferry, &sim, "migrator", ADMIN_PW);
     ferry.add_imap_endpoint("dov", dst.port(), dst.master_user());
     batch(&ferry, "dov", &["bob"], &[]);
@@ -285,8 +287,11 @@ async fn ews_to_dovecot_survives_sigkill_mid_pass() {
         f.events_of("ItemCopied").len() >= 40
     });
     ferry.kill();
-    ferry.launch();
+    ferry.launch_logged(&log);
     ferry.ctl_ok(&["batch", "wait", "wave", "--timeout", "300"]);
+    // The Inbox holds most of the mailbox: its ranges went at once.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(ferry_tests::ranges_at_once(&text) >= 2, "no ranges at once");
 
     let src = source_mail(&sim, &bob);
     let got = dovecot_contents(&dst, "bob").await;

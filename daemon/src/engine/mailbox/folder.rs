@@ -109,6 +109,14 @@ impl Work<'_> {
         Ok(())
     }
 
+    /// A keyed source's changes to `folder` are recorded before it is read.
+    pub(super) async fn read_keyed(&mut self, folder: &FolderName) -> Result<(), WorkErr> {
+        match self.src.as_ref().and_then(|c| c.keyed.clone()) {
+            Some(k) => keyed::sync(self, &k, folder).await,
+            None => Ok(()),
+        }
+    }
+
     /// Asks the status of every mapped source folder at once; a full or
     /// prestage pass records the item counts the views do not know yet,
     /// before anything is copied, so progress has its totals from the
@@ -119,6 +127,25 @@ impl Work<'_> {
             return Ok(());
         };
         let names: Vec<FolderName> = jobs.iter().map(|(f, _)| f.name.clone()).collect();
+        // A keyed source knows a folder's status once it is read: all are
+        // read now, so lanes can take the largest first and split it.
+        if src.keyed.is_some() {
+            for name in &names {
+                match self.read_keyed(name).await {
+                    Ok(()) => {}
+                    Err(WorkErr::Conn(e)) if e.is_transient() => {
+                        self.src = None;
+                        return Ok(());
+                    }
+                    // Met again, with its retries, when its turn comes.
+                    Err(WorkErr::Conn(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let Some(src) = self.src.as_mut() else {
+            return Ok(());
+        };
         match src.statuses(&names).await {
             Ok(list) => {
                 for (name, st) in names.into_iter().zip(list) {
@@ -254,10 +281,7 @@ impl Work<'_> {
         dname: &FolderName,
         tally: &mut verify::Tally,
     ) -> Result<(), WorkErr> {
-        // A keyed source's changes are recorded before the folder is read.
-        if let Some(k) = self.src.as_ref().and_then(|c| c.keyed.clone()) {
-            keyed::sync(self, &k, &f.name).await?;
-        }
+        self.read_keyed(&f.name).await?;
         let Some(job) = Job::of(self.kind, self.older_than_days) else {
             return verify::count(self, f, dname, tally).await;
         };

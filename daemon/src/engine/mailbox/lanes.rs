@@ -208,6 +208,7 @@ impl<'a> Work<'a> {
         if !self.dst_folders.contains(&dname.raw) {
             return Ok(());
         }
+        self.read_keyed(&f.name).await?;
         let st = self.open_both(f, dname).await?;
         let other_validity = {
             let views = self.app.views.read().unwrap();
@@ -318,6 +319,7 @@ impl<'a> Work<'a> {
             dst_next: None,
             spare: true,
             lanes_failed: self.lanes_failed.clone(),
+            keyed_read: self.keyed_read.clone(),
         }
     }
 

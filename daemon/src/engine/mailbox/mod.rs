@@ -121,6 +121,9 @@ pub struct Work<'a> {
     /// Items failed in this pass by all lanes of the mailbox, against the
     /// error budget.
     pub lanes_failed: Arc<std::sync::atomic::AtomicU32>,
+    /// A keyed source's folders read into the log in this pass, by any
+    /// lane: each is read once, and other lanes take its table from the log.
+    pub keyed_read: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 /// A side that does not answer, as recorded in `OutageStarted`.
@@ -217,6 +220,7 @@ pub async fn run(
         dst_next: None,
         spare: false,
         lanes_failed: Arc::default(),
+        keyed_read: Arc::default(),
     };
     let result = w.work().await;
     if result.is_err() && w.outage.is_some() {
