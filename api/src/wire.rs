@@ -575,6 +575,51 @@ pub struct EndpointUpdate {
     pub oauth: Option<ferry_events::TokenSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ews: Option<ferry_events::EwsSettings>,
+    /// The application sign-in's parts to replace (a rotated client
+    /// secret or certificate, above all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphSignInChange>,
+}
+
+/// An application sign-in's parts given to `endpoint update`: each one
+/// given replaces the current one. A new secret or certificate replaces
+/// the stored credential, which is then forgotten.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSignInChange {
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub certificate_pem: Option<String>,
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub graph_url: Option<String>,
+}
+
+impl GraphSignInChange {
+    pub fn is_empty(&self) -> bool {
+        *self == GraphSignInChange::default()
+    }
+}
+
+impl std::fmt::Debug for GraphSignInChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSignInChange")
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+            .field("new_secret", &self.client_secret.is_some())
+            .field("new_certificate", &self.certificate_pem.is_some())
+            .field("authority", &self.authority)
+            .field("graph_url", &self.graph_url)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

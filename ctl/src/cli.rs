@@ -120,6 +120,29 @@ pub struct GraphSignInArgs {
     pub graph_url: Option<String>,
 }
 
+/// `endpoint update`'s sign-in options: each one given replaces the
+/// current one, so a rotated secret needs only `--client-secret-file`.
+#[derive(clap::Args, Default)]
+pub struct GraphSignInUpdateArgs {
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// File holding the new client secret (first line).
+    #[arg(long, conflicts_with = "certificate_file")]
+    pub client_secret_file: Option<PathBuf>,
+    /// The application's new certificate (PEM).
+    #[arg(long, requires = "key_file")]
+    pub certificate_file: Option<PathBuf>,
+    /// The new certificate's private key (PEM).
+    #[arg(long, requires = "certificate_file")]
+    pub key_file: Option<PathBuf>,
+    #[arg(long)]
+    pub authority: Option<String>,
+    #[arg(long)]
+    pub graph_url: Option<String>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum TlsArg {
     None,
@@ -203,6 +226,8 @@ pub enum EndpointCmd {
         auth: Option<EwsAuthArg>,
         #[arg(long, requires = "auth")]
         ews_version: Option<String>,
+        #[command(flatten)]
+        graph: GraphSignInUpdateArgs,
     },
     /// Forget an endpoint; refused while any batch names it.
     Remove {

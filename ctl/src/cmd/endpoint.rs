@@ -3,12 +3,15 @@
 use std::path::PathBuf;
 
 use ferry_api::wire::{
-    EndpointAdd, EndpointRemove, EndpointUpdate, EndpointVerify, GraphSignInInput,
+    EndpointAdd, EndpointRemove, EndpointUpdate, EndpointVerify, GraphSignInChange,
+    GraphSignInInput,
 };
 use ferry_api::{Client, Request};
 use ferry_events::{EndpointKind, EwsAuth, EwsSettings, TlsMode, TokenSource};
 
-use crate::cli::{EndpointCmd, EwsAuthArg, GraphSignInArgs, KindArg, TlsArg};
+use crate::cli::{
+    EndpointCmd, EwsAuthArg, GraphSignInArgs, GraphSignInUpdateArgs, KindArg, TlsArg,
+};
 use crate::files::read_secret;
 use crate::send;
 
@@ -53,21 +56,36 @@ fn graph_sign_in(g: GraphSignInArgs) -> anyhow::Result<Option<GraphSignInInput>>
     let (Some(tenant), Some(client_id)) = (g.tenant, g.client_id) else {
         return Ok(None);
     };
-    let read = |f: Option<PathBuf>| -> anyhow::Result<Option<String>> {
-        f.map(|f| {
-            std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))
-        })
-        .transpose()
-    };
     Ok(Some(GraphSignInInput {
         tenant,
         client_id,
         client_secret: password(g.client_secret_file)?,
-        certificate_pem: read(g.certificate_file)?,
-        private_key_pem: read(g.key_file)?,
+        certificate_pem: read_pem(g.certificate_file)?,
+        private_key_pem: read_pem(g.key_file)?,
         authority: g.authority,
         graph_url: g.graph_url,
     }))
+}
+
+/// The sign-in's parts to replace, the files read here.
+fn graph_change(g: GraphSignInUpdateArgs) -> anyhow::Result<Option<GraphSignInChange>> {
+    let change = GraphSignInChange {
+        tenant: g.tenant,
+        client_id: g.client_id,
+        client_secret: password(g.client_secret_file)?,
+        certificate_pem: read_pem(g.certificate_file)?,
+        private_key_pem: read_pem(g.key_file)?,
+        authority: g.authority,
+        graph_url: g.graph_url,
+    };
+    Ok((!change.is_empty()).then_some(change))
+}
+
+fn read_pem(f: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    f.map(|f| {
+        std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))
+    })
+    .transpose()
 }
 
 fn password(file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
@@ -126,7 +144,9 @@ pub async fn run(client: &Client, cmd: EndpointCmd, json: bool) -> anyhow::Resul
             oauth_token_command,
             auth,
             ews_version,
+            graph,
         } => Request::EndpointUpdate(EndpointUpdate {
+            graph: graph_change(graph)?,
             ews: ews_settings(auth, ews_version),
             name,
             host,

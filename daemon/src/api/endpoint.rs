@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferry_api::wire::{EndpointAdd, EndpointUpdate, GraphSignInInput, Response};
+use ferry_api::wire::{EndpointAdd, EndpointUpdate, GraphSignInChange, GraphSignInInput, Response};
 use ferry_api::{ApiError, ErrorCode};
 use ferry_connectors::ews;
 use ferry_events::{
@@ -220,6 +220,22 @@ fn graph_sign_in(g: GraphSignInInput) -> Result<GivenSignIn, ApiError> {
         authority,
         graph_url,
     } = g;
+    let (credential, secret) = given_credential(client_secret, certificate_pem, private_key_pem)?;
+    Ok(GivenSignIn {
+        sign_in: sign_in_of(tenant, client_id, credential, authority, graph_url)?,
+        secret,
+    })
+}
+
+/// The sign-in's application and hosts, checked; hosts default to the
+/// public cloud's.
+fn sign_in_of(
+    tenant: String,
+    client_id: String,
+    credential: GraphCredential,
+    authority: Option<String>,
+    graph_url: Option<String>,
+) -> Result<GraphSignIn, ApiError> {
     if tenant.trim().is_empty() || client_id.trim().is_empty() {
         return Err(invalid("--tenant and --client-id must not be empty"));
     }
@@ -235,40 +251,100 @@ fn graph_sign_in(g: GraphSignInInput) -> Result<GivenSignIn, ApiError> {
             return Err(invalid(format!("{what} {url:?} is not an https URL")));
         }
     }
-    // The placeholder is replaced by the stored secret's reference.
+    Ok(GraphSignIn {
+        tenant,
+        client_id,
+        credential,
+        authority: authority.trim_end_matches('/').to_string(),
+        graph_url: graph_url.trim_end_matches('/').to_string(),
+    })
+}
+
+/// A client secret, or a certificate with its private key, never both;
+/// the credential holds a placeholder for the secret's reference.
+fn given_credential(
+    client_secret: Option<String>,
+    certificate_pem: Option<String>,
+    private_key_pem: Option<String>,
+) -> Result<(GraphCredential, String), ApiError> {
     let placeholder = SecretRef(String::new());
-    let (credential, secret) = match (client_secret, certificate_pem, private_key_pem) {
+    match (client_secret, certificate_pem, private_key_pem) {
         (Some(s), None, None) if !s.trim().is_empty() => {
-            (GraphCredential::Secret(placeholder), s.trim().to_string())
+            Ok((GraphCredential::Secret(placeholder), s.trim().to_string()))
         }
         (None, Some(cert_pem), Some(key)) => {
             // Checked now, so a wrong file is told at once.
             ferry_graph::Credential::certificate_pem(key.as_bytes(), cert_pem.as_bytes())
                 .map_err(|e| invalid(format!("the certificate credential: {e}")))?;
-            (
+            Ok((
                 GraphCredential::Certificate {
                     cert_pem,
                     key: placeholder,
                 },
                 key,
-            )
+            ))
         }
-        _ => {
-            return Err(invalid(
-                "give --client-secret-file, or --certificate-file with --key-file",
-            ));
-        }
+        _ => Err(invalid(
+            "give --client-secret-file, or --certificate-file with --key-file",
+        )),
+    }
+}
+
+/// `endpoint update`'s sign-in: the parts given over the current ones.
+/// A new credential is stored (and returned, to forget should the append
+/// fail); otherwise the current one is kept.
+fn changed_sign_in(
+    app: &Arc<App>,
+    name: &str,
+    current: Option<&GraphSignIn>,
+    change: GraphSignInChange,
+) -> Result<(GraphSignIn, Option<SecretRef>), ApiError> {
+    let GraphSignInChange {
+        tenant,
+        client_id,
+        client_secret,
+        certificate_pem,
+        private_key_pem,
+        authority,
+        graph_url,
+    } = change;
+    let no_sign_in = || {
+        invalid(format!(
+            "endpoint {name} has no application sign-in: give --tenant, --client-id and --client-secret-file or --certificate-file with --key-file"
+        ))
     };
-    Ok(GivenSignIn {
-        sign_in: GraphSignIn {
-            tenant,
-            client_id,
-            credential,
-            authority: authority.trim_end_matches('/').to_string(),
-            graph_url: graph_url.trim_end_matches('/').to_string(),
-        },
-        secret,
-    })
+    if current.is_none() && (tenant.is_none() || client_id.is_none()) {
+        return Err(no_sign_in());
+    }
+    let new_credential =
+        client_secret.is_some() || certificate_pem.is_some() || private_key_pem.is_some();
+    let (credential, secret) = match (new_credential, current) {
+        (true, _) => {
+            let (c, s) = given_credential(client_secret, certificate_pem, private_key_pem)?;
+            (c, Some(s))
+        }
+        (false, Some(cur)) => (cur.credential.clone(), None),
+        (false, None) => return Err(no_sign_in()),
+    };
+    let sign_in = sign_in_of(
+        tenant
+            .or_else(|| current.map(|c| c.tenant.clone()))
+            .unwrap_or_default(),
+        client_id
+            .or_else(|| current.map(|c| c.client_id.clone()))
+            .unwrap_or_default(),
+        credential,
+        authority.or_else(|| current.map(|c| c.authority.clone())),
+        graph_url.or_else(|| current.map(|c| c.graph_url.clone())),
+    )?;
+    match secret {
+        Some(secret) => {
+            let stored = store_sign_in(app, GivenSignIn { sign_in, secret })?;
+            let r = stored.credential.secrets().into_iter().next();
+            Ok((stored, r))
+        }
+        None => Ok((sign_in, None)),
+    }
 }
 
 /// Puts the secret into the store and its reference into the sign-in.
@@ -318,10 +394,12 @@ pub async fn update(
         max_connections,
         oauth,
         ews,
+        graph,
     } = req;
     check_version(ews.as_ref())?;
+    let graph = graph.filter(|g| !g.is_empty());
     let _guard = app.commands.lock().await;
-    let old = {
+    let (old, current_sign_in) = {
         let views = app.views.read().unwrap();
         let ep = views
             .endpoints
@@ -337,9 +415,15 @@ pub async fn update(
                 running.join(", ")
             )));
         }
-        ep.spec.clone()
+        (ep.spec.clone(), ep.graph.clone())
     };
+    if graph.is_some() && !matches!(old.kind, EndpointKind::Graph | EndpointKind::Imap) {
+        return Err(invalid(
+            "only graph and IMAP endpoints take an application sign-in",
+        ));
+    }
     let mut spec = old.clone();
+    let host_given = host.is_some();
     spec.host = host.unwrap_or(spec.host);
     spec.port = port.unwrap_or(spec.port);
     spec.tls = tls.unwrap_or(spec.tls);
@@ -352,12 +436,28 @@ pub async fn update(
         password.is_some() || spec.admin_secret.is_some(),
         ews.is_some(),
     )?;
-    let replaced: Vec<ferry_events::SecretRef> = match &password {
+    let mut replaced: Vec<ferry_events::SecretRef> = match &password {
         Some(_) => old.admin_secret.iter().cloned().collect(),
         None => Vec::new(),
     };
+    let sign_in = match graph {
+        Some(change) => {
+            let graph_url_given = change.graph_url.is_some();
+            let (sign_in, stored) = changed_sign_in(app, &name, current_sign_in.as_ref(), change)?;
+            // A graph endpoint's host is its Graph URL's, as outages name it.
+            if spec.kind == EndpointKind::Graph && graph_url_given && !host_given {
+                spec.host = graph_host(&sign_in.graph_url);
+            }
+            if stored.is_some() {
+                replaced.extend(current_sign_in.iter().flat_map(|c| c.credential.secrets()));
+            }
+            Some((sign_in, stored))
+        }
+        None => None,
+    };
+    let new_secret = sign_in.as_ref().and_then(|(_, s)| s.clone());
     let version = app.store.stream_version(&stream::endpoint(&name));
-    let envs = record(
+    let res = record(
         app,
         actor,
         &name,
@@ -373,10 +473,21 @@ pub async fn update(
                 name: name.clone(),
                 ews,
             }));
+            events.extend(sign_in.map(|(sign_in, _)| Event::GraphEndpointSet {
+                name: name.clone(),
+                sign_in: Some(sign_in),
+            }));
             events
         },
     )
-    .await?;
+    .await;
+    let envs = match res {
+        Ok(envs) => envs,
+        Err(e) => {
+            super::forget_secrets(app, &new_secret.into_iter().collect::<Vec<_>>());
+            return Err(e);
+        }
+    };
     super::forget_secrets(app, &replaced);
     Ok(done(format!("endpoint {name} updated"), &envs))
 }

@@ -34,6 +34,18 @@ pub struct DovecotOptions {
     /// Generate a CA and a server certificate, offer STARTTLS on the imap
     /// port and open an imaps port too.
     pub tls: bool,
+    /// Also accept XOAUTH2 bearer tokens that this token service vouches
+    /// for, as Exchange Online does an application's app-only token.
+    pub oauth2: Option<OAuth2Check>,
+}
+
+/// An RFC 7662 introspection endpoint Dovecot asks about each bearer
+/// token, and the audience a token must carry.
+#[derive(Debug, Clone)]
+pub struct OAuth2Check {
+    pub introspection_url: String,
+    pub ca_file: PathBuf,
+    pub audience: String,
 }
 
 /// A running Dovecot; stopped (SIGTERM by pid) and deleted on drop.
@@ -58,7 +70,10 @@ impl Dovecot {
 
     /// Starts a Dovecot with STARTTLS and implicit TLS, signed by a fresh CA.
     pub fn start_tls() -> io::Result<Dovecot> {
-        Self::start_with(DovecotOptions { tls: true })
+        Self::start_with(DovecotOptions {
+            tls: true,
+            ..DovecotOptions::default()
+        })
     }
 
     pub fn start_with(options: DovecotOptions) -> io::Result<Dovecot> {
@@ -116,17 +131,18 @@ impl Dovecot {
         };
 
         let config = root.join("dovecot.conf");
-        fs::write(
-            &config,
-            config_text(
-                root,
-                port,
-                imaps_port.unwrap_or(0),
-                &ssl,
-                &login_user,
-                &internal_user,
-            ),
-        )?;
+        let mut text = config_text(
+            root,
+            port,
+            imaps_port.unwrap_or(0),
+            &ssl,
+            &login_user,
+            &internal_user,
+        );
+        if let Some(o) = &options.oauth2 {
+            text.push_str(&oauth2_passdb(root, o)?);
+        }
+        fs::write(&config, text)?;
 
         let child = Command::new("/usr/sbin/dovecot")
             .arg("-c")
@@ -339,6 +355,26 @@ fn write_certificates(root: &Path) -> io::Result<PathBuf> {
     fs::write(root.join("server.pem"), cert.pem())?;
     fs::write(root.join("server.key"), key.serialize_pem())?;
     Ok(ca_path)
+}
+
+/// A passdb after the others for XOAUTH2: a token the service says is
+/// active and meant for `audience` opens any mailbox, as an app-only
+/// token with full access does (the user is not the token's to name).
+fn oauth2_passdb(root: &Path, o: &OAuth2Check) -> io::Result<String> {
+    let args = root.join("oauth2.conf.ext");
+    fs::write(
+        &args,
+        format!(
+            "introspection_mode = post\nintrospection_url = {}\nusername_attribute = aud\nusername_format = application\nscope = {}\ntls_ca_cert_file = {}\ntimeout_msecs = 5000\n",
+            o.introspection_url,
+            o.audience,
+            o.ca_file.display()
+        ),
+    )?;
+    Ok(format!(
+        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
+        args.display()
+    ))
 }
 
 fn config_text(

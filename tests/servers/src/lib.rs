@@ -16,7 +16,7 @@ pub mod smtp;
 
 pub use bind::Bind;
 pub use cyrus::{Cyrus, CyrusOptions};
-pub use dovecot::{Dovecot, DovecotOptions};
+pub use dovecot::{Dovecot, DovecotOptions, OAuth2Check};
 pub use postgres::Postgres;
 pub use smtp::Smtpd;
 

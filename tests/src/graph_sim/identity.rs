@@ -68,6 +68,21 @@ impl State {
                 let endpoint = format!("{}/{}/oauth2/v2.0/token", self.base, tenant);
                 self.grant(req, &endpoint)
             }
+            // Not Microsoft's: Exchange Online checks its tokens itself. A
+            // mail server standing in for it (Dovecot's oauth2 passdb) asks
+            // here, as RFC 7662 says, what a token is.
+            ("POST", [tenant, "oauth2", "v2.0", "introspect"]) if self.known_tenant(tenant) => {
+                let form: HashMap<String, String> =
+                    form_urlencoded::parse(&req.body).into_owned().collect();
+                let token = form.get("token").map(String::as_str).unwrap_or("");
+                match self.tokens.get(token) {
+                    Some(t) if t.expires > Instant::now() => Answer::json(
+                        200,
+                        json!({ "active": true, "aud": t.audience, "appid": t.app, "tid": self.cfg.tenant_id }),
+                    ),
+                    _ => Answer::json(200, json!({ "active": false })),
+                }
+            }
             _ => Answer::error(404, "NotFound", "no such endpoint"),
         }
     }

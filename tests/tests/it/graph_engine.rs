@@ -16,7 +16,7 @@ use ferry_tests::graph_sim::{GraphSim, SimConfig, SimLimits, SimMessage, assert_
 use ferry_tests::mailcmp::{self, Contents};
 use ferry_tests::pair::{PW, add_mail, login};
 use ferry_tests::sample::{self, SampleSpec};
-use ferry_testservers::Dovecot;
+use ferry_testservers::{Dovecot, DovecotOptions, OAuth2Check};
 
 const APP: &str = "4a1c2e3f-0000-4000-8000-00000000e001";
 const SECRET: &str = "Zr5~engine.secret-never-in-logs_77";
@@ -53,13 +53,18 @@ fn rig(users: &[&str], sim_cfg: SimConfig, config: &str) -> Rig {
 
 /// `endpoint add m365 --kind graph`, signed in to the simulator.
 fn add_graph_endpoint(ferry: &Ferryd, sim: &GraphSim) {
-    let secret = ferry.file("m365.secret", &format!("{SECRET}\n"));
-    ferry.ctl_ok(&[
-        "endpoint",
-        "add",
-        "m365",
-        "--kind",
-        "graph",
+    let mut args = vec!["endpoint", "add", "m365", "--kind", "graph"];
+    let sign_in = sign_in_args(ferry, sim);
+    args.extend(sign_in.iter().map(String::as_str));
+    let graph_url = sim.graph_url();
+    args.extend(["--graph-url", &graph_url]);
+    ferry.ctl_ok(&args);
+}
+
+/// The application's sign-in options at the simulator (its CA trusted).
+fn sign_in_args(ferry: &Ferryd, sim: &GraphSim) -> Vec<String> {
+    let secret = ferry.file("app.secret", &format!("{SECRET}\n"));
+    [
         "--tenant",
         &sim.tenant_domain(),
         "--client-id",
@@ -68,11 +73,11 @@ fn add_graph_endpoint(ferry: &Ferryd, sim: &GraphSim) {
         secret.to_str().unwrap(),
         "--authority",
         sim.authority(),
-        "--graph-url",
-        &sim.graph_url(),
         "--ca-file",
         sim.ca_path().to_str().unwrap(),
-    ]);
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 async fn contents(d: &Dovecot, user: &str) -> Contents {
@@ -426,4 +431,166 @@ async fn maildir_to_graph_full_pass() {
     // A delta pass with nothing new writes nothing.
     ferry.run_pass("wave", "delta");
     assert_eq!(sim.messages(&dest("anna")).len(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_client_secret_is_replaced_by_endpoint_update() {
+    let r = rig(&["anna"], SimConfig::default(), "");
+    add_mail(&r.src, "anna", 81, 20).await;
+    r.ferry.run_pass("wave", "full");
+    assert_eq!(r.sim.messages(&dest("anna")).len(), 20);
+
+    // The tenant's administrator rotates the secret: the old one is refused.
+    const ROTATED: &str = "Qp8~rotated.secret-never-in-logs_91";
+    r.sim.add_app_secret(APP, ROTATED);
+    r.sim.expire_tokens();
+    add_mail(&r.src, "anna", 82, 5).await;
+    r.ferry
+        .ctl_ok(&["batch", "start", "wave", "--pass", "delta"]);
+    let _ = r.ferry.ctl(&["batch", "wait", "wave", "--timeout", "300"]);
+    let show = r.ferry.ctl_ok(&["mailbox", "show", "anna@old.example"]);
+    assert!(show.contains("AADSTS7000215"), "{show}");
+    assert_eq!(r.sim.messages(&dest("anna")).len(), 20);
+
+    // Only the new secret is given; tenant, application and hosts stay.
+    let rotated = r.ferry.file("rotated.secret", &format!("{ROTATED}\n"));
+    r.ferry.ctl_ok(&[
+        "endpoint",
+        "update",
+        "m365",
+        "--client-secret-file",
+        rotated.to_str().unwrap(),
+    ]);
+    r.ferry.run_pass("wave", "delta");
+    let src = contents(&r.src, "anna").await;
+    check_all(&src, &r.sim.messages(&dest("anna")));
+
+    let sets = r.ferry.events_of("GraphEndpointSet");
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    let (first, second) = (
+        &sets[0]["event"]["GraphEndpointSet"]["sign_in"],
+        &sets[1]["event"]["GraphEndpointSet"]["sign_in"],
+    );
+    assert_eq!(first["tenant"], second["tenant"]);
+    assert_eq!(first["client_id"], second["client_id"]);
+    assert_ne!(first["credential"], second["credential"], "a new reference");
+    let log = serde_json::to_string(&r.ferry.events()).unwrap();
+    for s in [SECRET, ROTATED] {
+        assert!(!log.contains(s), "a client secret is in the log");
+    }
+    // The replaced secret is forgotten: no sealed file holds it any more.
+    let old_ref = first["credential"]["Secret"].as_str().unwrap().to_string();
+    let new_ref = second["credential"]["Secret"].as_str().unwrap().to_string();
+    let secrets: Vec<String> = std::fs::read_dir(r.ferry.data_dir.join("secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        secrets.contains(&new_ref),
+        "{new_ref} not stored: {secrets:?}"
+    );
+    assert!(
+        !secrets.contains(&old_ref),
+        "{old_ref} still stored: {secrets:?}"
+    );
+
+    // A sign-in given to an endpoint that takes none is refused.
+    let err = r.ferry.ctl_err(&[
+        "endpoint",
+        "update",
+        "old",
+        "--client-secret-file",
+        rotated.to_str().unwrap(),
+    ]);
+    assert!(err.contains("has no application sign-in"), "{err}");
+}
+
+/// Exchange Online's IMAP through the built-in sign-in: Dovecot, standing
+/// in for it, accepts a bearer token only when the simulator's token
+/// service vouches for it as issued for `outlook.office365.com`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_in_exchange_online_logs_in_with_the_applications_token() {
+    let sim = GraphSim::start(SimConfig::default());
+    sim.add_app_secret(APP, SECRET);
+    let src = Dovecot::start().unwrap();
+    let dst = Dovecot::start_with(DovecotOptions {
+        oauth2: Some(OAuth2Check {
+            introspection_url: format!(
+                "{}/{}/oauth2/v2.0/introspect",
+                sim.authority(),
+                sim.tenant_id()
+            ),
+            ca_file: sim.ca_path().to_path_buf(),
+            audience: "https://outlook.office365.com".into(),
+        }),
+        ..DovecotOptions::default()
+    })
+    .unwrap();
+    src.add_user("anna", PW).unwrap();
+    // The mailbox exists; ferryd presents a token, never this password.
+    dst.add_user("anna", PW).unwrap();
+    add_mail(&src, "anna", 91, 12).await;
+
+    // A token the service does not know is refused by the server.
+    let refused = xoauth2_login(dst.port(), "anna", "eyJ0eXAiOiJKV1QifQ.forged").await;
+    assert!(refused.starts_with("a NO"), "{refused}");
+
+    let ferry = Ferryd::start();
+    ferry.add_imap_endpoint("old", src.port(), src.master_user());
+    let port = dst.port().to_string();
+    let mut args = vec![
+        "endpoint",
+        "add",
+        "exo",
+        "--kind",
+        "imap",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--tls",
+        "none",
+    ];
+    let sign_in = sign_in_args(&ferry, &sim);
+    args.extend(sign_in.iter().map(String::as_str));
+    ferry.ctl_ok(&args);
+    ferry.create_batch("wave", "old", "exo", &["anna"], &[]);
+    ferry.run_pass("wave", "full");
+    assert_eq!(
+        mailcmp::diff(&contents(&src, "anna").await, &contents(&dst, "anna").await),
+        Vec::<String>::new()
+    );
+    assert!(sim.grants() >= 1);
+    assert!(
+        dst.log().contains("oauth2"),
+        "the server checked the token with its oauth2 passdb"
+    );
+    let log = serde_json::to_string(&ferry.events()).unwrap();
+    assert!(!log.contains(SECRET), "the client secret is in the log");
+}
+
+/// `AUTHENTICATE XOAUTH2` by hand; the tagged answer.
+async fn xoauth2_login(port: u16, user: &str, token: &str) -> String {
+    use base64::Engine;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (r, mut w) = s.into_split();
+    let mut lines = BufReader::new(r).lines();
+    lines.next_line().await.unwrap();
+    let ir = base64::engine::general_purpose::STANDARD
+        .encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+    w.write_all(format!("a AUTHENTICATE XOAUTH2 {ir}\r\n").as_bytes())
+        .await
+        .unwrap();
+    loop {
+        let l = lines.next_line().await.unwrap().unwrap();
+        if l.starts_with("+ ") {
+            // The error challenge: an empty answer ends the exchange.
+            w.write_all(b"\r\n").await.unwrap();
+        } else if l.starts_with("a ") {
+            return l;
+        }
+    }
 }
