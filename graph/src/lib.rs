@@ -35,6 +35,7 @@ pub mod client;
 pub mod delta;
 pub mod folders;
 pub mod import;
+pub mod items;
 pub mod messages;
 pub mod mime;
 pub mod model;

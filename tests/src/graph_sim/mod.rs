@@ -432,6 +432,11 @@ impl GraphSim {
         self.with(|s| s.user_folders(address))
     }
 
+    /// A user's folders as (path of display names, container class).
+    pub fn folder_classes(&self, address: &str) -> Vec<(String, String)> {
+        self.with(|s| s.user_folder_classes(address))
+    }
+
     /// A message created directly (as mail delivered to the mailbox).
     pub fn deliver(&self, address: &str, folder: &str, subject: &str) -> String {
         self.with(|s| s.deliver(address, folder, subject))

@@ -3,11 +3,14 @@
 //! doubt settled, then the pass's own work.
 
 use ferry_connectors::mapping::{FolderPlan, destination_context};
+use ferry_connectors::source::FolderClass;
 use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::{Event, FolderCount, PassKind, Side};
 use ferry_projections::FolderMark;
 
-use super::{Work, WorkErr, adopt, copy, describe, flags, lanes, settle, vanish, verify};
+use super::{
+    Work, WorkErr, adopt, copy, describe, flags, lanes, settle, supersede, vanish, verify,
+};
 use crate::engine::{keyed, retry};
 
 /// What a copying pass does in each folder; a verify pass only counts.
@@ -328,6 +331,7 @@ impl Work<'_> {
         }
         worked?;
         if matches!(job, Job::Full | Job::Delta) {
+            supersede::folder(self, f, dname, &st).await?;
             vanish::folder(self, f, dname, &st, mark.done.is_empty()).await?;
             self.checkpoint(f, &st, &mark).await?;
         }
@@ -357,6 +361,17 @@ impl Work<'_> {
     /// Creates the destination folder if missing and subscribes it like the
     /// source's; checked every pass, so a crash between the two heals.
     async fn ensure_destination(&mut self, f: &Folder, dname: &FolderName) -> Result<(), WorkErr> {
+        let class = self
+            .src
+            .as_ref()
+            .and_then(|c| c.keyed.as_ref())
+            .and_then(|k| k.class_of(&f.name.raw));
+        if let Some(class) = class.filter(|c| *c != FolderClass::Mail) {
+            self.dst
+                .as_mut()
+                .expect("connected")
+                .set_folder_class(dname, class);
+        }
         if !self.dst_folders.contains(&dname.raw) {
             self.dst
                 .as_mut()
