@@ -43,6 +43,8 @@ pub struct GraphSession {
     /// Folders of a class besides mail, by name: as listed through the
     /// mailbox API, or as the engine said before making them.
     classes: HashMap<String, FolderClass>,
+    /// The path of display names of each folder of a class, by its key.
+    box_paths: HashMap<String, Vec<String>>,
     /// Whether the mailbox API's folders were listed since the last listing.
     boxes_listed: bool,
     /// The import session, made at the first import.
@@ -57,6 +59,7 @@ impl GraphSession {
             ids: HashMap::new(),
             listed: false,
             classes: HashMap::new(),
+            box_paths: HashMap::new(),
             boxes_listed: false,
             importer: None,
         }
@@ -98,6 +101,7 @@ impl GraphSession {
             }
             let key = key_of(&path);
             self.classes.insert(key.clone(), class);
+            self.box_paths.insert(key.clone(), path);
             self.ids.insert(key, f.id);
         }
         self.boxes_listed = true;
@@ -268,8 +272,10 @@ fn path_of(folder: &FolderName) -> Vec<String> {
         .collect()
 }
 
+/// Exchange's folder names ignore case, and the engine may name the inbox
+/// `Inbox` or `INBOX`: one key for both.
 fn key_of(path: &[String]) -> String {
-    path.join(&DELIMITER.to_string())
+    path.join(&DELIMITER.to_string()).to_lowercase()
 }
 
 fn special_use(w: WellKnown) -> SpecialUse {
@@ -341,10 +347,12 @@ impl MailSession for GraphSession {
         // the engine copies one: a mail-only migration needs no more rights.
         if !self.classes.is_empty() {
             self.list_boxes().await?;
-            for key in self.classes.keys().filter(|k| self.ids.contains_key(*k)) {
-                let path: Vec<String> = key.split(DELIMITER).map(str::to_string).collect();
+            for (key, path) in &self.box_paths {
+                if !self.ids.contains_key(key) {
+                    continue;
+                }
                 out.push(Folder {
-                    name: name(&path),
+                    name: name(path),
                     special_use: None,
                     selectable: true,
                     subscribed: true,
@@ -490,6 +498,7 @@ impl GraphSession {
                 .await
                 .map_err(|e| self.err("creating folder", e, ErrorClass::Folder))?;
             self.ids.insert(path.clone(), made.id.clone());
+            self.box_paths.insert(path.clone(), segments[..i].to_vec());
             self.classes.insert(path, class);
             parent = Some(made.id);
         }

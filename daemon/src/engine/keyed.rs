@@ -85,6 +85,20 @@ impl Keyed {
             .map(|f| f.class)
     }
 
+    /// The class of a folder, the tree listed first if this session has
+    /// not listed it (a spare lane's); `None` when it cannot be asked.
+    pub async fn class_of_listed(&self, folder: &str) -> Option<FolderClass> {
+        if self.folders.lock().unwrap().is_empty() {
+            let mut source = self.source.lock().await;
+            if self.folders.lock().unwrap().is_empty() {
+                let all = source.folders().await.ok()?;
+                *self.exports.lock().unwrap() = source.exports();
+                *self.folders.lock().unwrap() = all;
+            }
+        }
+        self.class_of(folder)
+    }
+
     /// The folders of the last listing that are not copied, each with why.
     pub fn others(&self) -> Vec<(SourceFolder, String)> {
         let exports = *self.exports.lock().unwrap();
@@ -257,15 +271,10 @@ impl MailSession for KeyedSession {
             .as_ref()
             .map(|(f, _)| f.clone())
             .unwrap_or_default();
+        let class = self.keyed.class_of_listed(&folder).await;
         let got = {
             let mut source = self.keyed.source.lock().await;
-            // A spare session has not listed the tree: it asks once.
-            if self.keyed.folders.lock().unwrap().is_empty() {
-                let all = source.folders().await?;
-                *self.keyed.exports.lock().unwrap() = source.exports();
-                *self.keyed.folders.lock().unwrap() = all;
-            }
-            match self.keyed.class_of(&folder) {
+            match class {
                 // Items that are not mail travel whole, as the source
                 // exports them; no MIME keeps them so.
                 Some(c) if c != FolderClass::Mail => source.export(&keys).await?,

@@ -319,6 +319,17 @@ impl State {
         }
         let base = format!("{}/{}", self.base, segs[0]);
         let rest = &segs[1..];
+        if let ["admin", "exchange", "mailboxes", mid, "folders", tail @ ..] = rest {
+            let Some(key) = self
+                .users
+                .iter()
+                .find(|(_, u)| u.mailbox_id == *mid)
+                .map(|(k, _)| k.clone())
+            else {
+                return Answer::error(404, "ErrorMailboxNotFound", "No such mailbox.");
+            };
+            return self.mailbox_folders(&key, m, tail, req);
+        }
         if let ["admin", "exchange", "mailboxes", _, action] = rest {
             let Some(key) = self
                 .users
@@ -352,17 +363,6 @@ impl State {
                 ("POST", "exportItems") => self.export_items(&key, req),
                 _ => Answer::error(405, "MethodNotAllowed", "not supported"),
             };
-        }
-        if let ["admin", "exchange", "mailboxes", mid, "folders", tail @ ..] = rest {
-            let Some(key) = self
-                .users
-                .iter()
-                .find(|(_, u)| u.mailbox_id == *mid)
-                .map(|(k, _)| k.clone())
-            else {
-                return Answer::error(404, "ErrorMailboxNotFound", "No such mailbox.");
-            };
-            return self.mailbox_folders(&key, m, tail, req);
         }
         let ["users", uid, tail @ ..] = rest else {
             return Answer::error(400, "BadRequest", "Resource not found for the segment.");

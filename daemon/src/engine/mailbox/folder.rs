@@ -193,6 +193,9 @@ impl Work<'_> {
     /// at once. Best effort: a folder that fails here is made again, one
     /// command at a time, when its turn comes, and its error told then.
     async fn prepare_destinations(&mut self, jobs: &[(&Folder, FolderName)]) {
+        for (f, dname) in jobs {
+            self.tell_class(f, dname).await;
+        }
         let mut want: Vec<(FolderName, bool)> = Vec::new();
         for (f, dname) in jobs {
             let missing = !self.dst_folders.contains(&dname.raw);
@@ -358,20 +361,26 @@ impl Work<'_> {
         Ok(st)
     }
 
+    /// Tells the destination the class of a keyed source's folder that
+    /// holds no mail, before it is made or written.
+    async fn tell_class(&mut self, f: &Folder, dname: &FolderName) {
+        let Some(k) = self.src.as_ref().and_then(|c| c.keyed.clone()) else {
+            return;
+        };
+        let Some(dst) = self.dst.as_mut() else {
+            return;
+        };
+        if let Some(class) = k.class_of_listed(&f.name.raw).await
+            && class != FolderClass::Mail
+        {
+            dst.set_folder_class(dname, class);
+        }
+    }
+
     /// Creates the destination folder if missing and subscribes it like the
     /// source's; checked every pass, so a crash between the two heals.
     async fn ensure_destination(&mut self, f: &Folder, dname: &FolderName) -> Result<(), WorkErr> {
-        let class = self
-            .src
-            .as_ref()
-            .and_then(|c| c.keyed.as_ref())
-            .and_then(|k| k.class_of(&f.name.raw));
-        if let Some(class) = class.filter(|c| *c != FolderClass::Mail) {
-            self.dst
-                .as_mut()
-                .expect("connected")
-                .set_folder_class(dname, class);
-        }
+        self.tell_class(f, dname).await;
         if !self.dst_folders.contains(&dname.raw) {
             self.dst
                 .as_mut()
