@@ -301,7 +301,7 @@ async fn a_delta_imports_a_created_and_an_updated_calendar_item_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_pass_loses_and_duplicates_no_item_of_any_class() {
-    let mut r = rig(20, 30, Duration::from_millis(5), Duration::from_millis(25));
+    let mut r = rig(20, 30, Duration::from_millis(20), Duration::from_millis(5));
     r.ferry
         .ctl_ok(&["batch", "start", "wave", "--pass", "full"]);
     let mut kills = 0;
