@@ -13,7 +13,10 @@
 //! given: the import takes no property of ours, and the mailbox API can
 //! only read extended properties, never set them, so no origin is stamped
 //! on it. Such an item is found by what Graph lists: the folder's items,
-//! exported back, whose stream's digest is the origin's digest.
+//! exported back, whose stream's digest is the origin's digest. Exchange
+//! Online re-exports an item from its own store, so its stream need not
+//! be the bytes imported; there, an item left in doubt by a crash between
+//! the import and its record may be imported a second time.
 
 use std::collections::{HashMap, HashSet};
 

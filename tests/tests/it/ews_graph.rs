@@ -33,10 +33,24 @@ struct Rig {
 /// of calendar items, contacts and tasks), the Graph simulator with her
 /// new mailbox, and ferryd with batch `wave` from `ex` to `m365`.
 fn rig(messages: usize, others: usize, ews_latency: Duration, graph_latency: Duration) -> Rig {
-    let ews = EwsSim::start(ews_sim::SimConfig {
-        latency: ews_latency,
-        ..ews_sim::SimConfig::default()
-    });
+    rig_of(
+        messages,
+        others,
+        ews_sim::SimConfig {
+            latency: ews_latency,
+            ..ews_sim::SimConfig::default()
+        },
+        graph_latency,
+    )
+}
+
+fn rig_of(
+    messages: usize,
+    others: usize,
+    ews_cfg: ews_sim::SimConfig,
+    graph_latency: Duration,
+) -> Rig {
+    let ews = EwsSim::start(ews_cfg);
     let smtp = ews.add_user("alice", PW);
     ews.populate(&smtp, messages, others, 57);
     ews.add_account("migrator", ADMIN_PW, true, false);
@@ -336,4 +350,39 @@ async fn sigkill_mid_pass_loses_and_duplicates_no_item_of_any_class() {
         per_key.values().all(|n| *n == 1),
         "an item recorded copied twice"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_exchange_2010_sp1_the_other_classes_are_skipped_with_the_reason() {
+    let r = rig_of(
+        6,
+        2,
+        ews_sim::SimConfig {
+            version: ews_sim::SimVersion::Exchange2010,
+            ..ews_sim::SimConfig::default()
+        },
+        Duration::ZERO,
+    );
+    r.ferry.run_pass("wave", "full");
+    let msgs = r.graph.messages(DEST);
+    assert_eq!(created_mail(&msgs), source_mail(&r), "the mail is copied");
+    assert!(imported(&msgs).is_empty(), "nothing is imported");
+    let reasons: BTreeMap<String, String> = r
+        .ferry
+        .events_of("FolderSkipped")
+        .iter()
+        .map(|e| {
+            let s = &e["event"]["FolderSkipped"];
+            (
+                s["class"].as_str().unwrap().to_string(),
+                s["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for class in ["IPF.Appointment", "IPF.Contact", "IPF.Task"] {
+        let why = reasons
+            .get(class)
+            .unwrap_or_else(|| panic!("{class} not skipped"));
+        assert!(why.contains("Exchange 2010 SP1"), "{why}");
+    }
 }
