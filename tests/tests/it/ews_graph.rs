@@ -315,13 +315,26 @@ async fn a_delta_imports_a_created_and_an_updated_calendar_item_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_pass_loses_and_duplicates_no_item_of_any_class() {
-    let mut r = rig(20, 30, Duration::from_millis(20), Duration::from_millis(5));
+    let mut r = rig(20, 30, Duration::from_millis(60), Duration::from_millis(8));
     r.ferry
         .ctl_ok(&["batch", "start", "wave", "--pass", "full"]);
     let mut kills = 0;
-    for wanted in [15usize, 45, 80] {
-        r.ferry.wait_for(120, "copies", |f| {
-            f.events_of("ItemCopied").len() >= wanted || !f.events_of("PassFinished").is_empty()
+    // Each kill lands while calendar, contacts and tasks items are being
+    // imported (90 of them).
+    let imported_so_far = |f: &Ferryd| {
+        f.events_of("ItemCopied")
+            .iter()
+            .filter(|e| {
+                let d = e["event"]["ItemCopied"]["dest_folder"].as_str().unwrap();
+                ["Calendar", "Contacts", "Tasks"]
+                    .iter()
+                    .any(|c| d.starts_with(c))
+            })
+            .count()
+    };
+    for wanted in [10usize, 35, 60] {
+        r.ferry.wait_for(120, "imports", |f| {
+            imported_so_far(f) >= wanted || !f.events_of("PassFinished").is_empty()
         });
         if !r.ferry.events_of("PassFinished").is_empty() {
             break;
@@ -330,7 +343,7 @@ async fn sigkill_mid_pass_loses_and_duplicates_no_item_of_any_class() {
         kills += 1;
         r.ferry.launch();
     }
-    assert!(kills >= 2, "the pass ended before the kills");
+    assert_eq!(kills, 3, "the pass ended before the kills");
     r.ferry
         .ctl_ok(&["batch", "wait", "wave", "--timeout", "300"]);
     let show = r.ferry.ctl_json(&["batch", "show", "wave"]);
