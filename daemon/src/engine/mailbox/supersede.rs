@@ -53,7 +53,9 @@ pub(super) async fn folder(
     };
     let mut events = Vec::new();
     for (key, by) in pending {
-        if !done.contains(&by) {
+        // Only a copied replacement removes the old copy: one skipped (too
+        // large) or failed leaves it, the best the destination holds.
+        if !done.contains(&by) || !digests.contains_key(&by) {
             continue;
         }
         if let Some(d) = digests.get(&key.uid) {
