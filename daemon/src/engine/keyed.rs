@@ -668,4 +668,34 @@ mod tests {
         assert_eq!(t.cursor.as_deref(), Some("c2"));
         assert_eq!(t.round, 2);
     }
+
+    #[test]
+    fn a_changed_item_copied_whole_gets_a_new_number() {
+        let mut t = SourceTable {
+            generation: 1,
+            next: 1,
+            ..SourceTable::default()
+        };
+        let cal = name("Calendar");
+        let made = vec![
+            Change::Created(meta("a", &[])),
+            Change::Created(meta("b", &[])),
+        ];
+        let (e, superseded) = synced("m", &cal, &t, made, "c1".into(), true);
+        assert!(superseded.is_empty());
+        fold(&mut t, &e);
+        let changed = vec![Change::Updated(meta("a", &[]))];
+        let (e, superseded) = synced("m", &cal, &t, changed.clone(), "c2".into(), true);
+        assert_eq!(superseded, vec![(1, 3)]);
+        let Event::SourceSynced { gone, .. } = &e else {
+            unreachable!()
+        };
+        assert_eq!(gone, &vec![1]);
+        fold(&mut t, &e);
+        assert_eq!(t.ordinal_of("a"), Some(3));
+        assert!(!t.items.contains_key(&1));
+        // Mail keeps its number: a change there is flags only.
+        let (_, superseded) = synced("m", &cal, &t, changed, "c3".into(), false);
+        assert!(superseded.is_empty());
+    }
 }
