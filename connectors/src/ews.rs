@@ -312,6 +312,40 @@ impl ChangeSource for EwsSource {
         }
         Ok(out)
     }
+
+    fn exports(&self) -> bool {
+        self.mailbox.version() >= ApiVersion::Exchange2010Sp1
+    }
+
+    async fn export(&mut self, keys: &[SourceKey]) -> Result<Vec<SourceItem>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(FETCH_BATCH) {
+            let ids: Vec<ItemId> = chunk
+                .iter()
+                .map(|k| ItemId {
+                    id: k.0.clone(),
+                    change_key: None,
+                })
+                .collect();
+            let got = self
+                .mailbox
+                .export_items(&ids)
+                .await
+                .map_err(self.err("ExportItems"))?;
+            for e in got {
+                out.push(SourceItem {
+                    meta: SourceMeta {
+                        key: SourceKey(e.id.id),
+                        size: e.data.len() as u64,
+                        flags: Vec::new(),
+                        internal_date: None,
+                    },
+                    body: Bytes::from(e.data),
+                });
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

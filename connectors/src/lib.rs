@@ -194,4 +194,14 @@ pub trait MailSession: Send {
     fn by_origin(&mut self) -> Option<&mut dyn origin::OriginStore> {
         None
     }
+
+    /// The classes of folders besides mail this destination holds, as
+    /// full-fidelity items (a Graph mailbox: calendar, contacts, tasks).
+    fn item_classes(&self) -> &'static [source::FolderClass] {
+        &[]
+    }
+
+    /// Tells the destination that `folder` holds items of `class`, before
+    /// it is created or written: a folder is made with its class.
+    fn set_folder_class(&mut self, _folder: &FolderName, _class: source::FolderClass) {}
 }

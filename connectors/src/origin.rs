@@ -46,4 +46,21 @@ pub trait OriginStore: Send {
         origin: &Origin,
         flags: &[Flag],
     ) -> Result<bool>;
+
+    /// Removes the copies in `folder` that carry `origin`'s digest, all
+    /// but the first `keep`: a copy that a changed source item replaced.
+    async fn remove_copies(
+        &mut self,
+        folder: &FolderName,
+        origin: &Origin,
+        keep: usize,
+    ) -> Result<()> {
+        let _ = (folder, origin, keep);
+        Err(crate::ConnectorError::Refused {
+            endpoint: String::new(),
+            op: "removing a replaced copy",
+            class: crate::ErrorClass::Other,
+            text: "the destination replaces no copies".into(),
+        })
+    }
 }

@@ -42,6 +42,34 @@ impl FolderClass {
             FolderClass::Other => "other",
         }
     }
+
+    /// The folder class Exchange names it by (`PR_CONTAINER_CLASS`).
+    pub fn container_class(self) -> &'static str {
+        match self {
+            FolderClass::Mail => "IPF.Note",
+            FolderClass::Calendar => "IPF.Appointment",
+            FolderClass::Contacts => "IPF.Contact",
+            FolderClass::Tasks => "IPF.Task",
+            FolderClass::Other => "IPF",
+        }
+    }
+
+    /// The class of a folder named by its container class; a subclass
+    /// (`IPF.Appointment.Birthday`) is its parent's.
+    pub fn of_container(name: &str) -> FolderClass {
+        let is = |c: &str| name == c || name.starts_with(&format!("{c}."));
+        if name.is_empty() || is("IPF.Note") {
+            FolderClass::Mail
+        } else if is("IPF.Appointment") {
+            FolderClass::Calendar
+        } else if is("IPF.Contact") {
+            FolderClass::Contacts
+        } else if is("IPF.Task") {
+            FolderClass::Tasks
+        } else {
+            FolderClass::Other
+        }
+    }
 }
 
 /// A folder with its class, as the endpoint names it (`IPF.Note`, ...).
@@ -110,6 +138,26 @@ pub trait ChangeSource: Send {
     /// The items with these keys, in the order asked; an item gone since
     /// is left out.
     async fn fetch(&mut self, keys: &[SourceKey]) -> Result<Vec<SourceItem>>;
+
+    /// Whether [`ChangeSource::export`] is served (EWS: Exchange 2010 SP1
+    /// and later).
+    fn exports(&self) -> bool {
+        false
+    }
+
+    /// The items with these keys as full-fidelity streams (EWS
+    /// `ExportItems`), in the order asked; an item gone since is left out.
+    /// The items of folders that hold no mail travel so: they have no MIME
+    /// that keeps them whole.
+    async fn export(&mut self, keys: &[SourceKey]) -> Result<Vec<SourceItem>> {
+        let _ = keys;
+        Err(crate::ConnectorError::Refused {
+            endpoint: String::new(),
+            op: "exporting items",
+            class: crate::ErrorClass::Other,
+            text: "the source exports no full-fidelity items".into(),
+        })
+    }
 }
 
 /// An IMAP keyword for a category: atom characters kept, the others

@@ -597,6 +597,23 @@ pub enum Event {
         lease: u64,
         previous: Option<String>,
     },
+    /// A keyed source's item that is copied whole (a calendar item into
+    /// Graph's import API) changed: the source item numbered `by` in the
+    /// same folder and generation replaces `key`, whose copy is removed at
+    /// the destination once `by` is copied. Recorded with the
+    /// `SourceSynced` that tells the change.
+    CopySuperseded {
+        mailbox: String,
+        key: ItemKey,
+        by: u32,
+    },
+    /// The copy of a superseded item is gone from `dest_folder` (removed
+    /// now, or never written).
+    SupersededRemoved {
+        mailbox: String,
+        key: ItemKey,
+        dest_folder: String,
+    },
 }
 
 /// A message's subject (decoded), Message-ID and date, each capped at
@@ -742,6 +759,8 @@ impl Event {
             Event::FolderSkipped { .. } => "FolderSkipped",
             Event::GraphEndpointSet { .. } => "GraphEndpointSet",
             Event::MailboxLeased { .. } => "MailboxLeased",
+            Event::CopySuperseded { .. } => "CopySuperseded",
+            Event::SupersededRemoved { .. } => "SupersededRemoved",
         }
     }
 }

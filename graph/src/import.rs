@@ -123,6 +123,11 @@ impl Importer {
         }
     }
 
+    /// The Exchange mailbox id the items go into.
+    pub fn mailbox_id(&self) -> &str {
+        &self.mailbox_id
+    }
+
     /// Renewal for tests and long pauses: forget the session.
     pub fn session(&self) -> Option<&ImportSession> {
         self.session.as_ref()

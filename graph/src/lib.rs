@@ -7,7 +7,7 @@
 //!   budget shared by every caller in the process.
 //! - `client`: the HTTP core every request goes through (token, budget,
 //!   `Retry-After`, 503/504 backoff), and `Mailbox`, acting for one user.
-//! - `folders`, `messages`, `import`, `delta`, `batch`: the Graph
+//! - `folders`, `messages`, `import`, `items`, `delta`, `batch`: the Graph
 //!   resources, one file each; `model` holds their wire shapes.
 //!
 //! - `mime`: a MIME message read into that JSON create.
@@ -16,8 +16,9 @@
 //!
 //! Which way an item goes in, and what it keeps:
 //! - the import API (`import`): a full-fidelity item (`exportItems`, EWS
-//!   `ExportItems`) kept whole, any item class; the origin is stamped right
-//!   after, so a crash between the two leaves an item the lookup misses;
+//!   `ExportItems`) kept whole, any item class, into a folder of its class
+//!   made through the mailbox API (`items`); no origin can be stamped on
+//!   it, so it is found by the digest of its stream exported back;
 //! - the JSON create (`messages::create_message`): received mail with its
 //!   times, read state, flag and categories, found by its origin; Exchange
 //!   rebuilds the headers (only five `x-` headers pass), so the source's
@@ -35,6 +36,7 @@ pub mod client;
 pub mod delta;
 pub mod folders;
 pub mod import;
+pub mod items;
 pub mod messages;
 pub mod mime;
 pub mod model;

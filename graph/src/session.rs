@@ -6,17 +6,30 @@
 //! their origin, and found again by it: Graph has no UIDs and gives back
 //! no exact bytes, so the session answers [`MailSession::by_origin`] and
 //! refuses what only a source does.
+//!
+//! Calendar, contacts and tasks folders are made with their class through
+//! the mailbox API (`items`), and their items are full-fidelity streams
+//! posted through the import API. An imported item is the stream as
+//! given: the import takes no property of ours, and the mailbox API can
+//! only read extended properties, never set them, so no origin is stamped
+//! on it. Such an item is found by what Graph lists: the folder's items,
+//! exported back, whose stream's digest is the origin's digest. Exchange
+//! Online re-exports an item from its own store, so its stream need not
+//! be the bytes imported; there, an item left in doubt by a crash between
+//! the import and its record may be imported a second time.
 
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_connectors::origin::{Origin as ItemOrigin, OriginStore};
+use ferry_connectors::source::FolderClass;
 use ferry_connectors::{
     AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta,
     MailSession, SpecialUse,
 };
 
+use crate::import::Importer;
 use crate::messages::Found;
 use crate::model::{NewMessage, Origin, WellKnown};
 use crate::{Error, Mailbox};
@@ -30,6 +43,15 @@ pub struct GraphSession {
     /// Folder ids by name, from the last listing and the folders made since.
     ids: HashMap<String, String>,
     listed: bool,
+    /// Folders of a class besides mail, by name: as listed through the
+    /// mailbox API, or as the engine said before making them.
+    classes: HashMap<String, FolderClass>,
+    /// The path of display names of each folder of a class, by its key.
+    box_paths: HashMap<String, Vec<String>>,
+    /// Whether the mailbox API's folders were listed since the last listing.
+    boxes_listed: bool,
+    /// The import session, made at the first import.
+    importer: Option<Importer>,
 }
 
 impl GraphSession {
@@ -39,7 +61,89 @@ impl GraphSession {
             endpoint: endpoint.to_string(),
             ids: HashMap::new(),
             listed: false,
+            classes: HashMap::new(),
+            box_paths: HashMap::new(),
+            boxes_listed: false,
+            importer: None,
         }
+    }
+
+    async fn importer(&mut self) -> Result<&mut Importer, ConnectorError> {
+        if self.importer.is_none() {
+            let made = self
+                .mailbox
+                .importer()
+                .await
+                .map_err(|e| self.err("reading the mailbox id", e, ErrorClass::Other))?;
+            self.importer = Some(made);
+        }
+        Ok(self.importer.as_mut().expect("made"))
+    }
+
+    async fn mailbox_id(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.importer().await?.mailbox_id().to_string())
+    }
+
+    /// The class of a folder that holds no mail, or `None` for mail.
+    fn class(&self, folder: &FolderName) -> Option<FolderClass> {
+        self.classes.get(&key_of(&path_of(folder))).copied()
+    }
+
+    /// Reads the folders of a class besides mail through the mailbox API.
+    async fn list_boxes(&mut self) -> Result<(), ConnectorError> {
+        let mid = self.mailbox_id().await?;
+        let all = self
+            .mailbox
+            .box_folders(&mid)
+            .await
+            .map_err(|e| self.err("listing mailbox folders", e, ErrorClass::Other))?;
+        for (f, path) in all {
+            let class = FolderClass::of_container(&f.class);
+            if matches!(class, FolderClass::Mail | FolderClass::Other) {
+                continue;
+            }
+            let key = key_of(&path);
+            self.classes.insert(key.clone(), class);
+            self.box_paths.insert(key.clone(), path);
+            self.ids.insert(key, f.id);
+        }
+        self.boxes_listed = true;
+        Ok(())
+    }
+
+    /// Imports a full-fidelity stream into a folder of a class.
+    async fn import(&mut self, folder: &FolderName, body: &[u8]) -> Result<(), ConnectorError> {
+        let id = self.id_of(folder).await?;
+        let endpoint = self.endpoint.clone();
+        let importer = self.importer().await?;
+        match importer.import(&id, body).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(graph_err(&endpoint, "importing item", e, ErrorClass::Item)),
+        }
+    }
+
+    /// Whether a folder of a class holds an item whose stream has `digest`.
+    async fn holds_imported(
+        &mut self,
+        folder: &FolderName,
+        digest: &str,
+    ) -> Result<bool, ConnectorError> {
+        let id = self.id_of(folder).await?;
+        let mid = self.mailbox_id().await?;
+        let items = self
+            .mailbox
+            .box_items(&mid, &id)
+            .await
+            .map_err(|e| self.err("listing mailbox items", e, ErrorClass::Other))?;
+        let ids: Vec<String> = items.into_iter().map(|i| i.id).collect();
+        let streams = self
+            .mailbox
+            .export_items(&mid, &ids)
+            .await
+            .map_err(|e| self.err("exporting items", e, ErrorClass::Other))?;
+        Ok(streams
+            .iter()
+            .any(|s| ferry_connectors::digest(&s.data) == digest))
     }
 
     pub fn mailbox(&self) -> &Mailbox {
@@ -49,6 +153,13 @@ impl GraphSession {
     /// A Graph failure as the engine classes it; `refused` is the class of
     /// a plain refusal (4xx) of this call: the item's, or the folder's.
     fn err(&self, op: &'static str, e: Error, refused: ErrorClass) -> ConnectorError {
+        graph_err(&self.endpoint, op, e, refused)
+    }
+}
+
+/// A Graph failure as the engine classes it (see [`GraphSession::err`]).
+fn graph_err(endpoint: &str, op: &'static str, e: Error, refused: ErrorClass) -> ConnectorError {
+    {
         let class = match &e {
             Error::Http { status, .. } => match status {
                 429 | 500 | 502 | 503 | 504 => ErrorClass::Throttled,
@@ -61,13 +172,15 @@ impl GraphSession {
             Error::Protocol { .. } => ErrorClass::Other,
         };
         ConnectorError::Server {
-            endpoint: self.endpoint.clone(),
+            endpoint: endpoint.to_string(),
             op,
             class,
             text: e.to_string(),
         }
     }
+}
 
+impl GraphSession {
     fn source_only(&self, op: &'static str) -> ConnectorError {
         ConnectorError::Refused {
             endpoint: self.endpoint.clone(),
@@ -82,6 +195,9 @@ impl GraphSession {
         // Another session of the mailbox may have made it since the listing.
         if !self.listed || !self.ids.contains_key(&key) {
             self.list_folders().await?;
+        }
+        if !self.ids.contains_key(&key) && self.classes.contains_key(&key) {
+            self.list_boxes().await?;
         }
         self.ids
             .get(&key_of(&path_of(folder)))
@@ -108,6 +224,20 @@ impl GraphSession {
 
     async fn status(&mut self, folder: &FolderName) -> Result<FolderStatus, ConnectorError> {
         let id = self.id_of(folder).await?;
+        if self.class(folder).is_some() {
+            let mid = self.mailbox_id().await?;
+            let f = self
+                .mailbox
+                .box_folder(&mid, &id)
+                .await
+                .map_err(|e| self.err("reading folder", e, ErrorClass::Folder))?;
+            return Ok(FolderStatus {
+                uidvalidity: 1,
+                uidnext: 1,
+                exists: f.total_item_count,
+                highest_modseq: None,
+            });
+        }
         let f = self
             .mailbox
             .folder(&id)
@@ -145,8 +275,10 @@ fn path_of(folder: &FolderName) -> Vec<String> {
         .collect()
 }
 
+/// Exchange's folder names ignore case, and the engine may name the inbox
+/// `Inbox` or `INBOX`: one key for both.
 fn key_of(path: &[String]) -> String {
-    path.join(&DELIMITER.to_string())
+    path.join(&DELIMITER.to_string()).to_lowercase()
 }
 
 fn special_use(w: WellKnown) -> SpecialUse {
@@ -188,6 +320,7 @@ impl MailSession for GraphSession {
             nodes.iter().map(|n| (n.folder.id.as_str(), n)).collect();
         let mut out = Vec::with_capacity(nodes.len());
         self.ids.clear();
+        self.boxes_listed = false;
         for n in &nodes {
             // Below the inbox, the path starts at INBOX as IMAP names it.
             let mut path = n.path.clone();
@@ -213,6 +346,22 @@ impl MailSession for GraphSession {
             });
         }
         self.listed = true;
+        // Folders of a class are listed through the mailbox API, only once
+        // the engine copies one: a mail-only migration needs no more rights.
+        if !self.classes.is_empty() {
+            self.list_boxes().await?;
+            for (key, path) in &self.box_paths {
+                if !self.ids.contains_key(key) {
+                    continue;
+                }
+                out.push(Folder {
+                    name: name(path),
+                    special_use: None,
+                    selectable: true,
+                    subscribed: true,
+                });
+            }
+        }
         Ok(out)
     }
 
@@ -246,6 +395,9 @@ impl MailSession for GraphSession {
     async fn create_folder(&mut self, folder: &FolderName) -> ferry_connectors::Result<()> {
         if !self.listed {
             self.list_folders().await?;
+        }
+        if let Some(class) = self.class(folder) {
+            return self.create_box(folder, class).await;
         }
         let segments = path_of(folder);
         let mut parent: Option<String> = None;
@@ -302,6 +454,59 @@ impl MailSession for GraphSession {
     fn by_origin(&mut self) -> Option<&mut dyn OriginStore> {
         Some(self)
     }
+
+    fn item_classes(&self) -> &'static [FolderClass] {
+        &[
+            FolderClass::Calendar,
+            FolderClass::Contacts,
+            FolderClass::Tasks,
+        ]
+    }
+
+    fn set_folder_class(&mut self, folder: &FolderName, class: FolderClass) {
+        if self.item_classes().contains(&class) {
+            self.classes.insert(key_of(&path_of(folder)), class);
+        }
+    }
+}
+
+impl GraphSession {
+    /// Makes a folder of `class` (and any missing parent of the same
+    /// class) through the mailbox API.
+    async fn create_box(
+        &mut self,
+        folder: &FolderName,
+        class: FolderClass,
+    ) -> ferry_connectors::Result<()> {
+        if !self.boxes_listed {
+            self.list_boxes().await?;
+        }
+        let mid = self.mailbox_id().await?;
+        let segments = path_of(folder);
+        let mut parent: Option<String> = None;
+        for i in 1..=segments.len() {
+            let path = key_of(&segments[..i]);
+            if let Some(id) = self.ids.get(&path) {
+                parent = Some(id.clone());
+                continue;
+            }
+            let made = self
+                .mailbox
+                .create_box_folder(
+                    &mid,
+                    parent.as_deref(),
+                    &segments[i - 1],
+                    class.container_class(),
+                )
+                .await
+                .map_err(|e| self.err("creating folder", e, ErrorClass::Folder))?;
+            self.ids.insert(path.clone(), made.id.clone());
+            self.box_paths.insert(path.clone(), segments[..i].to_vec());
+            self.classes.insert(path, class);
+            parent = Some(made.id);
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -314,6 +519,10 @@ impl OriginStore for GraphSession {
         body: Bytes,
         origin: &ItemOrigin,
     ) -> ferry_connectors::Result<()> {
+        if self.class(folder).is_some() {
+            // The stream carries the item whole, flags and times included.
+            return self.import(folder, &body).await;
+        }
         let id = self.id_of(folder).await?;
         let received = internal_date.map_or_else(chrono::Utc::now, Into::into);
         let mut m = NewMessage::from_mime(&body, received)
@@ -339,6 +548,9 @@ impl OriginStore for GraphSession {
         folder: &FolderName,
         origin: &ItemOrigin,
     ) -> ferry_connectors::Result<bool> {
+        if self.class(folder).is_some() {
+            return self.holds_imported(folder, &origin.digest).await;
+        }
         match self.find(folder, origin).await? {
             Found::Complete(_) => Ok(true),
             Found::Nothing => Ok(false),
@@ -360,6 +572,11 @@ impl OriginStore for GraphSession {
         origin: &ItemOrigin,
         flags: &[Flag],
     ) -> ferry_connectors::Result<bool> {
+        // An imported item keeps what its stream says; a change at the
+        // source comes as a new stream.
+        if self.class(folder).is_some() {
+            return Ok(false);
+        }
         let Found::Complete(have) = self.find(folder, origin).await? else {
             return Ok(false);
         };
@@ -380,5 +597,39 @@ impl OriginStore for GraphSession {
             .await
             .map_err(|e| self.err("updating message", e, ErrorClass::Item))?;
         Ok(true)
+    }
+
+    async fn remove_copies(
+        &mut self,
+        folder: &FolderName,
+        origin: &ItemOrigin,
+        keep: usize,
+    ) -> ferry_connectors::Result<()> {
+        let Some(class) = self.class(folder) else {
+            return Err(self.source_only("removing a replaced message"));
+        };
+        let id = self.id_of(folder).await?;
+        let mid = self.mailbox_id().await?;
+        let items = self
+            .mailbox
+            .box_items(&mid, &id)
+            .await
+            .map_err(|e| self.err("listing mailbox items", e, ErrorClass::Other))?;
+        let ids: Vec<String> = items.into_iter().map(|i| i.id).collect();
+        let streams = self
+            .mailbox
+            .export_items(&mid, &ids)
+            .await
+            .map_err(|e| self.err("exporting items", e, ErrorClass::Other))?;
+        let matching = streams
+            .iter()
+            .filter(|s| ferry_connectors::digest(&s.data) == origin.digest);
+        for s in matching.skip(keep) {
+            self.mailbox
+                .delete_item(class.container_class(), &s.id)
+                .await
+                .map_err(|e| self.err("removing a replaced item", e, ErrorClass::Other))?;
+        }
+        Ok(())
     }
 }

@@ -52,7 +52,9 @@ pub fn names_mailbox(e: &Event, address: &str) -> bool {
         | Event::FolderCompared { mailbox, .. }
         | Event::ItemDescribed { mailbox, .. }
         | Event::SourceSynced { mailbox, .. }
-        | Event::FolderSkipped { mailbox, .. } => mailbox == address,
+        | Event::FolderSkipped { mailbox, .. }
+        | Event::CopySuperseded { mailbox, .. }
+        | Event::SupersededRemoved { mailbox, .. } => mailbox == address,
         _ => false,
     }
 }

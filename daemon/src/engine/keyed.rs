@@ -28,7 +28,7 @@ use ferry_connectors::{
     AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta,
     MailSession, Result,
 };
-use ferry_events::{Event, SourceItem};
+use ferry_events::{Event, ItemKey, SourceItem};
 use ferry_projections::SourceTable;
 
 use super::mailbox::{Work, WorkErr};
@@ -45,6 +45,11 @@ pub struct Keyed {
     tables: Arc<Mutex<HashMap<String, SourceTable>>>,
     /// Every folder of the last listing, with its class.
     folders: Arc<Mutex<Vec<SourceFolder>>>,
+    /// The classes besides mail the destination holds; their folders are
+    /// copied as full-fidelity exports when the source can export.
+    accepted: Arc<Mutex<Vec<FolderClass>>>,
+    /// Whether the source serves full-fidelity exports.
+    exports: Arc<Mutex<bool>>,
 }
 
 impl Keyed {
@@ -53,17 +58,64 @@ impl Keyed {
             source: Arc::new(tokio::sync::Mutex::new(source)),
             tables: Arc::default(),
             folders: Arc::default(),
+            accepted: Arc::default(),
+            exports: Arc::default(),
         }
     }
 
-    /// The folders of the last listing that hold no mail.
-    pub fn others(&self) -> Vec<SourceFolder> {
+    /// The destination's classes besides mail (see
+    /// `MailSession::item_classes`), before the source's folders are listed.
+    pub fn accept(&self, classes: &[FolderClass]) {
+        *self.accepted.lock().unwrap() = classes.to_vec();
+    }
+
+    /// Whether a folder of `class` is copied.
+    fn copied(&self, class: FolderClass) -> bool {
+        class == FolderClass::Mail
+            || (*self.exports.lock().unwrap() && self.accepted.lock().unwrap().contains(&class))
+    }
+
+    /// The class of a folder of the last listing.
+    pub fn class_of(&self, folder: &str) -> Option<FolderClass> {
         self.folders
             .lock()
             .unwrap()
             .iter()
-            .filter(|f| f.class != FolderClass::Mail)
-            .cloned()
+            .find(|f| f.folder.name.raw == folder)
+            .map(|f| f.class)
+    }
+
+    /// The class of a folder, the tree listed first if this session has
+    /// not listed it (a spare lane's); `None` when it cannot be asked.
+    pub async fn class_of_listed(&self, folder: &str) -> Option<FolderClass> {
+        if self.folders.lock().unwrap().is_empty() {
+            let mut source = self.source.lock().await;
+            if self.folders.lock().unwrap().is_empty() {
+                let all = source.folders().await.ok()?;
+                *self.exports.lock().unwrap() = source.exports();
+                *self.folders.lock().unwrap() = all;
+            }
+        }
+        self.class_of(folder)
+    }
+
+    /// The folders of the last listing that are not copied, each with why.
+    pub fn others(&self) -> Vec<(SourceFolder, String)> {
+        let exports = *self.exports.lock().unwrap();
+        let accepted = self.accepted.lock().unwrap().clone();
+        self.folders
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| !self.copied(f.class))
+            .map(|f| {
+                let why = if accepted.contains(&f.class) && !exports {
+                    "items: their full-fidelity export needs Exchange 2010 SP1 or later"
+                } else {
+                    "items: the destination holds mail only"
+                };
+                (f.clone(), format!("{} {why}", f.class.as_str()))
+            })
             .collect()
     }
 }
@@ -130,16 +182,22 @@ impl MailSession for KeyedSession {
         Ok(vec!["EWS".into()])
     }
 
-    /// The mail folders; the others are kept for [`Keyed::others`].
+    /// The folders copied (mail, and the classes the destination holds
+    /// when the source exports them); the others are kept for
+    /// [`Keyed::others`].
     async fn list_folders(&mut self) -> Result<Vec<Folder>> {
-        let all = self.keyed.source.lock().await.folders().await?;
-        let mail = all
+        let (all, exports) = {
+            let mut source = self.keyed.source.lock().await;
+            (source.folders().await?, source.exports())
+        };
+        *self.keyed.exports.lock().unwrap() = exports;
+        let copied = all
             .iter()
-            .filter(|f| f.class == FolderClass::Mail)
+            .filter(|f| self.keyed.copied(f.class))
             .map(|f| f.folder.clone())
             .collect();
         *self.keyed.folders.lock().unwrap() = all;
-        Ok(mail)
+        Ok(copied)
     }
 
     async fn examine(&mut self, folder: &FolderName) -> Result<FolderStatus> {
@@ -208,7 +266,21 @@ impl MailSession for KeyedSession {
                 }
             }
         }
-        let got = self.keyed.source.lock().await.fetch(&keys).await?;
+        let folder = self
+            .open
+            .as_ref()
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default();
+        let class = self.keyed.class_of_listed(&folder).await;
+        let got = {
+            let mut source = self.keyed.source.lock().await;
+            match class {
+                // Items that are not mail travel whole, as the source
+                // exports them; no MIME keeps them so.
+                Some(c) if c != FolderClass::Mail => source.export(&keys).await?,
+                _ => source.fetch(&keys).await?,
+            }
+        };
         for g in got {
             let Some(ordinal) = ordinal_of.get(&g.meta.key.0) else {
                 continue;
@@ -321,6 +393,10 @@ async fn read(
     folder: &FolderName,
     mut table: SourceTable,
 ) -> Result<(), WorkErr> {
+    // Items copied whole: a change is a new stream, copied again.
+    let whole = keyed
+        .class_of(&folder.raw)
+        .is_some_and(|c| c != FolderClass::Mail);
     loop {
         if let Some(w) = w.as_deref() {
             w.check_stop()?;
@@ -347,15 +423,25 @@ async fn read(
         let quiet = page.changes.is_empty() && cursor.is_some();
         if !quiet {
             let address = w.as_deref().map(|w| w.mailbox.address.clone());
-            let event = synced(
-                address.as_deref().unwrap_or_default(),
-                folder,
-                &table,
-                page.changes,
-                page.cursor.0,
-            );
+            let address = address.as_deref().unwrap_or_default();
+            let (event, superseded) =
+                synced(address, folder, &table, page.changes, page.cursor.0, whole);
             if let Some(w) = w.as_deref_mut() {
-                w.record(vec![event.clone()]).await?;
+                let mut events = vec![event.clone()];
+                events.extend(
+                    superseded
+                        .into_iter()
+                        .map(|(old, by)| Event::CopySuperseded {
+                            mailbox: address.to_string(),
+                            key: ItemKey {
+                                folder: folder.raw.clone(),
+                                uidvalidity: table.generation,
+                                uid: old,
+                            },
+                            by,
+                        }),
+                );
+                w.record(events).await?;
             }
             // The same fold as the `sources` view's.
             table.apply(&event);
@@ -373,14 +459,19 @@ async fn read(
 }
 
 /// The `SourceSynced` of one page of changes against `table`: new keys
-/// numbered from its next ordinal, changed ones restated whole.
+/// numbered from its next ordinal, changed ones restated whole. When the
+/// folder's items are copied `whole`, a changed item already in the table
+/// gets a new number instead and its old one is gone: the pairs (old, new)
+/// come back, for the old copy to be removed once the new one is copied.
 fn synced(
     mailbox: &str,
     folder: &FolderName,
     table: &SourceTable,
     changes: Vec<Change>,
     cursor: String,
-) -> Event {
+    whole: bool,
+) -> (Event, Vec<(u32, u32)>) {
+    let mut superseded: Vec<(u32, u32)> = Vec::new();
     let mut by_key: HashMap<String, u32> = table
         .items
         .iter()
@@ -403,6 +494,29 @@ fn synced(
     };
     for c in changes {
         match c {
+            Change::Updated(m)
+                if whole
+                    && by_key
+                        .get(&m.key.0)
+                        .is_some_and(|o| table.items.contains_key(o)) =>
+            {
+                let old = by_key.remove(&m.key.0).expect("checked");
+                seen.retain(|s| s.ordinal != old);
+                if !gone.contains(&old) {
+                    gone.push(old);
+                }
+                let ordinal = next;
+                next += 1;
+                by_key.insert(m.key.0.clone(), ordinal);
+                superseded.push((old, ordinal));
+                seen.push(SourceItem {
+                    ordinal,
+                    key: m.key.0,
+                    size: m.size,
+                    flags: m.flags,
+                    received_us: m.internal_date.map(|d| d.timestamp_micros()),
+                });
+            }
             Change::Created(m) | Change::Updated(m) => {
                 let ordinal = *by_key.entry(m.key.0.clone()).or_insert_with(|| {
                     next += 1;
@@ -441,18 +555,20 @@ fn synced(
             }
         }
     }
-    Event::SourceSynced {
+    let event = Event::SourceSynced {
         mailbox: mailbox.to_string(),
         folder: folder.raw.clone(),
         generation: table.generation,
         seen,
         gone,
         cursor,
-    }
+    };
+    (event, superseded)
 }
 
-/// Records, once, each folder that holds no mail as skipped: the
-/// destinations the engine writes hold mail only.
+/// Records, once, each folder that is not copied as skipped: its class is
+/// one the destination does not hold (IMAP and Maildir hold mail only), or
+/// the source cannot export its items whole.
 pub async fn skip_others(w: &mut Work<'_>, keyed: &Keyed) -> Result<(), WorkErr> {
     let events: Vec<Event> = {
         let views = w.app.views.read().unwrap();
@@ -460,19 +576,16 @@ pub async fn skip_others(w: &mut Work<'_>, keyed: &Keyed) -> Result<(), WorkErr>
         keyed
             .others()
             .into_iter()
-            .filter(|f| {
+            .filter(|(f, _)| {
                 known
                     .and_then(|m| m.folders.get(&f.folder.name.raw))
                     .is_none_or(|p| p.skipped.is_none())
             })
-            .map(|f| Event::FolderSkipped {
+            .map(|(f, reason)| Event::FolderSkipped {
                 mailbox: w.mailbox.address.clone(),
                 folder: f.folder.name.raw.clone(),
                 class: f.class_name.clone(),
-                reason: format!(
-                    "{} items: the destination holds mail only",
-                    f.class.as_str()
-                ),
+                reason,
             })
             .collect()
     };
@@ -521,7 +634,9 @@ mod tests {
                 Change::Created(meta("b", &["\\Seen"])),
             ],
             "c1".into(),
-        );
+            false,
+        )
+        .0;
         fold(&mut t, &e);
         assert_eq!(t.ordinal_of("a"), Some(1));
         assert_eq!(t.ordinal_of("b"), Some(2));
@@ -539,7 +654,9 @@ mod tests {
                 Change::Created(meta("c", &[])),
             ],
             "c2".into(),
-        );
+            false,
+        )
+        .0;
         let Event::SourceSynced { gone, .. } = &e else {
             unreachable!()
         };
@@ -550,5 +667,35 @@ mod tests {
         assert!(!t.items.contains_key(&2));
         assert_eq!(t.cursor.as_deref(), Some("c2"));
         assert_eq!(t.round, 2);
+    }
+
+    #[test]
+    fn a_changed_item_copied_whole_gets_a_new_number() {
+        let mut t = SourceTable {
+            generation: 1,
+            next: 1,
+            ..SourceTable::default()
+        };
+        let cal = name("Calendar");
+        let made = vec![
+            Change::Created(meta("a", &[])),
+            Change::Created(meta("b", &[])),
+        ];
+        let (e, superseded) = synced("m", &cal, &t, made, "c1".into(), true);
+        assert!(superseded.is_empty());
+        fold(&mut t, &e);
+        let changed = vec![Change::Updated(meta("a", &[]))];
+        let (e, superseded) = synced("m", &cal, &t, changed.clone(), "c2".into(), true);
+        assert_eq!(superseded, vec![(1, 3)]);
+        let Event::SourceSynced { gone, .. } = &e else {
+            unreachable!()
+        };
+        assert_eq!(gone, &vec![1]);
+        fold(&mut t, &e);
+        assert_eq!(t.ordinal_of("a"), Some(3));
+        assert!(!t.items.contains_key(&1));
+        // Mail keeps its number: a change there is flags only.
+        let (_, superseded) = synced("m", &cal, &t, changed, "c3".into(), false);
+        assert!(superseded.is_empty());
     }
 }

@@ -78,6 +78,9 @@ async fn plan_mailbox(
             .await?,
         ),
     };
+    if let (Some(k), Some(d)) = (&src.keyed, &dst) {
+        k.accept(d.session.item_classes());
+    }
     let src_folders = src.list_folders().await?;
     // A keyed source's folders are read as a pass would, recording nothing.
     if let Some(k) = src.keyed.clone() {

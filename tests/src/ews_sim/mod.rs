@@ -272,6 +272,15 @@ impl EwsSim {
         });
     }
 
+    /// Replaces an item's content (a new change key, an Update in syncs).
+    pub fn update_content(&self, smtp: &str, id: &str, mime: Vec<u8>) {
+        self.with(|s| {
+            let item = s.mailbox_mut(smtp).items.get_mut(id).expect("item");
+            item.mime = mime;
+            item.version += 1;
+        });
+    }
+
     /// Marks an item read or unread (a ReadFlagChange in syncs).
     pub fn set_read(&self, smtp: &str, id: &str, read: bool) {
         self.with(|s| {

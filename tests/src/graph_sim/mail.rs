@@ -39,6 +39,9 @@ pub(crate) struct Folder {
     pub well_known: Option<&'static str>,
     pub hidden: bool,
     pub version: u64,
+    /// The container class (`IPF.Note`, `IPF.Appointment`, ...), the
+    /// mailbox API's `type`.
+    pub class: String,
 }
 
 /// A message as the simulator holds it; tests read these.
@@ -181,6 +184,7 @@ impl State {
                     well_known: Some(wk),
                     hidden,
                     version,
+                    class: "IPF.Note".into(),
                 },
             );
             if root.is_none() {
@@ -248,6 +252,18 @@ impl State {
             .collect()
     }
 
+    /// (path, container class) of each folder.
+    pub(crate) fn user_folder_classes(&self, address: &str) -> Vec<(String, String)> {
+        let Some(u) = self.users.get(&address.to_ascii_lowercase()) else {
+            return Vec::new();
+        };
+        u.folders
+            .values()
+            .filter(|f| f.well_known != Some("msgfolderroot"))
+            .map(|f| (State::folder_path(u, &f.id), f.class.clone()))
+            .collect()
+    }
+
     pub(crate) fn deliver(&mut self, address: &str, folder: &str, subject: &str) -> String {
         let key = address.to_ascii_lowercase();
         let fid = resolve_folder(&self.users[&key], folder).expect("folder");
@@ -303,6 +319,17 @@ impl State {
         }
         let base = format!("{}/{}", self.base, segs[0]);
         let rest = &segs[1..];
+        if let ["admin", "exchange", "mailboxes", mid, "folders", tail @ ..] = rest {
+            let Some(key) = self
+                .users
+                .iter()
+                .find(|(_, u)| u.mailbox_id == *mid)
+                .map(|(k, _)| k.clone())
+            else {
+                return Answer::error(404, "ErrorMailboxNotFound", "No such mailbox.");
+            };
+            return self.mailbox_folders(&key, m, tail, req);
+        }
         if let ["admin", "exchange", "mailboxes", _, action] = rest {
             let Some(key) = self
                 .users
@@ -411,6 +438,27 @@ impl State {
                     not_found()
                 }
             }
+            // An item of a calendar, contacts or tasks folder, by the
+            // resource of its kind.
+            ("DELETE", ["events", id])
+            | ("DELETE", ["contacts", id])
+            | ("DELETE", ["outlook", "tasks", id]) => {
+                let want = match tail[0] {
+                    "events" => "IPM.Appointment",
+                    "contacts" => "IPM.Contact",
+                    _ => "IPM.Task",
+                };
+                let is = self.users[&key]
+                    .messages
+                    .get(*id)
+                    .is_some_and(|m| m.class.starts_with(want));
+                if is {
+                    self.delete_message(&key, id);
+                    Answer::empty(204)
+                } else {
+                    not_found()
+                }
+            }
             ("GET", ["messages", id, "$value"]) => match self.users[&key].messages.get(*id) {
                 Some(msg) => Answer {
                     status: 200,
@@ -471,7 +519,9 @@ impl State {
         let mut items: Vec<Value> = self.users[key]
             .folders
             .values()
+            // `mailFolders` lists mail folders; the mailbox API lists all.
             .filter(|f| f.parent.as_deref() == Some(parent) && (hidden || !f.hidden))
+            .filter(|f| f.class == "IPF.Note")
             .map(|f| self.folder_json(key, &f.id))
             .collect();
         if let Some(q) = req.query.get("$filter") {
@@ -511,6 +561,7 @@ impl State {
             well_known: None,
             hidden: v["isHidden"].as_bool().unwrap_or(false),
             version,
+            class: "IPF.Note".into(),
         };
         self.users
             .get_mut(key)
@@ -993,6 +1044,14 @@ impl State {
                 "Data must be a base64 FastTransfer stream.",
             );
         };
+        // Departure: Exchange takes the item's class from the stream; the
+        // simulator's streams are opaque to it, so the folder's class says.
+        let class = match self.users[&key].folders[&folder].class.as_str() {
+            c if c.starts_with("IPF.Appointment") => "IPM.Appointment",
+            c if c.starts_with("IPF.Contact") => "IPM.Contact",
+            c if c.starts_with("IPF.Task") => "IPM.Task",
+            _ => "IPM.Note",
+        };
         let id = self.new_id("AAMkAG");
         let version = self.bump();
         let msg = SimMessage {
@@ -1005,7 +1064,7 @@ impl State {
             flag: "notFlagged".into(),
             is_read: true,
             fts: Some(data),
-            class: "IPM.Note".into(),
+            class: class.into(),
             ..blank()
         };
         self.users
@@ -1017,6 +1076,116 @@ impl State {
             200,
             json!({ "ItemId": id, "ChangeKey": format!("CQAAAB{version}") }),
         )
+    }
+
+    /// The mailbox API's folders (`mailboxFolder`) and their items
+    /// (`mailboxItem`): every class, the container class as `type`.
+    fn mailbox_folders(&mut self, key: &str, m: &str, tail: &[&str], req: &Req) -> Answer {
+        let root = self.root(key);
+        let (parent, rest) = match tail {
+            [] => (root.clone(), &[][..]),
+            [f, rest @ ..] => match resolve_folder(&self.users[key], f) {
+                Some(id) => (id, rest),
+                None => return not_found(),
+            },
+        };
+        match (m, tail.is_empty(), rest) {
+            ("GET", true, []) | ("GET", false, ["childFolders"]) => {
+                let mut items: Vec<Value> = self.users[key]
+                    .folders
+                    .values()
+                    .filter(|f| f.parent.as_deref() == Some(parent.as_str()))
+                    .map(|f| self.box_folder_json(key, &f.id))
+                    .collect();
+                if let Some(q) = req.query.get("$filter") {
+                    match filter::parse(q) {
+                        Ok(f) => items.retain(|v| filter::eval(&f, v)),
+                        Err(e) => return bad_filter(&e),
+                    }
+                }
+                page(items, req, &format!("{}{}", self.base, req.path), 10)
+            }
+            ("POST", true, []) | ("POST", false, ["childFolders"]) => {
+                let v = match req.json() {
+                    Ok(v) => v,
+                    Err(a) => return a,
+                };
+                let Some(name) = v["displayName"].as_str().filter(|n| !n.is_empty()) else {
+                    return Answer::error(400, "ErrorInvalidRequest", "displayName is required.");
+                };
+                let class = v["type"].as_str().unwrap_or("IPF.Note");
+                if !class.starts_with("IPF.") {
+                    return Answer::error(
+                        400,
+                        "ErrorInvalidRequest",
+                        "type must be a folder class.",
+                    );
+                }
+                let exists = self.users[key].folders.values().any(|f| {
+                    f.parent.as_deref() == Some(parent.as_str())
+                        && f.name.eq_ignore_ascii_case(name)
+                });
+                if exists {
+                    return Answer::error(
+                        409,
+                        "ErrorFolderExists",
+                        "A folder with the specified name already exists.",
+                    );
+                }
+                let id = self.new_id("AQMkAD");
+                let version = self.bump();
+                let folder = Folder {
+                    id: id.clone(),
+                    name: name.to_string(),
+                    parent: Some(parent),
+                    well_known: None,
+                    hidden: false,
+                    version,
+                    class: class.to_string(),
+                };
+                self.users
+                    .get_mut(key)
+                    .expect("user")
+                    .folders
+                    .insert(id.clone(), folder);
+                Answer::json(201, self.box_folder_json(key, &id))
+            }
+            ("GET", false, []) => Answer::json(200, self.box_folder_json(key, &parent)),
+            ("GET", false, ["items"]) => {
+                let items: Vec<Value> = self.users[key]
+                    .messages
+                    .values()
+                    .filter(|m| m.folder_id == parent)
+                    .map(|m| {
+                        let size = m.fts.as_ref().or(m.mime.as_ref()).map_or(0, Vec::len);
+                        json!({
+                            "id": m.id,
+                            "type": m.class,
+                            "size": size,
+                            "createdDateTime": m.created,
+                            "lastModifiedDateTime": m.created,
+                            "changeKey": format!("CQAAAB{}", m.version),
+                            "categories": m.categories,
+                        })
+                    })
+                    .collect();
+                page(items, req, &format!("{}{}", self.base, req.path), 10)
+            }
+            _ => unsupported(req),
+        }
+    }
+
+    fn box_folder_json(&self, key: &str, id: &str) -> Value {
+        let u = &self.users[key];
+        let f = &u.folders[id];
+        json!({
+            "id": f.id,
+            "displayName": f.name,
+            "parentFolderId": f.parent,
+            "childFolderCount": u.folders.values().filter(|c| c.parent.as_deref() == Some(id)).count(),
+            "totalItemCount": u.messages.values().filter(|m| m.folder_id == id).count(),
+            "type": f.class,
+        })
     }
 
     fn export_items(&self, key: &str, req: &Req) -> Answer {

@@ -432,6 +432,11 @@ impl GraphSim {
         self.with(|s| s.user_folders(address))
     }
 
+    /// A user's folders as (path of display names, container class).
+    pub fn folder_classes(&self, address: &str) -> Vec<(String, String)> {
+        self.with(|s| s.user_folder_classes(address))
+    }
+
     /// A message created directly (as mail delivered to the mailbox).
     pub fn deliver(&self, address: &str, folder: &str, subject: &str) -> String {
         self.with(|s| s.deliver(address, folder, subject))
@@ -609,13 +614,17 @@ fn dispatch(
         let answer = match refused {
             Some(a) => a,
             None => {
+                // A request whose client went away mid-wait ends here too,
+                // as it does at the service: it no longer counts in flight.
+                let _done = InFlight {
+                    state: state.clone(),
+                    key: k.clone(),
+                };
                 if !latency.is_zero() {
                     tokio::time::sleep(latency).await;
                 }
                 let mut s = state.lock().expect("simulator lock");
-                let a = s.graph(&req, &key.mailbox, &key.app);
-                *s.throttle.in_flight.entry(k.clone()).or_default() -= 1;
-                a
+                s.graph(&req, &key.mailbox, &key.app)
             }
         };
         let mut s = state.lock().expect("simulator lock");
@@ -632,6 +641,23 @@ fn dispatch(
         });
         answer
     })
+}
+
+/// Counts a request out of the throttle's in-flight tally when dropped.
+struct InFlight {
+    state: Arc<Mutex<State>>,
+    key: (String, String),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Poisoned only by a panicking handler; the tally no longer matters.
+        if let Ok(mut s) = self.state.lock()
+            && let Some(n) = s.throttle.in_flight.get_mut(&self.key)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 /// `$batch`: up to 20 parts, run in order; a part whose dependency failed

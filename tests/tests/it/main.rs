@@ -16,6 +16,7 @@ mod engine_crash;
 mod engine_faults;
 mod ews;
 mod ews_engine;
+mod ews_graph;
 mod fleet;
 mod fuzz_corpora;
 mod graph;

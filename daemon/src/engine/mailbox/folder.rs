@@ -3,11 +3,14 @@
 //! doubt settled, then the pass's own work.
 
 use ferry_connectors::mapping::{FolderPlan, destination_context};
+use ferry_connectors::source::FolderClass;
 use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::{Event, FolderCount, PassKind, Side};
 use ferry_projections::FolderMark;
 
-use super::{Work, WorkErr, adopt, copy, describe, flags, lanes, settle, vanish, verify};
+use super::{
+    Work, WorkErr, adopt, copy, describe, flags, lanes, settle, supersede, vanish, verify,
+};
 use crate::engine::{keyed, retry};
 
 /// What a copying pass does in each folder; a verify pass only counts.
@@ -190,6 +193,9 @@ impl Work<'_> {
     /// at once. Best effort: a folder that fails here is made again, one
     /// command at a time, when its turn comes, and its error told then.
     async fn prepare_destinations(&mut self, jobs: &[(&Folder, FolderName)]) {
+        for (f, dname) in jobs {
+            self.tell_class(f, dname).await;
+        }
         let mut want: Vec<(FolderName, bool)> = Vec::new();
         for (f, dname) in jobs {
             let missing = !self.dst_folders.contains(&dname.raw);
@@ -328,6 +334,7 @@ impl Work<'_> {
         }
         worked?;
         if matches!(job, Job::Full | Job::Delta) {
+            supersede::folder(self, f, dname, &st).await?;
             vanish::folder(self, f, dname, &st, mark.done.is_empty()).await?;
             self.checkpoint(f, &st, &mark).await?;
         }
@@ -354,9 +361,26 @@ impl Work<'_> {
         Ok(st)
     }
 
+    /// Tells the destination the class of a keyed source's folder that
+    /// holds no mail, before it is made or written.
+    async fn tell_class(&mut self, f: &Folder, dname: &FolderName) {
+        let Some(k) = self.src.as_ref().and_then(|c| c.keyed.clone()) else {
+            return;
+        };
+        let Some(dst) = self.dst.as_mut() else {
+            return;
+        };
+        if let Some(class) = k.class_of_listed(&f.name.raw).await
+            && class != FolderClass::Mail
+        {
+            dst.set_folder_class(dname, class);
+        }
+    }
+
     /// Creates the destination folder if missing and subscribes it like the
     /// source's; checked every pass, so a crash between the two heals.
     async fn ensure_destination(&mut self, f: &Folder, dname: &FolderName) -> Result<(), WorkErr> {
+        self.tell_class(f, dname).await;
         if !self.dst_folders.contains(&dname.raw) {
             self.dst
                 .as_mut()

@@ -31,6 +31,7 @@ mod flags;
 mod folder;
 mod lanes;
 mod settle;
+mod supersede;
 mod vanish;
 mod verify;
 
@@ -488,6 +489,11 @@ impl Work<'_> {
     async fn list_both(&mut self) -> Result<(Vec<Folder>, Vec<Folder>), WorkErr> {
         self.check_stop()?;
         self.connect().await?;
+        // A keyed source lists the classes the destination holds besides mail.
+        let classes = self.dst.as_ref().expect("connected").session.item_classes();
+        if let Some(k) = &self.src.as_ref().expect("connected").keyed {
+            k.accept(classes);
+        }
         let (s, d) = tokio::join!(
             self.src.as_mut().expect("connected").list_folders(),
             self.dst.as_mut().expect("connected").list_folders()
