@@ -52,6 +52,7 @@ pub fn names_mailbox(e: &Event, address: &str) -> bool {
         | Event::FolderCompared { mailbox, .. }
         | Event::ItemDescribed { mailbox, .. }
         | Event::SourceSynced { mailbox, .. }
+        | Event::DestinationSynced { mailbox, .. }
         | Event::FolderSkipped { mailbox, .. } => mailbox == address,
         _ => false,
     }

@@ -19,6 +19,7 @@ mod ews_engine;
 mod fleet;
 mod fuzz_corpora;
 mod graph;
+mod graph_delta;
 mod graph_engine;
 mod hardening;
 mod layout;
