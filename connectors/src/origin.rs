@@ -20,6 +20,32 @@ pub struct Origin {
     pub digest: String,
 }
 
+/// A copy as a folder's change feed shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The destination's own id of the item.
+    pub id: String,
+    /// What is stamped on it; `None` for an item mailferry did not write.
+    pub origin: Option<Origin>,
+    /// Its state as flags, only those the destination keeps
+    /// (see [`OriginStore::kept_flags`]).
+    pub flags: Vec<Flag>,
+}
+
+/// A folder's changes since a link: one round of its change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Items added or changed (every item on a first or restarted round).
+    pub seen: Vec<Held>,
+    /// Ids of items deleted or moved out.
+    pub gone: Vec<String>,
+    /// Where the next round starts.
+    pub link: String,
+    /// The given link was refused and the round started over: what was
+    /// known of the folder no longer holds.
+    pub restarted: bool,
+}
+
 /// The write, lookup and flag change of a destination that keeps origins.
 #[async_trait]
 pub trait OriginStore: Send {
@@ -63,4 +89,18 @@ pub trait OriginStore: Send {
             text: "the destination replaces no copies".into(),
         })
     }
+
+    /// The folder's changes since `link` (every item without one), each
+    /// with its origin: what lets a pass compare and act without asking
+    /// item by item.
+    async fn changes(&mut self, folder: &FolderName, link: Option<&str>) -> Result<Changes>;
+
+    /// Of `flags`, those the destination keeps, as [`Held::flags`] shows them.
+    fn kept_flags(&self, flags: &[Flag]) -> Vec<Flag>;
+
+    /// Brings the item `id` to `flags`.
+    async fn set_flags_of(&mut self, id: &str, flags: &[Flag]) -> Result<()>;
+
+    /// Removes the items `ids`; one already gone is not an error.
+    async fn remove_ids(&mut self, ids: &[String]) -> Result<()>;
 }

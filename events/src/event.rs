@@ -614,6 +614,34 @@ pub enum Event {
         key: ItemKey,
         dest_folder: String,
     },
+    /// One answer of a destination folder's change feed (Graph's message
+    /// delta), recorded before anything acts on it: the copies seen (their
+    /// origin, id and state), the ids gone, and the link to ask from next
+    /// (`None` on all but the last part of a long answer). `restart`: the
+    /// feed started over (first round, or its link was refused), so what
+    /// was known of the folder is dropped first. The link is a sync state
+    /// on the destination's host, no credential: a request with it still
+    /// needs the application's token.
+    DestinationSynced {
+        mailbox: String,
+        folder: String,
+        restart: bool,
+        seen: Vec<DestinationItem>,
+        gone: Vec<String>,
+        link: Option<String>,
+    },
+}
+
+/// A copy as a destination's change feed shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationItem {
+    /// The destination's own id of the item.
+    pub id: String,
+    /// The source key stamped on it (`folder/UIDVALIDITY:UID`) and the
+    /// digest of its bytes; `None` for an item mailferry did not write.
+    pub origin: Option<(String, String)>,
+    /// Its state as flags: what the destination keeps of them.
+    pub flags: Vec<String>,
 }
 
 /// A message's subject (decoded), Message-ID and date, each capped at
@@ -761,6 +789,7 @@ impl Event {
             Event::MailboxLeased { .. } => "MailboxLeased",
             Event::CopySuperseded { .. } => "CopySuperseded",
             Event::SupersededRemoved { .. } => "SupersededRemoved",
+            Event::DestinationSynced { .. } => "DestinationSynced",
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::client::{Mailbox, Req, http_error};
+use crate::messages::ORIGIN_PROPERTY;
 use crate::model::{Delta, MailFolder, Message};
 use crate::{Error, Result};
 
@@ -34,6 +35,23 @@ impl Mailbox {
     pub async fn message_delta(&self, folder: &str, link: Option<&str>) -> Result<Delta<Message>> {
         let first = self.url(&format!(
             "/mailFolders/{folder}/messages/delta?$select={DELTA_SELECT}"
+        ));
+        self.delta(&self.op("message delta"), first, link).await
+    }
+
+    /// As [`Mailbox::message_delta`], each message with its origin stamp
+    /// expanded; Graph keeps the query in the links it hands out.
+    pub async fn stamped_message_delta(
+        &self,
+        folder: &str,
+        link: Option<&str>,
+    ) -> Result<Delta<Message>> {
+        let expand: String = form_urlencoded::byte_serialize(
+            format!("singleValueExtendedProperties($filter=id eq '{ORIGIN_PROPERTY}')").as_bytes(),
+        )
+        .collect();
+        let first = self.url(&format!(
+            "/mailFolders/{folder}/messages/delta?$select={DELTA_SELECT}&$expand={expand}"
         ));
         self.delta(&self.op("message delta"), first, link).await
     }

@@ -342,6 +342,38 @@ impl Mailbox {
         Ok(())
     }
 
+    /// Deletes messages, up to twenty in each `$batch`; one already gone
+    /// is not an error.
+    pub async fn delete_messages(&self, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(crate::batch::MAX_BATCH) {
+            let parts = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| crate::batch::BatchPart {
+                    id: (i + 1).to_string(),
+                    method: Method::DELETE,
+                    url: self.rel(&format!("/messages/{id}")),
+                    body: None,
+                    depends_on: Vec::new(),
+                })
+                .collect();
+            for a in self.batch(parts).await? {
+                if !matches!(a.status, 200..=299 | 404) {
+                    return Err(Error::Http {
+                        op: self.op("delete message"),
+                        status: a.status,
+                        code: a.body["error"]["code"].as_str().unwrap_or_default().into(),
+                        message: a.body["error"]["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes a message; one already gone is not an error.
     pub async fn delete_message(&self, id: &str) -> Result<()> {
         let req = Req::new(

@@ -7,6 +7,8 @@
 //! - [`watermarks`]: per mailbox and source folder, what is known copied;
 //! - [`sources`]: per mailbox and folder of an EWS source, its items' keys
 //!   and the cursor of its change feed;
+//! - [`replicas`]: per mailbox and Graph destination folder, the copies its
+//!   message delta showed and the link to continue it;
 //! - [`stats`]: counters across the whole log;
 //! - [`rules`]: what each batch state accepts, read by every caller.
 //!
@@ -17,6 +19,7 @@
 pub mod batches;
 pub mod mailboxes;
 pub mod notices;
+pub mod replicas;
 pub mod rules;
 pub mod snapshot;
 pub mod sources;
@@ -31,6 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use batches::{BatchState, BatchView};
 pub use mailboxes::{MailboxState, MailboxView};
 pub use notices::{Notices, OwedNotice};
+pub use replicas::{Replica, ReplicaTable, Replicas};
 pub use sources::{SourceTable, Sources};
 pub use stats::Stats;
 pub use watermarks::{FolderMark, Watermarks};
@@ -81,6 +85,8 @@ pub struct Projections {
     pub watermarks: Watermarks,
     #[serde(default)]
     pub sources: Sources,
+    #[serde(default)]
+    pub replicas: Replicas,
     pub domains: BTreeMap<String, DomainView>,
     pub stats: Stats,
     /// Pass notifications not yet delivered.
@@ -163,6 +169,7 @@ impl Projections {
         self.count_in_pass(env);
         self.watermarks.apply(env);
         self.sources.apply(env);
+        self.replicas.apply(env);
         self.stats.apply(env);
         self.notices.apply(&self.batches, env);
         match &env.event {
@@ -174,6 +181,7 @@ impl Projections {
         if let Event::MailboxRemoved { address, .. } = &env.event {
             self.watermarks.forget_mailbox(address);
             self.sources.forget_mailbox(address);
+            self.replicas.forget_mailbox(address);
         }
         if let Event::BatchDeleted { batch, .. } = &env.event {
             let gone: Vec<String> = self
@@ -186,6 +194,7 @@ impl Projections {
                 self.mailboxes.remove(&m);
                 self.watermarks.forget_mailbox(&m);
                 self.sources.forget_mailbox(&m);
+                self.replicas.forget_mailbox(&m);
             }
         }
     }

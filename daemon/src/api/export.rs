@@ -54,6 +54,7 @@ pub fn names_mailbox(e: &Event, address: &str) -> bool {
         | Event::SourceSynced { mailbox, .. }
         | Event::FolderSkipped { mailbox, .. }
         | Event::CopySuperseded { mailbox, .. }
+        | Event::DestinationSynced { mailbox, .. }
         | Event::SupersededRemoved { mailbox, .. } => mailbox == address,
         _ => false,
     }

@@ -123,6 +123,20 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 cursor: format!("c{o}"),
             }
         }),
+        (mb.clone(), 1u32..6, any::<bool>()).prop_map(|(mailbox, o, restart)| {
+            Event::DestinationSynced {
+                mailbox,
+                folder: "INBOX".into(),
+                restart,
+                seen: vec![ferry_events::DestinationItem {
+                    id: format!("m{o}"),
+                    origin: Some((format!("INBOX/1:{o}"), "d".into())),
+                    flags: vec![],
+                }],
+                gone: vec![format!("m{}", o % 3)],
+                link: restart.then(|| format!("l{o}")),
+            }
+        }),
         mb.clone().prop_map(|mailbox| Event::FolderSkipped {
             mailbox,
             folder: "Calendar".into(),

@@ -84,6 +84,9 @@ pub(crate) struct DeltaMark {
     pub user: String,
     pub folder: Option<String>,
     pub since: u64,
+    /// The first request's `$select` and `$expand`: Graph encodes the
+    /// query options into the links it hands out.
+    pub query: Vec<(String, String)>,
 }
 
 pub(crate) struct DeltaPage {
@@ -91,6 +94,7 @@ pub(crate) struct DeltaPage {
     pub folder: Option<String>,
     pub items: Vec<Value>,
     pub until: u64,
+    pub query: Vec<(String, String)>,
 }
 
 pub(crate) struct UploadSession {
@@ -795,19 +799,30 @@ impl State {
             .and_then(|p| p.split("odata.maxpagesize=").nth(1))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(self.cfg.page_size);
-        let (mut items, until, folder) = if let Some(t) = req.query.get("$skiptoken") {
+        let (mut items, until, folder, kept) = if let Some(t) = req.query.get("$skiptoken") {
             match self.pages.remove(t) {
-                Some(p) if p.user == key && p.folder == folder => (p.items, p.until, p.folder),
+                Some(p) if p.user == key && p.folder == folder => {
+                    (p.items, p.until, p.folder, p.query)
+                }
                 _ => return gone(),
             }
         } else {
-            let since = match req.query.get("$deltatoken") {
+            let (since, kept) = match req.query.get("$deltatoken") {
                 Some(t) => match self.deltas.get(t) {
-                    Some(d) if d.user == key && d.folder == folder => d.since,
+                    Some(d) if d.user == key && d.folder == folder => (d.since, d.query.clone()),
                     _ => return gone(),
                 },
-                None => 0,
+                None => (
+                    0,
+                    ["$select", "$expand"]
+                        .iter()
+                        .filter_map(|k| Some((k.to_string(), req.query.get(*k)?.clone())))
+                        .collect(),
+                ),
             };
+            let mut asked = req.clone();
+            asked.query.extend(kept.iter().cloned());
+            let req = &asked;
             let u = &self.users[key];
             let items: Vec<Value> = match &folder {
                 Some(f) => {
@@ -840,7 +855,7 @@ impl State {
                     v
                 }
             };
-            (items, self.version, folder)
+            (items, self.version, folder, kept)
         };
         let rest = if items.len() > page_size {
             items.split_off(page_size)
@@ -856,6 +871,7 @@ impl State {
                     user: key.to_string(),
                     folder,
                     since: until,
+                    query: kept,
                 },
             );
             body["@odata.deltaLink"] = json!(format!("{url}?$deltatoken={tok}"));
@@ -868,6 +884,7 @@ impl State {
                     folder,
                     items: rest,
                     until,
+                    query: kept,
                 },
             );
             body["@odata.nextLink"] = json!(format!("{url}?$skiptoken={tok}"));

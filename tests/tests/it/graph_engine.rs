@@ -18,8 +18,8 @@ use ferry_tests::pair::{PW, add_mail, login};
 use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::{Dovecot, DovecotOptions, OAuth2Check};
 
-const APP: &str = "4a1c2e3f-0000-4000-8000-00000000e001";
-const SECRET: &str = "Zr5~engine.secret-never-in-logs_77";
+pub(crate) const APP: &str = "4a1c2e3f-0000-4000-8000-00000000e001";
+pub(crate) const SECRET: &str = "Zr5~engine.secret-never-in-logs_77";
 
 struct Rig {
     src: Dovecot,
@@ -27,7 +27,7 @@ struct Rig {
     ferry: Ferryd,
 }
 
-fn dest(user: &str) -> String {
+pub(crate) fn dest(user: &str) -> String {
     format!("{user}@new.example")
 }
 
@@ -52,7 +52,7 @@ fn rig(users: &[&str], sim_cfg: SimConfig, config: &str) -> Rig {
 }
 
 /// `endpoint add m365 --kind graph`, signed in to the simulator.
-fn add_graph_endpoint(ferry: &Ferryd, sim: &GraphSim) {
+pub(crate) fn add_graph_endpoint(ferry: &Ferryd, sim: &GraphSim) {
     let mut args = vec!["endpoint", "add", "m365", "--kind", "graph"];
     let sign_in = sign_in_args(ferry, sim);
     args.extend(sign_in.iter().map(String::as_str));

@@ -20,6 +20,7 @@ mod ews_graph;
 mod fleet;
 mod fuzz_corpora;
 mod graph;
+mod graph_delta;
 mod graph_engine;
 mod hardening;
 mod layout;

@@ -8,7 +8,7 @@ use ferry_events::Event;
 use ferry_projections::FolderMark;
 
 use super::copy::{key, origin, src};
-use super::{Work, WorkErr, copied_digests, copies};
+use super::{Work, WorkErr, copied_digests, copies, replica};
 
 pub(super) fn flags_to_copy(flags: &[String]) -> Vec<String> {
     flags
@@ -127,9 +127,11 @@ async fn sync_page(
     w.record(events).await
 }
 
-/// At a destination that keeps origins: each copied item the source
-/// says changed (every copied item without CONDSTORE) is brought to the
-/// source's flags by its origin; the destination tells whether it changed.
+/// At a destination that keeps origins: the destination folder's copies
+/// come from its change feed (one request when nothing changed there), and
+/// each copied item the source says changed (every copied item without
+/// CONDSTORE) whose copy differs is brought to the source's flags by the
+/// copy's id: no item is looked up by its origin.
 async fn by_origin(
     w: &mut Work<'_>,
     f: &Folder,
@@ -146,31 +148,39 @@ async fn by_origin(
     if copied.is_empty() {
         return Ok(());
     }
+    let table = replica::refresh(w, dname).await?;
+    // Source key → (destination id, flags there).
+    let held: HashMap<String, (String, Vec<String>)> = table
+        .items
+        .into_iter()
+        .filter_map(|(id, r)| Some((r.origin?.0, (id, r.flags))))
+        .collect();
     let changed = match since {
         Some(old) => src(w).changed_since(old).await?,
         None => None,
     };
     if let Some(list) = changed {
-        return set_by_origin(w, f, dname, st, &copied, list).await;
+        return set_by_origin(w, f, st, &copied, &held, list).await;
     }
     let mut pages = Pages::from(1);
     while let Some(page) = {
         w.check_stop()?;
         pages.next(src(w)).await?
     } {
-        set_by_origin(w, f, dname, st, &copied, page).await?;
+        set_by_origin(w, f, st, &copied, &held, page).await?;
     }
     Ok(())
 }
 
-/// Brings the copies of `metas` (source UID → digest in `copied`) to the
-/// source's flags, recording those that changed.
+/// Brings the copies of `metas` (source UID → digest in `copied`, source
+/// key → copy in `held`) to the source's flags where they differ in what
+/// the destination keeps, recording those changed.
 async fn set_by_origin(
     w: &mut Work<'_>,
     f: &Folder,
-    dname: &FolderName,
     st: &FolderStatus,
     copied: &HashMap<u32, String>,
+    held: &HashMap<String, (String, Vec<String>)>,
     metas: Vec<ItemMeta>,
 ) -> Result<(), WorkErr> {
     let mut events = Vec::new();
@@ -179,16 +189,22 @@ async fn set_by_origin(
             continue;
         };
         let k = key(f, st, m.uid);
+        // A copy the feed does not show was removed at the destination.
+        let Some((id, have)) = held.get(&origin(&k, digest).key) else {
+            continue;
+        };
         let want = flags_to_copy(&m.flags);
         let dst = w.dst.as_mut().expect("connected").session.as_mut();
         let dst = dst.by_origin().expect("checked by the caller");
-        if dst.set_flags(dname, &origin(&k, digest), &want).await? {
-            events.push(Event::FlagsSynced {
-                mailbox: w.mailbox.address.clone(),
-                key: k,
-                flags: want,
-            });
+        if same_flags(&dst.kept_flags(&want), have) {
+            continue;
         }
+        dst.set_flags_of(id, &want).await?;
+        events.push(Event::FlagsSynced {
+            mailbox: w.mailbox.address.clone(),
+            key: k,
+            flags: want,
+        });
     }
     w.record(events).await
 }

@@ -30,6 +30,7 @@ mod describe;
 mod flags;
 mod folder;
 mod lanes;
+mod replica;
 mod settle;
 mod supersede;
 mod vanish;
@@ -567,6 +568,24 @@ pub(super) fn copied_digests<'a>(
             dest_folder,
             ..
         } if keep(&key, &dest_folder) => Some((key, digest)),
+        _ => None,
+    })
+}
+
+/// Every recorded copy of this mailbox that `keep` selects by source key
+/// and destination folder: where it went and the digest of its bytes.
+pub(super) fn copied_places<'a>(
+    app: &'a App,
+    mailbox: &str,
+    keep: impl Fn(&ItemKey, &str) -> bool + 'a,
+) -> impl Iterator<Item = (ItemKey, String, String)> + 'a {
+    events_of(app, mailbox).filter_map(move |e| match e {
+        Event::ItemCopied {
+            key,
+            digest,
+            dest_folder,
+            ..
+        } if keep(&key, &dest_folder) => Some((key, dest_folder, digest)),
         _ => None,
     })
 }

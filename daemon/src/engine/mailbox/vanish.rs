@@ -9,7 +9,9 @@
 //! batch's `--propagate-deletions`, every vanished copy not yet recorded
 //! removed is removed by its destination UID, then `ItemRemovedAtDestination`
 //! is recorded. A crash between the two repeats the removal, which is
-//! harmless: a UID is never reused within a UIDVALIDITY.
+//! harmless: a UID is never reused within a UIDVALIDITY. A destination
+//! that keeps origins (Graph) tells no UIDs: its copies are found in the
+//! folder's change feed by their origin and removed by id.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -17,8 +19,8 @@ use ferry_connectors::paging::Pages;
 use ferry_connectors::{Folder, FolderName, FolderStatus};
 use ferry_events::{Event, ItemKey};
 
-use super::copy::src;
-use super::{Work, WorkErr, copies};
+use super::copy::{origin, src};
+use super::{Work, WorkErr, copied_places, copies, replica};
 
 /// Records the done items of `folder` (at `uidvalidity`) that are `gone`.
 async fn record(
@@ -45,15 +47,29 @@ async fn record(
     if gone.is_empty() {
         return Ok(());
     }
-    let copy: HashMap<u32, (String, (u32, u32))> = copies(w.app, &w.mailbox.address, |k, _, _| {
-        k.folder == folder && k.uidvalidity == uidvalidity && gone.contains(&k.uid)
-    })
-    .map(|(k, df, du)| (k.uid, (df, du)))
-    .collect();
+    let mut copy: HashMap<u32, (String, Option<(u32, u32)>)> =
+        copies(w.app, &w.mailbox.address, |k, _, _| {
+            k.folder == folder && k.uidvalidity == uidvalidity && gone.contains(&k.uid)
+        })
+        .map(|(k, df, du)| (k.uid, (df, Some(du))))
+        .collect();
+    // A destination that keeps origins tells no UIDs: its copies are
+    // found again by their origin, so the folder alone is their place.
+    if stamped(w) {
+        let found = copied_places(w.app, &w.mailbox.address, |k, _| {
+            k.folder == folder && k.uidvalidity == uidvalidity && gone.contains(&k.uid)
+        });
+        for (k, df, _) in found {
+            copy.entry(k.uid).or_insert((df, None));
+        }
+    }
     let events = gone
         .into_iter()
         .map(|uid| {
-            let (dest_folder, dest_uid) = copy.get(&uid).cloned().unzip();
+            let (dest_folder, dest_uid) = match copy.get(&uid).cloned() {
+                Some((df, du)) => (Some(df), du),
+                None => (None, None),
+            };
             Event::ItemVanished {
                 mailbox: w.mailbox.address.clone(),
                 key: ItemKey {
@@ -195,8 +211,82 @@ fn pending(w: &Work<'_>, dname: &str) -> BTreeMap<ItemKey, (u32, u32)> {
     out
 }
 
+/// Whether the destination keeps origins (Graph) rather than UIDs.
+fn stamped(w: &mut Work<'_>) -> bool {
+    w.dst
+        .as_mut()
+        .is_some_and(|d| d.session.by_origin().is_some())
+}
+
+/// Copies in `dname` recorded vanished without a destination UID and not
+/// yet recorded removed.
+fn pending_stamped(w: &Work<'_>, dname: &str) -> BTreeSet<ItemKey> {
+    let stream = ferry_events::stream::mailbox(&w.mailbox.address);
+    let mut out = BTreeSet::new();
+    let events = ferry_events::EventStore::scan_stream(w.app.store.as_ref(), &stream, 1)
+        .filter_map(Result::ok);
+    for e in events {
+        match e.event {
+            Event::ItemVanished {
+                key,
+                dest_folder: Some(df),
+                dest_uid: None,
+                ..
+            } if df == dname => {
+                out.insert(key);
+            }
+            Event::ItemRemovedAtDestination { key, .. } => {
+                out.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// At a destination that keeps origins: the pending copies in `dname` are
+/// found in the folder's change feed by their origin and removed by id
+/// (twenty to a request). A copy the feed no longer shows is gone already;
+/// each is recorded removed, with no destination UID (`(0, 0)`).
+async fn remove_stamped(w: &mut Work<'_>, dname: &FolderName) -> Result<(), WorkErr> {
+    let todo = pending_stamped(w, &dname.raw);
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let keys: HashMap<String, ItemKey> = copied_places(w.app, &w.mailbox.address, |k, df| {
+        df == dname.raw && todo.contains(k)
+    })
+    .map(|(k, _, digest)| (origin(&k, &digest).key, k))
+    .collect();
+    let table = replica::refresh(w, dname).await?;
+    let ids: Vec<String> = table
+        .items
+        .iter()
+        .filter(|(_, r)| r.origin.as_ref().is_some_and(|(k, _)| keys.contains_key(k)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    if !ids.is_empty() {
+        let dst = w.dst.as_mut().expect("connected").session.as_mut();
+        let store = dst.by_origin().expect("checked by the caller");
+        store.remove_ids(&ids).await?;
+    }
+    let events = todo
+        .into_iter()
+        .map(|key| Event::ItemRemovedAtDestination {
+            mailbox: w.mailbox.address.clone(),
+            key,
+            dest_folder: dname.raw.clone(),
+            dest_uid: (0, 0),
+        })
+        .collect();
+    w.record(events).await
+}
+
 /// Removes the pending copies in `dname` whose UIDVALIDITY still holds.
 async fn remove(w: &mut Work<'_>, dname: &FolderName) -> Result<(), WorkErr> {
+    if stamped(w) {
+        return remove_stamped(w, dname).await;
+    }
     let todo = pending(w, &dname.raw);
     if todo.is_empty() {
         return Ok(());

@@ -3,10 +3,13 @@
 //! counterpart, duplicates), copying nothing; recorded once the mailbox
 //! is counted.
 
-use ferry_connectors::{Folder, FolderName, index, paging};
+use std::collections::HashSet;
+
+use ferry_connectors::{Folder, FolderName, FolderStatus, index, paging};
 use ferry_events::{DuplicateGroup, Event, FolderCount, Side};
 
-use super::{Work, WorkErr};
+use super::copy::{key, origin, src};
+use super::{Work, WorkErr, replica};
 
 /// Counts gathered folder by folder.
 #[derive(Default)]
@@ -24,7 +27,7 @@ pub(super) async fn count(
     tally: &mut Tally,
 ) -> Result<(), WorkErr> {
     let src = w.src.as_mut().expect("connected");
-    src.examine(&f.name).await?;
+    let st = src.examine(&f.name).await?;
     let (items, bytes) = paging::count(src.session.as_mut()).await?;
     tally.source.push(FolderCount {
         folder: f.name.raw.clone(),
@@ -33,16 +36,10 @@ pub(super) async fn count(
     });
     if w.dst_folders.contains(&dname.raw) {
         let dst = w.dst.as_mut().expect("connected");
-        let st = dst.examine(dname).await?;
         if dst.session.by_origin().is_some() {
-            // No bytes to count or pair at such a destination: its count.
-            tally.destination.push(FolderCount {
-                folder: dname.raw.clone(),
-                items: u64::from(st.exists),
-                bytes: 0,
-            });
-            return Ok(());
+            return by_origin(w, f, &st, dname, tally).await;
         }
+        dst.examine(dname).await?;
         let (items, bytes) = paging::count(dst.session.as_mut()).await?;
         tally.destination.push(FolderCount {
             folder: dname.raw.clone(),
@@ -69,6 +66,57 @@ pub(super) async fn count(
                 .collect(),
         });
     }
+    Ok(())
+}
+
+/// At a destination that keeps origins (no bytes to count or pair): the
+/// folder's items from its change feed, paired with the source's by the
+/// origin stamped on them.
+async fn by_origin(
+    w: &mut Work<'_>,
+    f: &Folder,
+    st: &FolderStatus,
+    dname: &FolderName,
+    tally: &mut Tally,
+) -> Result<(), WorkErr> {
+    let table = replica::refresh(w, dname).await?;
+    let mut present: HashSet<String> = HashSet::new();
+    let mut pages = paging::Pages::from(1);
+    while let Some(page) = {
+        w.check_stop()?;
+        pages.next(src(w)).await?
+    } {
+        present.extend(page.iter().map(|m| origin(&key(f, st, m.uid), "").key));
+    }
+    tally.destination.push(FolderCount {
+        folder: dname.raw.clone(),
+        items: table.items.len() as u64,
+        bytes: 0,
+    });
+    let unmatched = table
+        .items
+        .values()
+        .filter(|r| r.origin.as_ref().is_none_or(|(k, _)| !present.contains(k)))
+        .count();
+    // No UIDs to name a duplicate by: its origin, held more than once.
+    let duplicates = table
+        .by_origin()
+        .into_iter()
+        .filter(|(_, held)| held.len() > 1)
+        .map(|(k, _)| DuplicateGroup {
+            key: format!("origin {k}"),
+            uids: Vec::new(),
+        })
+        .collect();
+    tally.compared.push(Event::FolderCompared {
+        mailbox: w.mailbox.address.clone(),
+        folder: f.name.raw.clone(),
+        destination: dname.raw.clone(),
+        source_items: present.len() as u64,
+        destination_items: table.items.len() as u64,
+        unmatched: unmatched as u64,
+        duplicates,
+    });
     Ok(())
 }
 

@@ -332,5 +332,17 @@ pub fn every_event() -> Vec<Event> {
             class: "IPF.Appointment".into(),
             reason: "the destination holds mail only".into(),
         },
+        Event::DestinationSynced {
+            mailbox: "anna@example.org".into(),
+            folder: "INBOX".into(),
+            restart: true,
+            seen: vec![DestinationItem {
+                id: "AAMkAG=".into(),
+                origin: Some(("INBOX/7:1".into(), "ab12".into())),
+                flags: vec!["\\Seen".into()],
+            }],
+            gone: vec!["AAMkAF=".into()],
+            link: Some("https://graph.example/delta?$deltatoken=x".into()),
+        },
     ]
 }
