@@ -29,6 +29,10 @@ use crate::threads::{Reader, db_error};
 
 /// The channel slot releases and back-offs are announced on.
 const CHANNEL: &str = "ferry_fleet";
+/// What `ferry_fleet` carries when the table of a pass's mailboxes changes.
+pub(crate) const LEASES_NOTE: &str = "leases";
+/// The channel's name, for the lease table's notes.
+pub(crate) const FLEET_CHANNEL: &str = CHANNEL;
 /// The longest a waiter sleeps without news: a lost notification (across a
 /// reconnect) costs at most this.
 const RECHECK: Duration = Duration::from_secs(2);
@@ -47,6 +51,8 @@ struct Shared {
     released: watch::Sender<u64>,
     /// By endpoint: no request before this instant.
     backoffs: Mutex<HashMap<String, Instant>>,
+    /// Bumped when a pass's mailboxes are listed, finished or given back.
+    leases: watch::Sender<u64>,
 }
 
 /// This worker's side of the fleet's endpoint caps and back-offs.
@@ -107,6 +113,7 @@ pub(crate) fn start(
         listed: Mutex::default(),
         released: watch::channel(0).0,
         backoffs: Mutex::default(),
+        leases: watch::channel(0).0,
     }));
     let renewing = caps.clone();
     let renew_stop = stop.clone();
@@ -305,6 +312,7 @@ impl FleetCaps {
                     Ok(c) => {
                         client = Some(c);
                         self.0.released.send_modify(|n| *n += 1);
+                        self.0.leases.send_modify(|n| *n += 1);
                     }
                     Err(e) => {
                         tracing::debug!("event store at {at}: fleet listener: {e}");
@@ -323,6 +331,9 @@ impl FleetCaps {
                         if let Ok(us) = us.parse::<i64>() {
                             self.note_backoff(endpoint, us);
                         }
+                    }
+                    (Some(LEASES_NOTE), ..) => {
+                        self.0.leases.send_modify(|n| *n += 1);
                     }
                     _ => {
                         self.0.released.send_modify(|n| *n += 1);
@@ -379,6 +390,13 @@ impl FleetCaps {
             b.remove(endpoint);
         }
         left
+    }
+
+    /// Changes when any worker lists, finishes or gives back a pass's
+    /// mailbox: a worker looks for work (and the leader for the pass's
+    /// end) at once instead of at its next poll.
+    pub fn lease_changes(&self) -> watch::Receiver<u64> {
+        self.0.leases.subscribe()
     }
 
     /// The slots held now across the fleet, by endpoint and worker (for

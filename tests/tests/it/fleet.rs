@@ -495,6 +495,7 @@ async fn a_killed_workers_connection_slots_are_taken_by_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_back_off_one_worker_is_told_holds_for_the_whole_fleet() {
     const BACK_OFF_MS: u64 = 2500;
+    const MESSAGES: usize = 120;
     let users = &USERS[..6];
     let sim = EwsSim::start(SimConfig {
         latency: Duration::from_millis(20),
@@ -505,7 +506,7 @@ async fn a_back_off_one_worker_is_told_holds_for_the_whole_fleet() {
     let dst = Dovecot::start().unwrap();
     for (n, u) in users.iter().enumerate() {
         let smtp = sim.add_user(u, PW);
-        sim.populate(&smtp, 60, 1, 300 + n as u64);
+        sim.populate(&smtp, MESSAGES, 1, 300 + n as u64);
         dst.add_user(u, PW).unwrap();
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -571,7 +572,7 @@ async fn a_back_off_one_worker_is_told_holds_for_the_whole_fleet() {
     assert!(after > 0, "the pass went on after the back-off");
     assert_eq!(
         copied(&workers[2]),
-        users.len() * 60,
+        users.len() * MESSAGES,
         "each message copied once"
     );
 }
