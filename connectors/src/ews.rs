@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
-pub use ferry_ews::{ApiVersion, AuthKind};
+pub use ferry_ews::{ApiVersion, AuthKind, SharedBackoff, SharedBackoffs};
 use ferry_ews::{
     Credentials, Endpoint, EndpointConfig, EwsError, Fetched, FlagStatus, FolderKind, ItemId,
     Mailbox, WellKnown,
@@ -34,6 +34,8 @@ pub struct EwsConfig {
     pub timeout: Duration,
     pub max_connections: usize,
     pub version: Option<ApiVersion>,
+    /// Back-offs shared by a fleet's workers.
+    pub shared: Option<ferry_ews::SharedBackoffs>,
 }
 
 /// The `host:port` an EWS URL names, as errors and outages name it.
@@ -60,6 +62,7 @@ pub fn endpoint(cfg: &EwsConfig) -> Result<Endpoint> {
     c.timeout = cfg.timeout;
     c.max_connections = Some(cfg.max_connections.max(1));
     c.version = cfg.version;
+    c.shared = cfg.shared.clone();
     Endpoint::new(&c).map_err(|e| error(&endpoint_name(&cfg.url), "connecting", e))
 }
 

@@ -24,6 +24,9 @@ pub struct App {
     /// This worker's share of a fleet's work (shared store only): every
     /// worker takes mailboxes of running passes by lease.
     pub leases: Option<Arc<ferry_pgstore::Leases>>,
+    /// Endpoints' connection caps and back-offs counted across the fleet
+    /// (shared store only); one daemon counts its own in the engine.
+    pub fleet_caps: Option<ferry_pgstore::FleetCaps>,
     /// Folded up to `views.head`; always a prefix of the log, never ahead.
     pub views: RwLock<Projections>,
     pub secrets: SecretStore,
@@ -167,6 +170,7 @@ impl App {
             segments,
             leadership,
             leases,
+            fleet_caps,
             secrets,
         } = open_store(&config)?;
         let mut views = load_views(&config, store.as_ref());
@@ -188,6 +192,7 @@ impl App {
             segments,
             leadership,
             leases,
+            fleet_caps,
             views: RwLock::new(views),
             secrets,
             started: Instant::now(),
@@ -280,6 +285,8 @@ struct Opened {
     leadership: Option<ferry_pgstore::Leadership>,
     /// The worker's leases when the log is shared.
     leases: Option<Arc<ferry_pgstore::Leases>>,
+    /// The fleet-wide caps when the log is shared.
+    fleet_caps: Option<ferry_pgstore::FleetCaps>,
     secrets: SecretStore,
 }
 
@@ -298,6 +305,7 @@ fn open_store(config: &Config) -> Result<Opened, StartError> {
                 secrets: SecretStore::open_shared(store.secrets()?, &config.secret_key_file)?,
                 leadership: Some(store.lead(&name)?),
                 leases: Some(Arc::new(store.leases(&name, lease)?)),
+                fleet_caps: Some(store.caps(&name, lease)?),
                 store: Arc::new(store),
                 segments: None,
             })
@@ -310,6 +318,7 @@ fn open_store(config: &Config) -> Result<Opened, StartError> {
                 segments: Some(store),
                 leadership: None,
                 leases: None,
+                fleet_caps: None,
                 secrets: SecretStore::open(
                     &config.data_dir.join("secrets"),
                     &config.secret_key_file,

@@ -59,6 +59,25 @@ impl RetryPolicy {
     }
 }
 
+/// Back-offs shared beyond this endpoint (the workers of a fleet): asked
+/// before each request, told of each wait the server asks for.
+pub trait SharedBackoff: Send + Sync {
+    /// How long to wait still before the next request, if at all.
+    fn wait_left(&self) -> Option<Duration>;
+    /// The server asked for `wait` (`ErrorServerBusy`, 503).
+    fn told(&self, wait: Duration);
+}
+
+/// A [`SharedBackoff`] to hand to an endpoint.
+#[derive(Clone)]
+pub struct SharedBackoffs(pub Arc<dyn SharedBackoff>);
+
+impl std::fmt::Debug for SharedBackoffs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedBackoffs")
+    }
+}
+
 /// An endpoint's settings.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -74,6 +93,8 @@ pub struct EndpointConfig {
     pub retry: RetryPolicy,
     /// The schema version to ask in before the server has told its own.
     pub version: Option<ApiVersion>,
+    /// Back-offs to honour and report beyond this endpoint.
+    pub shared: Option<SharedBackoffs>,
 }
 
 impl EndpointConfig {
@@ -85,6 +106,7 @@ impl EndpointConfig {
             max_connections: None,
             retry: RetryPolicy::default(),
             version: None,
+            shared: None,
         }
     }
 }
@@ -125,6 +147,7 @@ struct Inner {
     stats: Stats,
     /// The waits of the last throttled calls, newest last (for tests).
     waits: Mutex<Vec<Duration>>,
+    shared: Option<SharedBackoffs>,
 }
 
 /// One EWS URL, shared by every mailbox read through it.
@@ -181,6 +204,7 @@ impl Endpoint {
             idle: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             waits: Mutex::new(Vec::new()),
+            shared: cfg.shared.clone(),
         })))
     }
 
@@ -453,6 +477,13 @@ impl Mailbox {
             let body = ops::envelope(version, self.act_as.as_deref(), |x| write(x, version));
             self.ep.0.stats.operations.fetch_add(1, Ordering::Relaxed);
             let anchor = self.act_as.as_deref();
+            // A back-off the server asked of another worker holds here too.
+            if let Some(shared) = &self.ep.0.shared {
+                while let Some(wait) = shared.0.wait_left() {
+                    tracing::debug!(endpoint = %self.ep.0.name, op, wait_ms = wait.as_millis() as u64, "waiting out a shared back-off");
+                    tokio::time::sleep(wait).await;
+                }
+            }
             let answer = self.ep.post(op, &self.creds, anchor, body.into()).await?;
             match self.answer(op, attempt, answer, &read)? {
                 Outcome::Done(t) => return Ok(t),
@@ -463,6 +494,11 @@ impl Mailbox {
                     }
                     tracing::warn!(endpoint = %self.ep.0.name, op, wait_ms = wait.as_millis() as u64, reason = %why, "throttled");
                     self.ep.record_wait(wait);
+                    if let Some(shared) = &self.ep.0.shared
+                        && why != "ErrorExceededConnectionCount"
+                    {
+                        shared.0.told(wait);
+                    }
                     tokio::time::sleep(wait).await;
                     last = why;
                 }

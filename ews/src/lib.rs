@@ -19,7 +19,10 @@ pub mod transport;
 pub mod types;
 pub mod xml;
 
-pub use client::{Endpoint, EndpointConfig, MAX_SYNC_CHANGES, Mailbox, RetryPolicy, Stats};
+pub use client::{
+    Endpoint, EndpointConfig, MAX_SYNC_CHANGES, Mailbox, RetryPolicy, SharedBackoff,
+    SharedBackoffs, Stats,
+};
 pub use error::{EwsError, Result};
 pub use transport::{AuthKind, Credentials};
 pub use types::*;

@@ -69,6 +69,16 @@ pub(crate) fn still_holds(held: &Held, stream: &str, check: &Check) -> bool {
     })
 }
 
+/// Tells the fleet's workers that the lease table changed (see
+/// [`crate::FleetCaps::lease_changes`]).
+fn notify_leases(c: &mut postgres::Client) -> Result<(), postgres::Error> {
+    c.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&crate::caps::FLEET_CHANNEL, &crate::caps::LEASES_NOTE],
+    )?;
+    Ok(())
+}
+
 /// One mailbox of a pass, leased to this worker.
 pub struct Lease {
     pub batch: String,
@@ -268,11 +278,15 @@ impl Leases {
     ) -> Result<(), StoreError> {
         let (batch, mailboxes) = (batch.to_string(), mailboxes.to_vec());
         self.db.call(move |c| {
-            c.execute(
+            let n = c.execute(
                 "INSERT INTO ferry_leases (batch, pass_id, mailbox) \
                  SELECT $1, $2, m FROM unnest($3::text[]) AS m ON CONFLICT DO NOTHING",
                 &[&batch, &(pass_id as i64), &mailboxes],
-            )
+            )?;
+            if n > 0 {
+                notify_leases(c)?;
+            }
+            Ok(())
         })?;
         Ok(())
     }
@@ -390,7 +404,8 @@ impl Leases {
                      AND mailbox = $3 AND version = $4 AND holder = $5"
                 ),
                 &[&b, &p, &m, &v, &w],
-            )
+            )?;
+            notify_leases(c)
         })?;
         Ok(())
     }

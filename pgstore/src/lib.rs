@@ -18,12 +18,14 @@
 //! bytes before anything is written again, so a restart of PostgreSQL
 //! neither loses nor doubles an append.
 
+mod caps;
 mod import;
 mod leader;
 mod lease;
 mod secrets;
 mod threads;
 
+pub use caps::{FleetCaps, FleetSlot};
 pub use import::{ImportError, Imported, import};
 pub use leader::Leadership;
 pub use lease::{FleetView, Lease, LeaseRow, Leases, WorkerRow};
@@ -155,6 +157,20 @@ impl PgStore {
         lease::start(
             db,
             self.held.clone(),
+            worker.to_string(),
+            ttl,
+            self.stop.clone(),
+        )
+    }
+
+    /// The fleet-wide connection caps and back-offs of endpoints, as
+    /// `worker`, whose slots last `ttl` unless renewed.
+    pub fn caps(&self, worker: &str, ttl: Duration) -> Result<FleetCaps, StoreError> {
+        let db = threads::start_reader(self.config.clone(), self.at.clone())?;
+        caps::start(
+            self.config.clone(),
+            self.at.clone(),
+            db,
             worker.to_string(),
             ttl,
             self.stop.clone(),

@@ -56,6 +56,19 @@ CREATE TABLE IF NOT EXISTS ferry_workers (
     started_us bigint NOT NULL,
     heartbeat_us bigint NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ferry_slots (
+    endpoint text NOT NULL,
+    n integer NOT NULL,
+    holder text,
+    token bigint NOT NULL DEFAULT 0,
+    expires_us bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (endpoint, n)
+);
+CREATE SEQUENCE IF NOT EXISTS ferry_slot_tokens;
+CREATE TABLE IF NOT EXISTS ferry_backoffs (
+    endpoint text PRIMARY KEY,
+    until_us bigint NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ferry_head (
     one boolean PRIMARY KEY DEFAULT true CHECK (one),
     seq bigint NOT NULL,
@@ -529,6 +542,44 @@ impl Reader {
             .send(Box::new(job))
             .map_err(|_| StoreError::Closed)?;
         answer.recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Reader {
+    /// Runs `f` on the reader thread without waiting for it (a release
+    /// that a `Drop` hands over); a lost connection is reopened once.
+    pub(crate) fn cast(
+        &self,
+        f: impl Fn(&mut Client) -> Result<(), postgres::Error> + Send + 'static,
+    ) {
+        let (config, at) = (self.config.clone(), self.at.clone());
+        let job = move |slot: &mut Option<Client>| {
+            for _ in 0..2 {
+                let mut client = match slot.take() {
+                    Some(c) if !c.is_closed() => c,
+                    _ => match connect(&config, &at) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("event store at {at}: {e}");
+                            return;
+                        }
+                    },
+                };
+                let done = f(&mut client);
+                if !client.is_closed() {
+                    *slot = Some(client);
+                }
+                match done {
+                    Ok(()) => return,
+                    Err(e) if retryable(&e) => continue,
+                    Err(e) => {
+                        tracing::warn!("event store at {at}: {e}");
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = self.jobs.send(Box::new(job));
     }
 }
 

@@ -20,12 +20,43 @@ use super::EngineError;
 use super::keyed::{Keyed, KeyedSession};
 use crate::app::App;
 
-/// A session plus its place under the endpoint's connection cap.
+/// A session plus its place under the endpoint's connection cap (dropped
+/// after the session, so the place is given back once it is closed).
 pub struct Conn {
     pub session: Box<dyn MailSession>,
     /// A keyed source's change feed, for the folder jobs to read first.
     pub keyed: Option<Keyed>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
+}
+
+/// A place under an endpoint's cap: this daemon's, and in a fleet the
+/// fleet's as well (so the workers together stay within the cap).
+pub struct Slot {
+    _fleet: Option<ferry_pgstore::FleetSlot>,
+    _local: OwnedSemaphorePermit,
+}
+
+/// Waits for a place under `endpoint`'s cap. Callers that need both sides
+/// take the source's first, so two mailboxes never wait on each other.
+pub async fn slot(
+    app: &App,
+    caps: &Caps,
+    endpoint: &str,
+    spec: &EndpointSpec,
+) -> Result<Slot, EngineError> {
+    let local = caps
+        .slot(endpoint, spec.max_connections)
+        .acquire_owned()
+        .await
+        .expect("semaphores are never closed");
+    let fleet = match &app.fleet_caps {
+        Some(f) => Some(f.acquire(endpoint, spec.max_connections).await?),
+        None => None,
+    };
+    Ok(Slot {
+        _fleet: fleet,
+        _local: local,
+    })
 }
 
 impl std::ops::Deref for Conn {
@@ -96,12 +127,22 @@ pub async fn open(
     timeout: Duration,
     write: bool,
 ) -> Result<Conn, EngineError> {
-    let slot = caps
-        .slot(endpoint, spec.max_connections)
-        .acquire_owned()
-        .await
-        .expect("semaphores are never closed");
+    let slot = slot(app, caps, endpoint, spec).await?;
     open_in(slot, app, endpoint, spec, mailbox, side, timeout, write).await
+}
+
+/// The session for `mailbox` in a place already taken (see [`slot`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn open_with(
+    slot: Slot,
+    app: &App,
+    endpoint: &str,
+    spec: &EndpointSpec,
+    mailbox: &MailboxSpec,
+    side: Side,
+    timeout: Duration,
+) -> Result<Conn, EngineError> {
+    open_in(slot, app, endpoint, spec, mailbox, side, timeout, true).await
 }
 
 /// A further session for `mailbox`, to work on more folders at once: only
@@ -117,16 +158,32 @@ pub async fn open_spare(
     timeout: Duration,
 ) -> Option<Result<Conn, EngineError>> {
     let cap = caps.slot(endpoint, spec.max_connections);
-    if cap.available_permits() <= (spec.max_connections as usize).div_ceil(2) {
+    let keep_free = spec.max_connections.div_ceil(2);
+    if cap.available_permits() <= keep_free as usize {
         return None;
     }
-    let slot = cap.try_acquire_owned().ok()?;
+    let local = cap.try_acquire_owned().ok()?;
+    let fleet = match &app.fleet_caps {
+        Some(f) => match f
+            .try_acquire(endpoint, spec.max_connections, keep_free)
+            .await
+        {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e.into())),
+        },
+        None => None,
+    };
+    let slot = Slot {
+        _fleet: fleet,
+        _local: local,
+    };
     Some(open_in(slot, app, endpoint, spec, mailbox, side, timeout, true).await)
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn open_in(
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     app: &App,
     endpoint: &str,
     spec: &EndpointSpec,
@@ -266,6 +323,12 @@ async fn ews_open(
         timeout,
         max_connections: spec.max_connections as usize,
         version: settings.version.as_deref().and_then(ews::ApiVersion::parse),
+        shared: app.fleet_caps.as_ref().map(|caps| {
+            ews::SharedBackoffs(Arc::new(FleetBackoff {
+                caps: caps.clone(),
+                endpoint: endpoint.to_string(),
+            }))
+        }),
     };
     let auth = match settings.auth {
         EwsAuth::Basic => ews::AuthKind::Basic,
@@ -273,6 +336,22 @@ async fn ews_open(
     };
     let ep = ews::endpoint(&cfg)?;
     Ok(ews::EwsSource::open(&ep, auth, user, password, act_as.as_deref()).await?)
+}
+
+/// An endpoint's back-offs as the fleet's workers share them.
+struct FleetBackoff {
+    caps: ferry_pgstore::FleetCaps,
+    endpoint: String,
+}
+
+impl ews::SharedBackoff for FleetBackoff {
+    fn wait_left(&self) -> Option<Duration> {
+        self.caps.backoff_left(&self.endpoint)
+    }
+
+    fn told(&self, wait: Duration) {
+        self.caps.back_off(&self.endpoint, wait);
+    }
 }
 
 /// Whether `spec` is a Maildir endpoint where the destination Maildir of

@@ -178,8 +178,19 @@ fn aggregate(app: &App, batch: &str, pass_id: u64) -> Outcome {
 }
 
 /// How often a fleet's worker looks for mailboxes to take and its leader
-/// for the pass's end.
-const SHARE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+/// for the pass's end, without a note from the store (see `lease_note`).
+const SHARE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves when the fleet's lease table changed; never without a fleet.
+async fn lease_note(noted: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let changed = match noted {
+        Some(n) => n.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
+    }
+}
 
 /// This worker's share of a fleet's running pass: it takes the pass's free
 /// mailboxes by lease, up to the batch's `max_concurrent` at a time, until
@@ -195,6 +206,9 @@ pub async fn share(
 ) {
     let mut running = tokio::task::JoinSet::new();
     let mut shutdown = engine.shutdown.clone();
+    // Another worker's listing or finishing wakes this loop at once; the
+    // tick stays for what no note announces (a lease lapsing).
+    let mut noted = engine.app.fleet_caps.as_ref().map(|c| c.lease_changes());
     loop {
         let (runs, max) = {
             let views = engine.app.views.read().unwrap();
@@ -232,6 +246,7 @@ pub async fn share(
         tokio::select! {
             _ = running.join_next(), if !running.is_empty() => {}
             _ = tokio::time::sleep(SHARE_TICK) => {}
+            () = lease_note(&mut noted) => {}
             () = shutdown.wait() => {}
         }
     }

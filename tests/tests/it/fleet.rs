@@ -1,12 +1,16 @@
 //! A fleet: three ferryd workers on one PostgreSQL store share a pass's
 //! mailboxes by leases, over two real Dovecot servers. Workers die, pause
 //! past their leases and lose the database mid-pass; every mailbox ends
-//! copied once, and the log shows who held each mailbox when.
+//! copied once, and the log shows who held each mailbox when. An
+//! endpoint's connection cap and the back-offs it asks for hold across the
+//! whole fleet.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ferry_tests::ews_sim::{EwsSim, SimConfig, Throttle};
+use ferry_tests::faultproxy::FaultProxy;
 use ferry_tests::pair::{self, PW};
 use ferry_tests::{Ferryd, mailcmp, signal};
 use ferry_testservers::{Dovecot, Postgres};
@@ -23,6 +27,8 @@ struct Fleet {
     dst: Dovecot,
     workers: Vec<Ferryd>,
     logs: Vec<PathBuf>,
+    /// Between the workers and the source, when its cap is under test.
+    proxy: Option<FaultProxy>,
     _tmp: tempfile::TempDir,
 }
 
@@ -38,6 +44,17 @@ impl Fleet {
     /// source, and three workers w1..w3 with batch `b` (each worker runs up
     /// to `per_worker` mailboxes at once).
     async fn start(users: &[&str], messages: usize, per_worker: &str) -> Fleet {
+        Fleet::start_capped(users, messages, per_worker, None).await
+    }
+
+    /// As [`Fleet::start`]; with `cap`, the workers reach the source through
+    /// a proxy that counts connections, and its endpoint allows `cap`.
+    async fn start_capped(
+        users: &[&str],
+        messages: usize,
+        per_worker: &str,
+        cap: Option<u32>,
+    ) -> Fleet {
         let pg = Postgres::start().unwrap();
         let src = Dovecot::start().unwrap();
         let dst = Dovecot::start().unwrap();
@@ -46,6 +63,8 @@ impl Fleet {
             dst.add_user(u, PW).unwrap();
             pair::add_mail(&src, u, 100 + n as u64, messages).await;
         }
+        let proxy = cap.map(|_| FaultProxy::start(src.port()));
+        let src_port = proxy.as_ref().map_or(src.port(), FaultProxy::port);
         let tmp = tempfile::tempdir().unwrap();
         let mut workers = Vec::new();
         let mut logs = Vec::new();
@@ -57,8 +76,11 @@ impl Fleet {
             w.launch_logged(&log);
             if key.is_none() {
                 key = Some(w.data_dir.join("secret.key"));
-                for (e, d) in [("old", &src), ("new", &dst)] {
-                    w.add_imap_endpoint(e, d.port(), src.master_user());
+                w.add_imap_endpoint("old", src_port, src.master_user());
+                w.add_imap_endpoint("new", dst.port(), src.master_user());
+                if let Some(cap) = cap {
+                    let cap = cap.to_string();
+                    w.ctl_ok(&["endpoint", "update", "old", "--max-connections", &cap]);
                 }
                 w.create_batch("b", "old", "new", users, &["--max-concurrent", per_worker]);
             }
@@ -76,8 +98,27 @@ impl Fleet {
             dst,
             workers,
             logs,
+            proxy,
             _tmp: tmp,
         }
+    }
+
+    /// Connection slots of endpoint `old` held now, by worker.
+    fn slots(&self) -> BTreeMap<String, u64> {
+        self.pg
+            .psql(
+                "SELECT holder, count(*) FROM ferry_slots WHERE endpoint = 'old' \
+                 AND holder IS NOT NULL \
+                 AND expires_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint \
+                 GROUP BY holder",
+            )
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let (w, n) = l.split_once('|')?;
+                Some((w.trim().to_string(), n.trim().parse().ok()?))
+            })
+            .collect()
     }
 
     /// The worker that leads (fires schedules, starts and ends passes).
@@ -365,4 +406,173 @@ async fn a_pass_goes_on_across_a_restart_of_postgresql() {
         "each message copied once"
     );
     grants(&f.workers[2].events());
+}
+
+/// Connections to the source counted by the proxy between it and the
+/// workers: never more than the endpoint's cap at once, whichever worker
+/// opened them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_together_stay_within_the_sources_connection_cap() {
+    const MESSAGES: usize = 40;
+    let f = Fleet::start_capped(&USERS[..9], MESSAGES, "2", Some(2)).await;
+    f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    // Every worker has work waiting while the cap is full.
+    f.workers[0].wait_for(120, "every worker holds a mailbox", |_| {
+        f.holders().len() == 3
+    });
+    let mut most_slots = 0;
+    let proxy = f.proxy.as_ref().unwrap();
+    while f.workers[0].events_of("PassFinished").is_empty() {
+        let held: u64 = f.slots().values().sum();
+        most_slots = most_slots.max(held);
+        assert!(held <= 2, "slots held: {:?}", f.slots());
+        assert!(
+            proxy.peak_connections() <= 2,
+            "peak {}",
+            proxy.peak_connections()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_pass(&f.workers[1]);
+    f.assert_copied(&USERS[..9], MESSAGES).await;
+    assert_eq!(
+        copied(&f.workers[2]),
+        9 * MESSAGES,
+        "each message copied once"
+    );
+    assert_eq!(proxy.peak_connections(), 2, "the cap was never reached");
+    assert!(most_slots > 0, "no slot was seen taken");
+    let workers: BTreeSet<String> = grants(&f.workers[0].events())
+        .values()
+        .map(|g| g[0].worker.clone())
+        .collect();
+    assert!(workers.len() > 1, "the work was not spread: {workers:?}");
+    // Every slot was given back as its connection closed.
+    f.workers[0].wait_for(10, "every slot given back", |_| f.slots().is_empty());
+}
+
+/// A worker killed while it holds connection slots does not keep them:
+/// they lapse, and the others finish the pass within the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_connection_slots_are_taken_by_the_others() {
+    const MESSAGES: usize = 80;
+    let mut f = Fleet::start_capped(&USERS[..6], MESSAGES, "1", Some(2)).await;
+    f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    let leader = f.leader();
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let name = format!("w{}", victim + 1);
+    f.workers[leader].wait_for(120, "the victim holds a slot mid-copy", |w| {
+        f.slots().contains_key(&name) && copied(w) > 40
+    });
+    f.workers[victim].kill();
+    let killed_at = f.workers[leader].head();
+    wait_pass(&f.workers[leader]);
+    f.assert_copied(&USERS[..6], MESSAGES).await;
+    assert_eq!(
+        copied(&f.workers[leader]),
+        6 * MESSAGES,
+        "each message copied once"
+    );
+    let proxy = f.proxy.as_ref().unwrap();
+    assert!(
+        proxy.peak_connections() <= 2,
+        "peak {}",
+        proxy.peak_connections()
+    );
+    // The others copied after the kill, some while the dead worker's slot
+    // had not lapsed yet, the rest with both slots.
+    let after = f.workers[leader]
+        .events_of("ItemCopied")
+        .iter()
+        .filter(|e| e["seq"].as_u64().unwrap() > killed_at)
+        .count();
+    assert!(after > 0, "nothing copied after the kill");
+    assert!(!f.slots().contains_key(&name), "{:?}", f.slots());
+}
+
+/// An `ErrorServerBusy` one worker meets holds every worker's requests to
+/// that endpoint for its `BackOffMilliseconds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_off_one_worker_is_told_holds_for_the_whole_fleet() {
+    const BACK_OFF_MS: u64 = 2500;
+    const MESSAGES: usize = 120;
+    let users = &USERS[..6];
+    let sim = EwsSim::start(SimConfig {
+        latency: Duration::from_millis(20),
+        ..SimConfig::default()
+    });
+    sim.add_account("migrator", "admin-pw", true, false);
+    let pg = Postgres::start().unwrap();
+    let dst = Dovecot::start().unwrap();
+    for (n, u) in users.iter().enumerate() {
+        let smtp = sim.add_user(u, PW);
+        sim.populate(&smtp, MESSAGES, 1, 300 + n as u64);
+        dst.add_user(u, PW).unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut workers = Vec::new();
+    let mut key = None;
+    for n in 1..=3 {
+        let name = format!("w{n}");
+        let mut w = Ferryd::configured(&worker_config(&pg.url(), &name, key.as_deref()));
+        w.launch_logged(&tmp.path().join(format!("{name}.log")));
+        if key.is_none() {
+            key = Some(w.data_dir.join("secret.key"));
+            w.add_ews_endpoint("ex", &sim, ("migrator", "admin-pw"), &[]);
+            w.add_imap_endpoint("new", dst.port(), dst.master_user());
+            w.create_ews_batch("b", ["ex", "new"], users, &["--max-concurrent", "2"]);
+        }
+        workers.push(w);
+    }
+    for w in &workers {
+        w.wait_for(10, "the worker sees the batch", |f| {
+            f.ctl(&["batch", "show", "b"]).status.success()
+        });
+    }
+    workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    let live_holders = || -> usize {
+        pg.psql(
+            "SELECT count(DISTINCT holder) FROM ferry_leases WHERE NOT done \
+             AND holder IS NOT NULL \
+             AND expires_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint",
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+    };
+    workers[0].wait_for(120, "every worker copying", |w| {
+        live_holders() == 3 && copied(w) > 20
+    });
+    sim.throttle(
+        None,
+        Throttle::Busy {
+            back_off_ms: BACK_OFF_MS,
+        },
+    );
+    wait_pass(&workers[1]);
+    let served = sim.served();
+    let busy = served
+        .iter()
+        .find(|s| s.throttled.is_some())
+        .expect("a request was throttled");
+    // Requests already on their way when it was told may still arrive;
+    // after that, nobody asks until the back-off ends.
+    let (from, to) = (
+        busy.at + Duration::from_millis(400),
+        busy.at + Duration::from_millis(BACK_OFF_MS - 100),
+    );
+    let during: Vec<&str> = served
+        .iter()
+        .filter(|s| s.at > from && s.at < to)
+        .map(|s| s.op.as_str())
+        .collect();
+    assert_eq!(during, Vec::<&str>::new(), "requests during the back-off");
+    let after = served.iter().filter(|s| s.at >= to).count();
+    assert!(after > 0, "the pass went on after the back-off");
+    assert_eq!(
+        copied(&workers[2]),
+        users.len() * MESSAGES,
+        "each message copied once"
+    );
 }

@@ -315,22 +315,42 @@ impl Work<'_> {
         let timeout = std::time::Duration::from_secs(self.cfg.io_timeout_s.max(1));
         // Both sides log in at once: over a long link each login is
         // several round trips.
-        let open = |side: Side, missing: bool| {
+        // Places under both caps first, the source's before the
+        // destination's: mailboxes that took them in opposite orders
+        // could each hold one and wait for the other forever.
+        let (app, caps) = (self.app, &self.engine.caps);
+        let mut places = [None, None];
+        for (i, (side, missing)) in [
+            (Side::Source, self.src.is_none()),
+            (Side::Destination, self.dst.is_none()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if !missing {
+                continue;
+            }
             let (name, spec) = match side {
                 Side::Source => &self.source,
                 Side::Destination => &self.destination,
             };
-            let (app, caps, mailbox) = (self.app, &self.engine.caps, &self.mailbox);
+            places[i] = Some(connect::slot(app, caps, name, spec).await?);
+        }
+        let [src_place, dst_place] = places;
+        let open = |side: Side, place: Option<connect::Slot>| {
+            let (name, spec) = match side {
+                Side::Source => &self.source,
+                Side::Destination => &self.destination,
+            };
+            let mailbox = &self.mailbox;
             async move {
-                if !missing {
-                    return None;
-                }
-                Some(connect::open(app, caps, name, spec, mailbox, side, timeout, true).await)
+                let place = place?;
+                Some(connect::open_with(place, app, name, spec, mailbox, side, timeout).await)
             }
         };
         let (s, d) = tokio::join!(
-            open(Side::Source, self.src.is_none()),
-            open(Side::Destination, self.dst.is_none())
+            open(Side::Source, src_place),
+            open(Side::Destination, dst_place)
         );
         for (side, opened) in [(Side::Source, s), (Side::Destination, d)] {
             let Some(opened) = opened else { continue };
