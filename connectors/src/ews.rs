@@ -287,13 +287,7 @@ impl ChangeSource for EwsSource {
     async fn fetch(&mut self, keys: &[SourceKey]) -> Result<Vec<SourceItem>> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(FETCH_BATCH) {
-            let ids: Vec<ItemId> = chunk
-                .iter()
-                .map(|k| ItemId {
-                    id: k.0.clone(),
-                    change_key: None,
-                })
-                .collect();
+            let ids = item_ids(chunk);
             let got = self
                 .mailbox
                 .get_items(&ids)
@@ -323,13 +317,7 @@ impl ChangeSource for EwsSource {
     async fn export(&mut self, keys: &[SourceKey]) -> Result<Vec<SourceItem>> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(FETCH_BATCH) {
-            let ids: Vec<ItemId> = chunk
-                .iter()
-                .map(|k| ItemId {
-                    id: k.0.clone(),
-                    change_key: None,
-                })
-                .collect();
+            let ids = item_ids(chunk);
             let got = self
                 .mailbox
                 .export_items(&ids)
@@ -349,6 +337,16 @@ impl ChangeSource for EwsSource {
         }
         Ok(out)
     }
+}
+
+/// EWS ids of `keys`, without change keys: the latest version is wanted.
+fn item_ids(keys: &[SourceKey]) -> Vec<ItemId> {
+    keys.iter()
+        .map(|k| ItemId {
+            id: k.0.clone(),
+            change_key: None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

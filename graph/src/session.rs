@@ -129,6 +129,19 @@ impl GraphSession {
         folder: &FolderName,
         digest: &str,
     ) -> Result<bool, ConnectorError> {
+        Ok(self
+            .exported(folder)
+            .await?
+            .iter()
+            .any(|s| ferry_connectors::digest(&s.data) == digest))
+    }
+
+    /// Every item of a folder of a class, exported: the import API keeps
+    /// no origin, so a copy is known by its stream.
+    async fn exported(
+        &mut self,
+        folder: &FolderName,
+    ) -> Result<Vec<crate::items::ExportedItem>, ConnectorError> {
         let id = self.id_of(folder).await?;
         let mid = self.mailbox_id().await?;
         let items = self
@@ -137,14 +150,10 @@ impl GraphSession {
             .await
             .map_err(|e| self.err("listing mailbox items", e, ErrorClass::Other))?;
         let ids: Vec<String> = items.into_iter().map(|i| i.id).collect();
-        let streams = self
-            .mailbox
+        self.mailbox
             .export_items(&mid, &ids)
             .await
-            .map_err(|e| self.err("exporting items", e, ErrorClass::Other))?;
-        Ok(streams
-            .iter()
-            .any(|s| ferry_connectors::digest(&s.data) == digest))
+            .map_err(|e| self.err("exporting items", e, ErrorClass::Other))
     }
 
     pub fn mailbox(&self) -> &Mailbox {
@@ -650,19 +659,7 @@ impl OriginStore for GraphSession {
         let Some(class) = self.class(folder) else {
             return Err(self.source_only("removing a replaced message"));
         };
-        let id = self.id_of(folder).await?;
-        let mid = self.mailbox_id().await?;
-        let items = self
-            .mailbox
-            .box_items(&mid, &id)
-            .await
-            .map_err(|e| self.err("listing mailbox items", e, ErrorClass::Other))?;
-        let ids: Vec<String> = items.into_iter().map(|i| i.id).collect();
-        let streams = self
-            .mailbox
-            .export_items(&mid, &ids)
-            .await
-            .map_err(|e| self.err("exporting items", e, ErrorClass::Other))?;
+        let streams = self.exported(folder).await?;
         let matching = streams
             .iter()
             .filter(|s| ferry_connectors::digest(&s.data) == origin.digest);

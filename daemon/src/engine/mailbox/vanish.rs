@@ -186,8 +186,9 @@ pub(super) async fn folders(
 }
 
 /// Copies in `dname` recorded vanished and not yet recorded removed:
-/// source key → destination (UIDVALIDITY, UID).
-fn pending(w: &Work<'_>, dname: &str) -> BTreeMap<ItemKey, (u32, u32)> {
+/// source key → destination (UIDVALIDITY, UID), `None` where the
+/// destination keeps origins instead of UIDs.
+fn vanished(w: &Work<'_>, dname: &str) -> BTreeMap<ItemKey, Option<(u32, u32)>> {
     let stream = ferry_events::stream::mailbox(&w.mailbox.address);
     let mut out = BTreeMap::new();
     let events = ferry_events::EventStore::scan_stream(w.app.store.as_ref(), &stream, 1)
@@ -197,10 +198,10 @@ fn pending(w: &Work<'_>, dname: &str) -> BTreeMap<ItemKey, (u32, u32)> {
             Event::ItemVanished {
                 key,
                 dest_folder: Some(df),
-                dest_uid: Some(du),
+                dest_uid,
                 ..
             } if df == dname => {
-                out.insert(key, du);
+                out.insert(key, dest_uid);
             }
             Event::ItemRemovedAtDestination { key, .. } => {
                 out.remove(&key);
@@ -209,6 +210,23 @@ fn pending(w: &Work<'_>, dname: &str) -> BTreeMap<ItemKey, (u32, u32)> {
         }
     }
     out
+}
+
+/// The pending copies in `dname` with a destination UID.
+fn pending(w: &Work<'_>, dname: &str) -> BTreeMap<ItemKey, (u32, u32)> {
+    vanished(w, dname)
+        .into_iter()
+        .filter_map(|(k, u)| Some((k, u?)))
+        .collect()
+}
+
+/// The pending copies in `dname` without one (a destination of origins).
+fn pending_stamped(w: &Work<'_>, dname: &str) -> BTreeSet<ItemKey> {
+    vanished(w, dname)
+        .into_iter()
+        .filter(|(_, u)| u.is_none())
+        .map(|(k, _)| k)
+        .collect()
 }
 
 /// Whether the destination keeps origins (Graph) rather than UIDs.
@@ -216,32 +234,6 @@ fn stamped(w: &mut Work<'_>) -> bool {
     w.dst
         .as_mut()
         .is_some_and(|d| d.session.by_origin().is_some())
-}
-
-/// Copies in `dname` recorded vanished without a destination UID and not
-/// yet recorded removed.
-fn pending_stamped(w: &Work<'_>, dname: &str) -> BTreeSet<ItemKey> {
-    let stream = ferry_events::stream::mailbox(&w.mailbox.address);
-    let mut out = BTreeSet::new();
-    let events = ferry_events::EventStore::scan_stream(w.app.store.as_ref(), &stream, 1)
-        .filter_map(Result::ok);
-    for e in events {
-        match e.event {
-            Event::ItemVanished {
-                key,
-                dest_folder: Some(df),
-                dest_uid: None,
-                ..
-            } if df == dname => {
-                out.insert(key);
-            }
-            Event::ItemRemovedAtDestination { key, .. } => {
-                out.remove(&key);
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// At a destination that keeps origins: the pending copies in `dname` are
