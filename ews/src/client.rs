@@ -723,12 +723,18 @@ impl Mailbox {
             "ExportItems",
             |x, _| ops::export_items(x, ids),
             |msgs| {
-                msgs.iter()
-                    .map(|m| match ops::message_failure(*m) {
-                        None => ops::exported(*m).map_err(|e| self.malformed("ExportItems", e)),
-                        Some(f) => Err(self.failure("ExportItems", f, None)),
-                    })
-                    .collect()
+                let mut out = Vec::with_capacity(msgs.len());
+                for m in msgs {
+                    match ops::message_failure(*m) {
+                        None => out
+                            .push(ops::exported(*m).map_err(|e| self.malformed("ExportItems", e))?),
+                        // Deleted or moved since the sync listed it: left
+                        // out, as GetItem leaves it, for the next sync to tell.
+                        Some(f) if f.code == "ErrorItemNotFound" => {}
+                        Some(f) => return Err(self.failure("ExportItems", f, None)),
+                    }
+                }
+                Ok(out)
             },
         )
         .await
