@@ -447,9 +447,18 @@ impl MailSession for GraphSession {
         if !self.listed {
             self.list_folders().await?;
         }
-        if let Some(class) = self.class(folder) {
-            return self.create_box(folder, class).await;
-        }
+        // A folder of another class (and any missing parent of the same
+        // class) is made through the mailbox API.
+        let class = self.class(folder);
+        let mid = match class {
+            Some(_) => {
+                if !self.boxes_listed {
+                    self.list_boxes().await?;
+                }
+                Some(self.mailbox_id().await?)
+            }
+            None => None,
+        };
         let segments = path_of(folder);
         let mut parent: Option<String> = None;
         for i in 1..=segments.len() {
@@ -458,13 +467,26 @@ impl MailSession for GraphSession {
                 parent = Some(id.clone());
                 continue;
             }
-            let made = self
-                .mailbox
-                .create_folder(parent.as_deref(), &segments[i - 1])
-                .await
-                .map_err(|e| self.err("creating folder", e, ErrorClass::Folder))?;
-            self.ids.insert(path, made.id.clone());
-            parent = Some(made.id);
+            let name = &segments[i - 1];
+            let made = match (class, &mid) {
+                (Some(class), Some(mid)) => self
+                    .mailbox
+                    .create_box_folder(mid, parent.as_deref(), name, class.container_class())
+                    .await
+                    .map(|f| f.id),
+                _ => self
+                    .mailbox
+                    .create_folder(parent.as_deref(), name)
+                    .await
+                    .map(|f| f.id),
+            }
+            .map_err(|e| self.err("creating folder", e, ErrorClass::Folder))?;
+            self.ids.insert(path.clone(), made.clone());
+            if let Some(class) = class {
+                self.box_paths.insert(path.clone(), segments[..i].to_vec());
+                self.classes.insert(path, class);
+            }
+            parent = Some(made);
         }
         Ok(())
     }
@@ -518,45 +540,6 @@ impl MailSession for GraphSession {
         if self.item_classes().contains(&class) {
             self.classes.insert(key_of(&path_of(folder)), class);
         }
-    }
-}
-
-impl GraphSession {
-    /// Makes a folder of `class` (and any missing parent of the same
-    /// class) through the mailbox API.
-    async fn create_box(
-        &mut self,
-        folder: &FolderName,
-        class: FolderClass,
-    ) -> ferry_connectors::Result<()> {
-        if !self.boxes_listed {
-            self.list_boxes().await?;
-        }
-        let mid = self.mailbox_id().await?;
-        let segments = path_of(folder);
-        let mut parent: Option<String> = None;
-        for i in 1..=segments.len() {
-            let path = key_of(&segments[..i]);
-            if let Some(id) = self.ids.get(&path) {
-                parent = Some(id.clone());
-                continue;
-            }
-            let made = self
-                .mailbox
-                .create_box_folder(
-                    &mid,
-                    parent.as_deref(),
-                    &segments[i - 1],
-                    class.container_class(),
-                )
-                .await
-                .map_err(|e| self.err("creating folder", e, ErrorClass::Folder))?;
-            self.ids.insert(path.clone(), made.id.clone());
-            self.box_paths.insert(path.clone(), segments[..i].to_vec());
-            self.classes.insert(path, class);
-            parent = Some(made.id);
-        }
-        Ok(())
     }
 }
 

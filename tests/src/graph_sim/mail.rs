@@ -545,16 +545,33 @@ impl State {
         let Some(name) = v["displayName"].as_str().filter(|n| !n.is_empty()) else {
             return Answer::error(400, "ErrorInvalidRequest", "displayName is required.");
         };
+        let hidden = v["isHidden"].as_bool().unwrap_or(false);
+        match self.add_folder(key, parent, name, hidden, "IPF.Note") {
+            Ok(id) => Answer::json(201, self.folder_json(key, &id)),
+            Err(a) => a,
+        }
+    }
+
+    /// A new child `name` of `parent`, of `class`: its id, or Exchange's
+    /// refusal when a sibling has that name (in any case).
+    fn add_folder(
+        &mut self,
+        key: &str,
+        parent: &str,
+        name: &str,
+        hidden: bool,
+        class: &str,
+    ) -> Result<String, Answer> {
         let exists = self.users[key]
             .folders
             .values()
             .any(|f| f.parent.as_deref() == Some(parent) && f.name.eq_ignore_ascii_case(name));
         if exists {
-            return Answer::error(
+            return Err(Answer::error(
                 409,
                 "ErrorFolderExists",
                 "A folder with the specified name already exists.",
-            );
+            ));
         }
         let id = self.new_id("AQMkAD");
         let version = self.bump();
@@ -563,16 +580,16 @@ impl State {
             name: name.to_string(),
             parent: Some(parent.to_string()),
             well_known: None,
-            hidden: v["isHidden"].as_bool().unwrap_or(false),
+            hidden,
             version,
-            class: "IPF.Note".into(),
+            class: class.to_string(),
         };
         self.users
             .get_mut(key)
             .expect("user")
             .folders
             .insert(id.clone(), folder);
-        Answer::json(201, self.folder_json(key, &id))
+        Ok(id)
     }
 
     fn list_messages(&self, key: &str, folder: Option<&str>, req: &Req, url: &str) -> Answer {
@@ -1138,34 +1155,10 @@ impl State {
                         "type must be a folder class.",
                     );
                 }
-                let exists = self.users[key].folders.values().any(|f| {
-                    f.parent.as_deref() == Some(parent.as_str())
-                        && f.name.eq_ignore_ascii_case(name)
-                });
-                if exists {
-                    return Answer::error(
-                        409,
-                        "ErrorFolderExists",
-                        "A folder with the specified name already exists.",
-                    );
+                match self.add_folder(key, &parent, name, false, class) {
+                    Ok(id) => Answer::json(201, self.box_folder_json(key, &id)),
+                    Err(a) => a,
                 }
-                let id = self.new_id("AQMkAD");
-                let version = self.bump();
-                let folder = Folder {
-                    id: id.clone(),
-                    name: name.to_string(),
-                    parent: Some(parent),
-                    well_known: None,
-                    hidden: false,
-                    version,
-                    class: class.to_string(),
-                };
-                self.users
-                    .get_mut(key)
-                    .expect("user")
-                    .folders
-                    .insert(id.clone(), folder);
-                Answer::json(201, self.box_folder_json(key, &id))
             }
             ("GET", false, []) => Answer::json(200, self.box_folder_json(key, &parent)),
             ("GET", false, ["items"]) => {

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::graph_engine::origin_digest;
 use chrono::Utc;
 use ferry_connectors::digest;
 use ferry_ews::FlagStatus;
-use ferry_graph::messages::ORIGIN_PROPERTY;
 use ferry_tests::Ferryd;
 use ferry_tests::ews_sim::{self, EwsSim, ItemKind};
 use ferry_tests::graph_sim::{self, GraphSim, SimMessage};
@@ -157,15 +157,7 @@ fn created_mail(msgs: &[SimMessage]) -> Vec<String> {
     let mut out: Vec<String> = msgs
         .iter()
         .filter(|m| m.fts.is_none())
-        .map(|m| {
-            let v = m
-                .ext
-                .iter()
-                .find(|(id, _)| id.eq_ignore_ascii_case(ORIGIN_PROPERTY))
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("message {:?} carries no origin", m.subject));
-            v.split(' ').next().unwrap().to_string()
-        })
+        .map(origin_digest)
         .collect();
     out.sort();
     out

@@ -98,7 +98,8 @@ fn graph_path(src: &str) -> String {
     }
 }
 
-fn origin_digest(m: &SimMessage) -> String {
+/// The source digest in a written message's origin stamp.
+pub(crate) fn origin_digest(m: &SimMessage) -> String {
     let v = m
         .ext
         .iter()
