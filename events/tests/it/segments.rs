@@ -22,7 +22,9 @@ fn small() -> StoreOptions {
 
 /// One dense stream, a few interleaved ones, and a sparse one that writes
 /// once every 3,000 events: stream reads must jump and must not miss.
-async fn fill(store: &SegmentStore, n: u64) {
+/// Returns the number of events of each append.
+async fn fill(store: &SegmentStore, n: u64) -> Vec<usize> {
+    let mut appends = Vec::new();
     let mut i = 0;
     while i < n {
         // Up to three events an append, so the test stays quick.
@@ -39,8 +41,10 @@ async fn fill(store: &SegmentStore, n: u64) {
             .append(&stream, ExpectedVersion::Any, Actor::Engine, events)
             .await
             .unwrap();
+        appends.push(take as usize);
         i += take;
     }
+    appends
 }
 
 fn streams() -> Vec<String> {
@@ -151,23 +155,41 @@ async fn a_crash_copy_reopens_with_every_acknowledged_event() {
     check_reads(&reopened);
 }
 
-async fn written(n: u64) -> (tempfile::TempDir, Vec<Vec<u8>>) {
+/// A store of `n` events, their records, and how many records the log
+/// holds at the end of each append.
+async fn written(n: u64) -> (tempfile::TempDir, Vec<Vec<u8>>, Vec<usize>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SegmentStore::open(dir.path()).unwrap();
-    fill(&store, n).await;
+    let ends = fill(&store, n)
+        .await
+        .into_iter()
+        .scan(0, |total, len| {
+            *total += len;
+            Some(*total)
+        })
+        .collect();
     let raw = store.read_raw(1).map(|r| r.unwrap().bytes).collect();
-    (dir, raw)
+    (dir, raw, ends)
 }
 
 #[tokio::test]
 async fn a_torn_tail_is_cut_and_reported() {
-    let (dir, raw) = written(300).await;
+    let (dir, raw, ends) = written(300).await;
     let seg = segments(dir.path()).pop().unwrap();
     let full = std::fs::metadata(&seg).unwrap().len();
     let frame = |i: usize| 8 + raw[i].len() as u64;
     let last_three: u64 = (297..300).map(frame).sum();
-    // Fixed cuts inside each of the last three records, and random ones.
-    let mut cuts = vec![1, frame(299) - 1, frame(299) + 3, last_three - 2];
+    // Fixed cuts inside each of the last three records, between them (a
+    // write that stopped after whole records of a multi-event append), and
+    // random ones.
+    let mut cuts = vec![
+        1,
+        frame(299) - 1,
+        frame(299),
+        frame(299) + 3,
+        frame(299) + frame(298),
+        last_three - 2,
+    ];
     let mut rng = rand::rng();
     cuts.extend((0..6).map(|_| rand::Rng::random_range(&mut rng, 1..last_three)));
     for cut in cuts {
@@ -182,12 +204,18 @@ async fn a_torn_tail_is_cut_and_reported() {
         // The saved index must not vouch for what was cut.
         std::fs::remove_dir_all(copy.path().join("index")).unwrap();
         let store = SegmentStore::open(copy.path()).unwrap();
-        let whole = (0..300)
-            .take_while(|&i| (0..=i).map(frame).sum::<u64>() <= full - cut)
-            .count();
+        // What is left: the appends wholly before the cut, never a part of one.
+        let whole = ends
+            .iter()
+            .copied()
+            .take_while(|&end| (0..end).map(frame).sum::<u64>() <= full - cut)
+            .last()
+            .unwrap_or(0);
         assert_eq!(store.head(), whole as u64, "cut {cut}");
-        // A cut between two records leaves nothing torn.
-        let between = (0..=300).any(|i| (0..i).map(frame).sum::<u64>() == full - cut);
+        // A cut between two appends leaves nothing torn.
+        let between = ends
+            .iter()
+            .any(|&end| (0..end).map(frame).sum::<u64>() == full - cut);
         assert_eq!(
             store.recovery().truncated_bytes > 0,
             !between,
@@ -229,7 +257,7 @@ async fn a_torn_tail_is_cut_and_reported() {
 
 #[tokio::test]
 async fn damage_before_the_tail_refuses_to_open() {
-    let (dir, raw) = written(300).await;
+    let (dir, raw, _) = written(300).await;
     let frame = |i: usize| 8 + raw[i].len() as u64;
     for (record, within) in [(0usize, 20u64), (150, 3), (150, 30), (296, 12)] {
         let copy = copy_of(dir.path());
@@ -263,7 +291,7 @@ async fn damage_before_the_tail_refuses_to_open() {
 /// damage is then named by the first read that reaches it.
 #[tokio::test]
 async fn damage_in_indexed_records_is_named_when_read() {
-    let (dir, raw) = written(300).await;
+    let (dir, raw, _) = written(300).await;
     let frame = |i: usize| 8 + raw[i].len() as u64;
     let seg = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();

@@ -7,6 +7,11 @@
 //! segment rolls between groups once it holds `segment_bytes`, and the
 //! directory is synced when a new one is made.
 //!
+//! The length's top bit ([`MORE`]) marks every record of a group but its
+//! last. A write cut by a crash can leave whole records of a group and
+//! not the rest, so recovery cuts back to the start of a group left open:
+//! a multi-event append is kept whole or not at all.
+//!
 //! The index answers "where is seq N" (a mark every [`MARK_EVERY`] records
 //! and at each segment's start) and "where is version V of stream S" (a run
 //! entry at a stream's first version, every [`RUN_EVERY`] versions, and
@@ -32,6 +37,8 @@ use super::super::StoreError;
 pub(super) const FRAME: u64 = 8;
 /// Larger lengths are damage, not records.
 pub(super) const MAX_RECORD: u32 = 64 << 20;
+/// Set in a record's length when more records of its group follow.
+pub(super) const MORE: u32 = 1 << 31;
 pub(super) const MARK_EVERY: u64 = 1024;
 pub(super) const RUN_EVERY: u64 = 256;
 /// A stream's next event this many records on gets its own run entry, so a
@@ -299,6 +306,10 @@ impl Log {
         };
         let mut pending = Pending::default();
         let mut last: Option<Vec<u8>> = None;
+        // Records of a group whose last record is not read yet: noted in
+        // the index only once the group is whole.
+        let mut open: Vec<(u64, String, u64, Mark)> = Vec::new();
+        let mut open_at = 0;
         loop {
             let first = segments[seg_i];
             let path = segment_path(&self.segments_dir, first);
@@ -313,58 +324,75 @@ impl Log {
             let mut r = BufReader::with_capacity(1 << 20, &file);
             std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(offset)).map_err(io_err(&path))?;
             let mut payload = Vec::new();
+            let mut torn = None;
             while offset < len {
+                let next = self.head + 1 + open.len() as u64;
                 let read =
                     read_frame(&mut r, len - offset, &mut payload).and_then(
-                        |()| match codec::peek(&payload) {
-                            Ok(p) if p.seq == self.head + 1 => Ok(p),
+                        |more| match codec::peek(&payload) {
+                            Ok(p) if p.seq == next => Ok(more),
                             Ok(_) => Err("a record out of sequence"),
                             Err(_) => Err("an unreadable record head"),
                         },
                     );
-                match read {
-                    Ok(_) => {}
+                let more = match read {
+                    Ok(more) => more,
                     Err(why) => {
-                        let at_tail = first == last_segment && !valid_record_after(&file, offset);
-                        if !at_tail {
-                            return Err(self.damaged(first, offset, why));
-                        }
-                        let cut = len - offset;
-                        tracing::warn!(
-                            segment = %path.display(),
-                            offset,
-                            bytes = cut,
-                            seq = self.head + 1,
-                            reason = why,
-                            "event log: a torn last write was cut off (it had not been acknowledged)"
-                        );
-                        let f = OpenOptions::new()
-                            .write(true)
-                            .open(&path)
-                            .map_err(io_err(&path))?;
-                        f.set_len(offset).map_err(io_err(&path))?;
-                        f.sync_all().map_err(io_err(&path))?;
-                        self.recovery.truncated_bytes += cut;
+                        torn = Some(why);
                         break;
                     }
-                }
+                };
                 let peek = codec::peek(&payload).expect("checked above");
+                if open.is_empty() {
+                    open_at = offset;
+                }
                 let at = Mark {
                     seq: peek.seq,
                     segment: first,
                     offset,
                 };
-                self.index.write().unwrap().note(
-                    peek.seq,
-                    peek.stream,
-                    peek.stream_version,
-                    at,
-                    &mut pending,
-                );
-                self.head = peek.seq;
-                self.recovery.reindexed += 1;
+                open.push((peek.seq, peek.stream.to_string(), peek.stream_version, at));
                 offset += FRAME + payload.len() as u64;
-                last = Some(std::mem::take(&mut payload));
+                if !more {
+                    let mut idx = self.index.write().unwrap();
+                    for (seq, stream, version, at) in open.drain(..) {
+                        idx.note(seq, &stream, version, at, &mut pending);
+                        self.head = seq;
+                        self.recovery.reindexed += 1;
+                    }
+                    last = Some(std::mem::take(&mut payload));
+                }
+            }
+            if torn.is_some() || !open.is_empty() {
+                let why = torn.unwrap_or("a group of records cut short");
+                // The bad bytes start where the torn group does.
+                let cut_at = if open.is_empty() { offset } else { open_at };
+                let at_tail = first == last_segment && !valid_record_after(&file, offset);
+                if !at_tail {
+                    // Named by the bad record itself, not its group.
+                    let mut e = self.damaged(first, offset, why);
+                    if let StoreError::Damaged { seq, .. } = &mut e {
+                        *seq += open.len() as u64;
+                    }
+                    return Err(e);
+                }
+                let cut = len - cut_at;
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset = cut_at,
+                    bytes = cut,
+                    seq = self.head + 1,
+                    reason = why,
+                    "event log: a torn last write was cut off (it had not been acknowledged)"
+                );
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                f.set_len(cut_at).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+                self.recovery.truncated_bytes += cut;
+                open.clear();
             }
             if seg_i + 1 == segments.len() {
                 break;
@@ -422,9 +450,10 @@ impl Log {
         let (segment, file) = self.active.as_ref().expect("an active segment");
         let segment = *segment;
         self.buf.clear();
-        for r in recs {
+        for (i, r) in recs.iter().enumerate() {
+            let more = if i + 1 < recs.len() { MORE } else { 0 };
             self.buf
-                .extend_from_slice(&(r.bytes.len() as u32).to_le_bytes());
+                .extend_from_slice(&(r.bytes.len() as u32 | more).to_le_bytes());
             self.buf
                 .extend_from_slice(&crc32c::crc32c(r.bytes).to_le_bytes());
             self.buf.extend_from_slice(r.bytes);
@@ -565,19 +594,21 @@ pub(super) fn open_sled(config: sled::Config) -> sled::Result<sled::Db> {
     }
 }
 
-/// Reads one frame whose payload goes into `payload`; says what is wrong
-/// when the bytes are not a whole, intact record. `left` bytes remain.
+/// Reads one frame whose payload goes into `payload`, and whether more
+/// records of its group follow; says what is wrong when the bytes are not
+/// a whole, intact record. `left` bytes remain.
 pub(super) fn read_frame(
     r: &mut impl Read,
     left: u64,
     payload: &mut Vec<u8>,
-) -> Result<(), &'static str> {
+) -> Result<bool, &'static str> {
     if left < FRAME {
         return Err("a record cut short in its frame");
     }
     let mut head = [0u8; FRAME as usize];
     r.read_exact(&mut head).map_err(|_| "unreadable frame")?;
     let len = u32::from_le_bytes(head[..4].try_into().expect("4"));
+    let (more, len) = (len & MORE != 0, len & !MORE);
     let crc = u32::from_le_bytes(head[4..].try_into().expect("4"));
     if len > MAX_RECORD {
         return Err("a record length beyond any record");
@@ -590,7 +621,7 @@ pub(super) fn read_frame(
     if crc32c::crc32c(payload) != crc {
         return Err("a record whose checksum does not match");
     }
-    Ok(())
+    Ok(more)
 }
 
 /// Whether an intact record starts anywhere after `offset`: if one does,
@@ -605,7 +636,7 @@ fn valid_record_after(file: &File, offset: u64) -> bool {
     }
     let n = rest.len();
     for p in 0..n.saturating_sub(FRAME as usize) {
-        let l = u32::from_le_bytes(rest[p..p + 4].try_into().expect("4")) as usize;
+        let l = (u32::from_le_bytes(rest[p..p + 4].try_into().expect("4")) & !MORE) as usize;
         let end = p + FRAME as usize + l;
         if l < 3 || end > n || rest[p + FRAME as usize] != codec::FORMAT_BINCODE_V1 {
             continue;

@@ -9,7 +9,7 @@ use crate::codec;
 use crate::envelope::Envelope;
 
 use super::super::{RawRecord, StoreError};
-use super::log::{FRAME, Index, JUMP, read_frame, segment_path};
+use super::log::{FRAME, Index, JUMP, MORE, read_frame, segment_path};
 
 /// Walks records in sequence order from a position up to a head fixed at
 /// creation, so a reader never sees a group before its `fdatasync`.
@@ -108,7 +108,7 @@ impl Cursor {
             if std::io::Read::read_exact(file, &mut head).is_err() {
                 return Err(self.fail(first, "a record cut short"));
             }
-            let len = u32::from_le_bytes(head[..4].try_into().expect("4"));
+            let len = u32::from_le_bytes(head[..4].try_into().expect("4")) & !MORE;
             if file.seek_relative(i64::from(len)).is_err() {
                 return Err(self.fail(first, "a record cut short"));
             }
