@@ -282,3 +282,61 @@ async fn complete_runs_a_final_delta_then_the_batch_is_completed() {
     // A completed batch no longer holds its mailboxes.
     p.ferry.create_batch("again", "old", "new", &["anna"], &[]);
 }
+
+/// An event the engine or the scheduler appended to the batch while the
+/// views had not yet folded it (another worker's, in a fleet) is no
+/// conflict for an administrator's command that named no version: the
+/// command is decided again on fresh views and recorded.
+#[tokio::test]
+async fn a_command_racing_the_schedulers_own_write_is_decided_again_not_refused() {
+    use ferry_events::{Actor, BatchOptions, Event, ExpectedVersion, stream};
+    let dir = tempfile::tempdir().unwrap();
+    let config = ferryd::config::Config::for_dir(dir.path(), &dir.path().join("ferryd.sock"));
+    let app = std::sync::Arc::new(ferryd::App::open(config).unwrap());
+    let admin = Actor::User {
+        uid: 1000,
+        name: "admin".into(),
+    };
+    app.append(
+        &stream::batch("b"),
+        ExpectedVersion::NoStream,
+        admin.clone(),
+        vec![Event::BatchCreated {
+            name: "b".into(),
+            source: "old".into(),
+            destination: "new".into(),
+            options: BatchOptions::default(),
+        }],
+    )
+    .await
+    .unwrap();
+    ferryd::api::batch::schedule(&app, admin.clone(), "b", "0 3 * * *", None)
+        .await
+        .unwrap();
+    // Written to the store, not yet folded into the views.
+    let fired = app
+        .store
+        .append(
+            &stream::batch("b"),
+            ExpectedVersion::Any,
+            Actor::Daemon,
+            vec![Event::ScheduleFired {
+                batch: "b".into(),
+                due_us: now_us(),
+            }],
+        )
+        .await
+        .unwrap();
+    ferryd::api::batch::schedule(&app, admin, "b", "off", None)
+        .await
+        .expect("the schedule is removed despite the fire");
+    let last = app
+        .store
+        .read_stream(&stream::batch("b"), fired[0].stream_version + 1)
+        .unwrap();
+    assert!(
+        matches!(&last[..], [e] if matches!(&e.event, Event::ScheduleSet { cron, .. } if cron.is_empty())),
+        "the removal follows the fire: {last:?}"
+    );
+    assert!(app.views.read().unwrap().batches["b"].schedule.is_none());
+}
