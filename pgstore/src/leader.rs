@@ -76,10 +76,7 @@ pub(crate) fn start(
                 std::thread::sleep(TICK);
             }
         })
-        .map_err(|e| StoreError::Database {
-            at: "thread".into(),
-            what: e.to_string(),
-        })?;
+        .map_err(|e| crate::threads::db_error("thread", e))?;
     Ok(Leadership { leads: rx })
 }
 

@@ -185,10 +185,7 @@ pub(crate) fn start(
                 std::thread::sleep(tick);
             }
         })
-        .map_err(|e| StoreError::Database {
-            at: "thread".into(),
-            what: e.to_string(),
-        })?;
+        .map_err(|e| crate::threads::db_error("thread", e))?;
     Ok(Leases {
         worker,
         ttl,

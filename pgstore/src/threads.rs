@@ -90,10 +90,19 @@ pub(crate) struct Append {
     pub reply: oneshot::Sender<Result<Vec<Envelope>, StoreError>>,
 }
 
-pub(crate) fn db_error(at: &str, e: impl std::fmt::Display) -> StoreError {
+/// The error and its causes: the driver's own text is only "db error",
+/// the server's words are its source.
+pub(crate) fn db_error(at: &str, e: impl std::error::Error) -> StoreError {
+    let mut what = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        what.push_str(": ");
+        what.push_str(&c.to_string());
+        cause = c.source();
+    }
     StoreError::Database {
         at: at.to_string(),
-        what: e.to_string(),
+        what,
     }
 }
 
