@@ -1,5 +1,6 @@
 //! Sources that name items by opaque keys and tell their changes from a
-//! cursor per folder (EWS), under the engine's item names.
+//! cursor per folder (EWS, and Graph as a source), under the engine's item
+//! names.
 //!
 //! The engine names an item `(folder, uidvalidity, uid)` in every event it
 //! writes. For a keyed source the log gives those names itself: before a
@@ -144,7 +145,7 @@ impl KeyedSession {
             endpoint: self.endpoint.clone(),
             op,
             class: ErrorClass::Other,
-            text: "an EWS endpoint is read as a source only".into(),
+            text: "this endpoint is read as a source here".into(),
         }
     }
 
