@@ -232,7 +232,7 @@ async fn open_in(
                     let k =
                         Keyed::new(Box::new(ferry_graph::GraphSource::new(mailbox, &spec.host)));
                     keyed = Some(k.clone());
-                    Box::new(KeyedSession::new(k, spec.host.clone()))
+                    Box::new(KeyedSession::new(k, spec.host.clone(), "GRAPH"))
                 }
                 Side::Destination => Box::new(ferry_graph::GraphSession::new(mailbox, &spec.host)),
             }
@@ -296,7 +296,7 @@ async fn open_in(
             let source = ews_open(app, endpoint, spec, timeout, &user, &password, act_as).await?;
             let k = Keyed::new(Box::new(source));
             keyed = Some(k.clone());
-            Box::new(KeyedSession::new(k, ews::endpoint_name(&spec.host)))
+            Box::new(KeyedSession::new(k, ews::endpoint_name(&spec.host), "EWS"))
         }
     };
     Ok(Conn {

@@ -125,16 +125,19 @@ impl Keyed {
 pub struct KeyedSession {
     keyed: Keyed,
     endpoint: String,
+    /// What `capabilities` names the endpoint's kind by (`EWS`, `GRAPH`).
+    kind: &'static str,
     /// The examined folder and its table.
     open: Option<(String, SourceTable)>,
     limit: u64,
 }
 
 impl KeyedSession {
-    pub fn new(keyed: Keyed, endpoint: String) -> KeyedSession {
+    pub fn new(keyed: Keyed, endpoint: String, kind: &'static str) -> KeyedSession {
         KeyedSession {
             keyed,
             endpoint,
+            kind,
             open: None,
             limit: ferry_connectors::DEFAULT_ITEM_LIMIT,
         }
@@ -180,7 +183,7 @@ fn date(us: Option<i64>) -> Option<DateTime<FixedOffset>> {
 #[async_trait]
 impl MailSession for KeyedSession {
     async fn capabilities(&mut self) -> Result<Vec<String>> {
-        Ok(vec!["EWS".into()])
+        Ok(vec![self.kind.into()])
     }
 
     /// The folders copied (mail, and the classes the destination holds

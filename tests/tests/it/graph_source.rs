@@ -12,7 +12,7 @@ use crate::ews_graph::{copied_per_key, created_mail, imported, kill_at, skip_rea
 use crate::graph_engine::sign_in_args;
 use ferry_connectors::digest;
 use ferry_tests::Ferryd;
-use ferry_tests::graph_sim::{GraphSim, SimConfig};
+use ferry_tests::graph_sim::{GraphSim, SimConfig, assert_budget_kept};
 
 const SRC: &str = "alice@sim.example";
 const DEST: &str = "alice@new.example";
@@ -261,6 +261,13 @@ async fn tenant_to_tenant_copies_every_class_once_and_deltas_copy_only_changes()
     let show = r.ferry.ctl_json(&["batch", "show", "t2t"]);
     assert_eq!(show["data"]["state"], "Synced", "{show}");
     assert_eq!(intents(&r.ferry), before);
+    let restarted = r
+        .ferry
+        .events_of("SourceSynced")
+        .iter()
+        .filter(|e| e["event"]["SourceSynced"]["generation"] == 2)
+        .count();
+    assert!(restarted >= 5, "each folder read again: {restarted}");
     check_all(&r);
 }
 
@@ -311,10 +318,39 @@ async fn graph_to_maildir_copies_the_mime_served_and_skips_other_classes() {
         "--csv",
         csv.to_str().unwrap(),
     ]);
+    // The source throttles the first requests: each waits its Retry-After.
+    src.throttle_next(3, 1);
     ferry.run_pass("out", "full");
     let show = ferry.ctl_json(&["batch", "show", "out"]);
     assert_eq!(show["data"]["state"], "Synced", "{show}");
     assert!(ferry.events_of("ItemFailed").is_empty());
+
+    // Nothing starts within a 429's Retry-After, and work resumes within
+    // 100 ms of its end.
+    // (The first requests are the parts of the well-known folders' $batch.)
+    let log: Vec<(Duration, u16)> = src
+        .requests()
+        .into_iter()
+        .filter(|q| q.mailbox == SRC)
+        .map(|q| (q.at, q.status))
+        .collect();
+    let throttled = assert_budget_kept(
+        &log,
+        10_000,
+        Duration::from_secs(600),
+        Duration::from_secs(1),
+    );
+    assert_eq!(throttled.len(), 3);
+    let asked = src.requests();
+    let per_message = asked
+        .iter()
+        .filter(|q| q.path.contains("/messages/") && !q.path.contains("/delta"))
+        .filter(|q| q.status == 200)
+        .count();
+    eprintln!(
+        "graph source: {} requests for 7 messages and 6 other items, {per_message} of them reads of a message",
+        asked.len()
+    );
 
     let files = maildir_files(&root.join(DEST));
     let mut got: Vec<Vec<u8>> = files.iter().map(|(_, b)| b.clone()).collect();
