@@ -16,17 +16,15 @@ use ferry_connectors::source::{
     SourceMeta, item_flags,
 };
 use ferry_connectors::{ConnectorError, ErrorClass, Folder, FolderName, MailSession, Result};
-use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use crate::Mailbox;
-use crate::client::Req;
 use crate::delta::{DeltaLink, Removable};
 use crate::items::BoxItem;
 use crate::model::Message;
 use crate::session::{GraphSession, key_of, name, path_of};
 
-/// What a message delta and a message read select for a copy.
+/// What a message delta selects: the state a copy carries.
 const SOURCE_SELECT: &str = "isRead,receivedDateTime,categories,flag";
 
 pub struct GraphSource {
@@ -208,33 +206,28 @@ impl ChangeSource for GraphSource {
         })
     }
 
+    /// The MIME of each message, one request each; its state (read,
+    /// flag, categories, received time) is what the folder's delta said,
+    /// which the engine recorded in this pass.
     async fn fetch(&mut self, keys: &[SourceKey]) -> Result<Vec<SourceItem>> {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let mb = self.mailbox();
-            let url = mb.url(&format!("/messages/{}?$select={SOURCE_SELECT}", k.0));
-            let a = mb
-                .send(&Req::new(mb.op("read message"), Method::GET, url), &[404])
-                .await
-                .map_err(|e| self.err("reading message", e))?;
-            // Gone since the delta: left out.
-            if a.status == 404 {
-                continue;
-            }
-            let m: Message = a
-                .json(&mb.op("read message"))
-                .map_err(|e| self.err("reading message", e))?;
-            let url = mb.url(&format!("/messages/{}/$value", k.0));
-            let a = mb
-                .send(&Req::new(mb.op("read MIME"), Method::GET, url), &[404])
+            let got = self
+                .mailbox()
+                .mime_if_any(&k.0)
                 .await
                 .map_err(|e| self.err("reading MIME", e))?;
-            if a.status == 404 {
-                continue;
-            }
-            let mut meta = message_meta(&m, a.body.len() as u64);
-            meta.key = k.clone();
-            out.push(SourceItem { meta, body: a.body });
+            // Gone since the delta: left out.
+            let Some(body) = got else { continue };
+            out.push(SourceItem {
+                meta: SourceMeta {
+                    key: k.clone(),
+                    size: body.len() as u64,
+                    flags: Vec::new(),
+                    internal_date: None,
+                },
+                body,
+            });
         }
         Ok(out)
     }

@@ -289,12 +289,20 @@ impl MailSession for KeyedSession {
             let Some(ordinal) = ordinal_of.get(&g.meta.key.0) else {
                 continue;
             };
+            // A source that reads bytes alone (Graph's `$value`) leaves the
+            // state to what its change feed recorded in this pass.
+            let (flags, internal_date) = match self.table()?.items.get(ordinal) {
+                Some(i) if g.meta.flags.is_empty() && g.meta.internal_date.is_none() => {
+                    (i.flags.clone(), date(i.received_us))
+                }
+                _ => (g.meta.flags, g.meta.internal_date),
+            };
             out.push(Item {
                 meta: ItemMeta {
                     uid: *ordinal,
                     size: g.body.len() as u64,
-                    flags: g.meta.flags,
-                    internal_date: g.meta.internal_date,
+                    flags,
+                    internal_date,
                     modseq: None,
                     refused: self.too_big(g.body.len() as u64),
                 },
