@@ -1331,6 +1331,10 @@ impl State {
             Ok(v) => v,
             Err(a) => return a,
         };
+        let asked = v["itemIds"].as_array().map_or(0, Vec::len);
+        if asked == 0 || asked > 20 {
+            return Answer::error(400, "ErrorInvalidRequest", "itemIds takes 1 to 20 ids.");
+        }
         let u = &self.users[key];
         let out: Vec<Value> = v["itemIds"]
             .as_array()

@@ -203,6 +203,11 @@ async fn tenant_to_tenant_copies_every_class_once_and_deltas_copy_only_changes()
             .any(|q| q.path.ends_with("/exportItems") && q.status == 200)
     );
 
+    // Neither tenant's secret nor an import URL is in the log.
+    let log = serde_json::to_string(&r.ferry.events()).unwrap();
+    assert!(!log.contains(crate::graph_engine::SECRET));
+    assert!(!log.contains("/import/"));
+
     // A quiet delta copies nothing.
     let before = intents(&r.ferry);
     r.ferry.run_pass("t2t", "delta");
