@@ -24,6 +24,10 @@ use crate::items::BoxItem;
 use crate::model::Message;
 use crate::session::{GraphSession, key_of, name, path_of};
 
+/// PR_MESSAGE_SIZE: a message's size, known before its bytes are read
+/// (for the size limit and `batch plan`).
+const PR_MESSAGE_SIZE: &str = "Integer 0x0E08";
+
 /// What a message delta selects: the state a copy carries.
 const SOURCE_SELECT: &str = "isRead,receivedDateTime,categories,flag";
 
@@ -104,7 +108,13 @@ fn date(t: Option<&str>) -> Option<DateTime<FixedOffset>> {
     t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
 }
 
-fn message_meta(m: &Message, size: u64) -> SourceMeta {
+fn message_meta(m: &Message) -> SourceMeta {
+    let size = m
+        .single_value_extended_properties
+        .iter()
+        .find(|p| p.id.eq_ignore_ascii_case(PR_MESSAGE_SIZE))
+        .and_then(|p| p.value.parse().ok())
+        .unwrap_or(0);
     let flagged = m.flag.as_ref().is_some_and(|f| f.flag_status == "flagged");
     SourceMeta {
         key: SourceKey(m.id.clone()),
@@ -177,9 +187,16 @@ impl ChangeSource for GraphSource {
         let (id, class) = self.folder(folder).await?;
         let url = match (cursor, class) {
             (Some(c), _) => c.0.clone(),
-            (None, FolderClass::Mail) => self.mailbox().url(&format!(
-                "/mailFolders/{id}/messages/delta?$select={SOURCE_SELECT}"
-            )),
+            (None, FolderClass::Mail) => {
+                let expand: String = form_urlencoded::byte_serialize(
+                    format!("singleValueExtendedProperties($filter=id eq '{PR_MESSAGE_SIZE}')")
+                        .as_bytes(),
+                )
+                .collect();
+                self.mailbox().url(&format!(
+                    "/mailFolders/{id}/messages/delta?$select={SOURCE_SELECT}&$expand={expand}"
+                ))
+            }
             (None, _) => {
                 let mid = self.session.mailbox_id().await?;
                 let rest =
@@ -190,7 +207,7 @@ impl ChangeSource for GraphSource {
         // Every entry of a round is stated whole: an item seen before is
         // changed, one not seen is new, as the engine's table tells.
         let (changes, link) = if class == FolderClass::Mail {
-            self.page::<Message>(folder, &url, max, |m| message_meta(m, 0))
+            self.page::<Message>(folder, &url, max, message_meta)
                 .await?
         } else {
             self.page::<BoxItem>(folder, &url, max, item_meta).await?

@@ -1529,9 +1529,18 @@ fn shape(m: &SimMessage, req: &Req) -> Value {
             let f = inner
                 .strip_prefix("$filter=")
                 .and_then(|f| filter::parse(f).ok());
+            // PR_MESSAGE_SIZE is Exchange's to compute, on every item.
+            let size = (
+                "Integer 0x0E08".to_string(),
+                m.mime
+                    .as_ref()
+                    .map_or_else(|| rebuild_mime(m).len(), Vec::len)
+                    .to_string(),
+            );
             let props: Vec<Value> = m
                 .ext
                 .iter()
+                .chain(std::iter::once(&size))
                 .map(|(id, val)| json!({ "id": id, "value": val }))
                 .filter(|p| f.as_ref().is_none_or(|f| filter::eval(f, p)))
                 .collect();

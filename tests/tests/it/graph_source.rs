@@ -323,6 +323,11 @@ async fn graph_to_maildir_copies_the_mime_served_and_skips_other_classes() {
         "--csv",
         csv.to_str().unwrap(),
     ]);
+    // A plan knows each message's size before reading it (PR_MESSAGE_SIZE).
+    let plan = ferry.ctl_ok(&["batch", "plan", "out"]);
+    assert!(plan.contains("would copy 7 items ("), "{plan}");
+    assert!(!plan.contains("would copy 7 items (0 B)"), "{plan}");
+
     // The source throttles the first requests: each waits its Retry-After.
     src.throttle_next(3, 1);
     ferry.run_pass("out", "full");
