@@ -18,7 +18,7 @@ use ferry_ews::{
 
 use crate::source::{
     Change, ChangeSource, Changes, Cursor, FolderClass, SourceFolder, SourceItem, SourceKey,
-    SourceMeta, keyword_of,
+    SourceMeta, item_flags,
 };
 use crate::{ConnectorError, ErrorClass, Flag, Folder, FolderName, Result, SpecialUse};
 
@@ -170,23 +170,9 @@ fn special_use(w: WellKnown) -> Option<SpecialUse> {
     })
 }
 
-/// Flags and keywords as a copy carries them: `\Seen` for read, `\Flagged`
-/// for a follow-up flag still open, a keyword per category.
+/// Flags and keywords as a copy carries them (see [`item_flags`]).
 pub fn flags_of(read: bool, flag: FlagStatus, categories: &[String]) -> Vec<Flag> {
-    let mut out = Vec::new();
-    if read {
-        out.push("\\Seen".to_string());
-    }
-    if flag == FlagStatus::Flagged {
-        out.push("\\Flagged".to_string());
-    }
-    for c in categories {
-        let k = keyword_of(c);
-        if !out.contains(&k) {
-            out.push(k);
-        }
-    }
-    out
+    item_flags(read, flag == FlagStatus::Flagged, categories)
 }
 
 fn date(t: Option<DateTime<Utc>>) -> Option<DateTime<FixedOffset>> {

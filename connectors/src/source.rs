@@ -160,6 +160,25 @@ pub trait ChangeSource: Send {
     }
 }
 
+/// Flags and keywords as a copy carries them: `\\Seen` for read, `\\Flagged`
+/// for a follow-up flag still open, a keyword per category.
+pub fn item_flags(read: bool, flagged: bool, categories: &[String]) -> Vec<Flag> {
+    let mut out = Vec::new();
+    if read {
+        out.push("\\Seen".to_string());
+    }
+    if flagged {
+        out.push("\\Flagged".to_string());
+    }
+    for c in categories {
+        let k = keyword_of(c);
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
 /// An IMAP keyword for a category: atom characters kept, the others
 /// (space, brackets, quotes, `%`, `*`, `\`) turned into `_`.
 pub fn keyword_of(category: &str) -> Flag {

@@ -14,8 +14,29 @@ use crate::{Error, Result};
 /// What a message delta selects.
 const DELTA_SELECT: &str = "subject,isRead,isDraft,receivedDateTime,categories,flag,parentFolderId";
 
-trait Removable {
+pub(crate) trait Removable {
     fn removed_id(&self) -> Option<&str>;
+}
+
+/// Where a delta page leads: the round's next page, or the round's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DeltaLink {
+    Next(String),
+    Delta(String),
+}
+
+/// One page of a delta round.
+pub(crate) struct DeltaPage<T> {
+    pub changed: Vec<T>,
+    /// Ids of items deleted or moved out.
+    pub removed: Vec<String>,
+    pub link: DeltaLink,
+}
+
+impl Removable for crate::items::BoxItem {
+    fn removed_id(&self) -> Option<&str> {
+        self.removed.as_ref().map(|_| self.id.as_str())
+    }
 }
 
 impl Removable for Message {
@@ -70,21 +91,20 @@ impl Mailbox {
     ) -> Result<Delta<T>> {
         let mut restarted = false;
         let mut url = match link {
-            Some(l) => {
-                self.check_link(op, l)?;
-                l.to_string()
-            }
+            Some(l) => l.to_string(),
             None => first.clone(),
         };
         let mut changed = Vec::new();
         let mut removed = Vec::new();
         loop {
-            let answer = self
-                .send(&Req::new(op.to_string(), Method::GET, url.clone()), &[410])
-                .await?;
-            if answer.status == 410 {
+            let Some(page) = self.delta_page::<T>(op, &url, None).await? else {
                 if restarted || url == first {
-                    return Err(http_error(op, 410, &answer.body));
+                    return Err(Error::Http {
+                        op: op.to_string(),
+                        status: 410,
+                        code: "SyncStateNotFound".into(),
+                        message: "the delta round from the start was refused".into(),
+                    });
                 }
                 tracing::info!(op, "delta link gone; starting over");
                 restarted = true;
@@ -92,35 +112,79 @@ impl Mailbox {
                 removed.clear();
                 url = first.clone();
                 continue;
-            }
-            let page: Value = answer.json(op)?;
-            for v in page["value"].as_array().into_iter().flatten() {
-                let item: T = serde_json::from_value(v.clone()).map_err(|e| Error::Protocol {
-                    op: op.to_string(),
-                    reason: e.to_string(),
-                })?;
-                match item.removed_id() {
-                    Some(id) => removed.push(id.to_string()),
-                    None => changed.push(item),
+            };
+            changed.extend(page.changed);
+            removed.extend(page.removed);
+            match page.link {
+                DeltaLink::Next(next) => url = next,
+                DeltaLink::Delta(delta) => {
+                    return Ok(Delta {
+                        changed,
+                        removed,
+                        delta_link: delta,
+                        restarted,
+                    });
                 }
             }
-            if let Some(next) = page["@odata.nextLink"].as_str() {
-                self.check_link(op, next)?;
-                url = next.to_string();
-            } else if let Some(delta) = page["@odata.deltaLink"].as_str() {
-                self.check_link(op, delta)?;
-                return Ok(Delta {
-                    changed,
-                    removed,
-                    delta_link: delta.to_string(),
-                    restarted,
-                });
-            } else {
-                return Err(Error::Protocol {
-                    op: op.to_string(),
-                    reason: "a delta page with neither a next nor a delta link".into(),
-                });
+        }
+    }
+
+    /// One page of a delta round at `url` (the first request's, or a link
+    /// Graph gave), at most `max` items when given; `None` when the
+    /// service no longer knows the link's state (`410 Gone`, or a 400
+    /// naming the sync state).
+    pub(crate) async fn delta_page<T: DeserializeOwned + Removable>(
+        &self,
+        op: &str,
+        url: &str,
+        max: Option<usize>,
+    ) -> Result<Option<DeltaPage<T>>> {
+        self.check_link(op, url)?;
+        let mut req = Req::new(op.to_string(), Method::GET, url.to_string());
+        if let Some(max) = max {
+            req.headers
+                .push(("prefer", format!("odata.maxpagesize={}", max.max(1))));
+        }
+        let answer = self.send(&req, &[400, 410]).await?;
+        if answer.status == 410 {
+            return Ok(None);
+        }
+        if answer.status == 400 {
+            let e = http_error(op, 400, &answer.body);
+            let stale = matches!(&e, Error::Http { code, .. }
+                if code.to_ascii_lowercase().contains("syncstate")
+                    || code.to_ascii_lowercase().contains("deltatoken"));
+            return if stale { Ok(None) } else { Err(e) };
+        }
+        let page: Value = answer.json(op)?;
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        for v in page["value"].as_array().into_iter().flatten() {
+            let item: T = serde_json::from_value(v.clone()).map_err(|e| Error::Protocol {
+                op: op.to_string(),
+                reason: e.to_string(),
+            })?;
+            match item.removed_id() {
+                Some(id) => removed.push(id.to_string()),
+                None => changed.push(item),
             }
         }
+        let link = if let Some(next) = page["@odata.nextLink"].as_str() {
+            self.check_link(op, next)?;
+            DeltaLink::Next(next.to_string())
+        } else if let Some(delta) = page["@odata.deltaLink"].as_str() {
+            self.check_link(op, delta)?;
+            DeltaLink::Delta(delta.to_string())
+        } else {
+            return Err(Error::Protocol {
+                op: op.to_string(),
+                reason: "a delta page with neither a next nor a delta link".into(),
+            });
+        };
+        Ok(Some(DeltaPage {
+            changed,
+            removed,
+            link,
+        }))
     }
 }

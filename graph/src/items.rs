@@ -44,6 +44,11 @@ pub struct BoxItem {
     pub class: String,
     #[serde(default)]
     pub size: u64,
+    #[serde(default)]
+    pub last_modified_date_time: Option<String>,
+    /// Set on items a delta reports as deleted.
+    #[serde(rename = "@removed", default)]
+    pub removed: Option<serde_json::Value>,
 }
 
 /// One item's full-fidelity stream.
@@ -54,7 +59,7 @@ pub struct ExportedItem {
 }
 
 impl Mailbox {
-    fn boxes(&self, mailbox_id: &str, rest: &str) -> String {
+    pub(crate) fn boxes(&self, mailbox_id: &str, rest: &str) -> String {
         format!(
             "{}/admin/exchange/mailboxes/{mailbox_id}{rest}",
             self.graph().base()

@@ -13,6 +13,8 @@
 //! - `mime`: a MIME message read into that JSON create.
 //! - `session`: a mailbox as the engine's copy destination, items found
 //!   by their origin.
+//! - `source`: a mailbox as a keyed source (tenant to tenant): deltas as
+//!   cursors, mail as MIME, other items as `exportItems` streams.
 //!
 //! Which way an item goes in, and what it keeps:
 //! - the import API (`import`): a full-fidelity item (`exportItems`, EWS
@@ -41,12 +43,14 @@ pub mod messages;
 pub mod mime;
 pub mod model;
 pub mod session;
+pub mod source;
 
 pub use auth::{AccessToken, AppAuth, Credential, EXCHANGE_IMAP_SCOPE, GRAPH_SCOPE};
 pub use budget::{Budget, BudgetState, Budgets, Limits};
 pub use client::{Graph, GraphConfig, Mailbox};
 pub use reqwest::Method;
 pub use session::GraphSession;
+pub use source::GraphSource;
 
 /// What a Graph call can fail with. Messages name the operation and what
 /// the service said, never a credential.

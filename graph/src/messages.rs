@@ -308,12 +308,26 @@ impl Mailbox {
 
     /// The MIME content of a message (`$value`).
     pub async fn mime(&self, id: &str) -> Result<Vec<u8>> {
+        match self.mime_if_any(id).await? {
+            Some(b) => Ok(b.to_vec()),
+            None => Err(Error::Http {
+                op: self.op("read MIME"),
+                status: 404,
+                code: "ErrorItemNotFound".into(),
+                message: "no such message".into(),
+            }),
+        }
+    }
+
+    /// The MIME content of a message, `None` when it is gone.
+    pub async fn mime_if_any(&self, id: &str) -> Result<Option<bytes::Bytes>> {
         let req = Req::new(
             self.op("read MIME"),
             Method::GET,
             self.url(&format!("/messages/{id}/$value")),
         );
-        Ok(self.send(&req, &[]).await?.body.to_vec())
+        let a = self.send(&req, &[404]).await?;
+        Ok((a.status != 404).then_some(a.body))
     }
 
     /// Sets read state, flag and categories (a flag sync).

@@ -38,11 +38,11 @@ use crate::{Error, Mailbox};
 const DELIMITER: char = '/';
 
 pub struct GraphSession {
-    mailbox: Mailbox,
+    pub(crate) mailbox: Mailbox,
     /// Where the session is, as errors name it (the endpoint's host).
-    endpoint: String,
+    pub(crate) endpoint: String,
     /// Folder ids by name, from the last listing and the folders made since.
-    ids: HashMap<String, String>,
+    pub(crate) ids: HashMap<String, String>,
     listed: bool,
     /// Folders of a class besides mail, by name: as listed through the
     /// mailbox API, or as the engine said before making them.
@@ -81,7 +81,7 @@ impl GraphSession {
         Ok(self.importer.as_mut().expect("made"))
     }
 
-    async fn mailbox_id(&mut self) -> Result<String, ConnectorError> {
+    pub(crate) async fn mailbox_id(&mut self) -> Result<String, ConnectorError> {
         Ok(self.importer().await?.mailbox_id().to_string())
     }
 
@@ -162,13 +162,18 @@ impl GraphSession {
 
     /// A Graph failure as the engine classes it; `refused` is the class of
     /// a plain refusal (4xx) of this call: the item's, or the folder's.
-    fn err(&self, op: &'static str, e: Error, refused: ErrorClass) -> ConnectorError {
+    pub(crate) fn err(&self, op: &'static str, e: Error, refused: ErrorClass) -> ConnectorError {
         graph_err(&self.endpoint, op, e, refused)
     }
 }
 
 /// A Graph failure as the engine classes it (see [`GraphSession::err`]).
-fn graph_err(endpoint: &str, op: &'static str, e: Error, refused: ErrorClass) -> ConnectorError {
+pub(crate) fn graph_err(
+    endpoint: &str,
+    op: &'static str,
+    e: Error,
+    refused: ErrorClass,
+) -> ConnectorError {
     {
         let class = match &e {
             Error::Http { status, .. } => match status {
@@ -265,7 +270,7 @@ impl GraphSession {
 
 /// A folder's name as the engine's mapping spells it: the raw name in
 /// modified UTF-7 (as an IMAP destination's), the segments as shown.
-fn name(path: &[String]) -> FolderName {
+pub(crate) fn name(path: &[String]) -> FolderName {
     FolderName {
         raw: ferry_connectors::utf7::encode(&path.join(&DELIMITER.to_string())),
         delimiter: Some(DELIMITER),
@@ -274,7 +279,7 @@ fn name(path: &[String]) -> FolderName {
 }
 
 /// The key of a folder's id: its path of display names.
-fn path_of(folder: &FolderName) -> Vec<String> {
+pub(crate) fn path_of(folder: &FolderName) -> Vec<String> {
     if !folder.segments.is_empty() {
         return folder.segments.clone();
     }
@@ -287,7 +292,7 @@ fn path_of(folder: &FolderName) -> Vec<String> {
 
 /// Exchange's folder names ignore case, and the engine may name the inbox
 /// `Inbox` or `INBOX`: one key for both.
-fn key_of(path: &[String]) -> String {
+pub(crate) fn key_of(path: &[String]) -> String {
     path.join(&DELIMITER.to_string()).to_lowercase()
 }
 

@@ -226,7 +226,16 @@ async fn open_in(
             let mailbox = graph
                 .mailbox(&address)
                 .map_err(|e| EngineError::Unsupported(e.to_string()))?;
-            Box::new(ferry_graph::GraphSession::new(mailbox, &spec.host))
+            match side {
+                // Read as a keyed source: deltas as cursors, exports whole.
+                Side::Source => {
+                    let k =
+                        Keyed::new(Box::new(ferry_graph::GraphSource::new(mailbox, &spec.host)));
+                    keyed = Some(k.clone());
+                    Box::new(KeyedSession::new(k, spec.host.clone(), "GRAPH"))
+                }
+                Side::Destination => Box::new(ferry_graph::GraphSession::new(mailbox, &spec.host)),
+            }
         }
         EndpointKind::Imap => {
             let user_secret = secret(app, secret_ref)?;
@@ -287,7 +296,7 @@ async fn open_in(
             let source = ews_open(app, endpoint, spec, timeout, &user, &password, act_as).await?;
             let k = Keyed::new(Box::new(source));
             keyed = Some(k.clone());
-            Box::new(KeyedSession::new(k, ews::endpoint_name(&spec.host)))
+            Box::new(KeyedSession::new(k, ews::endpoint_name(&spec.host), "EWS"))
         }
     };
     Ok(Conn {
@@ -493,9 +502,25 @@ async fn verify_graph(
         let mailbox = graph
             .mailbox(user)
             .map_err(|e| EngineError::Unsupported(e.to_string()))?;
-        let mut s = ferry_graph::GraphSession::new(mailbox, &spec.host);
+        let mut s = ferry_graph::GraphSession::new(mailbox.clone(), &spec.host);
         let folders = s.list_folders().await?;
         caps.push(format!("FOLDERS={}", folders.len()));
+        // As a source, every class is read through the mailbox API, which
+        // needs its own permissions; a mail-only destination does without.
+        let mut src = ferry_graph::GraphSource::new(mailbox, &spec.host);
+        match ferry_connectors::source::ChangeSource::folders(&mut src).await {
+            Ok(all) => {
+                let mut classes: Vec<&str> = all.iter().map(|f| f.class.as_str()).collect();
+                classes.sort_unstable();
+                classes.dedup();
+                caps.push(format!("SOURCE-FOLDERS={}", all.len()));
+                caps.push(format!("SOURCE-CLASSES={}", classes.join(",")));
+            }
+            Err(e) => {
+                tracing::info!(endpoint = name, error = %e, "the mailbox API is not readable");
+                caps.push("NO-SOURCE".into());
+            }
+        }
     }
     Ok(caps)
 }

@@ -1,5 +1,6 @@
 //! Sources that name items by opaque keys and tell their changes from a
-//! cursor per folder (EWS), under the engine's item names.
+//! cursor per folder (EWS, and Graph as a source), under the engine's item
+//! names.
 //!
 //! The engine names an item `(folder, uidvalidity, uid)` in every event it
 //! writes. For a keyed source the log gives those names itself: before a
@@ -124,16 +125,19 @@ impl Keyed {
 pub struct KeyedSession {
     keyed: Keyed,
     endpoint: String,
+    /// What `capabilities` names the endpoint's kind by (`EWS`, `GRAPH`).
+    kind: &'static str,
     /// The examined folder and its table.
     open: Option<(String, SourceTable)>,
     limit: u64,
 }
 
 impl KeyedSession {
-    pub fn new(keyed: Keyed, endpoint: String) -> KeyedSession {
+    pub fn new(keyed: Keyed, endpoint: String, kind: &'static str) -> KeyedSession {
         KeyedSession {
             keyed,
             endpoint,
+            kind,
             open: None,
             limit: ferry_connectors::DEFAULT_ITEM_LIMIT,
         }
@@ -144,7 +148,7 @@ impl KeyedSession {
             endpoint: self.endpoint.clone(),
             op,
             class: ErrorClass::Other,
-            text: "an EWS endpoint is read as a source only".into(),
+            text: "this endpoint is read as a source here".into(),
         }
     }
 
@@ -179,7 +183,7 @@ fn date(us: Option<i64>) -> Option<DateTime<FixedOffset>> {
 #[async_trait]
 impl MailSession for KeyedSession {
     async fn capabilities(&mut self) -> Result<Vec<String>> {
-        Ok(vec!["EWS".into()])
+        Ok(vec![self.kind.into()])
     }
 
     /// The folders copied (mail, and the classes the destination holds
@@ -285,12 +289,20 @@ impl MailSession for KeyedSession {
             let Some(ordinal) = ordinal_of.get(&g.meta.key.0) else {
                 continue;
             };
+            // A source that reads bytes alone (Graph's `$value`) leaves the
+            // state to what its change feed recorded in this pass.
+            let (flags, internal_date) = match self.table()?.items.get(ordinal) {
+                Some(i) if g.meta.flags.is_empty() && g.meta.internal_date.is_none() => {
+                    (i.flags.clone(), date(i.received_us))
+                }
+                _ => (g.meta.flags, g.meta.internal_date),
+            };
             out.push(Item {
                 meta: ItemMeta {
                     uid: *ordinal,
                     size: g.body.len() as u64,
-                    flags: g.meta.flags,
-                    internal_date: g.meta.internal_date,
+                    flags,
+                    internal_date,
                     modseq: None,
                     refused: self.too_big(g.body.len() as u64),
                 },

@@ -83,6 +83,8 @@ pub struct SimMessage {
 pub(crate) struct DeltaMark {
     pub user: String,
     pub folder: Option<String>,
+    /// A mailbox API item delta (`mailboxItem`), not a message delta.
+    pub items: bool,
     pub since: u64,
     /// The first request's `$select` and `$expand`: Graph encodes the
     /// query options into the links it hands out.
@@ -92,7 +94,8 @@ pub(crate) struct DeltaMark {
 pub(crate) struct DeltaPage {
     pub user: String,
     pub folder: Option<String>,
-    pub items: Vec<Value>,
+    pub items: bool,
+    pub items_left: Vec<Value>,
     pub until: u64,
     pub query: Vec<(String, String)>,
 }
@@ -271,27 +274,131 @@ impl State {
     pub(crate) fn deliver(&mut self, address: &str, folder: &str, subject: &str) -> String {
         let key = address.to_ascii_lowercase();
         let fid = resolve_folder(&self.users[&key], folder).expect("folder");
+        self.store_new(
+            &key,
+            SimMessage {
+                folder_id: fid,
+                subject: subject.into(),
+                sent: Some(now()),
+                class: "IPM.Note".into(),
+                ..blank()
+            },
+        )
+    }
+
+    /// Stores a new item of user `key` under a new id and version, made
+    /// and received now: its id.
+    fn store_new(&mut self, key: &str, m: SimMessage) -> String {
         let id = self.new_id("AAMkAG");
         let version = self.bump();
         let m = SimMessage {
             id: id.clone(),
-            folder_id: fid,
             version,
             created: now(),
-            subject: subject.into(),
-            body_type: "text".into(),
             received: now(),
-            sent: Some(now()),
-            flag: "notFlagged".into(),
-            class: "IPM.Note".into(),
-            ..blank()
+            ..m
         };
         self.users
-            .get_mut(&key)
+            .get_mut(key)
             .expect("user")
             .messages
             .insert(id.clone(), m);
         id
+    }
+
+    /// An item of a class (`IPM.Appointment`, ...) with its full-fidelity
+    /// stream, in the folder `folder` below the root, made with
+    /// `folder_class` when missing.
+    pub(crate) fn add_item(
+        &mut self,
+        address: &str,
+        folder: &str,
+        folder_class: &str,
+        class: &str,
+        data: &[u8],
+    ) -> String {
+        let key = address.to_ascii_lowercase();
+        let root = self.root(&key);
+        let fid = match self.users[&key]
+            .folders
+            .values()
+            .find(|f| f.parent.as_deref() == Some(root.as_str()) && f.name == folder)
+        {
+            Some(f) => f.id.clone(),
+            None => self
+                .add_folder(&key, &root, folder, false, folder_class)
+                .unwrap_or_else(|_| panic!("folder {folder}")),
+        };
+        self.store_new(
+            &key,
+            SimMessage {
+                folder_id: fid,
+                is_read: true,
+                fts: Some(data.to_vec()),
+                class: class.into(),
+                ..blank()
+            },
+        )
+    }
+
+    /// A received message from MIME bytes, kept as given, with its state.
+    pub(crate) fn deliver_mime(&mut self, address: &str, folder: &str, mime: &[u8]) -> String {
+        let id = self.deliver(address, folder, "");
+        let m = self.message_mut(address, &id);
+        m.subject = mime_header(mime, "subject").unwrap_or_default();
+        m.mime = Some(mime.to_vec());
+        id
+    }
+
+    /// Changes an item as a client would: its state, or its stream; a
+    /// delta shows it again.
+    pub(crate) fn change_item(
+        &mut self,
+        address: &str,
+        id: &str,
+        state: Option<(bool, bool, Vec<String>)>,
+        data: Option<&[u8]>,
+    ) {
+        let version = self.bump();
+        let m = self.message_mut(address, id);
+        if let Some((read, flagged, categories)) = state {
+            m.is_read = read;
+            m.flag = if flagged { "flagged" } else { "notFlagged" }.into();
+            m.categories = categories;
+        }
+        if let Some(d) = data {
+            m.fts = Some(d.to_vec());
+        }
+        m.version = version;
+    }
+
+    fn message_mut(&mut self, address: &str, id: &str) -> &mut SimMessage {
+        self.users
+            .get_mut(&address.to_ascii_lowercase())
+            .expect("user")
+            .messages
+            .get_mut(id)
+            .expect("item")
+    }
+
+    /// What `$value` serves for a message.
+    pub(crate) fn value(&self, address: &str, id: &str) -> Option<Vec<u8>> {
+        let m = self
+            .users
+            .get(&address.to_ascii_lowercase())?
+            .messages
+            .get(id)?;
+        Some(m.mime.clone().unwrap_or_else(|| rebuild_mime(m)))
+    }
+
+    /// What `exportItems` serves for an item.
+    pub(crate) fn exported(&self, address: &str, id: &str) -> Option<Vec<u8>> {
+        let m = self
+            .users
+            .get(&address.to_ascii_lowercase())?
+            .messages
+            .get(id)?;
+        Some(export_stream(m))
     }
 
     pub(crate) fn delete_message(&mut self, address: &str, id: &str) {
@@ -463,11 +570,11 @@ impl State {
                     not_found()
                 }
             }
-            ("GET", ["messages", id, "$value"]) => match self.users[&key].messages.get(*id) {
-                Some(msg) => Answer {
+            ("GET", ["messages", id, "$value"]) => match self.value(&key, id) {
+                Some(mime) => Answer {
                     status: 200,
                     headers: vec![("content-type".into(), "text/plain".into())],
-                    body: Bytes::from(msg.mime.clone().unwrap_or_else(|| rebuild_mime(msg))),
+                    body: Bytes::from(mime),
                 },
                 None => not_found(),
             },
@@ -810,6 +917,21 @@ impl State {
     }
 
     fn delta(&mut self, key: &str, folder: Option<String>, req: &Req, url: &str) -> Answer {
+        self.delta_of(key, folder, false, req, url)
+    }
+
+    /// A delta round of messages, folders, or (`items`) the mailbox API's
+    /// items of a folder. A next link stays good until its round's delta
+    /// link is used, as Graph's state-carrying tokens do; departure: the
+    /// simulator keeps the state server-side, behind opaque tokens.
+    fn delta_of(
+        &mut self,
+        key: &str,
+        folder: Option<String>,
+        items_api: bool,
+        req: &Req,
+        url: &str,
+    ) -> Answer {
         let page_size = req
             .headers
             .get("prefer")
@@ -817,16 +939,21 @@ impl State {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(self.cfg.page_size);
         let (mut items, until, folder, kept) = if let Some(t) = req.query.get("$skiptoken") {
-            match self.pages.remove(t) {
-                Some(p) if p.user == key && p.folder == folder => {
-                    (p.items, p.until, p.folder, p.query)
-                }
+            match self.pages.get(t) {
+                Some(p) if p.user == key && p.folder == folder && p.items == items_api => (
+                    p.items_left.clone(),
+                    p.until,
+                    p.folder.clone(),
+                    p.query.clone(),
+                ),
                 _ => return gone(),
             }
         } else {
             let (since, kept) = match req.query.get("$deltatoken") {
                 Some(t) => match self.deltas.get(t) {
-                    Some(d) if d.user == key && d.folder == folder => (d.since, d.query.clone()),
+                    Some(d) if d.user == key && d.folder == folder && d.items == items_api => {
+                        (d.since, d.query.clone())
+                    }
                     _ => return gone(),
                 },
                 None => (
@@ -849,10 +976,24 @@ impl State {
                         .filter(|m| &m.folder_id == f && m.version > since)
                         .collect();
                     changed.sort_by_key(|m| m.version);
-                    let mut v: Vec<Value> = changed.into_iter().map(|m| shape(m, req)).collect();
+                    let mut v: Vec<Value> = changed
+                        .into_iter()
+                        .map(|m| {
+                            if items_api {
+                                box_item_json(m)
+                            } else {
+                                shape(m, req)
+                            }
+                        })
+                        .collect();
+                    let odata = if items_api {
+                        "#microsoft.graph.mailboxItem"
+                    } else {
+                        "#microsoft.graph.message"
+                    };
                     for (id, fid, ver) in &u.tombstones {
                         if fid == f && *ver > since && since > 0 {
-                            v.push(json!({ "@odata.type": "#microsoft.graph.message", "id": id, "@removed": { "reason": "deleted" } }));
+                            v.push(json!({ "@odata.type": odata, "id": id, "@removed": { "reason": "deleted" } }));
                         }
                     }
                     v
@@ -887,6 +1028,7 @@ impl State {
                 DeltaMark {
                     user: key.to_string(),
                     folder,
+                    items: items_api,
                     since: until,
                     query: kept,
                 },
@@ -899,7 +1041,8 @@ impl State {
                 DeltaPage {
                     user: key.to_string(),
                     folder,
-                    items: rest,
+                    items: items_api,
+                    items_left: rest,
                     until,
                     query: kept,
                 },
@@ -1086,26 +1229,18 @@ impl State {
             c if c.starts_with("IPF.Task") => "IPM.Task",
             _ => "IPM.Note",
         };
-        let id = self.new_id("AAMkAG");
-        let version = self.bump();
-        let msg = SimMessage {
-            id: id.clone(),
-            folder_id: folder,
-            version,
-            created: now(),
-            received: now(),
-            sent: Some(now()),
-            flag: "notFlagged".into(),
-            is_read: true,
-            fts: Some(data),
-            class: class.into(),
-            ..blank()
-        };
-        self.users
-            .get_mut(&key)
-            .expect("user")
-            .messages
-            .insert(id.clone(), msg);
+        let id = self.store_new(
+            &key,
+            SimMessage {
+                folder_id: folder,
+                sent: Some(now()),
+                is_read: true,
+                fts: Some(data),
+                class: class.into(),
+                ..blank()
+            },
+        );
+        let version = self.users[&key].messages[&id].version;
         Answer::json(
             200,
             json!({ "ItemId": id, "ChangeKey": format!("CQAAAB{version}") }),
@@ -1166,20 +1301,13 @@ impl State {
                     .messages
                     .values()
                     .filter(|m| m.folder_id == parent)
-                    .map(|m| {
-                        let size = m.fts.as_ref().or(m.mime.as_ref()).map_or(0, Vec::len);
-                        json!({
-                            "id": m.id,
-                            "type": m.class,
-                            "size": size,
-                            "createdDateTime": m.created,
-                            "lastModifiedDateTime": m.created,
-                            "changeKey": format!("CQAAAB{}", m.version),
-                            "categories": m.categories,
-                        })
-                    })
+                    .map(box_item_json)
                     .collect();
                 page(items, req, &format!("{}{}", self.base, req.path), 10)
+            }
+            ("GET", false, ["items", "delta"]) => {
+                let url = format!("{}{}", self.base, req.path);
+                self.delta_of(key, Some(parent), true, req, &url)
             }
             _ => unsupported(req),
         }
@@ -1203,19 +1331,50 @@ impl State {
             Ok(v) => v,
             Err(a) => return a,
         };
+        let asked = v["itemIds"].as_array().map_or(0, Vec::len);
+        if asked == 0 || asked > 20 {
+            return Answer::error(400, "ErrorInvalidRequest", "itemIds takes 1 to 20 ids.");
+        }
         let u = &self.users[key];
         let out: Vec<Value> = v["itemIds"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|i| i.as_str())
-            .map(|i| match u.messages.get(i).and_then(|m| m.fts.as_ref().map(|d| (m, d))) {
+            .map(|i| match u.messages.get(i).map(|m| (m, export_stream(m))) {
                 Some((m, d)) => json!({ "itemId": i, "changeKey": format!("CQAAAB{}", m.version), "data": STANDARD.encode(d) }),
                 None => json!({ "itemId": i, "error": { "code": "ErrorItemNotFound", "message": "The item was not found." } }),
             })
             .collect();
         Answer::json(200, json!({ "value": out }))
     }
+}
+
+/// A `mailboxItem` as the mailbox API lists it.
+fn box_item_json(m: &SimMessage) -> Value {
+    json!({
+        "id": m.id,
+        "type": m.class,
+        "size": export_stream(m).len(),
+        "createdDateTime": m.created,
+        "lastModifiedDateTime": m.created,
+        "changeKey": format!("CQAAAB{}", m.version),
+        "categories": m.categories,
+    })
+}
+
+/// What `exportItems` gives for an item: the stream it was imported
+/// from, else one built from the item. Departure: Exchange exports a
+/// FastTransfer stream of the item's MAPI properties; the simulator's
+/// built stream is a tagged text of its class, version and MIME, opaque
+/// to clients all the same, and changes whenever the item does.
+pub(crate) fn export_stream(m: &SimMessage) -> Vec<u8> {
+    if let Some(d) = &m.fts {
+        return d.clone();
+    }
+    let mut out = format!("SIMFTS1 {} v{}\r\n", m.class, m.version).into_bytes();
+    out.extend(m.mime.clone().unwrap_or_else(|| rebuild_mime(m)));
+    out
 }
 
 fn blank() -> SimMessage {
@@ -1370,9 +1529,18 @@ fn shape(m: &SimMessage, req: &Req) -> Value {
             let f = inner
                 .strip_prefix("$filter=")
                 .and_then(|f| filter::parse(f).ok());
+            // PR_MESSAGE_SIZE is Exchange's to compute, on every item.
+            let size = (
+                "Integer 0x0E08".to_string(),
+                m.mime
+                    .as_ref()
+                    .map_or_else(|| rebuild_mime(m).len(), Vec::len)
+                    .to_string(),
+            );
             let props: Vec<Value> = m
                 .ext
                 .iter()
+                .chain(std::iter::once(&size))
                 .map(|(id, val)| json!({ "id": id, "value": val }))
                 .filter(|p| f.as_ref().is_none_or(|f| filter::eval(f, p)))
                 .collect();

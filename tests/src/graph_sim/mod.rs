@@ -442,6 +442,53 @@ impl GraphSim {
         self.with(|s| s.deliver(address, folder, subject))
     }
 
+    /// An item of a class besides mail with its full-fidelity stream (as
+    /// the import API would keep it), in `folder` below the root, made of
+    /// `folder_class` when missing.
+    pub fn add_item(
+        &self,
+        address: &str,
+        folder: &str,
+        folder_class: &str,
+        class: &str,
+        data: &[u8],
+    ) -> String {
+        self.with(|s| s.add_item(address, folder, folder_class, class, data))
+    }
+
+    /// A received message whose MIME is kept as given (`$value` serves it).
+    pub fn deliver_mime(&self, address: &str, folder: &str, mime: &[u8]) -> String {
+        self.with(|s| s.deliver_mime(address, folder, mime))
+    }
+
+    /// Sets a message's read state, flag and categories, as a client would.
+    pub fn set_state(
+        &self,
+        address: &str,
+        id: &str,
+        read: bool,
+        flagged: bool,
+        categories: &[&str],
+    ) {
+        let c = categories.iter().map(|c| c.to_string()).collect();
+        self.with(|s| s.change_item(address, id, Some((read, flagged, c)), None));
+    }
+
+    /// Replaces an item's full-fidelity stream (an edited appointment).
+    pub fn change_stream(&self, address: &str, id: &str, data: &[u8]) {
+        self.with(|s| s.change_item(address, id, None, Some(data)));
+    }
+
+    /// The bytes `$value` serves for a message.
+    pub fn value(&self, address: &str, id: &str) -> Option<Vec<u8>> {
+        self.with(|s| s.value(address, id))
+    }
+
+    /// The stream `exportItems` serves for an item.
+    pub fn exported(&self, address: &str, id: &str) -> Option<Vec<u8>> {
+        self.with(|s| s.exported(address, id))
+    }
+
     /// Deletes a message directly.
     pub fn delete(&self, address: &str, id: &str) {
         self.with(|s| s.delete_message(address, id));

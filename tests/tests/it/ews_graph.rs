@@ -143,7 +143,7 @@ fn source_mail(r: &Rig) -> Vec<String> {
 }
 
 /// (folder path, stream) of every imported item at the destination, sorted.
-fn imported(msgs: &[SimMessage]) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn imported(msgs: &[SimMessage]) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = msgs
         .iter()
         .filter_map(|m| Some((m.folder_path.clone(), m.fts.clone()?)))
@@ -153,7 +153,7 @@ fn imported(msgs: &[SimMessage]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The origin digests of the mail written by JSON create, sorted.
-fn created_mail(msgs: &[SimMessage]) -> Vec<String> {
+pub(crate) fn created_mail(msgs: &[SimMessage]) -> Vec<String> {
     let mut out: Vec<String> = msgs
         .iter()
         .filter(|m| m.fts.is_none())
@@ -182,6 +182,55 @@ fn check_all(r: &Rig) {
         };
         assert_eq!(class, want, "{} is made with its class", m.folder_path);
     }
+}
+
+/// SIGKILLs ferryd each time `progress` reaches a mark, and starts it
+/// again, until the pass finishes: how many kills landed.
+pub(crate) fn kill_at(
+    ferry: &mut Ferryd,
+    marks: &[usize],
+    progress: impl Fn(&Ferryd) -> usize,
+) -> usize {
+    let mut kills = 0;
+    for wanted in marks {
+        ferry.wait_for(180, "progress", |f| {
+            progress(f) >= *wanted || !f.events_of("PassFinished").is_empty()
+        });
+        if !ferry.events_of("PassFinished").is_empty() {
+            break;
+        }
+        ferry.kill();
+        kills += 1;
+        ferry.launch();
+    }
+    kills
+}
+
+/// How many times each item key was recorded copied.
+pub(crate) fn copied_per_key(ferry: &Ferryd) -> BTreeMap<String, usize> {
+    ferry
+        .events_of("ItemCopied")
+        .iter()
+        .fold(BTreeMap::new(), |mut m, e| {
+            *m.entry(e["event"]["ItemCopied"]["key"].to_string())
+                .or_default() += 1;
+            m
+        })
+}
+
+/// The reason each skipped folder class was recorded with.
+pub(crate) fn skip_reasons(ferry: &Ferryd) -> BTreeMap<String, String> {
+    ferry
+        .events_of("FolderSkipped")
+        .iter()
+        .map(|e| {
+            let s = &e["event"]["FolderSkipped"];
+            (
+                s["class"].as_str().unwrap().to_string(),
+                s["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 fn skipped_classes(ferry: &Ferryd) -> Vec<String> {
@@ -310,7 +359,6 @@ async fn sigkill_mid_pass_loses_and_duplicates_no_item_of_any_class() {
     let mut r = rig(20, 30, Duration::from_millis(60), Duration::from_millis(8));
     r.ferry
         .ctl_ok(&["batch", "start", "wave", "--pass", "full"]);
-    let mut kills = 0;
     // Each kill lands while calendar, contacts and tasks items are being
     // imported (90 of them).
     let imported_so_far = |f: &Ferryd| {
@@ -324,32 +372,14 @@ async fn sigkill_mid_pass_loses_and_duplicates_no_item_of_any_class() {
             })
             .count()
     };
-    for wanted in [10usize, 35, 60] {
-        r.ferry.wait_for(120, "imports", |f| {
-            imported_so_far(f) >= wanted || !f.events_of("PassFinished").is_empty()
-        });
-        if !r.ferry.events_of("PassFinished").is_empty() {
-            break;
-        }
-        r.ferry.kill();
-        kills += 1;
-        r.ferry.launch();
-    }
+    let kills = kill_at(&mut r.ferry, &[10, 35, 60], imported_so_far);
     assert_eq!(kills, 3, "the pass ended before the kills");
     r.ferry
         .ctl_ok(&["batch", "wait", "wave", "--timeout", "300"]);
     let show = r.ferry.ctl_json(&["batch", "show", "wave"]);
     assert_eq!(show["data"]["state"], "Synced", "{show}");
     check_all(&r);
-    let per_key: BTreeMap<String, usize> =
-        r.ferry
-            .events_of("ItemCopied")
-            .iter()
-            .fold(BTreeMap::new(), |mut m, e| {
-                *m.entry(e["event"]["ItemCopied"]["key"].to_string())
-                    .or_default() += 1;
-                m
-            });
+    let per_key = copied_per_key(&r.ferry);
     assert_eq!(per_key.len(), 20 + 90);
     assert!(
         per_key.values().all(|n| *n == 1),
@@ -372,18 +402,7 @@ async fn before_exchange_2010_sp1_the_other_classes_are_skipped_with_the_reason(
     let msgs = r.graph.messages(DEST);
     assert_eq!(created_mail(&msgs), source_mail(&r), "the mail is copied");
     assert!(imported(&msgs).is_empty(), "nothing is imported");
-    let reasons: BTreeMap<String, String> = r
-        .ferry
-        .events_of("FolderSkipped")
-        .iter()
-        .map(|e| {
-            let s = &e["event"]["FolderSkipped"];
-            (
-                s["class"].as_str().unwrap().to_string(),
-                s["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let reasons = skip_reasons(&r.ferry);
     for class in ["IPF.Appointment", "IPF.Contact", "IPF.Task"] {
         let why = reasons
             .get(class)

@@ -62,7 +62,7 @@ pub(crate) fn add_graph_endpoint(ferry: &Ferryd, sim: &GraphSim) {
 }
 
 /// The application's sign-in options at the simulator (its CA trusted).
-fn sign_in_args(ferry: &Ferryd, sim: &GraphSim) -> Vec<String> {
+pub(crate) fn sign_in_args(ferry: &Ferryd, sim: &GraphSim) -> Vec<String> {
     let secret = ferry.file("app.secret", &format!("{SECRET}\n"));
     [
         "--tenant",

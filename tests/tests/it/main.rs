@@ -22,6 +22,7 @@ mod fuzz_corpora;
 mod graph;
 mod graph_delta;
 mod graph_engine;
+mod graph_source;
 mod hardening;
 mod layout;
 mod log_crash;
