@@ -139,6 +139,9 @@ fn retryable(e: &postgres::Error) -> bool {
             || *c == SqlState::CONNECTION_FAILURE
             || *c == SqlState::T_R_SERIALIZATION_FAILURE
             || *c == SqlState::T_R_DEADLOCK_DETECTED
+            // Ended by the server while this worker was paused mid-append
+            // (nothing was committed): the retry meets the lease check.
+            || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
     )
 }
 
