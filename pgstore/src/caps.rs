@@ -9,13 +9,20 @@
 //! `ferry_fleet` channel, which wakes the waiting workers at once; a dead
 //! worker's rows lapse at their expiry (at once when it restarts).
 //!
+//! A mailbox that finds no free row for its first session on an endpoint
+//! is listed in `ferry_slot_waiters` until it gets one, and a spare
+//! session (more folders of a mailbox at once) is taken only while more
+//! rows are free than mailboxes wait. Takings of one endpoint are
+//! serialised by an advisory lock, so a spare never takes the row a
+//! listed waiter was about to get.
+//!
 //! A back-off an endpoint asked of one worker (`ErrorServerBusy`, 503) is
 //! written to `ferry_backoffs` on the server's clock and announced on the
 //! same channel with the time left, so every worker waits it out before
 //! its next request without asking the database each time.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +43,22 @@ pub(crate) const FLEET_CHANNEL: &str = CHANNEL;
 /// The longest a waiter sleeps without news: a lost notification (across a
 /// reconnect) costs at most this.
 const RECHECK: Duration = Duration::from_secs(2);
+/// How long a waiter's row counts unless its next try renews it (each
+/// try comes within [`RECHECK`]): a dead worker's waiters stop holding
+/// back spares after this.
+const WAITER_TTL: Duration = Duration::from_secs(6);
+/// The advisory lock class under which one endpoint's slots are taken.
+const TAKE_LOCK: i32 = 0x6665_7273;
+
+/// What a taking is for.
+#[derive(Clone, Copy)]
+enum Take {
+    /// A mailbox's first session: waits, listed as waiter `token` while it
+    /// does (`listed`: a row of it may exist).
+    First { token: i64, listed: bool },
+    /// A spare: only while more rows are free than mailboxes wait.
+    Spare,
+}
 
 /// A slot this worker holds: (endpoint, n) and the token of its taking.
 type Key = (String, i32);
@@ -53,6 +76,8 @@ struct Shared {
     backoffs: Mutex<HashMap<String, Instant>>,
     /// Bumped when a pass's mailboxes are listed, finished or given back.
     leases: watch::Sender<u64>,
+    /// The last waiter token handed out.
+    waiters: AtomicI64,
 }
 
 /// This worker's side of the fleet's endpoint caps and back-offs.
@@ -87,6 +112,33 @@ impl Drop for FleetSlot {
     }
 }
 
+/// A mailbox waiting for its first slot on an endpoint: its row in
+/// `ferry_slot_waiters`, if written, is removed when it stops waiting.
+struct Waiter {
+    caps: FleetCaps,
+    endpoint: String,
+    token: i64,
+    /// A row may exist.
+    listed: bool,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if !self.listed {
+            return;
+        }
+        let s = &self.caps.0;
+        let (e, w, token) = (self.endpoint.clone(), s.worker.clone(), self.token);
+        s.db.cast(move |c| {
+            c.execute(
+                "DELETE FROM ferry_slot_waiters WHERE endpoint = $1 AND holder = $2 AND token = $3",
+                &[&e, &w, &token],
+            )?;
+            Ok(())
+        });
+    }
+}
+
 pub(crate) fn start(
     config: Config,
     at: String,
@@ -102,6 +154,7 @@ pub(crate) fn start(
             "UPDATE ferry_slots SET holder = NULL, expires_us = 0 WHERE holder = $1",
             &[&name],
         )?;
+        c.execute("DELETE FROM ferry_slot_waiters WHERE holder = $1", &[&name])?;
         c.execute("SELECT pg_notify($1, 'slot')", &[&CHANNEL])?;
         Ok(())
     })?;
@@ -114,6 +167,7 @@ pub(crate) fn start(
         released: watch::channel(0).0,
         backoffs: Mutex::default(),
         leases: watch::channel(0).0,
+        waiters: AtomicI64::new(0),
     }));
     let renewing = caps.clone();
     let renew_stop = stop.clone();
@@ -138,16 +192,32 @@ pub(crate) fn start(
 impl FleetCaps {
     /// Takes one of `endpoint`'s `cap` slots, waiting for a release (or a
     /// dead holder's expiry) while all are taken.
+    /// Listed as a waiter meanwhile, which holds back spares fleet-wide.
     pub async fn acquire(&self, endpoint: &str, cap: u32) -> Result<FleetSlot, StoreError> {
+        let mut waiter = Waiter {
+            caps: self.clone(),
+            endpoint: endpoint.to_string(),
+            token: self.0.waiters.fetch_add(1, Ordering::Relaxed) + 1,
+            listed: false,
+        };
         loop {
             // Subscribed before trying: a release during the try wakes us.
             let mut released = self.0.released.subscribe();
             let (me, e) = (self.clone(), endpoint.to_string());
-            let tried = tokio::task::spawn_blocking(move || me.try_take(&e, cap, 0))
+            let take = Take::First {
+                token: waiter.token,
+                listed: waiter.listed,
+            };
+            // Dropped during the try, the row it may have written goes too.
+            waiter.listed = true;
+            let tried = tokio::task::spawn_blocking(move || me.try_take(&e, cap, take))
                 .await
                 .map_err(|_| StoreError::Closed)??;
             let wait = match tried {
-                Ok(slot) => return Ok(slot),
+                Ok(slot) => {
+                    waiter.listed = false;
+                    return Ok(slot);
+                }
                 Err(expiry) => expiry.map_or(RECHECK, |d| d.min(RECHECK)),
             };
             tokio::select! {
@@ -157,17 +227,16 @@ impl FleetCaps {
         }
     }
 
-    /// Takes a slot only while more than `keep_free` of the `cap` are free
-    /// fleet-wide (a spare session must not hold back another mailbox's
-    /// first one); `None` when not.
+    /// Takes a slot for a spare session only while more of the `cap` are
+    /// free fleet-wide than mailboxes wait for their first (a spare must
+    /// not hold one back); `None` when not.
     pub async fn try_acquire(
         &self,
         endpoint: &str,
         cap: u32,
-        keep_free: u32,
     ) -> Result<Option<FleetSlot>, StoreError> {
         let (me, e) = (self.clone(), endpoint.to_string());
-        let tried = tokio::task::spawn_blocking(move || me.try_take(&e, cap, keep_free))
+        let tried = tokio::task::spawn_blocking(move || me.try_take(&e, cap, Take::Spare))
             .await
             .map_err(|_| StoreError::Closed)??;
         Ok(tried.ok())
@@ -179,7 +248,7 @@ impl FleetCaps {
         &self,
         endpoint: &str,
         cap: u32,
-        keep_free: u32,
+        take: Take,
     ) -> Result<Result<FleetSlot, Option<Duration>>, StoreError> {
         let s = &self.0;
         let cap = cap.max(1);
@@ -193,8 +262,15 @@ impl FleetCaps {
             s.worker.clone(),
             s.ttl.as_micros() as i64,
         );
-        let (cap_i, keep) = (cap as i32, keep_free as i64);
+        let cap_i = cap as i32;
+        let spare = matches!(take, Take::Spare);
+        let waiter_us = WAITER_TTL.as_micros() as i64;
         let taken = s.db.call(move |c| {
+            let mut c = c.transaction()?;
+            c.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&TAKE_LOCK, &e],
+            )?;
             if list {
                 c.execute(
                     "INSERT INTO ferry_slots (endpoint, n) \
@@ -208,17 +284,43 @@ impl FleetCaps {
                 &format!(
                     "WITH free AS ( \
                        SELECT endpoint, n FROM ferry_slots WHERE {free} \
-                         AND (SELECT count(*) FROM ferry_slots WHERE {free}) > $5 \
+                         AND (NOT $5 OR (SELECT count(*) FROM ferry_slots WHERE {free}) > \
+                           (SELECT count(*) FROM ferry_slot_waiters \
+                            WHERE endpoint = $1 AND expires_us > {NOW_US})) \
                        ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED) \
                      UPDATE ferry_slots s SET holder = $3, \
                        token = nextval('ferry_slot_tokens'), expires_us = {NOW_US} + $4 \
                      FROM free WHERE s.endpoint = free.endpoint AND s.n = free.n \
                      RETURNING s.n, s.token"
                 ),
-                &[&e, &cap_i, &w, &ttl_us, &keep],
+                &[&e, &cap_i, &w, &ttl_us, &spare],
             )?;
             if let Some(r) = rows.first() {
-                return Ok(Ok((r.get::<_, i32>(0), r.get::<_, i64>(1))));
+                if let Take::First {
+                    token,
+                    listed: true,
+                } = take
+                {
+                    c.execute(
+                        "DELETE FROM ferry_slot_waiters \
+                         WHERE endpoint = $1 AND holder = $2 AND token = $3",
+                        &[&e, &w, &token],
+                    )?;
+                }
+                let got = (r.get::<_, i32>(0), r.get::<_, i64>(1));
+                c.commit()?;
+                return Ok(Ok(got));
+            }
+            if let Take::First { token, .. } = take {
+                c.execute(
+                    &format!(
+                        "INSERT INTO ferry_slot_waiters (endpoint, holder, token, expires_us) \
+                         VALUES ($1, $2, $3, {NOW_US} + $4) \
+                         ON CONFLICT (endpoint, holder, token) \
+                         DO UPDATE SET expires_us = EXCLUDED.expires_us"
+                    ),
+                    &[&e, &w, &token, &waiter_us],
+                )?;
             }
             let left: Option<i64> = c
                 .query_one(
@@ -229,6 +331,7 @@ impl FleetCaps {
                     &[&e, &cap_i],
                 )?
                 .get(0);
+            c.commit()?;
             Ok(Err(left.map(|us| Duration::from_micros(us.max(0) as u64))))
         })?;
         if list {
@@ -397,6 +500,29 @@ impl FleetCaps {
     /// end) at once instead of at its next poll.
     pub fn lease_changes(&self) -> watch::Receiver<u64> {
         self.0.leases.subscribe()
+    }
+
+    /// How many mailboxes wait for their first session on any of
+    /// `endpoints` across the fleet now.
+    pub async fn waiting(&self, endpoints: &[&str]) -> Result<u64, StoreError> {
+        let me = self.clone();
+        let e: Vec<String> = endpoints.iter().map(|e| e.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            me.0.db.call(move |c| {
+                let n: i64 = c
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM ferry_slot_waiters \
+                             WHERE endpoint = ANY($1) AND expires_us > {NOW_US}"
+                        ),
+                        &[&e],
+                    )?
+                    .get(0);
+                Ok(n as u64)
+            })
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 
     /// The slots held now across the fleet, by endpoint and worker (for

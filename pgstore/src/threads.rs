@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS ferry_slots (
     PRIMARY KEY (endpoint, n)
 );
 CREATE SEQUENCE IF NOT EXISTS ferry_slot_tokens;
+CREATE TABLE IF NOT EXISTS ferry_slot_waiters (
+    endpoint text NOT NULL,
+    holder text NOT NULL,
+    token bigint NOT NULL,
+    expires_us bigint NOT NULL,
+    PRIMARY KEY (endpoint, holder, token)
+);
 CREATE TABLE IF NOT EXISTS ferry_backoffs (
     endpoint text PRIMARY KEY,
     until_us bigint NOT NULL

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,11 +45,17 @@ pub async fn slot(
     endpoint: &str,
     spec: &EndpointSpec,
 ) -> Result<Slot, EngineError> {
-    let local = caps
-        .slot(endpoint, spec.max_connections)
-        .acquire_owned()
-        .await
-        .expect("semaphores are never closed");
+    let cap = caps.slot(endpoint, spec.max_connections);
+    let local = match cap.sem.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            let _waiting = Waiting::new(&cap.waiting);
+            cap.sem
+                .acquire_owned()
+                .await
+                .expect("semaphores are never closed")
+        }
+    };
     let fleet = match &app.fleet_caps {
         Some(f) => Some(f.acquire(endpoint, spec.max_connections).await?),
         None => None,
@@ -75,17 +82,63 @@ impl std::ops::DerefMut for Conn {
 /// One semaphore per endpoint, sized by its `max_connections`.
 #[derive(Default)]
 pub struct Caps {
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    slots: Mutex<HashMap<String, Cap>>,
+}
+
+/// An endpoint's places in this daemon, and how many mailboxes wait for one.
+#[derive(Clone)]
+struct Cap {
+    sem: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts one waiter while it lives.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(n: &Arc<AtomicUsize>) -> Waiting {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Caps {
-    fn slot(&self, endpoint: &str, max: u32) -> Arc<Semaphore> {
+    fn slot(&self, endpoint: &str, max: u32) -> Cap {
         self.slots
             .lock()
             .unwrap()
             .entry(endpoint.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(max.max(1) as usize)))
+            .or_insert_with(|| Cap {
+                sem: Arc::new(Semaphore::new(max.max(1) as usize)),
+                waiting: Arc::default(),
+            })
             .clone()
+    }
+
+    fn waiting(&self, endpoint: &str) -> bool {
+        let slots = self.slots.lock().unwrap();
+        slots
+            .get(endpoint)
+            .is_some_and(|c| c.waiting.load(Ordering::Relaxed) > 0)
+    }
+}
+
+/// Whether a mailbox waits for a place under any of `endpoints`' caps (in
+/// this daemon, or in a fleet anywhere in it): a spare then gives its
+/// places back before its next folder.
+pub async fn waiting(app: &App, caps: &Caps, endpoints: &[&str]) -> bool {
+    if endpoints.iter().any(|e| caps.waiting(e)) {
+        return true;
+    }
+    match &app.fleet_caps {
+        Some(f) => f.waiting(endpoints).await.is_ok_and(|n| n > 0),
+        None => false,
     }
 }
 
@@ -146,8 +199,10 @@ pub async fn open_with(
 }
 
 /// A further session for `mailbox`, to work on more folders at once: only
-/// while at least half of the endpoint's cap stays free, so a spare never
-/// keeps another mailbox waiting for its first session. `None` when not.
+/// while more places are free than mailboxes wait for their first session
+/// (this daemon's, and in a fleet the fleet's), so a spare never takes a
+/// place a waiting mailbox asked for, yet uses the whole cap when nobody
+/// waits. `None` when not.
 pub async fn open_spare(
     app: &App,
     caps: &Caps,
@@ -157,17 +212,15 @@ pub async fn open_spare(
     side: Side,
     timeout: Duration,
 ) -> Option<Result<Conn, EngineError>> {
-    let cap = caps.slot(endpoint, spec.max_connections);
-    let keep_free = spec.max_connections.div_ceil(2);
-    if cap.available_permits() <= keep_free as usize {
-        return None;
-    }
-    let local = cap.try_acquire_owned().ok()?;
+    // The semaphore hands a released permit to a queued waiter before
+    // anyone may try for it: a permit free here is nobody's.
+    let local = caps
+        .slot(endpoint, spec.max_connections)
+        .sem
+        .try_acquire_owned()
+        .ok()?;
     let fleet = match &app.fleet_caps {
-        Some(f) => match f
-            .try_acquire(endpoint, spec.max_connections, keep_free)
-            .await
-        {
+        Some(f) => match f.try_acquire(endpoint, spec.max_connections).await {
             Ok(Some(s)) => Some(s),
             Ok(None) => return None,
             Err(e) => return Some(Err(e.into())),

@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! cargo build --release -p ferryd -p ferry-ctl
-//! cargo run --release -p ferry-tests --bin fleetbench -- [--rtt 40] [--mailboxes 16] [--messages 60] [--per-worker 2]
+//! cargo run --release -p ferry-tests --bin fleetbench -- [--rtt 40] [--mailboxes 16] [--messages 60] [--per-worker 2] [--cap 100]
 //! ```
 //!
 //! A full pass of one batch of `--mailboxes` mailboxes, between two Dovecot
 //! servers reached through a delay proxy of `--rtt` ms round trip (so the
 //! link, not this machine's CPU, is what a worker waits on), by 1, 2 and 4
 //! ferryd workers, each running up to `--per-worker` mailboxes at once; each
-//! run on a fresh PostgreSQL and fresh destination users. It prints the
+//! run on a fresh PostgreSQL and fresh destination users. Both endpoints
+//! allow `--cap` connections across the fleet: by default more than 4
+//! workers' mailboxes and spares ever ask for, so the figures show what
+//! workers buy; `--cap 20` (ferryd's default) shows a cap-bound fleet. It prints the
 //! throughput of each and its ratio to one worker, then the store's append
 //! and replay rates beside the segment store's, measured in the same run.
 
@@ -29,6 +32,8 @@ struct Rig {
     ports: (u16, u16),
     per_worker: u64,
     messages: u64,
+    /// Each endpoint's `--max-connections`.
+    cap: u64,
 }
 
 /// One timed pass by `workers` workers; returns its seconds.
@@ -40,6 +45,7 @@ fn run(rig: &Rig, workers: usize, run_no: usize) -> f64 {
         ports,
         per_worker,
         messages,
+        cap,
     } = rig;
     let pg = Postgres::start_with(true).expect("start PostgreSQL (apt-get install postgresql)");
     let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
@@ -66,6 +72,10 @@ fn run(rig: &Rig, workers: usize, run_no: usize) -> f64 {
         if n == 0 {
             w.add_imap_endpoint("old", ports.0, src.master_user());
             w.add_imap_endpoint("new", ports.1, src.master_user());
+            for endpoint in ["old", "new"] {
+                let cap = cap.to_string();
+                w.ctl_ok(&["endpoint", "update", endpoint, "--max-connections", &cap]);
+            }
             let file = w.file("b.csv", &csv);
             let mc = per_worker.to_string();
             w.ctl_ok(&[
@@ -117,6 +127,7 @@ async fn main() {
     let mailboxes = ferry_tests::bench::arg("--mailboxes", 16);
     let messages = ferry_tests::bench::arg("--messages", 60);
     let per_worker = ferry_tests::bench::arg("--per-worker", 2);
+    let cap = ferry_tests::bench::arg("--cap", 100);
     let src = Dovecot::start().expect("start Dovecot");
     let dst = Dovecot::start().expect("start Dovecot");
     let users: Vec<String> = (0..mailboxes).map(|i| format!("u{i:02}")).collect();
@@ -128,7 +139,7 @@ async fn main() {
     let dp = DelayProxy::start(dst.port(), Link::rtt_ms(rtt));
     println!(
         "full pass of {mailboxes} mailboxes x {messages} messages over a {rtt} ms round trip, \
-         {per_worker} mailboxes at once per worker"
+         {per_worker} mailboxes at once per worker, {cap} connections per endpoint"
     );
     let rig = Rig {
         users,
@@ -137,6 +148,7 @@ async fn main() {
         ports: (sp.port(), dp.port()),
         per_worker,
         messages,
+        cap,
     };
     let mut rows = Vec::new();
     for (i, workers) in [1usize, 2, 4].into_iter().enumerate() {

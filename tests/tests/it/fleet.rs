@@ -576,3 +576,64 @@ async fn a_back_off_one_worker_is_told_holds_for_the_whole_fleet() {
         "each message copied once"
     );
 }
+
+/// With nobody waiting, one mailbox's spare sessions use the places of a
+/// fleet-wide cap that its own does not (more than half of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_mailboxs_spares_use_more_than_half_of_the_cap() {
+    const MESSAGES: usize = 60;
+    let f = Fleet::start_capped(&USERS[..1], MESSAGES, "1", Some(4)).await;
+    f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    wait_pass(&f.workers[0]);
+    f.assert_copied(&USERS[..1], MESSAGES).await;
+    let peak = f.proxy.as_ref().unwrap().peak_connections();
+    // Its own session and two spares: more than half of 4, within it.
+    assert_eq!(peak, 3, "sessions to the source at once");
+}
+
+/// A mailbox that finds the cap full of another mailbox's spares does not
+/// wait for that mailbox to end: a spare gives its places back before its
+/// next folder, and the cap is never exceeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_gives_its_places_to_a_mailbox_waiting_for_its_first() {
+    const BIG: usize = 600;
+    const SMALL: usize = 30;
+    let f = Fleet::start_capped(&USERS[..1], BIG, "1", Some(4)).await;
+    let late = &USERS[1..3];
+    for (n, u) in late.iter().enumerate() {
+        f.src.add_user(u, PW).unwrap();
+        f.dst.add_user(u, PW).unwrap();
+        pair::add_mail(&f.src, u, 200 + n as u64, SMALL).await;
+    }
+    f.workers[0].create_batch("c", "old", "new", late, &["--max-concurrent", "2"]);
+    for w in &f.workers {
+        w.wait_for(10, "the worker sees batch c", |w| {
+            w.ctl(&["batch", "show", "c"]).status.success()
+        });
+    }
+    let proxy = f.proxy.as_ref().unwrap();
+    f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
+    f.workers[0].wait_for(60, "the big mailbox holds three sessions", |_| {
+        proxy.peak_connections() >= 3
+    });
+    // One of these takes the last place, the other waits for one.
+    f.workers[0].ctl_ok(&["batch", "start", "c", "--pass", "full"]);
+    for batch in ["b", "c"] {
+        f.workers[0].ctl_ok(&["batch", "wait", batch, "--timeout", "300"]);
+    }
+    let finished = f.workers[0].events_of("PassFinished");
+    assert_eq!(finished.len(), 2);
+    assert!(finished.iter().all(|e| field(e, "outcome") == "Succeeded"));
+    f.assert_copied(&USERS[..1], BIG).await;
+    f.assert_copied(late, SMALL).await;
+    assert!(
+        proxy.peak_connections() <= 4,
+        "peak {}",
+        proxy.peak_connections()
+    );
+    let gave = (0..3).any(|i| {
+        f.log(i)
+            .contains("a spare session gives its places to a mailbox waiting for one")
+    });
+    assert!(gave, "no spare gave way to the waiting mailbox");
+}

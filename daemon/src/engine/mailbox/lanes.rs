@@ -3,7 +3,9 @@
 //! Over a long link a folder's work is mostly waiting: open, list, fetch,
 //! append, each a round trip. So a mailbox works on its folders in lanes:
 //! its own pair of sessions, and up to [`LANES`]` - 1` spare pairs, opened
-//! only while the endpoints' caps have room (see [`connect::open_spare`]).
+//! only while the endpoints' caps have room (see [`connect::open_spare`])
+//! and given back, before their next folder, when a mailbox waits for a
+//! place.
 //! Each lane takes the next folder from one queue, largest first.
 //!
 //! A folder is only ever worked on by one lane at a time, with every rule
@@ -375,6 +377,16 @@ impl<'a> Work<'a> {
         }
     }
 
+    /// Borrows no `self` across the wait (`Work` is not `Sync`).
+    fn someone_waits(&self) -> impl Future<Output = bool> + Send + 'a {
+        let (app, engine) = (self.app, self.engine);
+        let endpoints = [self.source.0.clone(), self.destination.0.clone()];
+        async move {
+            let endpoints = [endpoints[0].as_str(), endpoints[1].as_str()];
+            connect::waiting(app, &engine.caps, &endpoints).await
+        }
+    }
+
     /// Ends the sessions, both sides at once, without waiting for the
     /// answers: nobody needs them, and each session's place under its
     /// endpoint's cap is held until its LOGOUT is answered.
@@ -416,6 +428,15 @@ impl<'a> Work<'a> {
             }
         }
         loop {
+            // A spare gives way to a mailbox still waiting for its first
+            // session; the mailbox's own lane does the rest.
+            let more = !queue.lock().unwrap().is_empty();
+            if self.spare && more && self.someone_waits().await {
+                tracing::info!(mailbox = %self.mailbox.address,
+                    "a spare session gives its places to a mailbox waiting for one");
+                self.logout();
+                return Ok(None);
+            }
             let next = { queue.lock().unwrap().pop_front() };
             let Some(unit) = next else {
                 return Ok(None);
