@@ -283,15 +283,13 @@ async fn complete_runs_a_final_delta_then_the_batch_is_completed() {
     p.ferry.create_batch("again", "old", "new", &["anna"], &[]);
 }
 
-/// An event the engine or the scheduler appended to the batch while the
-/// views had not yet folded it (another worker's, in a fleet) is no
-/// conflict for an administrator's command that named no version: the
-/// command is decided again on fresh views and recorded.
-#[tokio::test]
-async fn a_command_racing_the_schedulers_own_write_is_decided_again_not_refused() {
-    use ferry_events::{Actor, BatchOptions, Event, ExpectedVersion, stream};
-    let dir = tempfile::tempdir().unwrap();
-    let config = ferryd::config::Config::for_dir(dir.path(), &dir.path().join("ferryd.sock"));
+/// A daemon's app on a temporary directory with batch `b` holding one
+/// mailbox, not running its engine.
+async fn app_with_batch(
+    dir: &std::path::Path,
+) -> (std::sync::Arc<ferryd::App>, ferry_events::Actor) {
+    use ferry_events::{Actor, BatchOptions, Event, ExpectedVersion, MailboxSpec, stream};
+    let config = ferryd::config::Config::for_dir(dir, &dir.join("ferryd.sock"));
     let app = std::sync::Arc::new(ferryd::App::open(config).unwrap());
     let admin = Actor::User {
         uid: 1000,
@@ -301,19 +299,35 @@ async fn a_command_racing_the_schedulers_own_write_is_decided_again_not_refused(
         &stream::batch("b"),
         ExpectedVersion::NoStream,
         admin.clone(),
-        vec![Event::BatchCreated {
-            name: "b".into(),
-            source: "old".into(),
-            destination: "new".into(),
-            options: BatchOptions::default(),
-        }],
+        vec![
+            Event::BatchCreated {
+                name: "b".into(),
+                source: "old".into(),
+                destination: "new".into(),
+                options: BatchOptions::default(),
+            },
+            Event::MailboxAdded {
+                batch: "b".into(),
+                mailbox: MailboxSpec {
+                    address: "ann@old.example".into(),
+                    destination_address: "ann@new.example".into(),
+                    source_login: None,
+                    source_secret: None,
+                    destination_login: None,
+                    destination_secret: None,
+                },
+            },
+        ],
     )
     .await
     .unwrap();
-    ferryd::api::batch::schedule(&app, admin.clone(), "b", "0 3 * * *", None)
-        .await
-        .unwrap();
-    // Written to the store, not yet folded into the views.
+    (app, admin)
+}
+
+/// Appends a fire to batch `b` in the store without folding it into the
+/// views, as the scheduler of another worker in a fleet does; its version.
+async fn fire_unseen(app: &ferryd::App) -> u64 {
+    use ferry_events::{Actor, Event, ExpectedVersion, stream};
     let fired = app
         .store
         .append(
@@ -327,16 +341,46 @@ async fn a_command_racing_the_schedulers_own_write_is_decided_again_not_refused(
         )
         .await
         .unwrap();
-    ferryd::api::batch::schedule(&app, admin, "b", "off", None)
+    fired[0].stream_version
+}
+
+/// An event the engine or the scheduler appended to the batch while the
+/// views had not yet folded it (another worker's, in a fleet) is no
+/// conflict for an administrator's command that named no version: the
+/// command is decided again on fresh views and recorded.
+#[tokio::test]
+async fn a_command_racing_the_schedulers_own_write_is_decided_again_not_refused() {
+    use ferry_events::{Event, stream};
+    let dir = tempfile::tempdir().unwrap();
+    let (app, admin) = app_with_batch(dir.path()).await;
+    ferryd::api::batch::schedule(&app, admin.clone(), "b", "0 3 * * *", None)
+        .await
+        .unwrap();
+    let fired = fire_unseen(&app).await;
+    ferryd::api::batch::schedule(&app, admin.clone(), "b", "off", None)
         .await
         .expect("the schedule is removed despite the fire");
     let last = app
         .store
-        .read_stream(&stream::batch("b"), fired[0].stream_version + 1)
+        .read_stream(&stream::batch("b"), fired + 1)
         .unwrap();
     assert!(
         matches!(&last[..], [e] if matches!(&e.event, Event::ScheduleSet { cron, .. } if cron.is_empty())),
         "the removal follows the fire: {last:?}"
     );
     assert!(app.views.read().unwrap().batches["b"].schedule.is_none());
+
+    // A cutover likewise.
+    let fired = fire_unseen(&app).await;
+    ferryd::api::cutover::cutover(&app, admin, vec!["ann@old.example".into()], true)
+        .await
+        .expect("the cutover is recorded despite the fire");
+    let last = app
+        .store
+        .read_stream(&stream::batch("b"), fired + 1)
+        .unwrap();
+    assert!(
+        matches!(&last[..], [e] if matches!(&e.event, Event::CutoverRequested { mailboxes, forced: true, .. } if mailboxes == &["ann@old.example".to_string()])),
+        "the cutover follows the fire: {last:?}"
+    );
 }
