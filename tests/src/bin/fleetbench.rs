@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p ferryd -p ferry-ctl
-//! cargo run --release -p ferry-tests --bin fleetbench -- [--rtt 40] [--mailboxes 16] [--messages 60] [--per-worker 2] [--cap 100]
+//! cargo run --release -p ferry-tests --bin fleetbench -- [--rtt 40] [--mailboxes 16] [--messages 60] [--per-worker 2] [--cap 100] [--fsync 1]
 //! ```
 //!
 //! A full pass of one batch of `--mailboxes` mailboxes, between two Dovecot
@@ -15,6 +15,9 @@
 //! workers buy; `--cap 20` (ferryd's default) shows a cap-bound fleet. It prints the
 //! throughput of each and its ratio to one worker, then the store's append
 //! and replay rates beside the segment store's, measured in the same run.
+//! `--fsync 0` runs the passes' PostgreSQL without fsync, to show what the
+//! fleet's commits (one at a time, under the log's head lock) cost them; a
+//! fleet must not run so.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,8 @@ struct Rig {
     messages: u64,
     /// Each endpoint's `--max-connections`.
     cap: u64,
+    /// Whether the passes' PostgreSQL syncs its commits.
+    fsync: bool,
 }
 
 /// One timed pass by `workers` workers; returns its seconds.
@@ -46,8 +51,9 @@ fn run(rig: &Rig, workers: usize, run_no: usize) -> f64 {
         per_worker,
         messages,
         cap,
+        fsync,
     } = rig;
-    let pg = Postgres::start_with(true).expect("start PostgreSQL (apt-get install postgresql)");
+    let pg = Postgres::start_with(*fsync).expect("start PostgreSQL (apt-get install postgresql)");
     let mut csv = String::from("SourceEmail,DestinationEmail,SourceLogin,DestinationLogin\n");
     for u in users {
         let to = format!("{u}r{run_no}");
@@ -128,6 +134,7 @@ async fn main() {
     let messages = ferry_tests::bench::arg("--messages", 60);
     let per_worker = ferry_tests::bench::arg("--per-worker", 2);
     let cap = ferry_tests::bench::arg("--cap", 100);
+    let fsync = ferry_tests::bench::arg("--fsync", 1) != 0;
     let src = Dovecot::start().expect("start Dovecot");
     let dst = Dovecot::start().expect("start Dovecot");
     let users: Vec<String> = (0..mailboxes).map(|i| format!("u{i:02}")).collect();
@@ -139,7 +146,12 @@ async fn main() {
     let dp = DelayProxy::start(dst.port(), Link::rtt_ms(rtt));
     println!(
         "full pass of {mailboxes} mailboxes x {messages} messages over a {rtt} ms round trip, \
-         {per_worker} mailboxes at once per worker, {cap} connections per endpoint"
+         {per_worker} mailboxes at once per worker, {cap} connections per endpoint{}",
+        if fsync {
+            ""
+        } else {
+            ", PostgreSQL without fsync"
+        }
     );
     let rig = Rig {
         users,
@@ -149,6 +161,7 @@ async fn main() {
         per_worker,
         messages,
         cap,
+        fsync,
     };
     let mut rows = Vec::new();
     for (i, workers) in [1usize, 2, 4].into_iter().enumerate() {
