@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use ferry_connectors::source::{
-    Change, ChangeSource, Cursor, FolderClass, SourceFolder, SourceKey,
+    Change, ChangeSource, Cursor, FolderClass, SourceFolder, SourceKey, SourceMeta,
 };
 use ferry_connectors::{
     AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta,
@@ -172,6 +172,17 @@ impl KeyedSession {
 
     fn too_big(&self, size: u64) -> Option<String> {
         (size > self.limit).then(|| format!("{size} bytes is over the limit of {}", self.limit))
+    }
+}
+
+/// An item as the log records it, under the log's number `ordinal`.
+fn source_item(ordinal: u32, m: SourceMeta) -> SourceItem {
+    SourceItem {
+        ordinal,
+        key: m.key.0,
+        size: m.size,
+        flags: m.flags,
+        received_us: m.internal_date.map(|d| d.timestamp_micros()),
     }
 }
 
@@ -521,13 +532,7 @@ fn synced(
                 next += 1;
                 by_key.insert(m.key.0.clone(), ordinal);
                 superseded.push((old, ordinal));
-                seen.push(SourceItem {
-                    ordinal,
-                    key: m.key.0,
-                    size: m.size,
-                    flags: m.flags,
-                    received_us: m.internal_date.map(|d| d.timestamp_micros()),
-                });
+                seen.push(source_item(ordinal, m));
             }
             Change::Created(m) | Change::Updated(m) => {
                 let ordinal = *by_key.entry(m.key.0.clone()).or_insert_with(|| {
@@ -535,13 +540,7 @@ fn synced(
                     next - 1
                 });
                 seen.retain(|s| s.ordinal != ordinal);
-                seen.push(SourceItem {
-                    ordinal,
-                    key: m.key.0,
-                    size: m.size,
-                    flags: m.flags,
-                    received_us: m.internal_date.map(|d| d.timestamp_micros()),
-                });
+                seen.push(source_item(ordinal, m));
             }
             Change::Read { key, seen: read } => {
                 let Some(o) = by_key.get(&key.0).copied() else {
