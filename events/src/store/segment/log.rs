@@ -370,11 +370,8 @@ impl Log {
                 let at_tail = first == last_segment && !valid_record_after(&file, offset);
                 if !at_tail {
                     // Named by the bad record itself, not its group.
-                    let mut e = self.damaged(first, offset, why);
-                    if let StoreError::Damaged { seq, .. } = &mut e {
-                        *seq += open.len() as u64;
-                    }
-                    return Err(e);
+                    let seq = self.head + 1 + open.len() as u64;
+                    return Err(self.damaged_at(first, offset, seq, why));
                 }
                 let cut = len - cut_at;
                 tracing::warn!(
@@ -425,12 +422,16 @@ impl Log {
     }
 
     fn damaged(&self, segment: u64, offset: u64, what: &str) -> StoreError {
+        self.damaged_at(segment, offset, self.head + 1, what)
+    }
+
+    fn damaged_at(&self, segment: u64, offset: u64, seq: u64, what: &str) -> StoreError {
         StoreError::Damaged {
             segment: segment_path(&self.segments_dir, segment)
                 .display()
                 .to_string(),
             offset,
-            seq: self.head + 1,
+            seq,
             what: what.into(),
         }
     }
