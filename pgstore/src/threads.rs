@@ -82,6 +82,21 @@ CREATE TABLE IF NOT EXISTS ferry_head (
     hash bytea NOT NULL,
     time_us bigint NOT NULL
 );
+-- An append's first step in one round trip: the head locked, then the
+-- streams' versions read on a snapshot taken after the lock (a VOLATILE
+-- function's statements each take a new one), so they count every
+-- append committed before it.
+CREATE OR REPLACE FUNCTION ferry_lock_head(streams text[], OUT head_seq bigint,
+    OUT head_hash bytea, OUT head_time bigint, OUT names text[], OUT versions bigint[])
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    SELECT h.seq, h.hash, h.time_us INTO head_seq, head_hash, head_time
+      FROM ferry_head h FOR UPDATE;
+    SELECT coalesce(array_agg(v.stream), '{}'), coalesce(array_agg(v.version), '{}')
+      INTO names, versions
+      FROM (SELECT l.stream, max(l.stream_version) AS version FROM ferry_log l
+            WHERE l.stream = ANY(streams) GROUP BY l.stream) v;
+END $$;
 ";
 
 /// Any number that other users of the database are unlikely to lock.
@@ -354,7 +369,11 @@ fn write_group(
         0
     };
     let leases_held = held_leases(&mut tx, group)?;
-    let row = tx.query_one("SELECT seq, hash, time_us FROM ferry_head FOR UPDATE", &[])?;
+    let mut names: Vec<&str> = group.iter().map(|a| a.stream.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    // The head lock is held from here to COMMIT: three round trips.
+    let row = tx.query_one("SELECT * FROM ferry_lock_head($1)", &[&names])?;
     let head: i64 = row.get(0);
     let hash_bytes: Vec<u8> = row.get(1);
     let time_us: i64 = row.get(2);
@@ -362,17 +381,11 @@ fn write_group(
     if hash_bytes.len() == hash.len() {
         hash.copy_from_slice(&hash_bytes);
     }
-    let mut names: Vec<&str> = group.iter().map(|a| a.stream.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut versions = HashMap::new();
-    for r in tx.query(
-        "SELECT stream, max(stream_version) FROM ferry_log \
-         WHERE stream = ANY($1) GROUP BY stream",
-        &[&names],
-    )? {
-        versions.insert(r.get::<_, String>(0), r.get::<_, i64>(1) as u64);
-    }
+    let versions: HashMap<String, u64> = row
+        .get::<_, Vec<String>>(3)
+        .into_iter()
+        .zip(row.get::<_, Vec<i64>>(4).into_iter().map(|v| v as u64))
+        .collect();
     let mut sequencer = Sequencer::resume(head as u64, hash, time_us, versions);
     let now = now_us();
     let results: Vec<_> = group
@@ -404,11 +417,6 @@ fn write_group(
     }
     let first = seqs.first().map(|s| (*s, records[0].to_vec()));
     if first.is_some() {
-        tx.execute(
-            "INSERT INTO ferry_log (seq, stream, stream_version, record) \
-             SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::bytea[])",
-            &[&seqs, &streams, &stream_versions, &records],
-        )?;
         let last = results
             .iter()
             .flatten()
@@ -416,13 +424,24 @@ fn write_group(
             .expect("a record was written");
         let env = last.envelopes.last().expect("appends are not empty");
         let new_hash = ferry_events::envelope::hash_bytes(last.records.last().expect("same"));
+        // Rows, head and note in one statement (data-modifying CTEs run
+        // whether read or not).
         tx.execute(
-            "UPDATE ferry_head SET seq = $1, hash = $2, time_us = $3",
-            &[&(env.seq as i64), &new_hash.as_slice(), &env.time_us],
-        )?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&CHANNEL, &env.seq.to_string()],
+            "WITH rows AS (INSERT INTO ferry_log (seq, stream, stream_version, record) \
+               SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::bytea[])), \
+             head AS (UPDATE ferry_head SET seq = $5, hash = $6, time_us = $7) \
+             SELECT pg_notify($8, $9)",
+            &[
+                &seqs,
+                &streams,
+                &stream_versions,
+                &records,
+                &(env.seq as i64),
+                &new_hash.as_slice(),
+                &env.time_us,
+                &CHANNEL,
+                &env.seq.to_string(),
+            ],
         )?;
     }
     let new_head = sequencer.head();
