@@ -51,6 +51,9 @@ pub struct Keyed {
     accepted: Arc<Mutex<Vec<FolderClass>>>,
     /// Whether the source serves full-fidelity exports.
     exports: Arc<Mutex<bool>>,
+    /// Whether mail travels as the source's streams: it exports mail and
+    /// the destination imports it.
+    mail_streams: Arc<Mutex<(bool, bool)>>,
 }
 
 impl Keyed {
@@ -61,13 +64,28 @@ impl Keyed {
             folders: Arc::default(),
             accepted: Arc::default(),
             exports: Arc::default(),
+            mail_streams: Arc::default(),
         }
     }
 
-    /// The destination's classes besides mail (see
-    /// `MailSession::item_classes`), before the source's folders are listed.
-    pub fn accept(&self, classes: &[FolderClass]) {
-        *self.accepted.lock().unwrap() = classes.to_vec();
+    /// What the destination holds: its classes besides mail (see
+    /// `MailSession::item_classes`) and whether it imports mail as streams
+    /// (`MailSession::imports_mail`), before the source's folders are listed.
+    pub fn accept(&self, dst: &dyn MailSession) {
+        *self.accepted.lock().unwrap() = dst.item_classes().to_vec();
+        self.mail_streams.lock().unwrap().1 = dst.imports_mail();
+    }
+
+    /// Whether mail folders are copied as the source's full-fidelity
+    /// streams rather than as MIME.
+    pub fn mail_streamed(&self) -> bool {
+        *self.mail_streams.lock().unwrap() == (true, true)
+    }
+
+    /// What the source serves, from a session that has just listed it.
+    fn serves(&self, source: &dyn ChangeSource) {
+        *self.exports.lock().unwrap() = source.exports();
+        self.mail_streams.lock().unwrap().0 = source.exports_mail();
     }
 
     /// Whether a folder of `class` is copied.
@@ -93,7 +111,7 @@ impl Keyed {
             let mut source = self.source.lock().await;
             if self.folders.lock().unwrap().is_empty() {
                 let all = source.folders().await.ok()?;
-                *self.exports.lock().unwrap() = source.exports();
+                self.serves(&**source);
                 *self.folders.lock().unwrap() = all;
             }
         }
@@ -201,11 +219,12 @@ impl MailSession for KeyedSession {
     /// when the source exports them); the others are kept for
     /// [`Keyed::others`].
     async fn list_folders(&mut self) -> Result<Vec<Folder>> {
-        let (all, exports) = {
+        let all = {
             let mut source = self.keyed.source.lock().await;
-            (source.folders().await?, source.exports())
+            let all = source.folders().await?;
+            self.keyed.serves(&**source);
+            all
         };
-        *self.keyed.exports.lock().unwrap() = exports;
         let copied = all
             .iter()
             .filter(|f| self.keyed.copied(f.class))
@@ -287,12 +306,14 @@ impl MailSession for KeyedSession {
             .map(|(f, _)| f.clone())
             .unwrap_or_default();
         let class = self.keyed.class_of_listed(&folder).await;
+        let streamed = self.keyed.mail_streamed();
         let got = {
             let mut source = self.keyed.source.lock().await;
             match class {
                 // Items that are not mail travel whole, as the source
-                // exports them; no MIME keeps them so.
-                Some(c) if c != FolderClass::Mail => source.export(&keys).await?,
+                // exports them; no MIME keeps them so. Mail does too where
+                // the destination imports the source's streams.
+                Some(c) if c != FolderClass::Mail || streamed => source.export(&keys).await?,
                 _ => source.fetch(&keys).await?,
             }
         };
