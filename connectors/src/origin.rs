@@ -98,8 +98,9 @@ pub trait OriginStore: Send {
     /// Of `flags`, those the destination keeps, as [`Held::flags`] shows them.
     fn kept_flags(&self, flags: &[Flag]) -> Vec<Flag>;
 
-    /// Brings the item `id` to `flags`.
-    async fn set_flags_of(&mut self, id: &str, flags: &[Flag]) -> Result<()>;
+    /// Brings the item `id`, which holds `have` (as [`Held::flags`]), to
+    /// `flags`.
+    async fn set_flags_of(&mut self, id: &str, flags: &[Flag], have: &[Flag]) -> Result<()>;
 
     /// Removes the items `ids`; one already gone is not an error.
     async fn remove_ids(&mut self, ids: &[String]) -> Result<()>;

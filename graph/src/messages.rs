@@ -345,19 +345,21 @@ impl Mailbox {
         Ok((a.status != 404).then_some(a.body))
     }
 
-    /// Sets read state, flag and categories (a flag sync).
+    /// Sets read state, flag and, when given, categories (a flag sync).
     pub async fn update_state(
         &self,
         id: &str,
         is_read: bool,
         flagged: bool,
-        categories: &[String],
+        categories: Option<&[String]>,
     ) -> Result<()> {
-        let body = json!({
+        let mut body = json!({
             "isRead": is_read,
             "flag": { "flagStatus": if flagged { "flagged" } else { "notFlagged" } },
-            "categories": categories,
         });
+        if let Some(c) = categories {
+            body["categories"] = json!(c);
+        }
         self.send(
             &Req::new(
                 self.op("update message"),

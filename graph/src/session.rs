@@ -398,6 +398,18 @@ fn held_flags(m: &Message) -> Vec<Flag> {
     out
 }
 
+/// The categories a flag sync sets: none when the copy's are the wanted
+/// ones as keywords (the flags a source's categories travel as), so a name
+/// no keyword spells (a blank, a letter beyond ASCII) is kept.
+fn categories_to_set<'a>(want: &'a [String], have: &[String]) -> Option<&'a [String]> {
+    let keywords = |v: &[String]| -> HashSet<String> {
+        v.iter()
+            .map(|c| ferry_connectors::source::keyword_of(c).to_ascii_lowercase())
+            .collect()
+    };
+    (keywords(want) != keywords(have)).then_some(want)
+}
+
 /// A message as the change feed shows it. A write cut short half-way
 /// carries a `partial` stamp, which does not parse as an origin.
 fn held(m: Message) -> Held {
@@ -716,15 +728,15 @@ impl OriginStore for GraphSession {
             .flag
             .as_ref()
             .is_some_and(|f| f.flag_status == "flagged");
-        let set = |v: &[String]| -> HashSet<String> { v.iter().cloned().collect() };
+        let categories = categories_to_set(&want.categories, &have.categories);
         if have.is_read == Some(want.is_read)
             && have_flagged == want.flagged
-            && set(&have.categories) == set(&want.categories)
+            && categories.is_none()
         {
             return Ok(false);
         }
         self.mailbox
-            .update_state(&have.id, want.is_read, want.flagged, &want.categories)
+            .update_state(&have.id, want.is_read, want.flagged, categories)
             .await
             .map_err(|e| self.err("updating message", e, ErrorClass::Item))?;
         Ok(true)
@@ -786,10 +798,17 @@ impl OriginStore for GraphSession {
         out
     }
 
-    async fn set_flags_of(&mut self, id: &str, flags: &[Flag]) -> ferry_connectors::Result<()> {
+    async fn set_flags_of(
+        &mut self,
+        id: &str,
+        flags: &[Flag],
+        have: &[Flag],
+    ) -> ferry_connectors::Result<()> {
         let want = NewMessage::default().with_imap_flags(flags);
+        let held = NewMessage::default().with_imap_flags(have).categories;
+        let categories = categories_to_set(&want.categories, &held);
         self.mailbox
-            .update_state(id, want.is_read, want.flagged, &want.categories)
+            .update_state(id, want.is_read, want.flagged, categories)
             .await
             .map_err(|e| self.err("updating message", e, ErrorClass::Item))
     }

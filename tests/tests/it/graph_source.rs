@@ -302,18 +302,28 @@ async fn tenant_to_tenant_copies_every_class_once_and_deltas_copy_only_changes()
     assert_eq!(writes(&r.dst, asked), Vec::<String>::new());
     check_all(&r);
 
-    // A message read at the source is read at the destination: its state
-    // is set on the copy, nothing imported again.
+    // A message read at the source, and one marked unread, are so at the
+    // destination: the state is set on the copy, nothing imported again,
+    // and a category keeps its name.
     let unread = by_subject(&r.src, SRC, "Report 1");
     assert!(!unread.is_read);
     r.src.set_state(SRC, &unread.id, true, false, &[]);
+    let first = by_subject(&r.src, SRC, "Report 0");
+    r.src
+        .set_state(SRC, &first.id, false, true, &["Red Category"]);
     let asked = r.dst.requests().len();
     r.ferry.run_pass("t2t", "delta");
     assert_eq!(intents(&r.ferry), before, "a state change re-imported");
     let written = writes(&r.dst, asked);
-    assert_eq!(written.len(), 1, "{written:?}");
-    assert!(written[0].starts_with("PATCH "), "{written:?}");
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert!(
+        written.iter().all(|w| w.starts_with("PATCH ")),
+        "{written:?}"
+    );
     assert!(by_subject(&r.dst, DEST, "Report 1").is_read);
+    let first = by_subject(&r.dst, DEST, "Report 0");
+    assert!(!first.is_read);
+    assert_eq!(first.categories, vec!["Red Category".to_string()]);
     check_all(&r);
 
     // A create, an update and a delete.
