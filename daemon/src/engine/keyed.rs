@@ -26,8 +26,8 @@ use ferry_connectors::source::{
     Change, ChangeSource, Cursor, FolderClass, SourceFolder, SourceKey, SourceMeta,
 };
 use ferry_connectors::{
-    AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta,
-    MailSession, Result,
+    AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Headline, Item,
+    ItemMeta, MailSession, Result,
 };
 use ferry_events::{Event, ItemKey, SourceItem};
 use ferry_projections::SourceTable;
@@ -342,6 +342,49 @@ impl MailSession for KeyedSession {
             });
         }
         out.sort_by_key(|i| i.meta.uid);
+        Ok(out)
+    }
+
+    /// Mail that travels as streams is named from the source's MIME: a
+    /// stream is no message to read a header from.
+    async fn headlines(&mut self, uids: &[u32]) -> Result<HashMap<u32, Headline>> {
+        let folder = self
+            .open
+            .as_ref()
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default();
+        let mail = self.keyed.class_of_listed(&folder).await == Some(FolderClass::Mail);
+        let mut out = HashMap::new();
+        let read: Vec<(u32, Bytes)> = if mail && self.keyed.mail_streamed() {
+            let t = self.table()?;
+            let ordinal_of: HashMap<String, u32> = uids
+                .iter()
+                .filter_map(|u| Some((t.items.get(u)?.key.clone(), *u)))
+                .collect();
+            let keys: Vec<SourceKey> = ordinal_of.keys().cloned().map(SourceKey).collect();
+            let mut source = self.keyed.source.lock().await;
+            let mut read = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(50) {
+                for g in source.fetch(chunk).await? {
+                    read.extend(ordinal_of.get(&g.meta.key.0).map(|o| (*o, g.body)));
+                }
+            }
+            read
+        } else {
+            let mut read = Vec::with_capacity(uids.len());
+            for chunk in uids.chunks(50) {
+                read.extend(
+                    self.fetch(chunk)
+                        .await?
+                        .into_iter()
+                        .map(|i| (i.meta.uid, i.body)),
+                );
+            }
+            read
+        };
+        for (uid, body) in read {
+            out.insert(uid, Headline::of(&body));
+        }
         Ok(out)
     }
 

@@ -1386,8 +1386,9 @@ fn box_item_json(m: &SimMessage) -> Value {
 /// FastTransfer stream of the item's MAPI properties (the content, and
 /// state such as PR_MESSAGE_FLAGS, the follow-up flag, the categories);
 /// the simulator's built stream is a tagged text: a line with its class,
-/// version and state as JSON, then its MIME. Opaque to clients all the
-/// same, and changed whenever the item is.
+/// version and state as JSON, then its MIME in base64 (no header to read,
+/// as in Exchange's binary stream). Opaque to clients all the same, and
+/// changed whenever the item is.
 pub(crate) fn export_stream(m: &SimMessage) -> Vec<u8> {
     if let Some(d) = &m.fts {
         return d.clone();
@@ -1400,9 +1401,14 @@ pub(crate) fn export_stream(m: &SimMessage) -> Vec<u8> {
         "received": m.received,
         "sent": m.sent,
     });
-    let mut out = format!("SIMFTS1 {} v{} {state}\r\n", m.class, m.version).into_bytes();
-    out.extend(m.mime.clone().unwrap_or_else(|| rebuild_mime(m)));
-    out
+    let mime = m.mime.clone().unwrap_or_else(|| rebuild_mime(m));
+    format!(
+        "SIMFTS1 {} v{} {state}\r\n{}",
+        m.class,
+        m.version,
+        STANDARD.encode(mime)
+    )
+    .into_bytes()
 }
 
 /// The item a stream `export_stream` built holds, as an import makes it;
@@ -1417,7 +1423,7 @@ fn read_stream(data: &[u8]) -> Option<SimMessage> {
     let class = parts.next()?.to_string();
     parts.next()?;
     let state: Value = serde_json::from_str(parts.next()?).ok()?;
-    let mime = data[end + 2..].to_vec();
+    let mime = STANDARD.decode(&data[end + 2..]).ok()?;
     let header = |name: &str| mime_header(&mime, name).unwrap_or_default();
     Some(SimMessage {
         subject: header("subject"),

@@ -542,3 +542,18 @@ async fn a_message_imported_but_not_stamped_is_stamped_not_imported_again() {
     assert_eq!(per_key.len(), 6 + 3);
     assert!(per_key.values().all(|n| *n == 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_import_refuses_is_named_from_the_source_mime() {
+    let r = tenants(3, 1, Duration::ZERO, &[]);
+    r.dst.fail_next_on("/import/", 1, 400);
+    r.ferry.run_pass("t2t", "full");
+    let failed = r.ferry.events_of("ItemFailed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let described = r.ferry.events_of("ItemDescribed");
+    let about = &described[0]["event"]["ItemDescribed"]["about"];
+    assert!(
+        about["subject"].as_str().unwrap().starts_with("Report "),
+        "{about}"
+    );
+}
