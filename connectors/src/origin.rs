@@ -102,6 +102,10 @@ pub trait OriginStore: Send {
     /// `flags`.
     async fn set_flags_of(&mut self, id: &str, flags: &[Flag], have: &[Flag]) -> Result<()>;
 
+    /// Stamps the copy `id` with `origin` in place of the one it carries:
+    /// its source item, numbered anew, is paired with it again.
+    async fn stamp_id(&mut self, id: &str, origin: &Origin) -> Result<()>;
+
     /// Removes the items `ids`; one already gone is not an error.
     async fn remove_ids(&mut self, ids: &[String]) -> Result<()>;
 }

@@ -813,6 +813,13 @@ impl OriginStore for GraphSession {
             .map_err(|e| self.err("updating message", e, ErrorClass::Item))
     }
 
+    async fn stamp_id(&mut self, id: &str, origin: &ItemOrigin) -> ferry_connectors::Result<()> {
+        self.mailbox
+            .stamp(id, &stamp(origin))
+            .await
+            .map_err(|e| self.err("stamping a copy", e, ErrorClass::Item))
+    }
+
     async fn remove_ids(&mut self, ids: &[String]) -> ferry_connectors::Result<()> {
         self.mailbox
             .delete_messages(ids)

@@ -7,11 +7,11 @@ use std::collections::{HashMap, HashSet};
 use ferry_connectors::paging::{Pages, groups};
 use ferry_connectors::source::FolderClass;
 use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
-use ferry_events::Event;
+use ferry_events::{Event, ItemKey};
 use ferry_projections::FolderMark;
 
 use super::copy::{fetch, key, origin, src};
-use super::{Work, WorkErr, copied_digests, copies, events_of};
+use super::{Work, WorkErr, copied_digests, copies, events_of, replica};
 
 /// Destination items from `from_uid` on, by digest, excluding `claimed` UIDs
 /// and sizes nobody is looking for.
@@ -160,7 +160,7 @@ fn old_copies(
 
 /// A keyed source's mail copied as its streams into a destination that
 /// keeps origins: the copies recorded under earlier generations, by the
-/// source's own key (source key → digest and size). A message's stream
+/// source's own key (source key → digest, size and old number). A message's stream
 /// holds its state, so one whose state changed since it was copied no
 /// longer pairs by digest; its key, which the log numbered then, still does.
 fn streamed_copies(
@@ -168,7 +168,7 @@ fn streamed_copies(
     f: &Folder,
     dname: &FolderName,
     st: &FolderStatus,
-) -> HashMap<String, (String, u64)> {
+) -> HashMap<String, (String, u64, ItemKey)> {
     let streamed = w
         .src
         .as_ref()
@@ -207,7 +207,7 @@ fn streamed_copies(
     copied
         .into_iter()
         .filter_map(|(k, d, size)| {
-            Some((numbered.get(&(k.uidvalidity, k.uid))?.clone(), (d, size)))
+            Some((numbered.get(&(k.uidvalidity, k.uid))?.clone(), (d, size, k)))
         })
         .collect()
 }
@@ -240,6 +240,17 @@ pub(super) async fn rematch(
                 .collect(),
         };
     let mut by_key = streamed_copies(w, f, dname, st);
+    // Each copy paired so is stamped with its new number, for flag sync and
+    // deletions to find it: copy ids by the origin they carry.
+    let stamped: HashMap<String, String> = match by_key.is_empty() {
+        true => HashMap::new(),
+        false => replica::refresh(w, dname)
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|(id, r)| Some((r.origin?.0, id)))
+            .collect(),
+    };
     let keys_now: HashMap<u32, String> = match by_key.is_empty() {
         true => HashMap::new(),
         false => w
@@ -260,16 +271,22 @@ pub(super) async fn rematch(
         let mut events = Vec::new();
         let mut rest = Vec::with_capacity(page.len());
         for m in page {
-            let Some((d, size)) = keys_now.get(&m.uid).and_then(|k| by_key.remove(k)) else {
+            let Some((d, size, old)) = keys_now.get(&m.uid).and_then(|k| by_key.remove(k)) else {
                 rest.push(m);
                 continue;
             };
             if let Some(v) = found.get_mut(&d) {
                 v.pop();
             }
+            let now = key(f, st, m.uid);
+            if let Some(id) = stamped.get(&origin(&old, &d).key) {
+                let dst = w.dst.as_mut().expect("connected").session.as_mut();
+                let dst = dst.by_origin().expect("a destination that keeps origins");
+                dst.stamp_id(id, &origin(&now, &d)).await?;
+            }
             events.push(Event::ItemCopied {
                 mailbox: w.mailbox.address.clone(),
-                key: key(f, st, m.uid),
+                key: now,
                 size,
                 digest: d,
                 dest_folder: dname.raw.clone(),
