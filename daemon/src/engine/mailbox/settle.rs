@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use ferry_connectors::paging::{Pages, groups};
 use ferry_connectors::source::FolderClass;
-use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
+use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, ItemMeta};
 use ferry_events::{Event, ItemKey};
 use ferry_projections::FolderMark;
 
@@ -160,9 +160,9 @@ fn old_copies(
 
 /// A keyed source's mail copied as its streams into a destination that
 /// keeps origins: the copies recorded under earlier generations, by the
-/// source's own key (source key → digest, size and old number). A message's stream
-/// holds its state, so one whose state changed since it was copied no
-/// longer pairs by digest; its key, which the log numbered then, still does.
+/// source's own key (source key → digest, size, old number). A message's
+/// stream holds its state, so one whose state changed since it was copied
+/// no longer pairs by digest; its key, which the log numbered then, does.
 fn streamed_copies(
     w: &Work<'_>,
     f: &Folder,
@@ -282,7 +282,13 @@ pub(super) async fn rematch(
             if let Some(id) = stamped.get(&origin(&old, &d).key) {
                 let dst = w.dst.as_mut().expect("connected").session.as_mut();
                 let dst = dst.by_origin().expect("a destination that keeps origins");
-                dst.stamp_id(id, &origin(&now, &d)).await?;
+                match dst.stamp_id(id, &origin(&now, &d)).await {
+                    // Gone or refused since: the pairing stands, unstamped.
+                    Err(e) if e.class() == ErrorClass::Item => {
+                        tracing::debug!(folder = %dname.raw, error = %e, "copy not stamped anew");
+                    }
+                    r => r?,
+                }
             }
             events.push(Event::ItemCopied {
                 mailbox: w.mailbox.address.clone(),
