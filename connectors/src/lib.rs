@@ -204,4 +204,15 @@ pub trait MailSession: Send {
     /// Tells the destination that `folder` holds items of `class`, before
     /// it is created or written: a folder is made with its class.
     fn set_folder_class(&mut self, _folder: &FolderName, _class: source::FolderClass) {}
+
+    /// Whether this destination takes mail as the full-fidelity streams a
+    /// source that [`source::ChangeSource::exports_mail`] serves (a Graph
+    /// mailbox: Graph's own `exportItems`).
+    fn imports_mail(&self) -> bool {
+        false
+    }
+
+    /// Tells such a destination that `folder`'s mail comes as those
+    /// streams, before it is written or its items in doubt are looked for.
+    fn mail_as_streams(&mut self, _folder: &FolderName) {}
 }

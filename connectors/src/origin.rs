@@ -98,8 +98,13 @@ pub trait OriginStore: Send {
     /// Of `flags`, those the destination keeps, as [`Held::flags`] shows them.
     fn kept_flags(&self, flags: &[Flag]) -> Vec<Flag>;
 
-    /// Brings the item `id` to `flags`.
-    async fn set_flags_of(&mut self, id: &str, flags: &[Flag]) -> Result<()>;
+    /// Brings the item `id`, which holds `have` (as [`Held::flags`]), to
+    /// `flags`.
+    async fn set_flags_of(&mut self, id: &str, flags: &[Flag], have: &[Flag]) -> Result<()>;
+
+    /// Stamps the copy `id` with `origin` in place of the one it carries:
+    /// its source item, numbered anew, is paired with it again.
+    async fn stamp_id(&mut self, id: &str, origin: &Origin) -> Result<()>;
 
     /// Removes the items `ids`; one already gone is not an error.
     async fn remove_ids(&mut self, ids: &[String]) -> Result<()>;

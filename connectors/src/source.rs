@@ -145,6 +145,13 @@ pub trait ChangeSource: Send {
         false
     }
 
+    /// Whether [`ChangeSource::export`] serves mail too, as streams a
+    /// destination of the same service imports whole (Graph's
+    /// `exportItems`). Mail goes as MIME otherwise.
+    fn exports_mail(&self) -> bool {
+        false
+    }
+
     /// The items with these keys as full-fidelity streams (EWS
     /// `ExportItems`), in the order asked; an item gone since is left out.
     /// The items of folders that hold no mail travel so: they have no MIME

@@ -265,6 +265,21 @@ impl Mailbox {
         self.collect(&self.op("find by origin"), url).await
     }
 
+    /// The ids of the messages of `folder` that carry no origin.
+    pub async fn unstamped(&self, folder: &str) -> Result<Vec<String>> {
+        let url = self.url(&format!(
+            "/mailFolders/{folder}/messages?$select=id&$top=100&$expand=singleValueExtendedProperties($filter=id eq '{ORIGIN_PROPERTY}')"
+        ));
+        let all: Vec<Message> = self
+            .collect(&self.op("list unstamped messages"), url)
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|m| m.single_value_extended_properties.is_empty())
+            .map(|m| m.id)
+            .collect())
+    }
+
     /// One message, with the given extended properties expanded.
     pub async fn message(&self, id: &str, properties: &[&str]) -> Result<Message> {
         let mut url = self.url(&format!("/messages/{id}?$select={MESSAGE_SELECT}"));
@@ -330,19 +345,21 @@ impl Mailbox {
         Ok((a.status != 404).then_some(a.body))
     }
 
-    /// Sets read state, flag and categories (a flag sync).
+    /// Sets read state, flag and, when given, categories (a flag sync).
     pub async fn update_state(
         &self,
         id: &str,
         is_read: bool,
         flagged: bool,
-        categories: &[String],
+        categories: Option<&[String]>,
     ) -> Result<()> {
-        let body = json!({
+        let mut body = json!({
             "isRead": is_read,
             "flag": { "flagStatus": if flagged { "flagged" } else { "notFlagged" } },
-            "categories": categories,
         });
+        if let Some(c) = categories {
+            body["categories"] = json!(c);
+        }
         self.send(
             &Req::new(
                 self.op("update message"),

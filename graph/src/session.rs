@@ -17,6 +17,12 @@
 //! Online re-exports an item from its own store, so its stream need not
 //! be the bytes imported; there, an item left in doubt by a crash between
 //! the import and its record may be imported a second time.
+//!
+//! Mail from a Graph source comes as its `exportItems` streams too (see
+//! [`MailSession::mail_as_streams`]): imported whole, then stamped with
+//! its origin by a PATCH of the new message, so it is found, flagged and
+//! removed as created mail is. One imported but not yet stamped when a
+//! crash came is found as the other classes' are, and stamped then.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,7 +38,7 @@ use ferry_connectors::{
 use crate::import::Importer;
 use crate::messages::Found;
 use crate::messages::ORIGIN_PROPERTY;
-use crate::model::{Message, NewMessage, Origin, WellKnown};
+use crate::model::{ImportedItem, Message, NewMessage, Origin, WellKnown};
 use crate::{Error, Mailbox};
 
 const DELIMITER: char = '/';
@@ -53,6 +59,8 @@ pub struct GraphSession {
     boxes_listed: bool,
     /// The import session, made at the first import.
     importer: Option<Importer>,
+    /// Mail folders whose mail comes as full-fidelity streams, by key.
+    streamed: HashSet<String>,
 }
 
 impl GraphSession {
@@ -66,6 +74,7 @@ impl GraphSession {
             box_paths: HashMap::new(),
             boxes_listed: false,
             importer: None,
+            streamed: HashSet::new(),
         }
     }
 
@@ -112,15 +121,41 @@ impl GraphSession {
         Ok(())
     }
 
-    /// Imports a full-fidelity stream into a folder of a class.
-    async fn import(&mut self, folder: &FolderName, body: &[u8]) -> Result<(), ConnectorError> {
+    /// Imports a full-fidelity stream into a folder.
+    async fn import(
+        &mut self,
+        folder: &FolderName,
+        body: &[u8],
+    ) -> Result<ImportedItem, ConnectorError> {
         let id = self.id_of(folder).await?;
         let endpoint = self.endpoint.clone();
         let importer = self.importer().await?;
-        match importer.import(&id, body).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(graph_err(&endpoint, "importing item", e, ErrorClass::Item)),
+        importer
+            .import(&id, body)
+            .await
+            .map_err(|e| graph_err(&endpoint, "importing item", e, ErrorClass::Item))
+    }
+
+    /// Imports a message's stream into a mail folder and stamps the new
+    /// message with its origin. The stream carries the message whole,
+    /// state included (read, flag, categories): only the origin is set.
+    async fn import_mail(
+        &mut self,
+        folder: &FolderName,
+        body: &[u8],
+        origin: &ItemOrigin,
+    ) -> Result<(), ConnectorError> {
+        let made = self.import(folder, body).await?;
+        let Err(e) = self.mailbox.stamp(&made.item_id, &stamp(origin)).await else {
+            return Ok(());
+        };
+        let e = self.err("stamping the imported message", e, ErrorClass::Item);
+        if e.class() == ErrorClass::Item {
+            // Refused: a copy no lookup finds is removed now, as the item
+            // is recorded failed, not in doubt.
+            let _ = self.mailbox.delete_message(&made.item_id).await;
         }
+        Err(e)
     }
 
     /// Whether a folder of a class holds an item whose stream has `digest`.
@@ -129,19 +164,12 @@ impl GraphSession {
         folder: &FolderName,
         digest: &str,
     ) -> Result<bool, ConnectorError> {
-        Ok(self
-            .exported(folder)
-            .await?
-            .iter()
-            .any(|s| ferry_connectors::digest(&s.data) == digest))
+        let ids = self.box_item_ids(folder).await?;
+        Ok(self.exported_with(&ids, digest).await?.is_some())
     }
 
-    /// Every item of a folder of a class, exported: the import API keeps
-    /// no origin, so a copy is known by its stream.
-    async fn exported(
-        &mut self,
-        folder: &FolderName,
-    ) -> Result<Vec<crate::items::ExportedItem>, ConnectorError> {
+    /// The ids of the items of a folder of a class.
+    async fn box_item_ids(&mut self, folder: &FolderName) -> Result<Vec<String>, ConnectorError> {
         let id = self.id_of(folder).await?;
         let mid = self.mailbox_id().await?;
         let items = self
@@ -149,9 +177,59 @@ impl GraphSession {
             .box_items(&mid, &id)
             .await
             .map_err(|e| self.err("listing mailbox items", e, ErrorClass::Other))?;
-        let ids: Vec<String> = items.into_iter().map(|i| i.id).collect();
+        Ok(items.into_iter().map(|i| i.id).collect())
+    }
+
+    /// An imported message a crash left unstamped: among the folder's
+    /// messages that carry no origin, the one whose stream has the origin's
+    /// digest, stamped now. Whether there was one.
+    async fn stamp_unstamped(
+        &mut self,
+        folder: &FolderName,
+        origin: &ItemOrigin,
+    ) -> Result<bool, ConnectorError> {
+        let id = self.id_of(folder).await?;
+        let ids = self
+            .mailbox
+            .unstamped(&id)
+            .await
+            .map_err(|e| self.err("listing messages", e, ErrorClass::Other))?;
+        let Some(found) = self.exported_with(&ids, &origin.digest).await? else {
+            return Ok(false);
+        };
         self.mailbox
-            .export_items(&mid, &ids)
+            .stamp(&found, &stamp(origin))
+            .await
+            .map_err(|e| self.err("stamping the imported message", e, ErrorClass::Other))?;
+        Ok(true)
+    }
+
+    /// The first of `ids` whose exported stream has `digest`: the import
+    /// API keeps no origin, so a copy is known by its stream.
+    async fn exported_with(
+        &mut self,
+        ids: &[String],
+        digest: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        Ok(self
+            .exported(ids)
+            .await?
+            .into_iter()
+            .find(|s| ferry_connectors::digest(&s.data) == digest)
+            .map(|s| s.id))
+    }
+
+    /// The items `ids`, exported.
+    async fn exported(
+        &mut self,
+        ids: &[String],
+    ) -> Result<Vec<crate::items::ExportedItem>, ConnectorError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mid = self.mailbox_id().await?;
+        self.mailbox
+            .export_items(&mid, ids)
             .await
             .map_err(|e| self.err("exporting items", e, ErrorClass::Other))
     }
@@ -318,6 +396,18 @@ fn held_flags(m: &Message) -> Vec<Flag> {
     }
     out.extend(m.categories.iter().cloned());
     out
+}
+
+/// The categories a flag sync sets: none when the copy's are the wanted
+/// ones as keywords (the flags a source's categories travel as), so a name
+/// no keyword spells (a blank, a letter beyond ASCII) is kept.
+fn categories_to_set<'a>(want: &'a [String], have: &[String]) -> Option<&'a [String]> {
+    let keywords = |v: &[String]| -> HashSet<String> {
+        v.iter()
+            .map(|c| ferry_connectors::source::keyword_of(c).to_ascii_lowercase())
+            .collect()
+    };
+    (keywords(want) != keywords(have)).then_some(want)
 }
 
 /// A message as the change feed shows it. A write cut short half-way
@@ -546,6 +636,14 @@ impl MailSession for GraphSession {
             self.classes.insert(key_of(&path_of(folder)), class);
         }
     }
+
+    fn imports_mail(&self) -> bool {
+        true
+    }
+
+    fn mail_as_streams(&mut self, folder: &FolderName) {
+        self.streamed.insert(key_of(&path_of(folder)));
+    }
 }
 
 #[async_trait]
@@ -560,7 +658,10 @@ impl OriginStore for GraphSession {
     ) -> ferry_connectors::Result<()> {
         if self.class(folder).is_some() {
             // The stream carries the item whole, flags and times included.
-            return self.import(folder, &body).await;
+            return self.import(folder, &body).await.map(|_| ());
+        }
+        if self.streamed.contains(&key_of(&path_of(folder))) {
+            return self.import_mail(folder, &body, origin).await;
         }
         let id = self.id_of(folder).await?;
         let received = internal_date.map_or_else(chrono::Utc::now, Into::into);
@@ -591,8 +692,8 @@ impl OriginStore for GraphSession {
             return self.holds_imported(folder, &origin.digest).await;
         }
         match self.find(folder, origin).await? {
-            Found::Complete(_) => Ok(true),
-            Found::Nothing => Ok(false),
+            Found::Complete(_) => return Ok(true),
+            Found::Nothing => {}
             Found::Partial(list) => {
                 for m in list {
                     self.mailbox
@@ -600,9 +701,12 @@ impl OriginStore for GraphSession {
                         .await
                         .map_err(|e| self.err("removing a partial item", e, ErrorClass::Other))?;
                 }
-                Ok(false)
             }
         }
+        if self.streamed.contains(&key_of(&path_of(folder))) {
+            return self.stamp_unstamped(folder, origin).await;
+        }
+        Ok(false)
     }
 
     async fn set_flags(
@@ -624,15 +728,15 @@ impl OriginStore for GraphSession {
             .flag
             .as_ref()
             .is_some_and(|f| f.flag_status == "flagged");
-        let set = |v: &[String]| -> HashSet<String> { v.iter().cloned().collect() };
+        let categories = categories_to_set(&want.categories, &have.categories);
         if have.is_read == Some(want.is_read)
             && have_flagged == want.flagged
-            && set(&have.categories) == set(&want.categories)
+            && categories.is_none()
         {
             return Ok(false);
         }
         self.mailbox
-            .update_state(&have.id, want.is_read, want.flagged, &want.categories)
+            .update_state(&have.id, want.is_read, want.flagged, categories)
             .await
             .map_err(|e| self.err("updating message", e, ErrorClass::Item))?;
         Ok(true)
@@ -647,7 +751,8 @@ impl OriginStore for GraphSession {
         let Some(class) = self.class(folder) else {
             return Err(self.source_only("removing a replaced message"));
         };
-        let streams = self.exported(folder).await?;
+        let ids = self.box_item_ids(folder).await?;
+        let streams = self.exported(&ids).await?;
         let matching = streams
             .iter()
             .filter(|s| ferry_connectors::digest(&s.data) == origin.digest);
@@ -693,12 +798,26 @@ impl OriginStore for GraphSession {
         out
     }
 
-    async fn set_flags_of(&mut self, id: &str, flags: &[Flag]) -> ferry_connectors::Result<()> {
+    async fn set_flags_of(
+        &mut self,
+        id: &str,
+        flags: &[Flag],
+        have: &[Flag],
+    ) -> ferry_connectors::Result<()> {
         let want = NewMessage::default().with_imap_flags(flags);
+        let held = NewMessage::default().with_imap_flags(have).categories;
+        let categories = categories_to_set(&want.categories, &held);
         self.mailbox
-            .update_state(id, want.is_read, want.flagged, &want.categories)
+            .update_state(id, want.is_read, want.flagged, categories)
             .await
             .map_err(|e| self.err("updating message", e, ErrorClass::Item))
+    }
+
+    async fn stamp_id(&mut self, id: &str, origin: &ItemOrigin) -> ferry_connectors::Result<()> {
+        self.mailbox
+            .stamp(id, &stamp(origin))
+            .await
+            .map_err(|e| self.err("stamping a copy", e, ErrorClass::Item))
     }
 
     async fn remove_ids(&mut self, ids: &[String]) -> ferry_connectors::Result<()> {

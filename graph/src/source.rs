@@ -2,7 +2,8 @@
 //! tenant): mail folders named as the destination session names them
 //! (`mailFolders`, `INBOX` first), the folders of other classes through
 //! the mailbox API. A mail folder's changes are its message delta, read
-//! as MIME (`$value`); another folder's are the mailbox API's item delta,
+//! as MIME (`$value`), or as `exportItems` streams for a Graph destination
+//! that imports them; another folder's are the mailbox API's item delta,
 //! read as `exportItems` streams. The delta's next or delta link is the
 //! cursor; a link the service no longer knows is `CursorInvalid`.
 
@@ -250,6 +251,10 @@ impl ChangeSource for GraphSource {
     }
 
     fn exports(&self) -> bool {
+        true
+    }
+
+    fn exports_mail(&self) -> bool {
         true
     }
 

@@ -66,6 +66,17 @@ pub async fn slot(
     })
 }
 
+impl Conn {
+    /// Tells a keyed source what `dst` takes (its classes besides mail,
+    /// whether it imports mail as streams), before the source is listed
+    /// or read; every new pair of sessions is introduced so.
+    pub fn introduce(&self, dst: &Conn) {
+        if let Some(k) = &self.keyed {
+            k.accept(dst.session.as_ref());
+        }
+    }
+}
+
 impl std::ops::Deref for Conn {
     type Target = dyn MailSession;
     fn deref(&self) -> &Self::Target {

@@ -26,8 +26,8 @@ use ferry_connectors::source::{
     Change, ChangeSource, Cursor, FolderClass, SourceFolder, SourceKey, SourceMeta,
 };
 use ferry_connectors::{
-    AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Item, ItemMeta,
-    MailSession, Result,
+    AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Headline, Item,
+    ItemMeta, MailSession, Result,
 };
 use ferry_events::{Event, ItemKey, SourceItem};
 use ferry_projections::SourceTable;
@@ -51,6 +51,9 @@ pub struct Keyed {
     accepted: Arc<Mutex<Vec<FolderClass>>>,
     /// Whether the source serves full-fidelity exports.
     exports: Arc<Mutex<bool>>,
+    /// Whether mail travels as the source's streams: it exports mail and
+    /// the destination imports it.
+    mail_streams: Arc<Mutex<(bool, bool)>>,
 }
 
 impl Keyed {
@@ -61,13 +64,28 @@ impl Keyed {
             folders: Arc::default(),
             accepted: Arc::default(),
             exports: Arc::default(),
+            mail_streams: Arc::default(),
         }
     }
 
-    /// The destination's classes besides mail (see
-    /// `MailSession::item_classes`), before the source's folders are listed.
-    pub fn accept(&self, classes: &[FolderClass]) {
-        *self.accepted.lock().unwrap() = classes.to_vec();
+    /// What the destination holds: its classes besides mail (see
+    /// `MailSession::item_classes`) and whether it imports mail as streams
+    /// (`MailSession::imports_mail`), before the source's folders are listed.
+    pub fn accept(&self, dst: &dyn MailSession) {
+        *self.accepted.lock().unwrap() = dst.item_classes().to_vec();
+        self.mail_streams.lock().unwrap().1 = dst.imports_mail();
+    }
+
+    /// Whether mail folders are copied as the source's full-fidelity
+    /// streams rather than as MIME.
+    pub fn mail_streamed(&self) -> bool {
+        *self.mail_streams.lock().unwrap() == (true, true)
+    }
+
+    /// What the source serves, from a session that has just listed it.
+    fn serves(&self, source: &dyn ChangeSource) {
+        *self.exports.lock().unwrap() = source.exports();
+        self.mail_streams.lock().unwrap().0 = source.exports_mail();
     }
 
     /// Whether a folder of `class` is copied.
@@ -93,7 +111,7 @@ impl Keyed {
             let mut source = self.source.lock().await;
             if self.folders.lock().unwrap().is_empty() {
                 let all = source.folders().await.ok()?;
-                *self.exports.lock().unwrap() = source.exports();
+                self.serves(&**source);
                 *self.folders.lock().unwrap() = all;
             }
         }
@@ -201,11 +219,12 @@ impl MailSession for KeyedSession {
     /// when the source exports them); the others are kept for
     /// [`Keyed::others`].
     async fn list_folders(&mut self) -> Result<Vec<Folder>> {
-        let (all, exports) = {
+        let all = {
             let mut source = self.keyed.source.lock().await;
-            (source.folders().await?, source.exports())
+            let all = source.folders().await?;
+            self.keyed.serves(&**source);
+            all
         };
-        *self.keyed.exports.lock().unwrap() = exports;
         let copied = all
             .iter()
             .filter(|f| self.keyed.copied(f.class))
@@ -287,12 +306,14 @@ impl MailSession for KeyedSession {
             .map(|(f, _)| f.clone())
             .unwrap_or_default();
         let class = self.keyed.class_of_listed(&folder).await;
+        let streamed = self.keyed.mail_streamed();
         let got = {
             let mut source = self.keyed.source.lock().await;
             match class {
                 // Items that are not mail travel whole, as the source
-                // exports them; no MIME keeps them so.
-                Some(c) if c != FolderClass::Mail => source.export(&keys).await?,
+                // exports them; no MIME keeps them so. Mail does too where
+                // the destination imports the source's streams.
+                Some(c) if c != FolderClass::Mail || streamed => source.export(&keys).await?,
                 _ => source.fetch(&keys).await?,
             }
         };
@@ -321,6 +342,49 @@ impl MailSession for KeyedSession {
             });
         }
         out.sort_by_key(|i| i.meta.uid);
+        Ok(out)
+    }
+
+    /// Mail that travels as streams is named from the source's MIME: a
+    /// stream is no message to read a header from.
+    async fn headlines(&mut self, uids: &[u32]) -> Result<HashMap<u32, Headline>> {
+        let folder = self
+            .open
+            .as_ref()
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default();
+        let mail = self.keyed.class_of_listed(&folder).await == Some(FolderClass::Mail);
+        let mut out = HashMap::new();
+        let read: Vec<(u32, Bytes)> = if mail && self.keyed.mail_streamed() {
+            let t = self.table()?;
+            let ordinal_of: HashMap<String, u32> = uids
+                .iter()
+                .filter_map(|u| Some((t.items.get(u)?.key.clone(), *u)))
+                .collect();
+            let keys: Vec<SourceKey> = ordinal_of.keys().cloned().map(SourceKey).collect();
+            let mut source = self.keyed.source.lock().await;
+            let mut read = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(50) {
+                for g in source.fetch(chunk).await? {
+                    read.extend(ordinal_of.get(&g.meta.key.0).map(|o| (*o, g.body)));
+                }
+            }
+            read
+        } else {
+            let mut read = Vec::with_capacity(uids.len());
+            for chunk in uids.chunks(50) {
+                read.extend(
+                    self.fetch(chunk)
+                        .await?
+                        .into_iter()
+                        .map(|i| (i.meta.uid, i.body)),
+                );
+            }
+            read
+        };
+        for (uid, body) in read {
+            out.insert(uid, Headline::of(&body));
+        }
         Ok(out)
     }
 

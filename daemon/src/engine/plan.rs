@@ -78,8 +78,8 @@ async fn plan_mailbox(
             .await?,
         ),
     };
-    if let (Some(k), Some(d)) = (&src.keyed, &dst) {
-        k.accept(d.session.item_classes());
+    if let Some(d) = &dst {
+        src.introduce(d);
     }
     let src_folders = src.list_folders().await?;
     // A keyed source's folders are read as a pass would, recording nothing.

@@ -78,6 +78,9 @@ pub struct SimMessage {
     /// The FastTransfer stream of an imported item, kept as given.
     pub fts: Option<Vec<u8>>,
     pub class: String,
+    /// How the item came: `delivered`, `mime` or `json` (a create of
+    /// `messages`), `import` (the import API).
+    pub made_by: &'static str,
 }
 
 pub(crate) struct DeltaMark {
@@ -753,6 +756,7 @@ impl State {
                 internet_message_id: header("message-id"),
                 mime: Some(mime),
                 class: "IPM.Note".into(),
+                made_by: "mime",
                 ..blank()
             }
         } else {
@@ -856,6 +860,7 @@ impl State {
                 ext,
                 attachments,
                 class: "IPM.Note".into(),
+                made_by: "json",
                 ..blank()
             }
         };
@@ -1221,26 +1226,39 @@ impl State {
                 "Data must be a base64 FastTransfer stream.",
             );
         };
-        // Departure: Exchange takes the item's class from the stream; the
-        // simulator's streams are opaque to it, so the folder's class says.
+        // Exchange takes the item whole from the stream, class and state
+        // included. Departure: a stream the simulator did not build (a
+        // test's opaque bytes) tells nothing; the folder's class says.
         let class = match self.users[&key].folders[&folder].class.as_str() {
             c if c.starts_with("IPF.Appointment") => "IPM.Appointment",
             c if c.starts_with("IPF.Contact") => "IPM.Contact",
             c if c.starts_with("IPF.Task") => "IPM.Task",
             _ => "IPM.Note",
         };
+        let item = match read_stream(&data) {
+            Some(built) => built,
+            None => SimMessage {
+                sent: Some(now()),
+                is_read: true,
+                class: class.into(),
+                ..blank()
+            },
+        };
+        let received = item.received.clone();
         let id = self.store_new(
             &key,
             SimMessage {
                 folder_id: folder,
-                sent: Some(now()),
-                is_read: true,
                 fts: Some(data),
-                class: class.into(),
-                ..blank()
+                made_by: "import",
+                ..item
             },
         );
-        let version = self.users[&key].messages[&id].version;
+        let m = self.message_mut(&key, &id);
+        if !received.is_empty() {
+            m.received = received;
+        }
+        let version = m.version;
         Answer::json(
             200,
             json!({ "ItemId": id, "ChangeKey": format!("CQAAAB{version}") }),
@@ -1365,16 +1383,67 @@ fn box_item_json(m: &SimMessage) -> Value {
 
 /// What `exportItems` gives for an item: the stream it was imported
 /// from, else one built from the item. Departure: Exchange exports a
-/// FastTransfer stream of the item's MAPI properties; the simulator's
-/// built stream is a tagged text of its class, version and MIME, opaque
-/// to clients all the same, and changes whenever the item does.
+/// FastTransfer stream of the item's MAPI properties (the content, and
+/// state such as PR_MESSAGE_FLAGS, the follow-up flag, the categories);
+/// the simulator's built stream is a tagged text: a line with its class,
+/// version and state as JSON, then its MIME in base64 (no header to read,
+/// as in Exchange's binary stream). Opaque to clients all the same, and
+/// changed whenever the item is.
 pub(crate) fn export_stream(m: &SimMessage) -> Vec<u8> {
     if let Some(d) = &m.fts {
         return d.clone();
     }
-    let mut out = format!("SIMFTS1 {} v{}\r\n", m.class, m.version).into_bytes();
-    out.extend(m.mime.clone().unwrap_or_else(|| rebuild_mime(m)));
-    out
+    let state = json!({
+        "isRead": m.is_read,
+        "isDraft": m.is_draft,
+        "flag": m.flag,
+        "categories": m.categories,
+        "received": m.received,
+        "sent": m.sent,
+    });
+    let mime = m.mime.clone().unwrap_or_else(|| rebuild_mime(m));
+    format!(
+        "SIMFTS1 {} v{} {state}\r\n{}",
+        m.class,
+        m.version,
+        STANDARD.encode(mime)
+    )
+    .into_bytes()
+}
+
+/// The item a stream `export_stream` built holds, as an import makes it;
+/// `None` for other bytes.
+fn read_stream(data: &[u8]) -> Option<SimMessage> {
+    let end = data.windows(2).position(|w| w == b"\r\n")?;
+    let head = std::str::from_utf8(&data[..end]).ok()?;
+    let mut parts = head.splitn(4, ' ');
+    if parts.next()? != "SIMFTS1" {
+        return None;
+    }
+    let class = parts.next()?.to_string();
+    parts.next()?;
+    let state: Value = serde_json::from_str(parts.next()?).ok()?;
+    let mime = STANDARD.decode(&data[end + 2..]).ok()?;
+    let header = |name: &str| mime_header(&mime, name).unwrap_or_default();
+    Some(SimMessage {
+        subject: header("subject"),
+        body: String::from_utf8_lossy(mime_body(&mime)).into_owned(),
+        from: json!({ "emailAddress": { "address": header("from") } }),
+        internet_message_id: header("message-id"),
+        is_read: state["isRead"].as_bool()?,
+        is_draft: state["isDraft"].as_bool()?,
+        flag: state["flag"].as_str()?.to_string(),
+        categories: state["categories"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect(),
+        received: state["received"].as_str().unwrap_or_default().to_string(),
+        sent: state["sent"].as_str().map(str::to_string),
+        mime: Some(mime),
+        class,
+        ..blank()
+    })
 }
 
 fn blank() -> SimMessage {
@@ -1405,6 +1474,7 @@ fn blank() -> SimMessage {
         mime: None,
         fts: None,
         class: String::new(),
+        made_by: "delivered",
     }
 }
 

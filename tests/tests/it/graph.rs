@@ -312,7 +312,7 @@ async fn messages_are_created_as_received_mail_not_drafts() {
     let u = mb.create_message(&inbox, &unread).await.unwrap();
     let held = sim_copy(&sim, &u.id);
     assert!(!held.is_read && !held.is_draft && held.flag == "notFlagged");
-    mb.update_state(&u.id, true, true, &["Blue".into()])
+    mb.update_state(&u.id, true, true, Some(&["Blue".into()]))
         .await
         .unwrap();
     let held = sim_copy(&sim, &u.id);

@@ -199,7 +199,7 @@ async fn set_by_origin(
         if same_flags(&dst.kept_flags(&want), have) {
             continue;
         }
-        dst.set_flags_of(id, &want).await?;
+        dst.set_flags_of(id, &want, have).await?;
         events.push(Event::FlagsSynced {
             mailbox: w.mailbox.address.clone(),
             key: k,

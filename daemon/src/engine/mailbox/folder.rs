@@ -362,7 +362,8 @@ impl Work<'_> {
     }
 
     /// Tells the destination the class of a keyed source's folder that
-    /// holds no mail, before it is made or written.
+    /// holds no mail, or that its mail comes as streams, before it is made
+    /// or written.
     async fn tell_class(&mut self, f: &Folder, dname: &FolderName) {
         let Some(k) = self.src.as_ref().and_then(|c| c.keyed.clone()) else {
             return;
@@ -370,10 +371,10 @@ impl Work<'_> {
         let Some(dst) = self.dst.as_mut() else {
             return;
         };
-        if let Some(class) = k.class_of_listed(&f.name.raw).await
-            && class != FolderClass::Mail
-        {
-            dst.set_folder_class(dname, class);
+        match k.class_of_listed(&f.name.raw).await {
+            Some(FolderClass::Mail) if k.mail_streamed() => dst.mail_as_streams(dname),
+            Some(class) if class != FolderClass::Mail => dst.set_folder_class(dname, class),
+            _ => {}
         }
     }
 

@@ -369,6 +369,7 @@ impl<'a> Work<'a> {
                 let limit = copy::item_limit(&self.options);
                 s.session.limit_items(limit);
                 d.session.limit_items(limit);
+                s.introduce(&d);
                 self.src = Some(s);
                 self.dst = Some(d);
                 true

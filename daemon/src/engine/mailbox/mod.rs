@@ -377,6 +377,9 @@ impl Work<'_> {
                 self.outage_over().await?;
             }
         }
+        if let (Some(src), Some(dst)) = (&self.src, &self.dst) {
+            src.introduce(dst);
+        }
         Ok(())
     }
 
@@ -510,11 +513,6 @@ impl Work<'_> {
     async fn list_both(&mut self) -> Result<(Vec<Folder>, Vec<Folder>), WorkErr> {
         self.check_stop()?;
         self.connect().await?;
-        // A keyed source lists the classes the destination holds besides mail.
-        let classes = self.dst.as_ref().expect("connected").session.item_classes();
-        if let Some(k) = &self.src.as_ref().expect("connected").keyed {
-            k.accept(classes);
-        }
         let (s, d) = tokio::join!(
             self.src.as_mut().expect("connected").list_folders(),
             self.dst.as_mut().expect("connected").list_folders()
@@ -611,7 +609,7 @@ pub(super) fn copied_places<'a>(
 }
 
 /// This mailbox's stream, read lazily.
-fn events_of<'a>(app: &'a App, mailbox: &str) -> impl Iterator<Item = Event> + 'a {
+pub(super) fn events_of<'a>(app: &'a App, mailbox: &str) -> impl Iterator<Item = Event> + 'a {
     let stream = ferry_events::stream::mailbox(mailbox);
     ferry_events::EventStore::scan_stream(app.store.as_ref(), &stream, 1)
         .filter_map(Result::ok)

@@ -5,12 +5,13 @@
 use std::collections::{HashMap, HashSet};
 
 use ferry_connectors::paging::{Pages, groups};
-use ferry_connectors::{Folder, FolderName, FolderStatus, ItemMeta};
-use ferry_events::Event;
+use ferry_connectors::source::FolderClass;
+use ferry_connectors::{ErrorClass, Folder, FolderName, FolderStatus, ItemMeta};
+use ferry_events::{Event, ItemKey};
 use ferry_projections::FolderMark;
 
 use super::copy::{fetch, key, origin, src};
-use super::{Work, WorkErr, copied_digests, copies};
+use super::{Work, WorkErr, copied_digests, copies, events_of, replica};
 
 /// Destination items from `from_uid` on, by digest, excluding `claimed` UIDs
 /// and sizes nobody is looking for.
@@ -157,6 +158,60 @@ fn old_copies(
     out
 }
 
+/// A keyed source's mail copied as its streams into a destination that
+/// keeps origins: the copies recorded under earlier generations, by the
+/// source's own key (source key → digest, size, old number). A message's
+/// stream holds its state, so one whose state changed since it was copied
+/// no longer pairs by digest; its key, which the log numbered then, does.
+fn streamed_copies(
+    w: &Work<'_>,
+    f: &Folder,
+    dname: &FolderName,
+    st: &FolderStatus,
+) -> HashMap<String, (String, u64, ItemKey)> {
+    let streamed = w
+        .src
+        .as_ref()
+        .and_then(|c| c.keyed.as_ref())
+        .is_some_and(|k| k.mail_streamed() && k.class_of(&f.name.raw) == Some(FolderClass::Mail));
+    if !streamed {
+        return HashMap::new();
+    }
+    let mut numbered: HashMap<(u32, u32), String> = HashMap::new();
+    let mut copied = Vec::new();
+    for e in events_of(w.app, &w.mailbox.address) {
+        match e {
+            Event::SourceSynced {
+                folder,
+                generation,
+                seen,
+                ..
+            } if folder == f.name.raw && generation != st.uidvalidity => {
+                numbered.extend(seen.into_iter().map(|s| ((generation, s.ordinal), s.key)));
+            }
+            Event::ItemCopied {
+                key,
+                size,
+                digest,
+                dest_folder,
+                ..
+            } if key.folder == f.name.raw
+                && key.uidvalidity != st.uidvalidity
+                && dest_folder == dname.raw =>
+            {
+                copied.push((key, digest, size));
+            }
+            _ => {}
+        }
+    }
+    copied
+        .into_iter()
+        .filter_map(|(k, d, size)| {
+            Some((numbered.get(&(k.uidvalidity, k.uid))?.clone(), (d, size, k)))
+        })
+        .collect()
+}
+
 /// After a UIDVALIDITY change: pairs source items with destination items of
 /// the same bytes, so nothing already copied is copied again.
 pub(super) async fn rematch(
@@ -184,13 +239,67 @@ pub(super) async fn rematch(
                 .map(|(d, uids)| (d, uids.into_iter().map(Some).collect()))
                 .collect(),
         };
+    let mut by_key = streamed_copies(w, f, dname, st);
+    // Each copy paired so is stamped with its new number, for flag sync and
+    // deletions to find it: copy ids by the origin they carry.
+    let stamped: HashMap<String, String> = match by_key.is_empty() {
+        true => HashMap::new(),
+        false => replica::refresh(w, dname)
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|(id, r)| Some((r.origin?.0, id)))
+            .collect(),
+    };
+    let keys_now: HashMap<u32, String> = match by_key.is_empty() {
+        true => HashMap::new(),
+        false => w
+            .app
+            .views
+            .read()
+            .unwrap()
+            .sources
+            .get(&w.mailbox.address, &f.name.raw)
+            .map(|t| t.items.iter().map(|(o, i)| (*o, i.key.clone())).collect())
+            .unwrap_or_default(),
+    };
     let per_group = w.cfg.group_bytes.max(1);
     let max_count = w.cfg.fetch_batch.max(1);
     let mut matched = 0usize;
     let mut pages = Pages::from(1);
     while let Some(page) = pages.next(src(w)).await? {
         let mut events = Vec::new();
-        for g in groups(page, max_count, per_group) {
+        let mut rest = Vec::with_capacity(page.len());
+        for m in page {
+            let Some((d, size, old)) = keys_now.get(&m.uid).and_then(|k| by_key.remove(k)) else {
+                rest.push(m);
+                continue;
+            };
+            if let Some(v) = found.get_mut(&d) {
+                v.pop();
+            }
+            let now = key(f, st, m.uid);
+            if let Some(id) = stamped.get(&origin(&old, &d).key) {
+                let dst = w.dst.as_mut().expect("connected").session.as_mut();
+                let dst = dst.by_origin().expect("a destination that keeps origins");
+                match dst.stamp_id(id, &origin(&now, &d)).await {
+                    // Gone or refused since: the pairing stands, unstamped.
+                    Err(e) if e.class() == ErrorClass::Item => {
+                        tracing::debug!(folder = %dname.raw, error = %e, "copy not stamped anew");
+                    }
+                    r => r?,
+                }
+            }
+            events.push(Event::ItemCopied {
+                mailbox: w.mailbox.address.clone(),
+                key: now,
+                size,
+                digest: d,
+                dest_folder: dname.raw.clone(),
+                dest_uid: None,
+            });
+        }
+        for g in groups(rest, max_count, per_group) {
             let items = fetch(src(w), &g).await?;
             for it in items.into_iter().filter(|it| it.meta.refused.is_none()) {
                 let d = it.digest();
