@@ -175,6 +175,8 @@ async fn wait(
             eprintln!("ferryctl: batch {name} still has a pass running or pending");
             return Ok(3);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Asking is cheap on the local socket; a script waiting on a short
+        // pass should not wait much longer than the pass.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
