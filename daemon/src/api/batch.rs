@@ -5,8 +5,7 @@ use std::sync::Arc;
 use ferry_api::ApiError;
 use ferry_api::wire::{BatchAddUsers, BatchCreate, BatchStart, Response};
 use ferry_events::{
-    Actor, BatchOptions, Envelope, Event, ExpectedVersion, MailboxSpec, PassKind, SecretRef,
-    StoreError, stream,
+    Actor, BatchOptions, Envelope, Event, ExpectedVersion, MailboxSpec, PassKind, SecretRef, stream,
 };
 use ferry_projections::{BatchView, Projections};
 
@@ -427,34 +426,13 @@ async fn command(
     mut events: impl FnMut(&Projections, &BatchView) -> Result<Vec<Event>, ApiError>,
 ) -> Result<Vec<Envelope>, ApiError> {
     let _guard = app.commands.lock().await;
-    let mut attempts = 0;
-    loop {
-        let (version, event) = {
-            let views = app.views.read().unwrap();
-            let b = views
-                .batches
-                .get(name)
-                .ok_or_else(|| not_found("batch", name))?;
-            rules::check(&views, b, &cmd, now_us()).map_err(conflict)?;
-            (b.version, events(&views, b)?)
-        };
-        match app
-            .append(
-                &stream::batch(name),
-                ExpectedVersion::Exact(expected.unwrap_or(version)),
-                actor.clone(),
-                event,
-            )
-            .await
-        {
-            // The engine, the scheduler or another worker wrote to the
-            // batch meanwhile: decide again on the views that include it.
-            // A version the user named is theirs to re-check.
-            Err(StoreError::WrongVersion { .. }) if expected.is_none() && attempts < 5 => {
-                attempts += 1;
-                app.catch_up();
-            }
-            res => return res.map_err(store_error),
-        }
-    }
+    super::append_decided(app, &stream::batch(name), actor, expected, |views| {
+        let b = views
+            .batches
+            .get(name)
+            .ok_or_else(|| not_found("batch", name))?;
+        rules::check(views, b, &cmd, now_us()).map_err(conflict)?;
+        Ok((b.version, events(views, b)?))
+    })
+    .await
 }

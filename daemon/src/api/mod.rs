@@ -23,7 +23,8 @@ use ferry_api::wire::{
     BatchShowAsOf, BatchStop, Checklist, Cutover, EndpointRemove, EndpointVerify, ErrorCode,
     MailboxShow, MailboxShowAsOf, MxCheck, MxSwitch, Report, Request, Response,
 };
-use ferry_events::{Actor, Envelope, StoreError};
+use ferry_events::{Actor, Envelope, Event, ExpectedVersion, StoreError};
+use ferry_projections::Projections;
 
 use crate::app::App;
 use crate::shutdown::Shutdown;
@@ -150,6 +151,32 @@ pub fn store_error(e: StoreError) -> ApiError {
             ApiError::new(ErrorCode::Unavailable, e.to_string())
         }
         other => internal(other),
+    }
+}
+
+/// Appends to `stream` what `decide` makes of the views, at the stream's
+/// version it read there, or at `expected` (a version the user named).
+/// When the engine, the scheduler or another worker wrote to the stream in
+/// between, and no version was named, decides again on views that include
+/// that write: the user saw nothing stale, so there is nothing to refuse.
+pub async fn append_decided(
+    app: &App,
+    stream: &str,
+    actor: Actor,
+    expected: Option<u64>,
+    mut decide: impl FnMut(&Projections) -> Result<(u64, Vec<Event>), ApiError>,
+) -> Result<Vec<Envelope>, ApiError> {
+    let mut attempts = 0;
+    loop {
+        let (version, events) = decide(&app.views.read().unwrap())?;
+        let at = ExpectedVersion::Exact(expected.unwrap_or(version));
+        match app.append(stream, at, actor.clone(), events).await {
+            Err(StoreError::WrongVersion { .. }) if expected.is_none() && attempts < 5 => {
+                attempts += 1;
+                app.catch_up();
+            }
+            res => return res.map_err(store_error),
+        }
     }
 }
 

@@ -5,17 +5,16 @@ use std::sync::Arc;
 
 use ferry_api::ApiError;
 use ferry_api::wire::{MailboxSetCredentials, Response};
-use ferry_events::{Actor, Event, ExpectedVersion, SecretRef, stream};
+use ferry_events::{Actor, Event, SecretRef, stream};
 use ferry_projections::rules::{self, Command};
-use ferry_projections::{CutoverStage, MailboxView};
+use ferry_projections::{CutoverStage, MailboxView, Projections};
 
-use super::{conflict, done, forget_secrets, internal, invalid, not_found, now_us, store_error};
+use super::{conflict, done, forget_secrets, internal, invalid, not_found, now_us};
 use crate::app::App;
 
 /// The mailbox and the version of its batch's stream, once its batch
 /// accepts an edit of its users.
-fn editable(app: &App, address: &str) -> Result<(MailboxView, u64), ApiError> {
-    let views = app.views.read().unwrap();
+fn editable(views: &Projections, address: &str) -> Result<(MailboxView, u64), ApiError> {
     let m = views
         .mailboxes
         .get(address)
@@ -24,8 +23,24 @@ fn editable(app: &App, address: &str) -> Result<(MailboxView, u64), ApiError> {
         .batches
         .get(&m.batch)
         .ok_or_else(|| not_found("batch", &m.batch))?;
-    rules::check(&views, b, &Command::EditUsers, now_us()).map_err(conflict)?;
+    rules::check(views, b, &Command::EditUsers, now_us()).map_err(conflict)?;
     Ok((m.clone(), b.version))
+}
+
+/// [`editable`], in batch `batch` still (a retry's views could say else).
+fn editable_in(
+    views: &Projections,
+    address: &str,
+    batch: &str,
+) -> Result<(MailboxView, u64), ApiError> {
+    let (m, version) = editable(views, address)?;
+    if m.batch != batch {
+        return Err(conflict(format!(
+            "{address} is in batch {}, not {batch}",
+            m.batch
+        )));
+    }
+    Ok((m, version))
 }
 
 pub async fn set_credentials(
@@ -52,43 +67,57 @@ pub async fn set_credentials(
         ));
     }
     let _guard = app.commands.lock().await;
-    let (m, version) = editable(app, &address)?;
+    let batch = editable(&app.views.read().unwrap(), &address)?.0.batch;
     let mut stored: Vec<SecretRef> = Vec::new();
-    let mut keep = |secret: String| -> Result<SecretRef, ApiError> {
+    let mut keep = |secret: Option<String>| -> Result<Option<SecretRef>, ApiError> {
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
         let r = app.secrets.put(&secret).map_err(internal)?;
         stored.push(r.clone());
-        Ok(r)
+        Ok(Some(r))
     };
-    let mut spec = m.spec.clone();
+    let kept = (keep(source_password), keep(destination_password));
+    let (source_secret, destination_secret) = match kept {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => {
+            forget_secrets(app, &stored);
+            return Err(e);
+        }
+    };
+    let changed: Vec<&str> = [
+        (source_login.is_some(), "source login"),
+        (source_secret.is_some(), "source password"),
+        (destination_login.is_some(), "destination login"),
+        (destination_secret.is_some(), "destination password"),
+    ]
+    .into_iter()
+    .filter_map(|(given, what)| given.then_some(what))
+    .collect();
     let mut replaced = Vec::new();
-    let mut changed = Vec::new();
-    if let Some(l) = source_login {
-        spec.source_login = Some(l);
-        changed.push("source login");
-    }
-    if let Some(p) = source_password {
-        replaced.extend(spec.source_secret.replace(keep(p)?));
-        changed.push("source password");
-    }
-    if let Some(l) = destination_login {
-        spec.destination_login = Some(l);
-        changed.push("destination login");
-    }
-    if let Some(p) = destination_password {
-        replaced.extend(spec.destination_secret.replace(keep(p)?));
-        changed.push("destination password");
-    }
-    let res = app
-        .append(
-            &stream::batch(&m.batch),
-            ExpectedVersion::Exact(version),
-            actor,
-            vec![Event::MailboxUpdated {
-                batch: m.batch.clone(),
-                mailbox: spec,
-            }],
-        )
-        .await;
+    let res = super::append_decided(app, &stream::batch(&batch), actor, None, |views| {
+        let (m, version) = editable_in(views, &address, &batch)?;
+        let mut spec = m.spec;
+        replaced.clear();
+        if let Some(l) = &source_login {
+            spec.source_login = Some(l.clone());
+        }
+        if let Some(r) = &source_secret {
+            replaced.extend(spec.source_secret.replace(r.clone()));
+        }
+        if let Some(l) = &destination_login {
+            spec.destination_login = Some(l.clone());
+        }
+        if let Some(r) = &destination_secret {
+            replaced.extend(spec.destination_secret.replace(r.clone()));
+        }
+        let event = Event::MailboxUpdated {
+            batch: batch.clone(),
+            mailbox: spec,
+        };
+        Ok((version, vec![event]))
+    })
+    .await;
     match res {
         Ok(envs) => {
             forget_secrets(app, &replaced);
@@ -98,10 +127,8 @@ pub async fn set_credentials(
             ))
         }
         Err(e) => {
-            for r in &stored {
-                app.secrets.remove(r);
-            }
-            Err(store_error(e))
+            forget_secrets(app, &stored);
+            Err(e)
         }
     }
 }
@@ -116,35 +143,27 @@ pub async fn remove(
 ) -> Result<Response, ApiError> {
     let address = address.to_lowercase();
     let _guard = app.commands.lock().await;
-    let (m, version) = editable(app, &address)?;
-    if m.batch != name {
-        return Err(conflict(format!(
-            "{address} is in batch {}, not {name}",
-            m.batch
-        )));
-    }
-    let stage = app.views.read().unwrap().cutover_stage(&address);
-    if matches!(
-        stage,
-        CutoverStage::Waiting(_) | CutoverStage::Routing { .. }
-    ) {
-        return Err(conflict(format!(
-            "{address} has a cutover under way; wait for it to finish"
-        )));
-    }
-    let envs = app
-        .append(
-            &stream::batch(name),
-            ExpectedVersion::Exact(version),
-            actor,
-            vec![Event::MailboxRemoved {
-                batch: name.to_string(),
-                address: address.clone(),
-            }],
-        )
-        .await
-        .map_err(store_error)?;
-    let owned: Vec<SecretRef> = [m.spec.source_secret, m.spec.destination_secret]
+    let mut spec = None;
+    let envs = super::append_decided(app, &stream::batch(name), actor, None, |views| {
+        let (m, version) = editable_in(views, &address, name)?;
+        if matches!(
+            views.cutover_stage(&address),
+            CutoverStage::Waiting(_) | CutoverStage::Routing { .. }
+        ) {
+            return Err(conflict(format!(
+                "{address} has a cutover under way; wait for it to finish"
+            )));
+        }
+        spec = Some(m.spec);
+        let event = Event::MailboxRemoved {
+            batch: name.to_string(),
+            address: address.clone(),
+        };
+        Ok((version, vec![event]))
+    })
+    .await?;
+    let m = spec.expect("decided before the append");
+    let owned: Vec<SecretRef> = [m.source_secret, m.destination_secret]
         .into_iter()
         .flatten()
         .collect();

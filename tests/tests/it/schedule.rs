@@ -288,7 +288,7 @@ async fn complete_runs_a_final_delta_then_the_batch_is_completed() {
 async fn app_with_batch(
     dir: &std::path::Path,
 ) -> (std::sync::Arc<ferryd::App>, ferry_events::Actor) {
-    use ferry_events::{Actor, BatchOptions, Event, ExpectedVersion, MailboxSpec, stream};
+    use ferry_events::{Actor, BatchOptions, Event, ExpectedVersion, stream};
     let config = ferryd::config::Config::for_dir(dir, &dir.join("ferryd.sock"));
     let app = std::sync::Arc::new(ferryd::App::open(config).unwrap());
     let admin = Actor::User {
@@ -306,22 +306,34 @@ async fn app_with_batch(
                 destination: "new".into(),
                 options: BatchOptions::default(),
             },
-            Event::MailboxAdded {
-                batch: "b".into(),
-                mailbox: MailboxSpec {
-                    address: "ann@old.example".into(),
-                    destination_address: "ann@new.example".into(),
-                    source_login: None,
-                    source_secret: None,
-                    destination_login: None,
-                    destination_secret: None,
-                },
-            },
+            added("ann"),
         ],
     )
     .await
     .unwrap();
     (app, admin)
+}
+
+/// What batch `b`'s stream holds after its version `fired`.
+fn after_fire(app: &ferryd::App, fired: u64) -> Vec<ferry_events::Envelope> {
+    app.store
+        .read_stream(&ferry_events::stream::batch("b"), fired + 1)
+        .unwrap()
+}
+
+/// `USER@old.example` joins batch `b`, bound for `USER@new.example`.
+fn added(user: &str) -> ferry_events::Event {
+    ferry_events::Event::MailboxAdded {
+        batch: "b".into(),
+        mailbox: ferry_events::MailboxSpec {
+            address: format!("{user}@old.example"),
+            destination_address: format!("{user}@new.example"),
+            source_login: None,
+            source_secret: None,
+            destination_login: None,
+            destination_secret: None,
+        },
+    }
 }
 
 /// Appends a fire to batch `b` in the store without folding it into the
@@ -360,25 +372,54 @@ async fn a_command_racing_the_schedulers_own_write_is_decided_again_not_refused(
     ferryd::api::batch::schedule(&app, admin.clone(), "b", "off", None)
         .await
         .expect("the schedule is removed despite the fire");
-    let last = app
-        .store
-        .read_stream(&stream::batch("b"), fired + 1)
-        .unwrap();
+    let last = after_fire(&app, fired);
     assert!(
         matches!(&last[..], [e] if matches!(&e.event, Event::ScheduleSet { cron, .. } if cron.is_empty())),
         "the removal follows the fire: {last:?}"
     );
     assert!(app.views.read().unwrap().batches["b"].schedule.is_none());
 
+    // Editing a user, and removing one, likewise.
+    let fired = fire_unseen(&app).await;
+    let req = ferry_api::wire::MailboxSetCredentials {
+        address: "ann@old.example".into(),
+        source_login: Some("ann.src".into()),
+        source_password: Some("n3w-pass".into()),
+        destination_login: None,
+        destination_password: None,
+    };
+    ferryd::api::users::set_credentials(&app, admin.clone(), req)
+        .await
+        .expect("the credentials are replaced despite the fire");
+    let last = after_fire(&app, fired);
+    assert!(
+        matches!(&last[..], [e] if matches!(&e.event, Event::MailboxUpdated { mailbox, .. } if mailbox.source_login.as_deref() == Some("ann.src") && mailbox.source_secret.is_some())),
+        "the edit follows the fire: {last:?}"
+    );
+    app.append(
+        &stream::batch("b"),
+        ferry_events::ExpectedVersion::Any,
+        admin.clone(),
+        vec![added("bob")],
+    )
+    .await
+    .unwrap();
+    let fired = fire_unseen(&app).await;
+    ferryd::api::users::remove(&app, admin.clone(), "b", "bob@old.example")
+        .await
+        .expect("the user is removed despite the fire");
+    let last = after_fire(&app, fired);
+    assert!(
+        matches!(&last[..], [e] if matches!(&e.event, Event::MailboxRemoved { address, .. } if address == "bob@old.example")),
+        "the removal follows the fire: {last:?}"
+    );
+
     // A cutover likewise.
     let fired = fire_unseen(&app).await;
     ferryd::api::cutover::cutover(&app, admin, vec!["ann@old.example".into()], true)
         .await
         .expect("the cutover is recorded despite the fire");
-    let last = app
-        .store
-        .read_stream(&stream::batch("b"), fired + 1)
-        .unwrap();
+    let last = after_fire(&app, fired);
     assert!(
         matches!(&last[..], [e] if matches!(&e.event, Event::CutoverRequested { mailboxes, forced: true, .. } if mailboxes == &["ann@old.example".to_string()])),
         "the cutover follows the fire: {last:?}"
