@@ -102,6 +102,16 @@ async fn record(
     res
 }
 
+/// The endpoint's stream version, with every event up to it folded into
+/// the views the command then decides on: another worker's edit that the
+/// views had not seen yet is built upon, not overwritten; one made after
+/// this is a conflict at the append.
+fn seen_version(app: &App, name: &str) -> u64 {
+    let version = app.store.stream_version(&stream::endpoint(name));
+    app.catch_up();
+    version
+}
+
 pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Response, ApiError> {
     let EndpointAdd {
         name,
@@ -162,11 +172,12 @@ pub async fn add(app: &Arc<App>, actor: Actor, req: EndpointAdd) -> Result<Respo
     };
     check_fields(&spec, password.is_some(), ews.is_some())?;
     let _guard = app.commands.lock().await;
+    let version = seen_version(app, &name);
     if app.views.read().unwrap().endpoints.contains_key(&name) {
         return Err(conflict(format!("endpoint {name} already exists")));
     }
     // A removed endpoint's stream goes on: its name may be registered again.
-    let expected = match app.store.stream_version(&stream::endpoint(&name)) {
+    let expected = match version {
         0 => ExpectedVersion::NoStream,
         v => ExpectedVersion::Exact(v),
     };
@@ -399,6 +410,7 @@ pub async fn update(
     check_version(ews.as_ref())?;
     let graph = graph.filter(|g| !g.is_empty());
     let _guard = app.commands.lock().await;
+    let version = seen_version(app, &name);
     let (old, current_sign_in) = {
         let views = app.views.read().unwrap();
         let ep = views
@@ -456,7 +468,6 @@ pub async fn update(
         None => None,
     };
     let new_secret = sign_in.as_ref().and_then(|(_, s)| s.clone());
-    let version = app.store.stream_version(&stream::endpoint(&name));
     let res = record(
         app,
         actor,
@@ -495,6 +506,7 @@ pub async fn update(
 /// `endpoint remove NAME`: refused while any batch names it.
 pub async fn remove(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response, ApiError> {
     let _guard = app.commands.lock().await;
+    let version = seen_version(app, name);
     let secret = {
         let views = app.views.read().unwrap();
         let ep = views
@@ -512,7 +524,6 @@ pub async fn remove(app: &Arc<App>, actor: Actor, name: &str) -> Result<Response
         secrets.extend(ep.graph.iter().flat_map(|g| g.credential.secrets()));
         secrets
     };
-    let version = app.store.stream_version(&stream::endpoint(name));
     let envs = app
         .append(
             &stream::endpoint(name),

@@ -425,3 +425,48 @@ async fn a_command_racing_the_schedulers_own_write_is_decided_again_not_refused(
         "the cutover follows the fire: {last:?}"
     );
 }
+
+/// An edit of an endpoint that another worker made, and that this worker's
+/// views had not folded yet, is built upon by the next edit here, not
+/// overwritten with what the views held.
+#[tokio::test]
+async fn an_endpoint_edit_keeps_another_workers_unseen_edit() {
+    use ferry_api::wire::{EndpointAdd, EndpointUpdate};
+    use ferry_events::{Event, ExpectedVersion, stream};
+    let dir = tempfile::tempdir().unwrap();
+    let (app, admin) = app_with_batch(dir.path()).await;
+    // As ferryctl sends them: what is not given is left out.
+    let add: EndpointAdd = serde_json::from_value(serde_json::json!({
+        "name": "old", "kind": "Imap", "host": "127.0.0.1", "port": 993, "tls": "Tls",
+        "max_connections": 20,
+    }))
+    .unwrap();
+    ferryd::api::endpoint::add(&app, admin.clone(), add)
+        .await
+        .unwrap();
+    let mut spec = app.views.read().unwrap().endpoints["old"].spec.clone();
+    spec.max_connections = 7;
+    app.store
+        .append(
+            &stream::endpoint("old"),
+            ExpectedVersion::Any,
+            admin.clone(),
+            vec![Event::EndpointUpdated {
+                name: "old".into(),
+                spec,
+            }],
+        )
+        .await
+        .unwrap();
+    let update: EndpointUpdate =
+        serde_json::from_value(serde_json::json!({"name": "old", "port": 1993})).unwrap();
+    ferryd::api::endpoint::update(&app, admin, update)
+        .await
+        .expect("the update is recorded");
+    let now = app.views.read().unwrap().endpoints["old"].spec.clone();
+    assert_eq!(
+        (now.port, now.max_connections),
+        (1993, 7),
+        "the other worker's cap stays"
+    );
+}
