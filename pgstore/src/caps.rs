@@ -10,11 +10,14 @@
 //! worker's rows lapse at their expiry (at once when it restarts).
 //!
 //! A mailbox that finds no free row for its first session on an endpoint
-//! is listed in `ferry_slot_waiters` until it gets one, and a spare
-//! session (more folders of a mailbox at once) is taken only while more
-//! rows are free than mailboxes wait. Takings of one endpoint are
-//! serialised by an advisory lock, so a spare never takes the row a
-//! listed waiter was about to get.
+//! is listed in `ferry_slot_waiters` until it gets one, in the order of
+//! its first listing, fleet-wide: a mailbox takes a row only while more
+//! are free than mailboxes wait ahead of it (a newcomer is behind every
+//! listed one), so the waiters of every worker are served first come,
+//! first served. A spare session (more folders of a mailbox at once) is
+//! taken only while more rows are free than mailboxes wait. Takings of one
+//! endpoint are serialised by an advisory lock, so no taking sees a count
+//! that another is changing.
 //!
 //! A back-off an endpoint asked of one worker (`ErrorServerBusy`, 503) is
 //! written to `ferry_backoffs` on the server's clock and announced on the
@@ -263,7 +266,12 @@ impl FleetCaps {
             s.ttl.as_micros() as i64,
         );
         let cap_i = cap as i32;
-        let spare = matches!(take, Take::Spare);
+        // The waiter row whose place counts: none for a spare, which
+        // yields to every waiter.
+        let mine = match take {
+            Take::First { token, .. } => token,
+            Take::Spare => -1,
+        };
         let waiter_us = WAITER_TTL.as_micros() as i64;
         let taken = s.db.call(move |c| {
             let mut c = c.transaction()?;
@@ -284,16 +292,19 @@ impl FleetCaps {
                 &format!(
                     "WITH free AS ( \
                        SELECT endpoint, n FROM ferry_slots WHERE {free} \
-                         AND (NOT $5 OR (SELECT count(*) FROM ferry_slots WHERE {free}) > \
-                           (SELECT count(*) FROM ferry_slot_waiters \
-                            WHERE endpoint = $1 AND expires_us > {NOW_US})) \
+                         AND (SELECT count(*) FROM ferry_slots WHERE {free}) > \
+                           (SELECT count(*) FROM ferry_slot_waiters w \
+                            WHERE w.endpoint = $1 AND w.expires_us > {NOW_US} \
+                              AND w.place < coalesce((SELECT place FROM ferry_slot_waiters \
+                                WHERE endpoint = $1 AND holder = $3 AND token = $5), \
+                                9223372036854775807)) \
                        ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED) \
                      UPDATE ferry_slots s SET holder = $3, \
                        token = nextval('ferry_slot_tokens'), expires_us = {NOW_US} + $4 \
                      FROM free WHERE s.endpoint = free.endpoint AND s.n = free.n \
                      RETURNING s.n, s.token"
                 ),
-                &[&e, &cap_i, &w, &ttl_us, &spare],
+                &[&e, &cap_i, &w, &ttl_us, &mine],
             )?;
             if let Some(r) = rows.first() {
                 if let Take::First {

@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS ferry_slot_waiters (
     expires_us bigint NOT NULL,
     PRIMARY KEY (endpoint, holder, token)
 );
+-- A waiter's place in the fleet's queue for its endpoint, from its first
+-- listing (a store made before the queue gains the column).
+ALTER TABLE ferry_slot_waiters
+    ADD COLUMN IF NOT EXISTS place bigint NOT NULL DEFAULT nextval('ferry_slot_tokens');
 CREATE TABLE IF NOT EXISTS ferry_backoffs (
     endpoint text PRIMARY KEY,
     until_us bigint NOT NULL

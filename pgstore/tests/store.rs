@@ -319,3 +319,54 @@ async fn a_mailbox_is_written_only_under_its_current_lease() {
     assert!(members.iter().all(|(_, done)| *done), "{members:?}");
     check_log(&a);
 }
+
+/// Mailboxes waiting for a connection get one in the order they began to
+/// wait, whichever worker they are on: a release goes to the longest
+/// waiter, not to whoever asks first after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freed_connection_goes_to_the_longest_waiter_fleet_wide() {
+    let pg = Postgres::start().unwrap();
+    let store = PgStore::open(&pg.url()).unwrap();
+    let ttl = Duration::from_secs(30);
+    let (a, c) = (store.caps("a", ttl).unwrap(), store.caps("c", ttl).unwrap());
+    let held = a.acquire("imap", 1).await.unwrap();
+    // Worker b's mailbox has waited longest; b is slow to wake (its row
+    // is there, its next try not yet).
+    pg.psql(
+        "INSERT INTO ferry_slot_waiters (endpoint, holder, token, expires_us) \
+         VALUES ('imap', 'b', 1, \
+           (extract(epoch from clock_timestamp()) * 1000000)::bigint + 60000000)",
+    )
+    .unwrap();
+    let waiting = tokio::spawn({
+        let c = c.clone();
+        async move { c.acquire("imap", 1).await.unwrap() }
+    });
+    until("c's mailbox is listed behind b's", || {
+        pg.psql("SELECT count(*) FROM ferry_slot_waiters")
+            .unwrap()
+            .trim()
+            == "2"
+    })
+    .await;
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "c took the place b waited for first"
+    );
+    assert!(
+        c.try_acquire("imap", 1).await.unwrap().is_none(),
+        "a spare took it"
+    );
+    // b takes it and gives it back: c's turn.
+    pg.psql(
+        "DELETE FROM ferry_slot_waiters WHERE holder = 'b'; SELECT pg_notify('ferry_fleet', 'slot')",
+    )
+    .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("c's mailbox gets the place once nobody waits ahead of it")
+        .unwrap();
+    drop(got);
+}
