@@ -135,6 +135,8 @@ pub struct FolderId {
     pub folder: String,
     /// Its raw name at the source now, when renamed or moved since.
     pub now: Option<String>,
+    pub special_use: Option<crate::SpecialUse>,
+    pub subscribed: bool,
 }
 
 /// One logged-in reader of one user's mailbox.

@@ -650,6 +650,9 @@ pub struct SourceFolderId {
     pub folder: String,
     /// Its name at the source now, when renamed or moved since.
     pub now: Option<String>,
+    /// Its special use (`Sent`, `Trash`, ...), as the listing told it.
+    pub special_use: Option<String>,
+    pub subscribed: bool,
 }
 
 /// A copy as a destination's change feed shows it.

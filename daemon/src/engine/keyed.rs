@@ -656,6 +656,11 @@ pub fn recorded_folders(app: &App, mailbox: &str) -> FolderIds {
                 id: f.id.clone(),
                 folder: f.folder.clone(),
                 now: f.now.clone(),
+                special_use: f
+                    .special_use
+                    .as_ref()
+                    .and_then(|u| serde_json::from_value(u.as_str().into()).ok()),
+                subscribed: f.subscribed,
             })
             .collect(),
         link: known.link.clone(),
@@ -680,6 +685,10 @@ pub async fn record_folders(w: &mut Work<'_>, keyed: &Keyed) -> Result<(), WorkE
                 id: f.id,
                 folder: f.folder,
                 now: f.now,
+                special_use: f
+                    .special_use
+                    .and_then(|u| serde_json::to_value(u).ok()?.as_str().map(str::to_string)),
+                subscribed: f.subscribed,
             })
             .collect(),
         link: ids.link,

@@ -488,6 +488,39 @@ async fn a_folder_renamed_or_moved_at_the_source_is_followed_by_its_id() {
     let link = last["link"].as_str().unwrap();
     assert!(link.contains("/mailFolders/delta"), "{link}");
 
+    // A pass with no change at the source follows the folder delta from
+    // its link: the tree is not listed.
+    let asked = r.src.requests().len();
+    let before = intents(&r.ferry);
+    r.ferry.run_pass("t2t", "delta");
+    assert_eq!(intents(&r.ferry), before);
+    let quiet: Vec<String> = r
+        .src
+        .requests()
+        .into_iter()
+        .skip(asked)
+        .filter(|q| !q.path.contains("/oauth2/"))
+        .map(|q| format!("{} {}", q.method, q.path))
+        .collect();
+    eprintln!(
+        "requests to the source in a pass with no change: {}",
+        quiet.len()
+    );
+    assert!(
+        !quiet.iter().any(|q| q.ends_with("/mailFolders")
+            || q.contains("/mailFolders/") && q.ends_with("/childFolders")),
+        "{quiet:#?}"
+    );
+    assert_eq!(
+        quiet
+            .iter()
+            .filter(|q| q.ends_with("/mailFolders/delta"))
+            .count(),
+        1,
+        "{quiet:#?}"
+    );
+    assert_eq!(placed(&r.dst, DEST), want);
+
     // The source forgets its delta links: the folders are listed afresh,
     // still by id, and nothing is copied twice.
     r.src.expire_delta_links();
