@@ -336,10 +336,10 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
             progress(&mut m.folders, folder).error = Some(reason.clone());
         }
         Event::SourceFoldersSynced { folders, .. } => {
-            for f in folders {
-                if f.now.is_some() || m.folders.contains_key(&f.folder) {
-                    progress(&mut m.folders, &f.folder).renamed = f.now.clone();
-                }
+            // The whole tree is stated: a folder left out is renamed no more.
+            m.folders.values_mut().for_each(|p| p.renamed = None);
+            for f in folders.iter().filter(|f| f.now.is_some()) {
+                progress(&mut m.folders, &f.folder).renamed = f.now.clone();
             }
         }
         Event::FolderSkipped {

@@ -457,6 +457,29 @@ impl State {
         }
     }
 
+    /// Deletes a folder for good (emptied from Deleted Items), with its
+    /// messages; the folder delta shows it `@removed`. Departure: its
+    /// child folders are left as they are (the tests delete leaves).
+    pub(crate) fn delete_folder(&mut self, address: &str, id: &str) {
+        let version = self.bump();
+        let u = self
+            .users
+            .get_mut(&address.to_ascii_lowercase())
+            .expect("user");
+        u.folders.remove(id).expect("folder");
+        let gone: Vec<String> = u
+            .messages
+            .values()
+            .filter(|m| m.folder_id == id)
+            .map(|m| m.id.clone())
+            .collect();
+        for m in gone {
+            u.messages.remove(&m);
+            u.tombstones.push((m, id.to_string(), version));
+        }
+        u.folder_tombstones.push((id.to_string(), version));
+    }
+
     /// Graph's resources: `segs[0]` is the version, the rest the path.
     pub(crate) fn graph(&mut self, req: &Req, mailbox: &str, app: &str) -> Answer {
         if req.body.len() > MAX_BODY && req.segs[0] != "upload" && req.segs[0] != "import" {

@@ -449,6 +449,11 @@ impl GraphSim {
         self.with(|s| s.rename_folder(address, id, name, parent));
     }
 
+    /// Deletes a folder (by id) and its messages for good.
+    pub fn delete_folder(&self, address: &str, id: &str) {
+        self.with(|s| s.delete_folder(address, id));
+    }
+
     /// A message created directly (as mail delivered to the mailbox).
     pub fn deliver(&self, address: &str, folder: &str, subject: &str) -> String {
         self.with(|s| s.deliver(address, folder, subject))

@@ -530,6 +530,24 @@ async fn a_folder_renamed_or_moved_at_the_source_is_followed_by_its_id() {
     assert_eq!(intents(&r.ferry), before + 1, "only the new message");
     assert_eq!(mail_states(&r.dst, DEST), mail_states(&r.src, SRC));
     assert!(placed(&r.dst, DEST).contains(&("Clients".into(), "Report 14".into())));
+
+    // A folder deleted at the source, after its move, vanishes under the
+    // name it was copied as.
+    r.src.delete_folder(SRC, &clients);
+    r.ferry.run_pass("t2t", "delta");
+    let vanished: Vec<_> = r
+        .ferry
+        .events_of("FolderVanished")
+        .iter()
+        .map(|e| e["event"]["FolderVanished"]["folder"].clone())
+        .collect();
+    assert_eq!(vanished, vec![serde_json::Value::from("Clients")]);
+    let shown = r.ferry.ctl_ok(&["mailbox", "show", SRC]);
+    assert!(
+        shown.contains("folder Clients was deleted at the source"),
+        "{shown}"
+    );
+    assert!(!shown.contains("folder Clients is"), "{shown}");
 }
 
 /// Every message file under a Maildir tree, with its file name.
