@@ -1071,7 +1071,9 @@ impl State {
                 None => {
                     // `mailFolders/delta`: the mail folders of the whole
                     // tree, flat, each whole (name and parent) when made,
-                    // renamed or moved since.
+                    // renamed or moved since. Departure: new or read mail
+                    // does not show its folder again, as Exchange Online's
+                    // changed counts may.
                     let mut v: Vec<Value> = u
                         .folders
                         .values()
