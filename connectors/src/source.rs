@@ -119,11 +119,43 @@ pub struct SourceItem {
     pub body: Bytes,
 }
 
+/// A source's folders followed by their own ids across passes, and the
+/// link of its folder feed to ask from next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderIds {
+    pub folders: Vec<FolderId>,
+    pub link: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderId {
+    pub id: String,
+    /// The raw name its items are copied under: the one it was first
+    /// listed by.
+    pub folder: String,
+    /// Its raw name at the source now, when renamed or moved since.
+    pub now: Option<String>,
+    pub special_use: Option<crate::SpecialUse>,
+    pub subscribed: bool,
+}
+
 /// One logged-in reader of one user's mailbox.
 #[async_trait]
 pub trait ChangeSource: Send {
     /// Every folder with its class, parents first.
     async fn folders(&mut self) -> Result<Vec<SourceFolder>>;
+
+    /// The folders by id as the log recorded them, before a listing, for a
+    /// source that follows its folders by id.
+    fn known_folders(&mut self, known: FolderIds) {
+        let _ = known;
+    }
+
+    /// The folders by id after a listing, to record; `None` when the
+    /// source names folders by name only.
+    fn folder_ids(&self) -> Option<FolderIds> {
+        None
+    }
 
     /// Up to `max` changes of `folder` since `cursor` (none: every item,
     /// as created). [`crate::ConnectorError::CursorInvalid`] when the

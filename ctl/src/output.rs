@@ -470,6 +470,13 @@ fn print_mailbox(m: &MailboxView) {
         if f.vanished {
             println!("folder {} was deleted at the source", folder(name));
         }
+        if let Some(now) = &f.renamed {
+            println!(
+                "folder {} is {} at the source now; still copied as first mapped",
+                folder(name),
+                folder(now)
+            );
+        }
         if let Some(why) = &f.skipped {
             println!("folder {} skipped: {why}", folder(name));
         }

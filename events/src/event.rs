@@ -630,6 +630,29 @@ pub enum Event {
         gone: Vec<String>,
         link: Option<String>,
     },
+    /// A keyed source's mail folders by their own ids (Graph's
+    /// `mailFolders/delta`), recorded after a listing: each folder with the
+    /// name its items are copied under, the name it was first seen by,
+    /// though renamed or moved at the source since. `link`: the folder
+    /// delta's link to ask from next, a sync state with no credential.
+    SourceFoldersSynced {
+        mailbox: String,
+        folders: Vec<SourceFolderId>,
+        link: String,
+    },
+}
+
+/// A source folder followed by its id (see `SourceFoldersSynced`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFolderId {
+    pub id: String,
+    /// The name its items are copied under (raw, as `FolderMapped`'s).
+    pub folder: String,
+    /// Its name at the source now, when renamed or moved since.
+    pub now: Option<String>,
+    /// Its special use (`Sent`, `Trash`, ...), as the listing told it.
+    pub special_use: Option<String>,
+    pub subscribed: bool,
 }
 
 /// A copy as a destination's change feed shows it.
@@ -790,6 +813,7 @@ impl Event {
             Event::CopySuperseded { .. } => "CopySuperseded",
             Event::SupersededRemoved { .. } => "SupersededRemoved",
             Event::DestinationSynced { .. } => "DestinationSynced",
+            Event::SourceFoldersSynced { .. } => "SourceFoldersSynced",
         }
     }
 }

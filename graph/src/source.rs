@@ -6,15 +6,21 @@
 //! that imports them; another folder's are the mailbox API's item delta,
 //! read as `exportItems` streams. The delta's next or delta link is the
 //! cursor; a link the service no longer knows is `CursorInvalid`.
+//!
+//! Mail folders are followed by their ids across passes: one renamed or
+//! moved at the source keeps the name it was first listed by, so its
+//! items keep their table and their destination folder. The folder
+//! delta's link (`mailFolders/delta`) is kept with the ids; a folder
+//! delta that tells no change lets the recorded folders serve, unlisted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use ferry_connectors::source::{
-    Change, ChangeSource, Changes, Cursor, FolderClass, SourceFolder, SourceItem, SourceKey,
-    SourceMeta, item_flags,
+    Change, ChangeSource, Changes, Cursor, FolderClass, FolderId, FolderIds, SourceFolder,
+    SourceItem, SourceKey, SourceMeta, item_flags,
 };
 use ferry_connectors::{ConnectorError, ErrorClass, Folder, FolderName, MailSession, Result};
 use serde::de::DeserializeOwned;
@@ -36,6 +42,8 @@ pub struct GraphSource {
     session: GraphSession,
     /// Folder name → (id, class), from the last listing.
     folders: HashMap<String, (String, FolderClass)>,
+    /// The mail folders by id: as recorded, then as last listed.
+    ids: FolderIds,
 }
 
 impl GraphSource {
@@ -43,6 +51,7 @@ impl GraphSource {
         GraphSource {
             session: GraphSession::new(mailbox, endpoint),
             folders: HashMap::new(),
+            ids: FolderIds::default(),
         }
     }
 
@@ -88,6 +97,84 @@ impl GraphSource {
         self.session.err(op, e, ErrorClass::Item)
     }
 
+    /// The mail folders as recorded, under the names their items are
+    /// copied under.
+    fn recorded_mail(&mut self) -> Vec<SourceFolder> {
+        self.folders.clear();
+        let mut out = Vec::with_capacity(self.ids.folders.len());
+        for f in &self.ids.folders {
+            let folder = Folder {
+                name: name(&path_of(&FolderName {
+                    raw: f.folder.clone(),
+                    delimiter: None,
+                    segments: Vec::new(),
+                })),
+                special_use: f.special_use,
+                selectable: true,
+                subscribed: f.subscribed,
+            };
+            self.folders
+                .insert(f.folder.clone(), (f.id.clone(), FolderClass::Mail));
+            out.push(mail_folder(folder));
+        }
+        out
+    }
+
+    /// The mail folders as listed now, each under the name it was first
+    /// listed by; the ids recorded take what the listing says.
+    async fn listed_mail(&mut self) -> Result<Vec<SourceFolder>> {
+        let mail = self.session.list_folders().await?;
+        let first: HashMap<String, String> = self
+            .ids
+            .folders
+            .drain(..)
+            .map(|f| (f.id, f.folder))
+            .collect();
+        let listed: Vec<(Folder, String)> = mail
+            .into_iter()
+            .filter_map(|f| {
+                let id = self.session.ids.get(&key_of(&path_of(&f.name)))?.clone();
+                Some((f, id))
+            })
+            .collect();
+        let taken: HashSet<&String> = listed.iter().filter_map(|(_, id)| first.get(id)).collect();
+        self.folders.clear();
+        let mut out = Vec::with_capacity(listed.len());
+        for (mut f, id) in listed {
+            let now = match first.get(&id) {
+                Some(was) if *was != f.name.raw => {
+                    let now = f.name.raw.clone();
+                    f.name = name(&path_of(&FolderName {
+                        raw: was.clone(),
+                        delimiter: f.name.delimiter,
+                        segments: Vec::new(),
+                    }));
+                    Some(now)
+                }
+                Some(_) => None,
+                None if taken.contains(&f.name.raw) => {
+                    // A new folder by a renamed one's first name: its
+                    // items would share that folder's table.
+                    tracing::warn!(folder = %f.name.raw,
+                        "a new source folder has the first name of a renamed one; not copied");
+                    continue;
+                }
+                None => None,
+            };
+            self.ids.folders.push(FolderId {
+                id: id.clone(),
+                folder: f.name.raw.clone(),
+                now,
+                special_use: f.special_use,
+                subscribed: f.subscribed,
+            });
+            self.folders
+                .insert(f.name.raw.clone(), (id, FolderClass::Mail));
+            out.push(mail_folder(f));
+        }
+        Ok(out)
+    }
+
     async fn folder(&mut self, folder: &FolderName) -> Result<(String, FolderClass)> {
         // A session that has not listed the tree yet (a spare) lists it once.
         if !self.folders.contains_key(&folder.raw) {
@@ -102,6 +189,14 @@ impl GraphSource {
                 class: ErrorClass::Folder,
                 text: format!("no folder {} at the source", folder.raw),
             })
+    }
+}
+
+fn mail_folder(folder: Folder) -> SourceFolder {
+    SourceFolder {
+        folder,
+        class: FolderClass::Mail,
+        class_name: FolderClass::Mail.container_class().into(),
     }
 }
 
@@ -137,21 +232,29 @@ fn item_meta(i: &BoxItem) -> SourceMeta {
 #[async_trait]
 impl ChangeSource for GraphSource {
     async fn folders(&mut self) -> Result<Vec<SourceFolder>> {
-        let mail = self.session.list_folders().await?;
-        self.folders.clear();
-        let mut out = Vec::with_capacity(mail.len());
-        for f in mail {
-            let Some(id) = self.session.ids.get(&key_of(&path_of(&f.name))).cloned() else {
-                continue;
-            };
-            self.folders
-                .insert(f.name.raw.clone(), (id, FolderClass::Mail));
-            out.push(SourceFolder {
-                folder: f,
-                class: FolderClass::Mail,
-                class_name: FolderClass::Mail.container_class().into(),
-            });
-        }
+        // A link the service forgot (410) starts the feed over: the ids
+        // stay, so nothing is copied twice.
+        let link = Some(self.ids.link.clone()).filter(|l| !l.is_empty());
+        let delta = self
+            .mailbox()
+            .folder_delta(link.as_deref())
+            .await
+            .map_err(|e| {
+                self.session
+                    .err("following folder changes", e, ErrorClass::Other)
+            })?;
+        let quiet = link.is_some()
+            && !delta.restarted
+            && delta.changed.is_empty()
+            && delta.removed.is_empty();
+        let mut out = if quiet {
+            // No folder made, renamed, moved or deleted since the recorded
+            // tree: it serves, and the tree is not listed.
+            self.recorded_mail()
+        } else {
+            self.listed_mail().await?
+        };
+        self.ids.link = delta.delta_link;
         let mid = self.session.mailbox_id().await?;
         let boxes = self.mailbox().box_folders(&mid).await.map_err(|e| {
             self.session
@@ -177,6 +280,14 @@ impl ChangeSource for GraphSource {
             });
         }
         Ok(out)
+    }
+
+    fn known_folders(&mut self, known: FolderIds) {
+        self.ids = known;
+    }
+
+    fn folder_ids(&self) -> Option<FolderIds> {
+        Some(self.ids.clone())
     }
 
     async fn changes(

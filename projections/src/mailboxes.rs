@@ -63,6 +63,10 @@ pub struct FolderProgress {
     /// Why the whole folder is left out (its class, then the reason).
     #[serde(default)]
     pub skipped: Option<String>,
+    /// The folder's name at the source now, when renamed or moved there:
+    /// its items are still copied under this folder's name.
+    #[serde(default)]
+    pub renamed: Option<String>,
 }
 
 /// A side of the mailbox's pass that does not answer; the pass waits.
@@ -245,7 +249,8 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         | Event::OutageStarted { mailbox, .. }
         | Event::OutageEnded { mailbox, .. }
         | Event::ItemDescribed { mailbox, .. }
-        | Event::FolderSkipped { mailbox, .. } => mailbox,
+        | Event::FolderSkipped { mailbox, .. }
+        | Event::SourceFoldersSynced { mailbox, .. } => mailbox,
         Event::CutoverRequested {
             mailboxes: list,
             forced,
@@ -329,6 +334,13 @@ pub fn apply(mailboxes: &mut BTreeMap<String, MailboxView>, env: &Envelope) {
         }
         Event::FolderFailed { folder, reason, .. } => {
             progress(&mut m.folders, folder).error = Some(reason.clone());
+        }
+        Event::SourceFoldersSynced { folders, .. } => {
+            // The whole tree is stated: a folder left out is renamed no more.
+            m.folders.values_mut().for_each(|p| p.renamed = None);
+            for f in folders.iter().filter(|f| f.now.is_some()) {
+                progress(&mut m.folders, &f.folder).renamed = f.now.clone();
+            }
         }
         Event::FolderSkipped {
             folder,

@@ -9,7 +9,7 @@ use crate::Projections;
 
 const FORMAT: u8 = 1;
 /// Bumped whenever a view's shape changes; an old snapshot is then ignored.
-pub const VERSION: u16 = 9;
+pub const VERSION: u16 = 10;
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_events::{Envelope, Event, SourceItem};
+use ferry_events::{Envelope, Event, SourceFolderId, SourceItem};
 use serde::{Deserialize, Serialize};
 
 /// One item as the source last described it.
@@ -92,6 +92,17 @@ impl SourceTable {
 pub struct Sources {
     /// mailbox → source folder → table.
     pub tables: BTreeMap<String, BTreeMap<String, SourceTable>>,
+    /// mailbox → its folders by id, as last recorded.
+    #[serde(default)]
+    pub folders: BTreeMap<String, SourceFolders>,
+}
+
+/// A source's mail folders by id and the folder delta's link (see
+/// `SourceFoldersSynced`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFolders {
+    pub folders: Vec<SourceFolderId>,
+    pub link: String,
 }
 
 impl Sources {
@@ -101,9 +112,24 @@ impl Sources {
 
     pub fn forget_mailbox(&mut self, mailbox: &str) {
         self.tables.remove(mailbox);
+        self.folders.remove(mailbox);
     }
 
     pub fn apply(&mut self, env: &Envelope) {
+        if let Event::SourceFoldersSynced {
+            mailbox,
+            folders,
+            link,
+        } = &env.event
+        {
+            self.folders.insert(
+                mailbox.clone(),
+                SourceFolders {
+                    folders: folders.clone(),
+                    link: link.clone(),
+                },
+            );
+        }
         if let Event::SourceSynced {
             mailbox, folder, ..
         } = &env.event

@@ -55,6 +55,7 @@ pub fn names_mailbox(e: &Event, address: &str) -> bool {
         | Event::FolderSkipped { mailbox, .. }
         | Event::CopySuperseded { mailbox, .. }
         | Event::DestinationSynced { mailbox, .. }
+        | Event::SourceFoldersSynced { mailbox, .. }
         | Event::SupersededRemoved { mailbox, .. } => mailbox == address,
         _ => false,
     }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_connectors::imap::{self, ImapAuth, ImapConfig};
+use ferry_connectors::source::ChangeSource;
 use ferry_connectors::{ConnectorError, MailSession, ews, maildir};
 use ferry_events::{EndpointKind, EndpointSpec, EwsAuth, MailboxSpec, Side, TlsMode, TokenSource};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -293,8 +294,10 @@ async fn open_in(
             match side {
                 // Read as a keyed source: deltas as cursors, exports whole.
                 Side::Source => {
-                    let k =
-                        Keyed::new(Box::new(ferry_graph::GraphSource::new(mailbox, &spec.host)));
+                    let mut source = ferry_graph::GraphSource::new(mailbox, &spec.host);
+                    // Folders are followed by id from pass to pass.
+                    source.known_folders(super::keyed::recorded_folders(app, &address));
+                    let k = Keyed::new(Box::new(source));
                     keyed = Some(k.clone());
                     Box::new(KeyedSession::new(k, spec.host.clone(), "GRAPH"))
                 }

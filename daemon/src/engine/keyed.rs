@@ -23,13 +23,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use ferry_connectors::source::{
-    Change, ChangeSource, Cursor, FolderClass, SourceFolder, SourceKey, SourceMeta,
+    Change, ChangeSource, Cursor, FolderClass, FolderId, FolderIds, SourceFolder, SourceKey,
+    SourceMeta,
 };
 use ferry_connectors::{
     AppendUid, ConnectorError, ErrorClass, Flag, Folder, FolderName, FolderStatus, Headline, Item,
     ItemMeta, MailSession, Result,
 };
-use ferry_events::{Event, ItemKey, SourceItem};
+use ferry_events::{Event, ItemKey, SourceFolderId, SourceItem};
 use ferry_projections::SourceTable;
 
 use super::mailbox::{Work, WorkErr};
@@ -639,6 +640,60 @@ fn synced(
         cursor,
     };
     (event, superseded)
+}
+
+/// The source's folders by id as the log has them.
+pub fn recorded_folders(app: &App, mailbox: &str) -> FolderIds {
+    let views = app.views.read().unwrap();
+    let Some(known) = views.sources.folders.get(mailbox) else {
+        return FolderIds::default();
+    };
+    FolderIds {
+        folders: known
+            .folders
+            .iter()
+            .map(|f| FolderId {
+                id: f.id.clone(),
+                folder: f.folder.clone(),
+                now: f.now.clone(),
+                special_use: f
+                    .special_use
+                    .as_ref()
+                    .and_then(|u| serde_json::from_value(u.as_str().into()).ok()),
+                subscribed: f.subscribed,
+            })
+            .collect(),
+        link: known.link.clone(),
+    }
+}
+
+/// Records the source's folders by id as its last listing left them,
+/// when they differ from the log's.
+pub async fn record_folders(w: &mut Work<'_>, keyed: &Keyed) -> Result<(), WorkErr> {
+    let Some(ids) = keyed.source.lock().await.folder_ids() else {
+        return Ok(());
+    };
+    if ids == recorded_folders(w.app, &w.mailbox.address) {
+        return Ok(());
+    }
+    let event = Event::SourceFoldersSynced {
+        mailbox: w.mailbox.address.clone(),
+        folders: ids
+            .folders
+            .into_iter()
+            .map(|f| SourceFolderId {
+                id: f.id,
+                folder: f.folder,
+                now: f.now,
+                special_use: f
+                    .special_use
+                    .and_then(|u| serde_json::to_value(u).ok()?.as_str().map(str::to_string)),
+                subscribed: f.subscribed,
+            })
+            .collect(),
+        link: ids.link,
+    };
+    w.record(vec![event]).await
 }
 
 /// Records, once, each folder that is not copied as skipped: its class is

@@ -274,6 +274,48 @@ impl State {
             .collect()
     }
 
+    /// A mail folder `name` under `parent` (an id or a well-known name),
+    /// or below the root: its id.
+    pub(crate) fn make_folder(
+        &mut self,
+        address: &str,
+        parent: Option<&str>,
+        name: &str,
+    ) -> String {
+        let key = address.to_ascii_lowercase();
+        let parent = match parent {
+            Some(p) => resolve_folder(&self.users[&key], p).expect("parent"),
+            None => self.root(&key),
+        };
+        match self.add_folder(&key, &parent, name, false, "IPF.Note") {
+            Ok(id) => id,
+            Err(_) => panic!("folder {name} exists"),
+        }
+    }
+
+    /// Renames a folder and moves it under `parent` (a folder id) when
+    /// given, as its owner would; the folder delta shows it again.
+    pub(crate) fn rename_folder(
+        &mut self,
+        address: &str,
+        id: &str,
+        name: &str,
+        parent: Option<&str>,
+    ) {
+        let key = address.to_ascii_lowercase();
+        let version = self.bump();
+        let f = self
+            .users
+            .get_mut(&key)
+            .and_then(|u| u.folders.get_mut(id))
+            .expect("folder");
+        f.name = name.to_string();
+        if let Some(p) = parent {
+            f.parent = Some(p.to_string());
+        }
+        f.version = version;
+    }
+
     pub(crate) fn deliver(&mut self, address: &str, folder: &str, subject: &str) -> String {
         let key = address.to_ascii_lowercase();
         let fid = resolve_folder(&self.users[&key], folder).expect("folder");
@@ -413,6 +455,29 @@ impl State {
         if let Some(m) = u.messages.remove(id) {
             u.tombstones.push((m.id, m.folder_id, version));
         }
+    }
+
+    /// Deletes a folder for good (emptied from Deleted Items), with its
+    /// messages; the folder delta shows it `@removed`. Departure: its
+    /// child folders are left as they are (the tests delete leaves).
+    pub(crate) fn delete_folder(&mut self, address: &str, id: &str) {
+        let version = self.bump();
+        let u = self
+            .users
+            .get_mut(&address.to_ascii_lowercase())
+            .expect("user");
+        u.folders.remove(id).expect("folder");
+        let gone: Vec<String> = u
+            .messages
+            .values()
+            .filter(|m| m.folder_id == id)
+            .map(|m| m.id.clone())
+            .collect();
+        for m in gone {
+            u.messages.remove(&m);
+            u.tombstones.push((m, id.to_string(), version));
+        }
+        u.folder_tombstones.push((id.to_string(), version));
     }
 
     /// Graph's resources: `segs[0]` is the version, the rest the path.
@@ -1004,10 +1069,16 @@ impl State {
                     v
                 }
                 None => {
+                    // `mailFolders/delta`: the mail folders of the whole
+                    // tree, flat, each whole (name and parent) when made,
+                    // renamed or moved since. Departure: new or read mail
+                    // does not show its folder again, as Exchange Online's
+                    // changed counts may.
                     let mut v: Vec<Value> = u
                         .folders
                         .values()
                         .filter(|x| x.version > since && x.well_known != Some("msgfolderroot"))
+                        .filter(|x| x.class == "IPF.Note")
                         .map(|x| self.folder_json(key, &x.id))
                         .collect();
                     for (id, ver) in &u.folder_tombstones {

@@ -437,6 +437,23 @@ impl GraphSim {
         self.with(|s| s.user_folder_classes(address))
     }
 
+    /// A mail folder under `parent` (an id or a well-known name), or below
+    /// the root: its id.
+    pub fn make_folder(&self, address: &str, parent: Option<&str>, name: &str) -> String {
+        self.with(|s| s.make_folder(address, parent, name))
+    }
+
+    /// Renames a folder (by id), and moves it under `parent` (an id)
+    /// when given, as its owner would in Outlook.
+    pub fn rename_folder(&self, address: &str, id: &str, name: &str, parent: Option<&str>) {
+        self.with(|s| s.rename_folder(address, id, name, parent));
+    }
+
+    /// Deletes a folder (by id) and its messages for good.
+    pub fn delete_folder(&self, address: &str, id: &str) {
+        self.with(|s| s.delete_folder(address, id));
+    }
+
     /// A message created directly (as mail delivered to the mailbox).
     pub fn deliver(&self, address: &str, folder: &str, subject: &str) -> String {
         self.with(|s| s.deliver(address, folder, subject))

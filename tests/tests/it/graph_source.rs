@@ -404,6 +404,152 @@ async fn tenant_to_tenant_copies_every_class_once_and_deltas_copy_only_changes()
     check_all(&r);
 }
 
+/// The destination's mail as (folder path, subject), sorted.
+fn placed(sim: &GraphSim, user: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = sim
+        .messages(user)
+        .into_iter()
+        .filter(|m| m.class == "IPM.Note")
+        .map(|m| (m.folder_path, m.subject))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_renamed_or_moved_at_the_source_is_followed_by_its_id() {
+    let r = tenants(3, 0, Duration::ZERO, &[]);
+    let projects = r.src.make_folder(SRC, None, "Projects");
+    let clients = r.src.make_folder(SRC, None, "Clients");
+    r.src.deliver_mime(SRC, &projects, &mime(10));
+    r.src.deliver_mime(SRC, &projects, &mime(11));
+    r.src.deliver_mime(SRC, &clients, &mime(12));
+    r.ferry.run_pass("t2t", "full");
+    assert_eq!(mail_states(&r.dst, DEST), mail_states(&r.src, SRC));
+    let first = placed(&r.dst, DEST);
+    assert!(
+        first.contains(&("Projects".into(), "Report 10".into())),
+        "{first:?}"
+    );
+    assert!(
+        first.contains(&("Clients".into(), "Report 12".into())),
+        "{first:?}"
+    );
+
+    // Projects is renamed, Clients moved under the inbox; a message
+    // arrives in the renamed folder.
+    r.src.rename_folder(SRC, &projects, "Projects 2026", None);
+    let inbox = r
+        .src
+        .folders(SRC)
+        .into_iter()
+        .find(|(_, _, w)| w.as_deref() == Some("inbox"))
+        .unwrap()
+        .0;
+    r.src.rename_folder(SRC, &clients, "Clients", Some(&inbox));
+    r.src.deliver_mime(SRC, &projects, &mime(13));
+    let before = intents(&r.ferry);
+    r.ferry.run_pass("t2t", "delta");
+    let show = r.ferry.ctl_json(&["batch", "show", "t2t"]);
+    assert_eq!(show["data"]["state"], "Synced", "{show}");
+    assert_eq!(intents(&r.ferry), before + 1, "only the new message");
+    // Each source message once at the destination, in the folder its
+    // folder was first mapped to.
+    assert_eq!(mail_states(&r.dst, DEST), mail_states(&r.src, SRC));
+    let mut want = first.clone();
+    want.push(("Projects".into(), "Report 13".into()));
+    want.sort();
+    assert_eq!(placed(&r.dst, DEST), want);
+    let dst_folders: Vec<String> = r.dst.folders(DEST).into_iter().map(|f| f.1).collect();
+    assert!(
+        !dst_folders
+            .iter()
+            .any(|f| f == "Projects 2026" || f.ends_with("/Clients")),
+        "{dst_folders:?}"
+    );
+    // The log and `mailbox show` tell the rename and the move.
+    let synced = r.ferry.events_of("SourceFoldersSynced");
+    let last = &synced.last().unwrap()["event"]["SourceFoldersSynced"];
+    let now_of = |folder: &str| {
+        last["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["folder"] == folder)
+            .map(|f| f["now"].clone())
+    };
+    assert_eq!(now_of("Projects"), Some("Projects 2026".into()), "{last}");
+    assert_eq!(now_of("Clients"), Some("INBOX/Clients".into()), "{last}");
+    let shown = r.ferry.ctl_ok(&["mailbox", "show", SRC]);
+    assert!(
+        shown.contains("folder Projects is Projects 2026 at the source now"),
+        "{shown}"
+    );
+    let link = last["link"].as_str().unwrap();
+    assert!(link.contains("/mailFolders/delta"), "{link}");
+
+    // A pass with no change at the source follows the folder delta from
+    // its link: the tree is not listed.
+    let asked = r.src.requests().len();
+    let before = intents(&r.ferry);
+    r.ferry.run_pass("t2t", "delta");
+    assert_eq!(intents(&r.ferry), before);
+    let quiet: Vec<String> = r
+        .src
+        .requests()
+        .into_iter()
+        .skip(asked)
+        .filter(|q| !q.path.contains("/oauth2/"))
+        .map(|q| format!("{} {}", q.method, q.path))
+        .collect();
+    eprintln!(
+        "requests to the source in a pass with no change: {}",
+        quiet.len()
+    );
+    assert!(
+        !quiet.iter().any(|q| q.ends_with("/mailFolders")
+            || q.contains("/mailFolders/") && q.ends_with("/childFolders")),
+        "{quiet:#?}"
+    );
+    assert_eq!(
+        quiet
+            .iter()
+            .filter(|q| q.ends_with("/mailFolders/delta"))
+            .count(),
+        1,
+        "{quiet:#?}"
+    );
+    assert_eq!(placed(&r.dst, DEST), want);
+
+    // The source forgets its delta links: the folders are listed afresh,
+    // still by id, and nothing is copied twice.
+    r.src.expire_delta_links();
+    r.src.deliver_mime(SRC, &clients, &mime(14));
+    let before = intents(&r.ferry);
+    r.ferry.run_pass("t2t", "delta");
+    assert_eq!(intents(&r.ferry), before + 1, "only the new message");
+    assert_eq!(mail_states(&r.dst, DEST), mail_states(&r.src, SRC));
+    assert!(placed(&r.dst, DEST).contains(&("Clients".into(), "Report 14".into())));
+
+    // A folder deleted at the source, after its move, vanishes under the
+    // name it was copied as.
+    r.src.delete_folder(SRC, &clients);
+    r.ferry.run_pass("t2t", "delta");
+    let vanished: Vec<_> = r
+        .ferry
+        .events_of("FolderVanished")
+        .iter()
+        .map(|e| e["event"]["FolderVanished"]["folder"].clone())
+        .collect();
+    assert_eq!(vanished, vec![serde_json::Value::from("Clients")]);
+    let shown = r.ferry.ctl_ok(&["mailbox", "show", SRC]);
+    assert!(
+        shown.contains("folder Clients was deleted at the source"),
+        "{shown}"
+    );
+    assert!(!shown.contains("folder Clients is"), "{shown}");
+}
+
 /// Every message file under a Maildir tree, with its file name.
 fn maildir_files(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();

@@ -72,6 +72,7 @@ impl Work<'_> {
         };
         let (special, delimiter) = destination_context(&dst_folders);
         if let Some(k) = self.src.as_ref().and_then(|c| c.keyed.clone()) {
+            keyed::record_folders(self, &k).await?;
             keyed::skip_others(self, &k).await?;
         }
         self.dst_folders = dst_folders.iter().map(|f| f.name.raw.clone()).collect();
