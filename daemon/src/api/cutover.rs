@@ -8,9 +8,9 @@ use ferry_api::ApiError;
 use ferry_api::wire::Response;
 use ferry_events::{Actor, Event, ExpectedVersion, StoreError, stream};
 
-use super::{conflict, done, invalid, not_found, now_us, store_error};
+use super::{conflict, done, invalid, store_error};
 use crate::app::App;
-use ferry_projections::rules::{self, Command, cutover_refusals};
+use ferry_projections::rules::{Command, cutover_refusals};
 
 pub async fn cutover(
     app: &Arc<App>,
@@ -89,15 +89,7 @@ fn decide(app: &App, wanted: &[String], force: bool) -> Result<PerBatch, ApiErro
     let mut hard = Vec::new();
     let mut soft = Vec::new();
     for a in wanted {
-        let m = views
-            .mailboxes
-            .get(a)
-            .ok_or_else(|| not_found("mailbox", a))?;
-        let b = views
-            .batches
-            .get(&m.batch)
-            .ok_or_else(|| not_found("batch", &m.batch))?;
-        rules::check(&views, b, &Command::Cutover, now_us()).map_err(conflict)?;
+        let (_, b) = super::mailbox_for(&views, a, &Command::Cutover)?;
         let entry = per_batch
             .entry(b.name.clone())
             .or_insert_with(|| (b.version, Vec::new(), Vec::new()));

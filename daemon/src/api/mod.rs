@@ -154,6 +154,30 @@ pub fn store_error(e: StoreError) -> ApiError {
     }
 }
 
+/// A mailbox and its batch, once the batch accepts `cmd` now.
+pub fn mailbox_for<'v>(
+    views: &'v Projections,
+    address: &str,
+    cmd: &ferry_projections::rules::Command,
+) -> Result<
+    (
+        &'v ferry_projections::MailboxView,
+        &'v ferry_projections::BatchView,
+    ),
+    ApiError,
+> {
+    let m = views
+        .mailboxes
+        .get(address)
+        .ok_or_else(|| not_found("mailbox", address))?;
+    let b = views
+        .batches
+        .get(&m.batch)
+        .ok_or_else(|| not_found("batch", &m.batch))?;
+    ferry_projections::rules::check(views, b, cmd, now_us()).map_err(conflict)?;
+    Ok((m, b))
+}
+
 /// Appends to `stream` what `decide` makes of the views, at the stream's
 /// version it read there, or at `expected` (a version the user named).
 /// When the engine, the scheduler or another worker wrote to the stream in

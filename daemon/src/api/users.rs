@@ -6,24 +6,16 @@ use std::sync::Arc;
 use ferry_api::ApiError;
 use ferry_api::wire::{MailboxSetCredentials, Response};
 use ferry_events::{Actor, Event, SecretRef, stream};
-use ferry_projections::rules::{self, Command};
+use ferry_projections::rules::Command;
 use ferry_projections::{CutoverStage, MailboxView, Projections};
 
-use super::{conflict, done, forget_secrets, internal, invalid, not_found, now_us};
+use super::{conflict, done, forget_secrets, internal, invalid};
 use crate::app::App;
 
 /// The mailbox and the version of its batch's stream, once its batch
 /// accepts an edit of its users.
 fn editable(views: &Projections, address: &str) -> Result<(MailboxView, u64), ApiError> {
-    let m = views
-        .mailboxes
-        .get(address)
-        .ok_or_else(|| not_found("mailbox", address))?;
-    let b = views
-        .batches
-        .get(&m.batch)
-        .ok_or_else(|| not_found("batch", &m.batch))?;
-    rules::check(views, b, &Command::EditUsers, now_us()).map_err(conflict)?;
+    let (m, b) = super::mailbox_for(views, address, &Command::EditUsers)?;
     Ok((m.clone(), b.version))
 }
 
