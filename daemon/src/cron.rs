@@ -8,7 +8,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use cron::TimeUnitSpec;
 use ferry_projections::BatchView;
@@ -116,11 +116,27 @@ impl Cron {
         }
     }
 
+    fn offset_at(&self, t: DateTime<Utc>) -> chrono::FixedOffset {
+        self.tz.offset_from_utc_datetime(&t.naive_utc()).fix()
+    }
+
     /// The first fire strictly after `after_us`.
     pub fn next_after(&self, after_us: i64) -> Option<i64> {
         let after = DateTime::from_timestamp_micros(after_us)?;
         let local = after.with_timezone(&self.tz).naive_local();
-        let from = (local - chrono::Duration::hours(DST_LOOKBACK_H)).and_utc();
+        // Walking back hours of candidates is only needed near a change of
+        // offset (a repeated hour's second run comes after the query); a
+        // schedule by the second would walk thousands each call.
+        let window = chrono::Duration::hours(DST_LOOKBACK_H);
+        let offset = self.offset_at(after);
+        let from = if self.offset_at(after - window) == offset
+            && self.offset_at(after + window) == offset
+        {
+            local
+        } else {
+            local - chrono::Duration::hours(DST_LOOKBACK_H)
+        }
+        .and_utc();
         // The schedule walks wall-clock times; UTC carries them unchanged.
         for candidate in self.schedule.after(&from).take(1_000_000) {
             for t in self.instants(candidate.naive_utc()) {

@@ -158,30 +158,44 @@ async fn round(app: &Arc<App>) -> Option<i64> {
     // The earliest fire after now across schedules (every fire up to now
     // is being handled, so it does not depend on what this round records).
     let mut next: Option<i64> = None;
-    let work: Vec<(String, u64, Vec<Decision>)> = {
+    // What each schedule needs, read under the views' lock; the cron is
+    // walked after it is released, so that folding events never waits.
+    let schedules: Vec<(String, u64, String, String, i64, Option<String>)> = {
         let views = app.views.read().unwrap();
         views
             .batches
             .values()
             .filter_map(|b| {
                 let s = b.schedule.as_ref()?;
-                let cron = match Cron::parse(&s.cron, &s.tz) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!(batch = %b.name, error = %e, "schedule unusable");
-                        return None;
-                    }
-                };
-                if let Some(t) = cron.next_after(now) {
-                    next = Some(next.map_or(t, |n| n.min(t)));
-                }
                 let since = s.last_due_us.unwrap_or(s.set_us);
-                let busy = busy_reason(b);
-                let d = plan(&cron, since, now, deadline_us, busy.as_deref());
-                (!d.is_empty()).then(|| (b.name.clone(), b.version, d))
+                Some((
+                    b.name.clone(),
+                    b.version,
+                    s.cron.clone(),
+                    s.tz.clone(),
+                    since,
+                    busy_reason(b),
+                ))
             })
             .collect()
     };
+    let mut work: Vec<(String, u64, Vec<Decision>)> = Vec::new();
+    for (name, version, expr, tz, since, busy) in schedules {
+        let cron = match Cron::parse(&expr, &tz) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(batch = %name, error = %e, "schedule unusable");
+                continue;
+            }
+        };
+        if let Some(t) = cron.next_after(now) {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        let d = plan(&cron, since, now, deadline_us, busy.as_deref());
+        if !d.is_empty() {
+            work.push((name, version, d));
+        }
+    }
     for (batch, version, decisions) in work {
         let res = app
             .append(
