@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use ferry_tests::Ferryd;
+use ferry_tests::delayproxy::{DelayProxy, Link};
 use ferry_tests::mailcmp;
-use ferry_tests::pair::{Pair, contents, count, login};
+use ferry_tests::pair::{PW, Pair, contents, count, login};
 use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::Dovecot;
 
@@ -119,11 +121,28 @@ async fn a_scheduled_batch_runs_its_own_delta_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fire_while_a_pass_runs_is_skipped_not_queued() {
-    let p = Pair::start("wave", &["anna", "bert"], None);
+    // The source sits behind a 100 ms link, so that the full pass outlasts
+    // the schedule's first fire on any machine: on loopback alone a fast
+    // machine finished it before the first second ticked.
+    let src = Dovecot::start().unwrap();
+    let dst = Dovecot::start().unwrap();
+    for u in ["anna", "bert"] {
+        src.add_user(u, PW).unwrap();
+        dst.add_user(u, PW).unwrap();
+    }
+    let link = DelayProxy::start(src.port(), Link::rtt_ms(100));
+    let ferry = Ferryd::start();
+    ferry.add_imap_endpoint("old", link.port(), src.master_user());
+    ferry.add_imap_endpoint("new", dst.port(), src.master_user());
+    ferry.create_batch("wave", "old", "new", &["anna", "bert"], &[]);
+    let p = Pair { src, dst, ferry };
     add_mail(&p.src, "anna", 4, 400).await;
     add_mail(&p.src, "bert", 5, 400).await;
     p.ferry
         .ctl_ok(&["batch", "start", "wave", "--pass", "full"]);
+    p.ferry.wait_for(30, "the full pass to start", |f| {
+        !f.events_of("PassStarted").is_empty()
+    });
     p.ferry
         .ctl_ok(&["batch", "schedule", "wave", "--delta", "* * * * * *"]);
     p.ferry.wait_for(120, "a skipped fire", |f| {
