@@ -216,14 +216,15 @@ fn renew(db: &Reader, held: &Held, worker: &str, ttl: Duration) {
             &[&name],
         )?;
         // Only the leases this process took: not an earlier process's
-        // under the same name, nor one already lost.
+        // under the same name, nor one already lost. One finished by the
+        // append of its end still holds until this worker lets it go.
         let rows = c.query(
             &format!(
                 "UPDATE ferry_leases l SET expires_us = {NOW_US} + $2 \
                  FROM unnest($3::text[], $4::int8[], $5::text[], $6::int8[]) \
                    AS k(batch, pass_id, mailbox, version) \
                  WHERE l.batch = k.batch AND l.pass_id = k.pass_id AND l.mailbox = k.mailbox \
-                   AND l.version = k.version AND l.holder = $1 AND NOT l.done \
+                   AND l.version = k.version AND l.holder = $1 \
                    AND l.expires_us > {NOW_US} \
                  RETURNING l.batch, l.pass_id, l.mailbox, l.version"
             ),

@@ -419,6 +419,20 @@ fn write_group(
             records.push(bytes.as_slice());
         }
     }
+    // A mailbox's end of the pass, recorded under its lease, finishes the
+    // lease in the same transaction: nobody takes a finished mailbox over.
+    let (mut done_batches, mut done_passes, mut done_mailboxes, mut done_versions) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (a, r) in group.iter().zip(&results) {
+        if let (Some(c), Ok(_)) = (&a.lease, r)
+            && a.events.iter().any(|e| finishes(e, c))
+        {
+            done_batches.push(c.batch.as_str());
+            done_passes.push(c.pass_id as i64);
+            done_mailboxes.push(c.mailbox.as_str());
+            done_versions.push(c.version as i64);
+        }
+    }
     let first = seqs.first().map(|s| (*s, records[0].to_vec()));
     if first.is_some() {
         let last = results
@@ -428,13 +442,19 @@ fn write_group(
             .expect("a record was written");
         let env = last.envelopes.last().expect("appends are not empty");
         let new_hash = ferry_events::envelope::hash_bytes(last.records.last().expect("same"));
-        // Rows, head and note in one statement (data-modifying CTEs run
-        // whether read or not).
+        // Rows, head, finished leases and notes in one statement
+        // (data-modifying CTEs run whether read or not).
         tx.execute(
             "WITH rows AS (INSERT INTO ferry_log (seq, stream, stream_version, record) \
                SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::bytea[])), \
-             head AS (UPDATE ferry_head SET seq = $5, hash = $6, time_us = $7) \
-             SELECT pg_notify($8, $9)",
+             head AS (UPDATE ferry_head SET seq = $5, hash = $6, time_us = $7), \
+             done AS (UPDATE ferry_leases l SET done = true \
+               FROM unnest($10::text[], $11::int8[], $12::text[], $13::int8[]) \
+                 AS k(batch, pass_id, mailbox, version) \
+               WHERE l.batch = k.batch AND l.pass_id = k.pass_id \
+                 AND l.mailbox = k.mailbox AND l.version = k.version) \
+             SELECT pg_notify($8, $9), \
+               CASE WHEN cardinality($12::text[]) > 0 THEN pg_notify($8, $14) END",
             &[
                 &seqs,
                 &streams,
@@ -445,6 +465,11 @@ fn write_group(
                 &env.time_us,
                 &CHANNEL,
                 &env.seq.to_string(),
+                &done_batches,
+                &done_passes,
+                &done_mailboxes,
+                &done_versions,
+                &crate::caps::LEASES_NOTE,
             ],
         )?;
     }
@@ -455,6 +480,12 @@ fn write_group(
         first,
     });
     tx.commit()
+}
+
+/// Whether `e` records the end of the leased mailbox's share of its pass.
+fn finishes(e: &Event, c: &lease::Check) -> bool {
+    matches!(e, Event::MailboxPassFinished { mailbox, pass_id, .. }
+        if *mailbox == c.mailbox && *pass_id == c.pass_id)
 }
 
 /// For each append, whether the lease it is made under still holds (true

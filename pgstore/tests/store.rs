@@ -320,6 +320,78 @@ async fn a_mailbox_is_written_only_under_its_current_lease() {
     check_log(&a);
 }
 
+/// The event that ends a mailbox's share of a pass finishes its lease in
+/// the same transaction: a worker that dies (or pauses) right after it
+/// leaves nothing for another worker to take over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_whose_end_is_recorded_is_never_taken_over() {
+    let pg = Postgres::start().unwrap();
+    let a = PgStore::open(&pg.url()).unwrap();
+    let b = PgStore::open(&pg.url()).unwrap();
+    let ttl = Duration::from_secs(30);
+    let (la, lb) = (a.leases("a", ttl).unwrap(), b.leases("b", ttl).unwrap());
+    let boxes = ["m1@x".to_string(), "m2@x".to_string()];
+    la.open_pass("wave", 7, &boxes).unwrap();
+    let got = la.take("wave", 7, 2).unwrap();
+    assert_eq!(got.len(), 2);
+    let end = |mailbox: &str, pass_id: u64| Event::MailboxPassFinished {
+        mailbox: mailbox.to_string(),
+        pass_id,
+        outcome: Outcome::Succeeded,
+        detail: String::new(),
+    };
+    // m1: another pass's end does not finish this pass's lease; its own does.
+    let s1 = stream::mailbox("m1@x");
+    a.append(
+        &s1,
+        ExpectedVersion::Any,
+        Actor::Engine,
+        vec![end("m1@x", 6)],
+    )
+    .await
+    .unwrap();
+    let done = |m: &str| {
+        pg.psql(&format!(
+            "SELECT done FROM ferry_leases WHERE mailbox = '{m}'"
+        ))
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    assert_eq!(done("m1@x"), "f");
+    a.append(
+        &s1,
+        ExpectedVersion::Any,
+        Actor::Engine,
+        vec![ev("last item"), end("m1@x", 7)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(done("m1@x"), "t");
+    // m2: taken over after a's lease lapsed; a's late end is refused and
+    // finishes nothing.
+    pg.psql("UPDATE ferry_leases SET expires_us = 0 WHERE mailbox = 'm2@x'")
+        .unwrap();
+    let s2 = stream::mailbox("m2@x");
+    let err = a
+        .append(
+            &s2,
+            ExpectedVersion::Any,
+            Actor::Engine,
+            vec![end("m2@x", 7)],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    assert_eq!(done("m2@x"), "f");
+    // Both leases lapse (a dies): only the unfinished mailbox is taken.
+    pg.psql("UPDATE ferry_leases SET expires_us = 0").unwrap();
+    let over = lb.take("wave", 7, 5).unwrap();
+    let taken: Vec<&str> = over.iter().map(|l| l.mailbox.as_str()).collect();
+    assert_eq!(taken, ["m2@x"]);
+    check_log(&a);
+}
+
 /// Mailboxes waiting for a connection get one in the order they began to
 /// wait, whichever worker they are on: a release goes to the longest
 /// waiter, not to whoever asks first after it.

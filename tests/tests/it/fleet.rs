@@ -58,9 +58,9 @@ impl Fleet {
         let pg = Postgres::start().unwrap();
         let src = Dovecot::start().unwrap();
         let dst = Dovecot::start().unwrap();
+        src.add_users(users, PW).unwrap();
+        dst.add_users(users, PW).unwrap();
         for (n, u) in users.iter().enumerate() {
-            src.add_user(u, PW).unwrap();
-            dst.add_user(u, PW).unwrap();
             pair::add_mail(&src, u, 100 + n as u64, messages).await;
         }
         let proxy = cap.map(|_| FaultProxy::start(src.port()));
@@ -129,17 +129,29 @@ impl Fleet {
             .expect("a worker leads")
     }
 
-    /// Workers holding a live mailbox lease now.
-    fn holders(&self) -> BTreeSet<String> {
+    /// `what` of the live, unfinished leases that match `and`.
+    fn live_leases(&self, what: &str, and: &str) -> Vec<String> {
         self.pg
-            .psql(
-                "SELECT DISTINCT holder FROM ferry_leases WHERE NOT done AND holder IS NOT NULL \
-                 AND expires_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint",
-            )
+            .psql(&format!(
+                "SELECT {what} FROM ferry_leases WHERE NOT done AND holder IS NOT NULL {and} \
+                 AND expires_us > (extract(epoch from clock_timestamp()) * 1000000)::bigint"
+            ))
             .unwrap()
             .lines()
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// The mailboxes `worker` holds a lease on now.
+    fn held_by(&self, worker: &str) -> Vec<String> {
+        self.live_leases("mailbox", &format!("AND holder = '{worker}'"))
+    }
+
+    /// Workers holding a live mailbox lease now.
+    fn holders(&self) -> BTreeSet<String> {
+        self.live_leases("DISTINCT holder", "")
+            .into_iter()
             .collect()
     }
 
@@ -213,6 +225,13 @@ fn grants(events: &[serde_json::Value]) -> BTreeMap<(String, u64), Vec<Grant>> {
 
 fn copied(f: &Ferryd) -> usize {
     f.events_of("ItemCopied").len()
+}
+
+fn copied_of(f: &Ferryd, mailbox: &str) -> usize {
+    f.events_of("ItemCopied")
+        .iter()
+        .filter(|e| field(e, "mailbox") == mailbox)
+        .count()
 }
 
 /// Waits for the batch's pass on `w` and checks it ended well.
@@ -318,10 +337,33 @@ async fn a_worker_paused_past_its_lease_cannot_write_when_it_wakes() {
     let leader = f.leader();
     let paused = (0..3).find(|i| *i != leader).unwrap();
     let name = format!("w{}", paused + 1);
-    f.workers[leader].wait_for(120, "the worker holds a mailbox mid-copy", |w| {
-        f.holders().contains(&name) && copied(w) > 60
-    });
-    signal(f.workers[paused].pid(), libc::SIGSTOP);
+    // Paused mid-copy of a mailbox: one whose end it had already recorded
+    // is finished, and nobody takes it over. A pause that lands after the
+    // end (the mailbox's last items go fast) is undone and tried again.
+    let mut tries = 0;
+    loop {
+        let mut mid = None;
+        f.workers[leader].wait_for(120, "the worker holds a mailbox mid-copy", |w| {
+            mid = f.held_by(&name).into_iter().find(|m| {
+                let n = copied_of(w, m);
+                (5..MESSAGES - 40).contains(&n)
+            });
+            mid.is_some()
+        });
+        let m = mid.unwrap();
+        signal(f.workers[paused].pid(), libc::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(300));
+        let ended = f.workers[leader]
+            .events_of("MailboxPassFinished")
+            .iter()
+            .any(|e| field(e, "mailbox") == m.as_str());
+        if !ended {
+            break;
+        }
+        signal(f.workers[paused].pid(), libc::SIGCONT);
+        tries += 1;
+        assert!(tries < 5, "never paused mid-copy");
+    }
     // Another worker takes its mailbox once the lease has expired.
     f.workers[leader].wait_for(120, "its mailbox taken over", |w| {
         grants(&w.events())
@@ -339,9 +381,7 @@ async fn a_worker_paused_past_its_lease_cannot_write_when_it_wakes() {
         "each message copied once"
     );
     // The woken worker learnt that its lease was gone, and stopped: from
-    // its work (a refused append), or from its lease thread when the pause
-    // came after its mailbox's last write but before the lease was given
-    // back.
+    // its work (a refused append), or from its lease thread.
     let log = f.log(paused);
     assert!(
         log.contains("lease lost")
@@ -512,8 +552,8 @@ async fn a_back_off_one_worker_is_told_holds_for_the_whole_fleet() {
     for (n, u) in users.iter().enumerate() {
         let smtp = sim.add_user(u, PW);
         sim.populate(&smtp, MESSAGES, 1, 300 + n as u64);
-        dst.add_user(u, PW).unwrap();
     }
+    dst.add_users(users, PW).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut workers = Vec::new();
     let mut key = None;
@@ -605,9 +645,9 @@ async fn a_spare_gives_its_places_to_a_mailbox_waiting_for_its_first() {
     const SMALL: usize = 30;
     let f = Fleet::start_capped(&USERS[..1], BIG, "1", Some(4)).await;
     let late = &USERS[1..3];
+    f.src.add_users(late, PW).unwrap();
+    f.dst.add_users(late, PW).unwrap();
     for (n, u) in late.iter().enumerate() {
-        f.src.add_user(u, PW).unwrap();
-        f.dst.add_user(u, PW).unwrap();
         pair::add_mail(&f.src, u, 200 + n as u64, SMALL).await;
     }
     f.workers[0].create_batch("c", "old", "new", late, &["--max-concurrent", "2"]);
