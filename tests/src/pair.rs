@@ -23,10 +23,8 @@ impl Pair {
     pub fn start(batch: &str, users: &[&str], config: Option<&str>) -> Pair {
         let src = Dovecot::start().unwrap();
         let dst = Dovecot::start().unwrap();
-        for u in users {
-            src.add_user(u, PW).unwrap();
-            dst.add_user(u, PW).unwrap();
-        }
+        src.add_users(users, PW).unwrap();
+        dst.add_users(users, PW).unwrap();
         let ferry = match config {
             Some(c) => Ferryd::start_with_config(c),
             None => Ferryd::start(),

@@ -1,21 +1,21 @@
 //! A throwaway Dovecot 2.3 (`dovecot -c FILE -F`) for the IMAP tests.
 //!
 //! Everything lives under one temp dir: config, sockets (`base_dir`),
-//! `state_dir`, the log, the passwd-files and the users' Maildir homes. The
-//! server listens on 127.0.0.1 only, on ports picked by binding :0 first.
+//! `state_dir`, the log, the passwd-files (one a user) and the users'
+//! Maildir homes. The server listens on 127.0.0.1 only, on ports picked by
+//! binding :0 first.
 //! When run as root (as the tests are), mail is owned by uid/gid 1000 since
 //! Dovecot refuses to deliver mail as root; otherwise by the current user.
 //! Dropping the handle sends SIGTERM to the master by pid, waits for it and
 //! removes the dir.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
@@ -95,7 +95,7 @@ impl Dovecot {
         // The mail user must be able to reach its home below the temp dir.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
         let root = dir.path();
-        for sub in ["run", "state", "home"] {
+        for sub in ["run", "state", "home", "users"] {
             fs::create_dir(root.join(sub))?;
         }
         let euid = unsafe { libc::geteuid() };
@@ -110,7 +110,6 @@ impl Dovecot {
             let name = current_user_name()?;
             (euid, unsafe { libc::getegid() }, name.clone(), name)
         };
-        fs::write(root.join("users"), "")?;
         fs::write(
             root.join("masters"),
             format!("{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}\n"),
@@ -228,53 +227,74 @@ impl Dovecot {
         (MASTER_USER, MASTER_PASSWORD)
     }
 
-    /// Adds (or replaces) a user; takes effect on the next login since
-    /// Dovecot re-reads a passwd-file whose inode or mtime changed.
+    /// Adds (or replaces) a user; a new user can log in at once.
     pub fn add_user(&self, name: &str, password: &str) -> io::Result<()> {
-        if name.contains([':', '\n', '/']) || password.contains([':', '\n']) {
+        self.add_users(&[name], password)
+    }
+
+    /// Adds (or replaces) `names`, all with `password`. Each user has a
+    /// passwd-file of its own (`users/%u`): Dovecot opens a new user's file
+    /// at its first lookup, so nobody waits for it to notice a change.
+    pub fn add_users(&self, names: &[&str], password: &str) -> io::Result<()> {
+        if names
+            .iter()
+            .any(|n| n.is_empty() || n.starts_with('.') || n.contains([':', '\n', '/', '%']))
+            || password.contains([':', '\n'])
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "user name or password not fit for a passwd-file",
             ));
         }
-        let home = self.dir.path().join("home").join(name);
-        if !home.exists() {
-            fs::create_dir(&home)?;
-            chown(&home, Some(self.uid), Some(self.gid))?;
-        }
-        let users = self.dir.path().join("users");
-        let mut text = fs::read_to_string(&users)?;
-        text = text
-            .lines()
-            .filter(|l| l.split(':').next() != Some(name))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let _ = writeln!(
-            text,
-            "{name}:{{PLAIN}}{password}:{}:{}::{}::",
-            self.uid,
-            self.gid,
-            home.display()
-        );
-        // Rename so the auth process never reads a half-written file.
-        let tmp = self.dir.path().join("users.new");
-        fs::write(&tmp, text)?;
-        fs::rename(tmp, users)?;
-        // The auth process may still hold the file it read in the same
-        // second: ask it until it knows the user, so a login cannot race.
-        for _ in 0..100 {
-            let ok = self
-                .doveadm(&["auth", "test", name, password])
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if ok {
-                return Ok(());
+        let mut replaced = false;
+        for name in names {
+            let home = self.dir.path().join("home").join(name);
+            if !home.exists() {
+                fs::create_dir(&home)?;
+                chown(&home, Some(self.uid), Some(self.gid))?;
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            let file = self.dir.path().join("users").join(name);
+            replaced |= file.exists();
+            let line = format!(
+                "{name}:{{PLAIN}}{password}:{}:{}::{}::\n",
+                self.uid,
+                self.gid,
+                home.display()
+            );
+            // Rename so the auth process never reads a half-written file.
+            let tmp = self.dir.path().join("users").join(format!(".{name}.new"));
+            fs::write(&tmp, line)?;
+            fs::rename(tmp, file)?;
         }
-        Err(io::Error::other(format!(
-            "dovecot did not learn user {name} in 5 s"
-        )))
+        if replaced {
+            // A file Dovecot holds is looked at again at most once a
+            // second, and a lookup that misses makes the next one wait
+            // seconds: ask only once the second has turned.
+            let into_second = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_micros() as u64;
+            std::thread::sleep(Duration::from_micros(1_000_000 - into_second + 20_000));
+        }
+        // Until it knows every user, so that a login cannot race.
+        for name in names {
+            let mut known = false;
+            for _ in 0..100 {
+                known = self
+                    .doveadm(&["auth", "test", name, password])
+                    .is_ok_and(|o| o.status.success());
+                if known {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !known {
+                return Err(io::Error::other(format!(
+                    "dovecot did not learn user {name} in 5 s"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Runs `doveadm -c CONFIG args...` and returns its output.
@@ -415,11 +435,11 @@ passdb {{
 }}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {r}/users
+  args = scheme=PLAIN {r}/users/%u
 }}
 userdb {{
   driver = passwd-file
-  args = {r}/users
+  args = {r}/users/%u
 }}
 
 namespace inbox {{

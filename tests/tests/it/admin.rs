@@ -409,9 +409,7 @@ async fn counters_and_the_report_tell_what_is_unresolved() {
     m.append(&inbox, &[], None, big.into()).await.unwrap();
     drop(m);
     let dst = Dovecot::start().unwrap();
-    for u in ["anna", "bert"] {
-        dst.add_user(u, PW).unwrap();
-    }
+    dst.add_users(&["anna", "bert"], PW).unwrap();
     let f = Ferryd::start();
     f.add_maildir_endpoint("old", root.path());
     f.add_imap_endpoint("new", dst.port(), dst.master_user());

@@ -317,9 +317,7 @@ fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_plan_against_a_maildir_destination_writes_nothing_and_matches() {
     let src = ferry_testservers::Dovecot::start().unwrap();
-    for u in ["anna", "bob"] {
-        src.add_user(u, pair::PW).unwrap();
-    }
+    src.add_users(&["anna", "bob"], pair::PW).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("new");
     std::fs::create_dir(&root).unwrap();

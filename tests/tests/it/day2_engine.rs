@@ -90,10 +90,8 @@ async fn fill_with_doomed(src: &Dovecot, user: &str, seed: u64) {
 async fn deletions_at_the_source_are_reported_and_removed_only_with_the_option() {
     let src = Dovecot::start().unwrap();
     let dst = Dovecot::start().unwrap();
-    for u in ["anna", "bert"] {
-        src.add_user(u, PW).unwrap();
-        dst.add_user(u, PW).unwrap();
-    }
+    src.add_users(&["anna", "bert"], PW).unwrap();
+    dst.add_users(&["anna", "bert"], PW).unwrap();
     fill_with_doomed(&src, "anna", 5).await;
     fill_with_doomed(&src, "bert", 6).await;
     let ferry = Ferryd::start();

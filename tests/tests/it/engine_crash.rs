@@ -183,10 +183,8 @@ struct Rig {
 fn setup() -> Rig {
     let src = Dovecot::start().unwrap();
     let dst = Dovecot::start().unwrap();
-    for u in USERS {
-        src.add_user(u, PW).unwrap();
-        dst.add_user(u, PW).unwrap();
-    }
+    src.add_users(&USERS, PW).unwrap();
+    dst.add_users(&USERS, PW).unwrap();
     let ferry = Ferryd::start();
     for (name, d) in [("old", &src), ("new", &dst)] {
         ferry.add_imap_endpoint(name, d.port(), src.master_user());

@@ -104,10 +104,8 @@ async fn drops_resets_and_stalls_neither_lose_nor_duplicate_items() {
 
     let src = Dovecot::start().unwrap();
     let dst = Dovecot::start().unwrap();
-    for u in USERS {
-        src.add_user(u, PW).unwrap();
-        dst.add_user(u, PW).unwrap();
-    }
+    src.add_users(&USERS, PW).unwrap();
+    dst.add_users(&USERS, PW).unwrap();
     tokio::join!(fill(&src, USERS[0], 21), fill(&src, USERS[1], 22));
     let psrc = FaultProxy::start(src.port());
     let pdst = FaultProxy::start(dst.port());

@@ -36,9 +36,7 @@ pub(crate) fn dest(user: &str) -> String {
 /// `wave` between them.
 fn rig(users: &[&str], sim_cfg: SimConfig, config: &str) -> Rig {
     let src = Dovecot::start().unwrap();
-    for u in users {
-        src.add_user(u, PW).unwrap();
-    }
+    src.add_users(users, PW).unwrap();
     let sim = GraphSim::start(sim_cfg);
     sim.add_app_secret(APP, SECRET);
     for u in users {

@@ -126,10 +126,8 @@ async fn a_fire_while_a_pass_runs_is_skipped_not_queued() {
     // machine finished it before the first second ticked.
     let src = Dovecot::start().unwrap();
     let dst = Dovecot::start().unwrap();
-    for u in ["anna", "bert"] {
-        src.add_user(u, PW).unwrap();
-        dst.add_user(u, PW).unwrap();
-    }
+    src.add_users(&["anna", "bert"], PW).unwrap();
+    dst.add_users(&["anna", "bert"], PW).unwrap();
     let link = DelayProxy::start(src.port(), Link::rtt_ms(100));
     let ferry = Ferryd::start();
     ferry.add_imap_endpoint("old", link.port(), src.master_user());
