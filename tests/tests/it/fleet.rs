@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ferry_tests::delayproxy::{DelayProxy, Link};
 use ferry_tests::ews_sim::{EwsSim, SimConfig, Throttle};
 use ferry_tests::faultproxy::FaultProxy;
 use ferry_tests::pair::{self, PW};
@@ -29,6 +30,8 @@ struct Fleet {
     logs: Vec<PathBuf>,
     /// Between the workers and the source, when its cap is under test.
     proxy: Option<FaultProxy>,
+    /// Between the workers and the source, when the mailboxes must be slow.
+    _link: Option<DelayProxy>,
     _tmp: tempfile::TempDir,
 }
 
@@ -55,6 +58,22 @@ impl Fleet {
         per_worker: &str,
         cap: Option<u32>,
     ) -> Fleet {
+        Fleet::start_with(users, messages, per_worker, cap, None).await
+    }
+
+    /// As [`Fleet::start`], the workers reaching the source over `link`, so
+    /// that each mailbox takes seconds.
+    async fn start_slow(users: &[&str], messages: usize, per_worker: &str, link: Link) -> Fleet {
+        Fleet::start_with(users, messages, per_worker, None, Some(link)).await
+    }
+
+    async fn start_with(
+        users: &[&str],
+        messages: usize,
+        per_worker: &str,
+        cap: Option<u32>,
+        link: Option<Link>,
+    ) -> Fleet {
         let pg = Postgres::start().unwrap();
         let src = Dovecot::start().unwrap();
         let dst = Dovecot::start().unwrap();
@@ -64,7 +83,12 @@ impl Fleet {
             pair::add_mail(&src, u, 100 + n as u64, messages).await;
         }
         let proxy = cap.map(|_| FaultProxy::start(src.port()));
-        let src_port = proxy.as_ref().map_or(src.port(), FaultProxy::port);
+        let link = link.map(|l| DelayProxy::start(src.port(), l));
+        let src_port = match (&proxy, &link) {
+            (Some(p), _) => p.port(),
+            (None, Some(l)) => l.port(),
+            (None, None) => src.port(),
+        };
         let tmp = tempfile::tempdir().unwrap();
         let mut workers = Vec::new();
         let mut logs = Vec::new();
@@ -99,6 +123,7 @@ impl Fleet {
             workers,
             logs,
             proxy,
+            _link: link,
             _tmp: tmp,
         }
     }
@@ -146,6 +171,20 @@ impl Fleet {
     /// The mailboxes `worker` holds a lease on now.
     fn held_by(&self, worker: &str) -> Vec<String> {
         self.live_leases("mailbox", &format!("AND holder = '{worker}'"))
+    }
+
+    /// Waits until `worker` holds a mailbox that has some of its `messages`
+    /// copied and a good part still to copy (seen from worker `by`).
+    fn mid_copy(&self, by: usize, worker: &str, messages: usize) -> String {
+        let mut mid = None;
+        self.workers[by].wait_for(120, "the worker holds a mailbox mid-copy", |w| {
+            mid = self
+                .held_by(worker)
+                .into_iter()
+                .find(|m| (5..messages - 40).contains(&copied_of(w, m)));
+            mid.is_some()
+        });
+        mid.unwrap()
     }
 
     /// Workers holding a live mailbox lease now.
@@ -223,6 +262,14 @@ fn grants(events: &[serde_json::Value]) -> BTreeMap<(String, u64), Vec<Grant>> {
     out
 }
 
+/// A link on which a mailbox of 120 test messages takes seconds.
+fn slow_link() -> Link {
+    Link {
+        bytes_per_sec: Some(200_000),
+        ..Link::rtt_ms(40)
+    }
+}
+
 fn copied(f: &Ferryd) -> usize {
     f.events_of("ItemCopied").len()
 }
@@ -297,23 +344,24 @@ async fn three_workers_share_twelve_mailboxes_each_copied_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_mailboxes_are_finished_by_the_others() {
     const MESSAGES: usize = 120;
-    let mut f = Fleet::start(&USERS, MESSAGES, "1").await;
+    // A worker that is not the leader, killed while it holds a mailbox
+    // mid-copy (the slow link makes the copying last seconds; a mailbox
+    // whose end was recorded is not taken over).
+    let users = &USERS[..6];
+    let mut f = Fleet::start_slow(users, MESSAGES, "1", slow_link()).await;
     f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
-    // A worker that is not the leader, while it holds a mailbox mid-copy.
     let leader = f.leader();
     let victim = (0..3).find(|i| *i != leader).unwrap();
     let name = format!("w{}", victim + 1);
-    f.workers[leader].wait_for(120, "the victim holds a mailbox mid-copy", |w| {
-        f.holders().contains(&name) && copied(w) > 60
-    });
+    f.mid_copy(leader, &name, MESSAGES);
     f.workers[victim].kill();
     let killed_at = f.workers[leader].head();
     wait_pass(&f.workers[leader]);
-    f.assert_copied(&USERS, MESSAGES).await;
+    f.assert_copied(users, MESSAGES).await;
     let w = &f.workers[leader];
     assert_eq!(
         copied(w),
-        USERS.len() * MESSAGES,
+        users.len() * MESSAGES,
         "each message copied once"
     );
     let grants = grants(&w.events());
@@ -332,7 +380,10 @@ async fn a_killed_workers_mailboxes_are_finished_by_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_paused_past_its_lease_cannot_write_when_it_wakes() {
     const MESSAGES: usize = 120;
-    let f = Fleet::start(&USERS, MESSAGES, "1").await;
+    // Each mailbox takes seconds over a slow link, so that a pause can
+    // land in the middle of its copying.
+    let users = &USERS[..6];
+    let f = Fleet::start_slow(users, MESSAGES, "1", slow_link()).await;
     f.workers[0].ctl_ok(&["batch", "start", "b", "--pass", "full"]);
     let leader = f.leader();
     let paused = (0..3).find(|i| *i != leader).unwrap();
@@ -342,15 +393,7 @@ async fn a_worker_paused_past_its_lease_cannot_write_when_it_wakes() {
     // end (the mailbox's last items go fast) is undone and tried again.
     let mut tries = 0;
     loop {
-        let mut mid = None;
-        f.workers[leader].wait_for(120, "the worker holds a mailbox mid-copy", |w| {
-            mid = f.held_by(&name).into_iter().find(|m| {
-                let n = copied_of(w, m);
-                (5..MESSAGES - 40).contains(&n)
-            });
-            mid.is_some()
-        });
-        let m = mid.unwrap();
+        let m = f.mid_copy(leader, &name, MESSAGES);
         signal(f.workers[paused].pid(), libc::SIGSTOP);
         std::thread::sleep(Duration::from_millis(300));
         let ended = f.workers[leader]
@@ -374,10 +417,10 @@ async fn a_worker_paused_past_its_lease_cannot_write_when_it_wakes() {
     std::thread::sleep(Duration::from_millis(500));
     signal(f.workers[paused].pid(), libc::SIGCONT);
     wait_pass(&f.workers[leader]);
-    f.assert_copied(&USERS, MESSAGES).await;
+    f.assert_copied(users, MESSAGES).await;
     assert_eq!(
         copied(&f.workers[leader]),
-        USERS.len() * MESSAGES,
+        users.len() * MESSAGES,
         "each message copied once"
     );
     // The woken worker learnt that its lease was gone, and stopped: from
