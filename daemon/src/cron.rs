@@ -134,7 +134,7 @@ impl Cron {
         {
             local
         } else {
-            local - chrono::Duration::hours(DST_LOOKBACK_H)
+            local - window
         }
         .and_utc();
         // The schedule walks wall-clock times; UTC carries them unchanged.

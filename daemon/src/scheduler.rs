@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ferry_events::time::{now_us, rfc3339};
 use ferry_events::{Actor, Event, ExpectedVersion, PassKind, stream};
+use ferry_projections::batches::ScheduleView;
 use ferry_projections::rules::busy_reason;
 use tokio::task::JoinHandle;
 
@@ -158,30 +159,22 @@ async fn round(app: &Arc<App>) -> Option<i64> {
     // The earliest fire after now across schedules (every fire up to now
     // is being handled, so it does not depend on what this round records).
     let mut next: Option<i64> = None;
-    // What each schedule needs, read under the views' lock; the cron is
-    // walked after it is released, so that folding events never waits.
-    let schedules: Vec<(String, u64, String, String, i64, Option<String>)> = {
+    // Each schedule, read under the views' lock; the cron is walked after
+    // it is released, so that folding events never waits.
+    let schedules: Vec<(String, u64, ScheduleView, Option<String>)> = {
         let views = app.views.read().unwrap();
         views
             .batches
             .values()
             .filter_map(|b| {
-                let s = b.schedule.as_ref()?;
-                let since = s.last_due_us.unwrap_or(s.set_us);
-                Some((
-                    b.name.clone(),
-                    b.version,
-                    s.cron.clone(),
-                    s.tz.clone(),
-                    since,
-                    busy_reason(b),
-                ))
+                let s = b.schedule.clone()?;
+                Some((b.name.clone(), b.version, s, busy_reason(b)))
             })
             .collect()
     };
     let mut work: Vec<(String, u64, Vec<Decision>)> = Vec::new();
-    for (name, version, expr, tz, since, busy) in schedules {
-        let cron = match Cron::parse(&expr, &tz) {
+    for (name, version, s, busy) in schedules {
+        let cron = match Cron::parse(&s.cron, &s.tz) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(batch = %name, error = %e, "schedule unusable");
@@ -191,6 +184,7 @@ async fn round(app: &Arc<App>) -> Option<i64> {
         if let Some(t) = cron.next_after(now) {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
+        let since = s.last_due_us.unwrap_or(s.set_us);
         let d = plan(&cron, since, now, deadline_us, busy.as_deref());
         if !d.is_empty() {
             work.push((name, version, d));
