@@ -33,6 +33,29 @@ pub(crate) struct Check {
     pub worker: String,
 }
 
+/// Leases as the columns a statement unnests: batch, pass, mailbox and
+/// lease number, one row per lease.
+#[derive(Default)]
+pub(crate) struct Columns {
+    pub batches: Vec<String>,
+    pub passes: Vec<i64>,
+    pub mailboxes: Vec<String>,
+    pub versions: Vec<i64>,
+}
+
+impl<'a> FromIterator<&'a Check> for Columns {
+    fn from_iter<I: IntoIterator<Item = &'a Check>>(checks: I) -> Columns {
+        let mut out = Columns::default();
+        for c in checks {
+            out.batches.push(c.batch.clone());
+            out.passes.push(c.pass_id as i64);
+            out.mailboxes.push(c.mailbox.clone());
+            out.versions.push(c.version as i64);
+        }
+        out
+    }
+}
+
 /// A lease this worker holds, as the store's appends see it.
 pub(crate) struct Token {
     check: Check,
@@ -206,10 +229,7 @@ fn renew(db: &Reader, held: &Held, worker: &str, ttl: Duration) {
         .values()
         .map(|t| t.check.clone())
         .collect();
-    let batches: Vec<String> = mine.iter().map(|c| c.batch.clone()).collect();
-    let passes: Vec<i64> = mine.iter().map(|c| c.pass_id as i64).collect();
-    let mailboxes: Vec<String> = mine.iter().map(|c| c.mailbox.clone()).collect();
-    let versions: Vec<i64> = mine.iter().map(|c| c.version as i64).collect();
+    let keys: Columns = mine.iter().collect();
     let renewed = db.call(move |c| {
         c.execute(
             &format!("UPDATE ferry_workers SET heartbeat_us = {NOW_US} WHERE name = $1"),
@@ -228,7 +248,14 @@ fn renew(db: &Reader, held: &Held, worker: &str, ttl: Duration) {
                    AND l.expires_us > {NOW_US} \
                  RETURNING l.batch, l.pass_id, l.mailbox, l.version"
             ),
-            &[&name, &ttl_us, &batches, &passes, &mailboxes, &versions],
+            &[
+                &name,
+                &ttl_us,
+                &keys.batches,
+                &keys.passes,
+                &keys.mailboxes,
+                &keys.versions,
+            ],
         )?;
         Ok(rows
             .iter()

@@ -421,18 +421,14 @@ fn write_group(
     }
     // A mailbox's end of the pass, recorded under its lease, finishes the
     // lease in the same transaction: nobody takes a finished mailbox over.
-    let (mut done_batches, mut done_passes, mut done_mailboxes, mut done_versions) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (a, r) in group.iter().zip(&results) {
-        if let (Some(c), Ok(_)) = (&a.lease, r)
-            && a.events.iter().any(|e| finishes(e, c))
-        {
-            done_batches.push(c.batch.as_str());
-            done_passes.push(c.pass_id as i64);
-            done_mailboxes.push(c.mailbox.as_str());
-            done_versions.push(c.version as i64);
-        }
-    }
+    let done: lease::Columns = group
+        .iter()
+        .zip(&results)
+        .filter_map(|(a, r)| match (&a.lease, r) {
+            (Some(c), Ok(_)) if a.events.iter().any(|e| finishes(e, c)) => Some(c),
+            _ => None,
+        })
+        .collect();
     let first = seqs.first().map(|s| (*s, records[0].to_vec()));
     if first.is_some() {
         let last = results
@@ -465,10 +461,10 @@ fn write_group(
                 &env.time_us,
                 &CHANNEL,
                 &env.seq.to_string(),
-                &done_batches,
-                &done_passes,
-                &done_mailboxes,
-                &done_versions,
+                &done.batches,
+                &done.passes,
+                &done.mailboxes,
+                &done.versions,
                 &crate::caps::LEASES_NOTE,
             ],
         )?;
@@ -499,9 +495,7 @@ fn held_leases(
     if checks.is_empty() {
         return Ok(vec![true; group.len()]);
     }
-    let batches: Vec<&str> = checks.iter().map(|c| c.batch.as_str()).collect();
-    let passes: Vec<i64> = checks.iter().map(|c| c.pass_id as i64).collect();
-    let mailboxes: Vec<&str> = checks.iter().map(|c| c.mailbox.as_str()).collect();
+    let keys: lease::Columns = checks.iter().copied().collect();
     let rows = tx.query(
         &format!(
             "SELECT l.batch, l.pass_id, l.mailbox, l.holder, l.version FROM ferry_leases l \
@@ -509,7 +503,7 @@ fn held_leases(
                USING (batch, pass_id, mailbox) \
              WHERE NOT l.done AND l.expires_us > {NOW_US} FOR SHARE OF l"
         ),
-        &[&batches, &passes, &mailboxes],
+        &[&keys.batches, &keys.passes, &keys.mailboxes],
     )?;
     Ok(group
         .iter()
