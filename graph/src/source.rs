@@ -104,11 +104,7 @@ impl GraphSource {
         let mut out = Vec::with_capacity(self.ids.folders.len());
         for f in &self.ids.folders {
             let folder = Folder {
-                name: name(&path_of(&FolderName {
-                    raw: f.folder.clone(),
-                    delimiter: None,
-                    segments: Vec::new(),
-                })),
+                name: named(&f.folder),
                 special_use: f.special_use,
                 selectable: true,
                 subscribed: f.subscribed,
@@ -144,11 +140,7 @@ impl GraphSource {
             let now = match first.get(&id) {
                 Some(was) if *was != f.name.raw => {
                     let now = f.name.raw.clone();
-                    f.name = name(&path_of(&FolderName {
-                        raw: was.clone(),
-                        delimiter: f.name.delimiter,
-                        segments: Vec::new(),
-                    }));
+                    f.name = named(was);
                     Some(now)
                 }
                 Some(_) => None,
@@ -190,6 +182,15 @@ impl GraphSource {
                 text: format!("no folder {} at the source", folder.raw),
             })
     }
+}
+
+/// The folder name a raw name stands for, as a listing gives it.
+fn named(raw: &str) -> FolderName {
+    name(&path_of(&FolderName {
+        raw: raw.to_string(),
+        delimiter: None,
+        segments: Vec::new(),
+    }))
 }
 
 fn mail_folder(folder: Folder) -> SourceFolder {
