@@ -6,6 +6,7 @@ use ferry_connectors::imap::ImapSession;
 use ferry_testservers::Dovecot;
 
 use crate::Ferryd;
+use crate::delayproxy::{DelayProxy, Link};
 use crate::mailcmp::{self, Contents};
 
 /// Every test user's password on both servers.
@@ -15,12 +16,23 @@ pub struct Pair {
     pub src: Dovecot,
     pub dst: Dovecot,
     pub ferry: Ferryd,
+    /// Between ferryd and the source, when the source must be far away.
+    pub link: Option<DelayProxy>,
 }
 
 impl Pair {
     /// Batch `batch` of `users` (`USER@old.example` → `USER@new.example`),
     /// ferryd with `config` when given.
     pub fn start(batch: &str, users: &[&str], config: Option<&str>) -> Pair {
+        Pair::start_with(batch, users, config, None)
+    }
+
+    /// As [`Pair::start`], ferryd reaching the source over `link`.
+    pub fn start_over(batch: &str, users: &[&str], link: Link) -> Pair {
+        Pair::start_with(batch, users, None, Some(link))
+    }
+
+    fn start_with(batch: &str, users: &[&str], config: Option<&str>, link: Option<Link>) -> Pair {
         let src = Dovecot::start().unwrap();
         let dst = Dovecot::start().unwrap();
         src.add_users(users, PW).unwrap();
@@ -29,11 +41,17 @@ impl Pair {
             Some(c) => Ferryd::start_with_config(c),
             None => Ferryd::start(),
         };
-        for (name, d) in [("old", &src), ("new", &dst)] {
-            ferry.add_imap_endpoint(name, d.port(), src.master_user());
-        }
+        let link = link.map(|l| DelayProxy::start(src.port(), l));
+        let src_port = link.as_ref().map_or(src.port(), DelayProxy::port);
+        ferry.add_imap_endpoint("old", src_port, src.master_user());
+        ferry.add_imap_endpoint("new", dst.port(), src.master_user());
         ferry.create_batch(batch, "old", "new", users, &[]);
-        Pair { src, dst, ferry }
+        Pair {
+            src,
+            dst,
+            ferry,
+            link,
+        }
     }
 }
 

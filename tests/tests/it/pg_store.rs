@@ -157,6 +157,7 @@ async fn when_the_leading_worker_dies_another_finishes_its_pass_exactly_once() {
         src,
         dst,
         ferry: mut a,
+        ..
     } = Pair::start("b", &["anna"], Some(&config));
     pair::add_mail(&src, "anna", 12, 300).await;
     let holder = || pg.psql("SELECT holder FROM ferry_leader").unwrap();
@@ -207,6 +208,7 @@ async fn a_single_daemons_log_moves_into_postgres_with_its_chain() {
         src,
         dst,
         ferry: mut alone,
+        ..
     } = Pair::start("b", &["anna"], None);
     pair::add_mail(&src, "anna", 21, 40).await;
     alone.run_pass("b", "full");

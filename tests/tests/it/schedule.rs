@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use ferry_tests::Ferryd;
-use ferry_tests::delayproxy::{DelayProxy, Link};
+use ferry_tests::delayproxy::Link;
 use ferry_tests::mailcmp;
-use ferry_tests::pair::{PW, Pair, contents, count, login};
+use ferry_tests::pair::{Pair, contents, count, login};
 use ferry_tests::sample::{self, SampleSpec};
 use ferry_testservers::Dovecot;
 
@@ -124,16 +123,7 @@ async fn a_fire_while_a_pass_runs_is_skipped_not_queued() {
     // The source sits behind a 100 ms link, so that the full pass outlasts
     // the schedule's first fire on any machine: on loopback alone a fast
     // machine finished it before the first second ticked.
-    let src = Dovecot::start().unwrap();
-    let dst = Dovecot::start().unwrap();
-    src.add_users(&["anna", "bert"], PW).unwrap();
-    dst.add_users(&["anna", "bert"], PW).unwrap();
-    let link = DelayProxy::start(src.port(), Link::rtt_ms(100));
-    let ferry = Ferryd::start();
-    ferry.add_imap_endpoint("old", link.port(), src.master_user());
-    ferry.add_imap_endpoint("new", dst.port(), src.master_user());
-    ferry.create_batch("wave", "old", "new", &["anna", "bert"], &[]);
-    let p = Pair { src, dst, ferry };
+    let p = Pair::start_over("wave", &["anna", "bert"], Link::rtt_ms(100));
     add_mail(&p.src, "anna", 4, 400).await;
     add_mail(&p.src, "bert", 5, 400).await;
     p.ferry
